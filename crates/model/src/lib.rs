@@ -1,0 +1,17 @@
+//! YOLOv8 models from Ultralytics YAML on burn: parsing (`spec`), the layer graph (`graph`, `nn`), deploy-time
+//! fusion and MobileOne reparameterization (`fuse`), shapes/FLOPs (`shapes`), summaries (`info`) and
+//! safetensors weights under Ultralytics' `state_dict` names (`weights`).
+
+pub mod error;
+pub mod fuse;
+pub mod graph;
+pub mod info;
+pub mod nn;
+pub mod shapes;
+pub mod spec;
+pub mod weights;
+
+pub use burn;
+pub use error::{ModelError, Result};
+pub use graph::YoloModel;
+pub use spec::{ModelSpec, SpecOptions};

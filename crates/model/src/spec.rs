@@ -1,0 +1,894 @@
+//! Ultralytics model YAML -> a resolved layer list, following `parse_model` of Ultralytics 8.4.
+//!
+//! Everything here is plain data (no tensors), so `info` can print the table and the FLOPs of any
+//! scale without building a model.
+
+use crate::error::{ModelError, Result};
+use serde_yaml::Value;
+use std::path::Path;
+
+/// One YAML row after depth/width scaling and argument resolution.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModuleSpec {
+    Conv {
+        c1: usize,
+        c2: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+        g: usize,
+        d: usize,
+        act: bool,
+    },
+    Bottleneck {
+        c1: usize,
+        c2: usize,
+        shortcut: bool,
+        g: usize,
+        k: (usize, usize),
+        e: f64,
+    },
+    C2f {
+        c1: usize,
+        c2: usize,
+        n: usize,
+        shortcut: bool,
+        g: usize,
+        e: f64,
+    },
+    C3 {
+        c1: usize,
+        c2: usize,
+        n: usize,
+        shortcut: bool,
+        g: usize,
+        e: f64,
+    },
+    Sppf {
+        c1: usize,
+        c2: usize,
+        k: usize,
+        n: usize,
+        shortcut: bool,
+        cv1_act: bool,
+    },
+    Spp {
+        c1: usize,
+        c2: usize,
+        k: Vec<usize>,
+    },
+    Upsample {
+        scale: usize,
+    },
+    Concat,
+    Detect {
+        nc: usize,
+        reg_max: usize,
+        ch: Vec<usize>,
+    },
+    MobileOne {
+        c1: usize,
+        c2: usize,
+        k: usize,
+        stride: usize,
+        use_se: bool,
+    },
+}
+
+impl ModuleSpec {
+    /// The class path Ultralytics prints in its model table.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ModuleSpec::Conv { .. } => "ultralytics.nn.modules.conv.Conv",
+            ModuleSpec::Bottleneck { .. } => "ultralytics.nn.modules.block.Bottleneck",
+            ModuleSpec::C2f { .. } => "ultralytics.nn.modules.block.C2f",
+            ModuleSpec::C3 { .. } => "ultralytics.nn.modules.block.C3",
+            ModuleSpec::Sppf { .. } => "ultralytics.nn.modules.block.SPPF",
+            ModuleSpec::Spp { .. } => "ultralytics.nn.modules.block.SPP",
+            ModuleSpec::Upsample { .. } => "torch.nn.modules.upsampling.Upsample",
+            ModuleSpec::Concat => "ultralytics.nn.modules.conv.Concat",
+            ModuleSpec::Detect { .. } => "ultralytics.nn.modules.head.Detect",
+            ModuleSpec::MobileOne { .. } => "mobileone.MobileOneBlock",
+        }
+    }
+
+    /// Input channels -> output channels where a module changes them.
+    pub fn out_channels(&self, c_in: usize) -> usize {
+        match self {
+            ModuleSpec::Conv { c2, .. }
+            | ModuleSpec::Bottleneck { c2, .. }
+            | ModuleSpec::C2f { c2, .. }
+            | ModuleSpec::C3 { c2, .. }
+            | ModuleSpec::Sppf { c2, .. }
+            | ModuleSpec::Spp { c2, .. }
+            | ModuleSpec::MobileOne { c2, .. } => *c2,
+            _ => c_in,
+        }
+    }
+}
+
+/// A resolved row of the model table.
+#[derive(Debug, Clone)]
+pub struct LayerSpec {
+    pub index: usize,
+    /// `from` as written (relative negatives kept), for display.
+    pub from_raw: Vec<i64>,
+    /// Whether `from` was written as a list.
+    pub from_is_list: bool,
+    /// Absolute source layer per input; `None` = the previous layer's output (or the image for layer 0).
+    pub from: Vec<Option<usize>>,
+    /// Number of stacked copies (Sequential) after depth scaling; 1 for repeat modules (C2f/C3 take n as an arg).
+    pub repeats: usize,
+    /// Repeats shown in the table (the scaled n, also for C2f/C3).
+    pub n_display: usize,
+    pub module: ModuleSpec,
+    /// Args as Ultralytics passes them to the constructor, for display.
+    pub args_display: String,
+    pub c_out: usize,
+}
+
+/// A parsed model YAML at one scale.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    pub source: String,
+    pub yaml_text: String,
+    pub nc: usize,
+    pub scale: String,
+    pub depth: f64,
+    pub width: f64,
+    pub max_channels: f64,
+    pub reg_max: usize,
+    pub layers: Vec<LayerSpec>,
+    /// Layers whose outputs later rows read (Ultralytics' `save` list).
+    pub save: Vec<usize>,
+}
+
+/// `guess_model_scale`: the scale letter after the version digits in a file stem (`yolov8n-mobileone` -> `n`).
+pub fn scale_from_name(path: &str) -> Option<String> {
+    let stem = Path::new(path).file_stem()?.to_str()?.to_ascii_lowercase();
+    let bytes = stem.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = stem[i..].find("yolo") {
+        let mut j = i + pos + 4;
+        if stem[j..].starts_with("e-") {
+            j += 2;
+        }
+        if j < bytes.len() && bytes[j] == b'v' {
+            j += 1;
+        }
+        let digits_start = j;
+        while j < bytes.len() && bytes[j].is_ascii_digit() {
+            j += 1;
+        }
+        if j > digits_start && j < bytes.len() && b"nslmx".contains(&bytes[j]) {
+            return Some((bytes[j] as char).to_string());
+        }
+        i += pos + 4;
+    }
+    None
+}
+
+/// The unified file for a scaled name (`yolov8n-mobileone.yaml` -> `yolov8-mobileone.yaml`), like `yaml_model_load`.
+pub fn unified_name(path: &str) -> String {
+    let p = Path::new(path);
+    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+        return path.to_string();
+    };
+    let bytes = name.as_bytes();
+    // Find the last "<digits><scale letter>" followed by something (the extension at least).
+    let mut out = None;
+    for i in 1..bytes.len().saturating_sub(1) {
+        if bytes[i - 1].is_ascii_digit() && b"nslmx".contains(&bytes[i]) {
+            out = Some(i);
+        }
+    }
+    match out {
+        Some(i) => {
+            let new_name = format!("{}{}", &name[..i], &name[i + 1..]);
+            p.with_file_name(new_name).to_string_lossy().into_owned()
+        }
+        None => path.to_string(),
+    }
+}
+
+fn make_divisible(x: f64, divisor: usize) -> usize {
+    ((x / divisor as f64).ceil() as usize) * divisor
+}
+
+/// A row argument after Ultralytics' string resolution (`"nc"`, `"None"`, `"True"` ...).
+#[derive(Debug, Clone, PartialEq)]
+enum Arg {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    List(Vec<Arg>),
+}
+
+impl std::fmt::Display for Arg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Arg::None => write!(f, "None"),
+            Arg::Bool(b) => write!(f, "{}", if *b { "True" } else { "False" }),
+            Arg::Int(i) => write!(f, "{i}"),
+            Arg::Float(x) => write!(f, "{x:?}"),
+            Arg::Str(s) => write!(f, "'{s}'"),
+            Arg::List(v) => {
+                write!(f, "[")?;
+                for (i, a) in v.iter().enumerate() {
+                    if i > 0 {
+                        write!(f, ", ")?;
+                    }
+                    write!(f, "{a}")?;
+                }
+                write!(f, "]")
+            }
+        }
+    }
+}
+
+fn args_display(args: &[Arg]) -> String {
+    Arg::List(args.to_vec()).to_string()
+}
+
+struct Ctx<'a> {
+    source: &'a str,
+    row: usize,
+}
+
+impl Ctx<'_> {
+    fn err(&self, msg: impl Into<String>) -> ModelError {
+        ModelError::Yaml {
+            file: self.source.to_string(),
+            row: Some(self.row),
+            msg: msg.into(),
+        }
+    }
+}
+
+fn resolve_arg(v: &Value, locals: &[(&str, Arg)], ctx: &Ctx) -> Result<Arg> {
+    Ok(match v {
+        Value::Null => Arg::None,
+        Value::Bool(b) => Arg::Bool(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Arg::Int(i)
+            } else {
+                Arg::Float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(s) => {
+            if let Some((_, a)) = locals.iter().find(|(k, _)| *k == s.as_str()) {
+                a.clone()
+            } else {
+                literal_eval(s)
+            }
+        }
+        Value::Sequence(seq) => Arg::List(
+            seq.iter()
+                .map(|x| resolve_arg(x, locals, ctx))
+                .collect::<Result<_>>()?,
+        ),
+        other => return Err(ctx.err(format!("unsupported argument {other:?}"))),
+    })
+}
+
+/// The subset of Python's `ast.literal_eval` that model YAML uses; anything else stays a string.
+fn literal_eval(s: &str) -> Arg {
+    let t = s.trim();
+    match t {
+        "None" => return Arg::None,
+        "True" => return Arg::Bool(true),
+        "False" => return Arg::Bool(false),
+        _ => {}
+    }
+    if let Ok(i) = t.parse::<i64>() {
+        return Arg::Int(i);
+    }
+    if let Ok(x) = t.parse::<f64>() {
+        return Arg::Float(x);
+    }
+    Arg::Str(s.to_string())
+}
+
+fn as_usize(a: &Arg, what: &str, ctx: &Ctx) -> Result<usize> {
+    match a {
+        Arg::Int(i) if *i >= 0 => Ok(*i as usize),
+        other => Err(ctx.err(format!(
+            "{what}: expected a non-negative integer, got {other}"
+        ))),
+    }
+}
+
+fn as_bool(a: &Arg, what: &str, ctx: &Ctx) -> Result<bool> {
+    match a {
+        Arg::Bool(b) => Ok(*b),
+        Arg::Int(0) => Ok(false),
+        Arg::Int(1) => Ok(true),
+        other => Err(ctx.err(format!("{what}: expected True or False, got {other}"))),
+    }
+}
+
+fn as_f64(a: &Arg, what: &str, ctx: &Ctx) -> Result<f64> {
+    match a {
+        Arg::Int(i) => Ok(*i as f64),
+        Arg::Float(x) => Ok(*x),
+        other => Err(ctx.err(format!("{what}: expected a number, got {other}"))),
+    }
+}
+
+fn check_arity(args: &[Arg], min: usize, max: usize, sig: &str, ctx: &Ctx) -> Result<()> {
+    if args.len() < min || args.len() > max {
+        return Err(ctx.err(format!(
+            "wrong number of args: got {} ({}), expected {sig}",
+            args.len(),
+            args_display(args)
+        )));
+    }
+    Ok(())
+}
+
+fn as_int_or_pair(a: &Arg, what: &str, ctx: &Ctx) -> Result<usize> {
+    as_usize(a, what, ctx)
+}
+
+/// Options for turning a YAML file into a spec.
+#[derive(Debug, Clone, Default)]
+pub struct SpecOptions {
+    pub scale: Option<String>,
+    pub nc: Option<usize>,
+}
+
+impl ModelSpec {
+    /// Reads a model YAML file. A scaled name that does not exist (`yolov8n-mobileone.yaml`) resolves to its
+    /// unified file, with the scale taken from the name unless `opts.scale` says otherwise.
+    pub fn from_file(path: &str, opts: &SpecOptions) -> Result<ModelSpec> {
+        let mut file = path.to_string();
+        if !Path::new(&file).exists() {
+            let unified = unified_name(path);
+            if Path::new(&unified).exists() {
+                file = unified;
+            } else {
+                return Err(ModelError::Io {
+                    path: path.to_string(),
+                    msg: "no such model YAML file".into(),
+                });
+            }
+        }
+        let text = std::fs::read_to_string(&file).map_err(|e| ModelError::Io {
+            path: file.clone(),
+            msg: e.to_string(),
+        })?;
+        let mut opts = opts.clone();
+        if opts.scale.is_none() {
+            opts.scale = scale_from_name(path);
+        }
+        Self::from_str(&text, path, &opts)
+    }
+
+    /// Parses YAML text; `source` names the file in error messages.
+    pub fn from_str(text: &str, source: &str, opts: &SpecOptions) -> Result<ModelSpec> {
+        let root: Value = serde_yaml::from_str(text).map_err(|e| ModelError::Yaml {
+            file: source.to_string(),
+            row: None,
+            msg: e.to_string(),
+        })?;
+        let top = Ctx { source, row: 0 };
+        let top_err = |msg: String| ModelError::Yaml {
+            file: source.to_string(),
+            row: None,
+            msg,
+        };
+        let map = root
+            .as_mapping()
+            .ok_or_else(|| top_err("the model YAML must be a mapping".into()))?;
+        let get = |k: &str| map.get(Value::String(k.to_string()));
+
+        let mut nc = match get("nc") {
+            None => 80,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| top_err(format!("nc: expected a positive integer, got {v:?}")))?
+                as usize,
+        };
+        if let Some(n) = opts.nc {
+            nc = n;
+        }
+        if nc == 0 {
+            return Err(top_err("nc must be at least 1".into()));
+        }
+        if let Some(act) = get("activation") {
+            return Err(top_err(format!(
+                "activation: {act:?} is not supported (only the default SiLU)"
+            )));
+        }
+        let reg_max = match get("reg_max") {
+            None => 16,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| top_err("reg_max: expected an integer".into()))?
+                as usize,
+        };
+
+        let (scale, depth, width, max_channels) = match get("scales") {
+            Some(Value::Mapping(scales)) => {
+                let keys: Vec<String> = scales
+                    .keys()
+                    .filter_map(|k| k.as_str().map(String::from))
+                    .collect();
+                let scale = match &opts.scale {
+                    Some(s) => s.clone(),
+                    None => keys
+                        .first()
+                        .cloned()
+                        .ok_or_else(|| top_err("scales is empty".into()))?,
+                };
+                let row = scales.get(Value::String(scale.clone())).ok_or_else(|| {
+                    top_err(format!(
+                        "scale '{scale}' is not in scales (have: {})",
+                        keys.join(", ")
+                    ))
+                })?;
+                let vals: Vec<f64> = row
+                    .as_sequence()
+                    .map(|s| s.iter().filter_map(|v| v.as_f64()).collect())
+                    .unwrap_or_default();
+                if vals.len() != 3 {
+                    return Err(top_err(format!(
+                        "scales.{scale}: expected [depth, width, max_channels], got {row:?}"
+                    )));
+                }
+                (scale, vals[0], vals[1], vals[2])
+            }
+            Some(other) => {
+                return Err(top_err(format!(
+                    "scales: expected a mapping, got {other:?}"
+                )))
+            }
+            None => {
+                let d = get("depth_multiple")
+                    .and_then(|v| v.as_f64())
+                    .unwrap_or(1.0);
+                let w = get("width_multiple")
+                    .and_then(|v| v.as_f64())
+                    .unwrap_or(1.0);
+                (opts.scale.clone().unwrap_or_default(), d, w, f64::INFINITY)
+            }
+        };
+
+        let mut rows: Vec<&Value> = Vec::new();
+        for key in ["backbone", "head"] {
+            match get(key) {
+                Some(Value::Sequence(seq)) => rows.extend(seq.iter()),
+                Some(other) => {
+                    return Err(top_err(format!(
+                        "{key}: expected a list of rows, got {other:?}"
+                    )))
+                }
+                None => return Err(top_err(format!("missing '{key}'"))),
+            }
+        }
+        let _ = &top;
+
+        let locals: Vec<(&str, Arg)> = vec![
+            ("nc", Arg::Int(nc as i64)),
+            ("depth", Arg::Float(depth)),
+            ("width", Arg::Float(width)),
+            ("max_channels", Arg::Float(max_channels)),
+            ("reg_max", Arg::Int(reg_max as i64)),
+        ];
+
+        let mut ch: Vec<usize> = vec![3];
+        let mut layers = Vec::new();
+        let mut save = std::collections::BTreeSet::new();
+        for (i, row) in rows.iter().enumerate() {
+            let ctx = Ctx { source, row: i };
+            let seq = row.as_sequence().ok_or_else(|| {
+                ctx.err(format!(
+                    "expected a row [from, repeats, module, args], got {row:?}"
+                ))
+            })?;
+            if seq.len() != 4 {
+                return Err(ctx.err(format!(
+                    "expected 4 fields [from, repeats, module, args], got {}",
+                    seq.len()
+                )));
+            }
+            // from
+            let (from_raw, from_is_list) = match &seq[0] {
+                Value::Number(n) => (
+                    vec![n
+                        .as_i64()
+                        .ok_or_else(|| ctx.err("from: expected an integer"))?],
+                    false,
+                ),
+                Value::Sequence(v) => (
+                    v.iter()
+                        .map(|x| {
+                            x.as_i64().ok_or_else(|| {
+                                ctx.err(format!("from: expected integers, got {x:?}"))
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                    true,
+                ),
+                other => {
+                    return Err(ctx.err(format!(
+                        "from: expected an integer or a list of integers, got {other:?}"
+                    )))
+                }
+            };
+            if from_raw.is_empty() {
+                return Err(ctx.err("from: empty list"));
+            }
+            let mut from = Vec::new();
+            for &f in &from_raw {
+                if f == -1 {
+                    from.push(None);
+                    continue;
+                }
+                let abs = if f < 0 { i as i64 + f } else { f };
+                if abs < 0 || abs >= i as i64 {
+                    return Err(ctx.err(format!(
+                        "from: {f} does not name an earlier layer (layer {i} can read layers 0..{})",
+                        i as i64 - 1
+                    )));
+                }
+                from.push(Some(abs as usize));
+                save.insert(abs as usize);
+            }
+            let ch_of = |f: &Option<usize>| -> usize {
+                match f {
+                    None => *ch.last().unwrap_or(&3),
+                    Some(j) => ch[*j],
+                }
+            };
+            // repeats
+            let n_raw = seq[1].as_i64().filter(|n| *n >= 1).ok_or_else(|| {
+                ctx.err(format!(
+                    "repeats: expected a positive integer, got {:?}",
+                    seq[1]
+                ))
+            })? as usize;
+            let n = if n_raw > 1 {
+                ((n_raw as f64 * depth).round_ties_even() as usize).max(1)
+            } else {
+                n_raw
+            };
+            // module
+            let mname = seq[2]
+                .as_str()
+                .ok_or_else(|| ctx.err(format!("module: expected a name, got {:?}", seq[2])))?;
+            let mname = mname
+                .strip_prefix("nn.")
+                .or_else(|| mname.strip_prefix("torch.nn."))
+                .map(|s| format!("nn.{s}"))
+                .unwrap_or_else(|| mname.to_string());
+            let raw_args = match &seq[3] {
+                Value::Sequence(v) => v.clone(),
+                Value::Null => vec![],
+                other => return Err(ctx.err(format!("args: expected a list, got {other:?}"))),
+            };
+            let mut args: Vec<Arg> = raw_args
+                .iter()
+                .map(|a| resolve_arg(a, &locals, &ctx))
+                .collect::<Result<_>>()?;
+
+            let single_from = || -> Result<Option<usize>> {
+                if from_is_list && from.len() != 1 {
+                    return Err(ctx.err(format!(
+                        "{mname} takes one input, but from lists {}",
+                        from.len()
+                    )));
+                }
+                Ok(from[0])
+            };
+            let scale_c2 = |args: &[Arg]| -> Result<usize> {
+                let c2 = as_f64(
+                    args.first()
+                        .ok_or_else(|| ctx.err("missing c2 (output channels)"))?,
+                    "c2",
+                    &ctx,
+                )?;
+                Ok(make_divisible(c2.min(max_channels) * width, 8))
+            };
+
+            let mut repeats = n;
+            let module;
+            let c_out;
+            match mname.as_str() {
+                "Conv" | "Bottleneck" | "C2f" | "C3" | "SPPF" | "SPP" | "MobileOneBlock" => {
+                    let c1 = ch_of(&single_from()?);
+                    let c2 = scale_c2(&args)?;
+                    let rest: Vec<Arg> = args[1..].to_vec();
+                    args = std::iter::once(Arg::Int(c1 as i64))
+                        .chain(std::iter::once(Arg::Int(c2 as i64)))
+                        .chain(rest.iter().cloned())
+                        .collect();
+                    let is_repeat = matches!(mname.as_str(), "C2f" | "C3");
+                    if is_repeat {
+                        args.insert(2, Arg::Int(n as i64));
+                        repeats = 1;
+                    }
+                    let r = &rest;
+                    module = match mname.as_str() {
+                        "Conv" => {
+                            check_arity(r, 0, 6, "[c2, k=1, s=1, p=None, g=1, d=1, act=True]", &ctx)?;
+                            let k = r.first().map(|a| as_int_or_pair(a, "k", &ctx)).transpose()?.unwrap_or(1);
+                            let s = r.get(1).map(|a| as_usize(a, "s", &ctx)).transpose()?.unwrap_or(1);
+                            let d = r.get(4).map(|a| as_usize(a, "d", &ctx)).transpose()?.unwrap_or(1);
+                            let p = match r.get(2) {
+                                None | Some(Arg::None) => {
+                                    let ke = if d > 1 { d * (k - 1) + 1 } else { k };
+                                    ke / 2
+                                }
+                                Some(a) => as_usize(a, "p", &ctx)?,
+                            };
+                            let g = r.get(3).map(|a| as_usize(a, "g", &ctx)).transpose()?.unwrap_or(1);
+                            let act = r.get(5).map(|a| as_bool(a, "act", &ctx)).transpose()?.unwrap_or(true);
+                            if g == 0 || c1 % g != 0 || c2 % g != 0 {
+                                return Err(ctx.err(format!("groups {g} must divide c1 {c1} and c2 {c2}")));
+                            }
+                            if k == 0 || s == 0 {
+                                return Err(ctx.err("k and s must be at least 1"));
+                            }
+                            ModuleSpec::Conv { c1, c2, k, s, p, g, d, act }
+                        }
+                        "Bottleneck" => {
+                            check_arity(r, 0, 4, "[c2, shortcut=True, g=1, k=(3, 3), e=0.5]", &ctx)?;
+                            let shortcut = r.first().map(|a| as_bool(a, "shortcut", &ctx)).transpose()?.unwrap_or(true);
+                            let g = r.get(1).map(|a| as_usize(a, "g", &ctx)).transpose()?.unwrap_or(1);
+                            let k = match r.get(2) {
+                                None => (3, 3),
+                                Some(Arg::List(v)) if v.len() == 2 => {
+                                    (as_usize(&v[0], "k", &ctx)?, as_usize(&v[1], "k", &ctx)?)
+                                }
+                                Some(other) => return Err(ctx.err(format!("k: expected a pair like [3, 3], got {other}"))),
+                            };
+                            let e = r.get(3).map(|a| as_f64(a, "e", &ctx)).transpose()?.unwrap_or(0.5);
+                            ModuleSpec::Bottleneck { c1, c2, shortcut, g, k, e }
+                        }
+                        "C2f" | "C3" => {
+                            check_arity(&rest, 0, 3, "[c2, shortcut, g=1, e=0.5]", &ctx)?;
+                            let default_sc = mname == "C3";
+                            let shortcut = r.first().map(|a| as_bool(a, "shortcut", &ctx)).transpose()?.unwrap_or(default_sc);
+                            let g = r.get(1).map(|a| as_usize(a, "g", &ctx)).transpose()?.unwrap_or(1);
+                            let e = r.get(2).map(|a| as_f64(a, "e", &ctx)).transpose()?.unwrap_or(0.5);
+                            if mname == "C2f" {
+                                ModuleSpec::C2f { c1, c2, n, shortcut, g, e }
+                            } else {
+                                ModuleSpec::C3 { c1, c2, n, shortcut, g, e }
+                            }
+                        }
+                        "SPPF" => {
+                            check_arity(&rest, 0, 3, "[c2, k=5, n=3, shortcut=False]", &ctx)?;
+                            let k = r.first().map(|a| as_usize(a, "k", &ctx)).transpose()?.unwrap_or(5);
+                            let np = r.get(1).map(|a| as_usize(a, "n", &ctx)).transpose()?.unwrap_or(3);
+                            let shortcut = r.get(2).map(|a| as_bool(a, "shortcut", &ctx)).transpose()?.unwrap_or(false);
+                            // parse_model restores SiLU on cv1 for the classic rows (<= 3 constructor args).
+                            let cv1_act = args.len() <= 3;
+                            ModuleSpec::Sppf { c1, c2, k, n: np, shortcut, cv1_act }
+                        }
+                        "SPP" => {
+                            check_arity(&rest, 0, 1, "[c2, k=(5, 9, 13)]", &ctx)?;
+                            let k = match r.first() {
+                                None => vec![5, 9, 13],
+                                Some(Arg::List(v)) => v.iter().map(|a| as_usize(a, "k", &ctx)).collect::<Result<_>>()?,
+                                Some(other) => return Err(ctx.err(format!("k: expected a list of kernel sizes, got {other}"))),
+                            };
+                            ModuleSpec::Spp { c1, c2, k }
+                        }
+                        _ => {
+                            check_arity(&rest, 1, 3, "[c2, k, stride=1, use_se=False]", &ctx)?;
+                            let k = as_usize(&r[0], "k (number of branches)", &ctx)?;
+                            let stride = r.get(1).map(|a| as_usize(a, "stride", &ctx)).transpose()?.unwrap_or(1);
+                            let use_se = r.get(2).map(|a| as_bool(a, "use_se", &ctx)).transpose()?.unwrap_or(false);
+                            if k == 0 {
+                                return Err(ctx.err("k (number of branches) must be at least 1"));
+                            }
+                            if stride == 0 {
+                                return Err(ctx.err("stride must be at least 1"));
+                            }
+                            ModuleSpec::MobileOne { c1, c2, k, stride, use_se }
+                        }
+                    };
+                    if repeats > 1 && c1 != c2 {
+                        return Err(ctx.err(format!(
+                            "repeats {repeats} stacks identical {mname} blocks, so c1 ({c1}) must equal c2 ({c2}); \
+                             split the row into a first block and a repeated one"
+                        )));
+                    }
+                    if repeats > 1 {
+                        let strided = matches!(module, ModuleSpec::Conv { s, .. } if s != 1)
+                            || matches!(module, ModuleSpec::MobileOne { stride, .. } if stride != 1);
+                        if strided {
+                            return Err(ctx.err(format!(
+                                "repeats {repeats} stacks identical {mname} blocks, so each would downsample; use stride 1 for repeated rows"
+                            )));
+                        }
+                    }
+                    c_out = c2;
+                }
+                "nn.Upsample" => {
+                    let c1 = ch_of(&single_from()?);
+                    check_arity(&args, 1, 3, "[size=None, scale_factor, mode='nearest']", &ctx)?;
+                    if args.first() != Some(&Arg::None) {
+                        return Err(ctx.err("nn.Upsample: only size=None with a scale_factor is supported"));
+                    }
+                    let scale = match args.get(1) {
+                        Some(Arg::Int(s)) if *s >= 1 => *s as usize,
+                        Some(Arg::Float(x)) if *x >= 1.0 && x.fract() == 0.0 => *x as usize,
+                        other => {
+                            return Err(ctx.err(format!(
+                                "nn.Upsample: scale_factor must be a positive integer, got {}",
+                                other.map(|a| a.to_string()).unwrap_or("nothing".into())
+                            )))
+                        }
+                    };
+                    match args.get(2) {
+                        None => {}
+                        Some(Arg::Str(m)) if m == "nearest" => {}
+                        Some(other) => {
+                            return Err(ctx.err(format!("nn.Upsample: only mode 'nearest' is supported, got {other}")))
+                        }
+                    }
+                    module = ModuleSpec::Upsample { scale };
+                    c_out = c1;
+                }
+                "Concat" => {
+                    check_arity(&args, 0, 1, "[dimension=1]", &ctx)?;
+                    if let Some(a) = args.first() {
+                        if as_usize(a, "dimension", &ctx)? != 1 {
+                            return Err(ctx.err("Concat: only dimension 1 (channels) is supported"));
+                        }
+                    }
+                    module = ModuleSpec::Concat;
+                    c_out = from.iter().map(ch_of).sum();
+                }
+                "Detect" => {
+                    check_arity(&args, 1, 1, "[nc]", &ctx)?;
+                    let dnc = as_usize(&args[0], "nc", &ctx)?;
+                    let chs: Vec<usize> = from.iter().map(ch_of).collect();
+                    args.push(Arg::Int(reg_max as i64));
+                    args.push(Arg::None);
+                    args.push(Arg::List(chs.iter().map(|c| Arg::Int(*c as i64)).collect()));
+                    if dnc == 0 {
+                        return Err(ctx.err("Detect: nc must be at least 1"));
+                    }
+                    module = ModuleSpec::Detect { nc: dnc, reg_max, ch: chs };
+                    c_out = 0;
+                }
+                other => {
+                    return Err(ctx.err(format!(
+                        "unknown module '{other}' (supported: Conv, Bottleneck, C2f, C3, SPPF, SPP, nn.Upsample, Concat, Detect, MobileOneBlock)"
+                    )))
+                }
+            }
+            if repeats > 1
+                && !matches!(
+                    module,
+                    ModuleSpec::Conv { .. }
+                        | ModuleSpec::Bottleneck { .. }
+                        | ModuleSpec::MobileOne { .. }
+                        | ModuleSpec::Sppf { .. }
+                        | ModuleSpec::Spp { .. }
+                )
+            {
+                return Err(ctx.err(format!("repeats {repeats} is not supported for {mname}")));
+            }
+            if i == 0 {
+                ch.clear();
+            }
+            ch.push(c_out);
+            layers.push(LayerSpec {
+                index: i,
+                from_raw,
+                from_is_list,
+                from,
+                repeats,
+                n_display: n,
+                module,
+                args_display: args_display(&args),
+                c_out,
+            });
+        }
+        let detect_count = layers
+            .iter()
+            .filter(|l| matches!(l.module, ModuleSpec::Detect { .. }))
+            .count();
+        let last_is_detect = matches!(
+            layers.last().map(|l| &l.module),
+            Some(ModuleSpec::Detect { .. })
+        );
+        if detect_count != 1 || !last_is_detect {
+            return Err(top_err("the last row must be the only Detect row".into()));
+        }
+        Ok(ModelSpec {
+            source: source.to_string(),
+            yaml_text: text.to_string(),
+            nc,
+            scale,
+            depth,
+            width,
+            max_channels,
+            reg_max,
+            layers,
+            save: save.into_iter().collect(),
+        })
+    }
+
+    pub fn detect(&self) -> (&LayerSpec, usize, &[usize]) {
+        let l = self.layers.last().expect("validated: a Detect row exists");
+        match &l.module {
+            ModuleSpec::Detect { nc, ch, .. } => (l, *nc, ch),
+            _ => unreachable!("validated: the last row is Detect"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_letters_follow_ultralytics() {
+        assert_eq!(scale_from_name("yolov8n.yaml").as_deref(), Some("n"));
+        assert_eq!(
+            scale_from_name("configs/yolov8s-mobileone.yaml").as_deref(),
+            Some("s")
+        );
+        assert_eq!(scale_from_name("yolov8-mobileone.yaml"), None);
+        assert_eq!(
+            unified_name("configs/yolov8n-mobileone.yaml"),
+            "configs/yolov8-mobileone.yaml"
+        );
+        assert_eq!(unified_name("yolov8x.yaml"), "yolov8.yaml");
+    }
+
+    #[test]
+    fn bankers_rounding_of_depth() {
+        assert_eq!((3.0f64 * 0.33).round_ties_even(), 1.0);
+        assert_eq!((6.0f64 * 0.67).round_ties_even(), 4.0);
+        assert_eq!(make_divisible(1024.0 * 0.25, 8), 256);
+        assert_eq!(make_divisible(576.0 * 1.0, 8), 576);
+    }
+
+    fn bad(yaml_rows: &str) -> String {
+        let text = format!("nc: 3\nbackbone:\n{yaml_rows}\nhead:\n  - [[-1], 1, Detect, [nc]]\n");
+        ModelSpec::from_str(&text, "bad.yaml", &SpecOptions::default())
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn bad_rows_name_file_row_and_expectation() {
+        let e = bad("  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 1, Foo, [16]]");
+        assert!(
+            e.contains("bad.yaml") && e.contains("row 1") && e.contains("unknown module 'Foo'"),
+            "{e}"
+        );
+        let e = bad("  - [-1, 1, Conv, [16, 3, 2]]\n  - [5, 1, Conv, [16]]");
+        assert!(e.contains("row 1") && e.contains("from: 5"), "{e}");
+        let e = bad("  - [-1, 1, Conv, [16, 3, 2, null, 1, 1, true, 9]]");
+        assert!(
+            e.contains("row 0") && e.contains("wrong number of args"),
+            "{e}"
+        );
+        let e = bad("  - [-1, 1, Conv, [16, x, 2]]");
+        assert!(
+            e.contains("row 0") && e.contains("k: expected a non-negative integer"),
+            "{e}"
+        );
+        let e = bad("  - [-1, 1, MobileOneBlock, [16]]");
+        assert!(
+            e.contains("row 0") && e.contains("[c2, k, stride=1, use_se=False]"),
+            "{e}"
+        );
+        let e = bad("  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 2, MobileOneBlock, [32, 1, 1]]");
+        assert!(
+            e.contains("row 1") && e.contains("c1 (16) must equal c2 (32)"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! Safetensors in and out under Ultralytics' `state_dict` names, with our metadata (YAML, scale, nc, names).
+
+use crate::error::{ModelError, Result};
+use crate::graph::YoloModel;
+use crate::nn::{Named, Slot};
+use crate::spec::{ModelSpec, SpecOptions};
+use burn::module::{Param, RunningState};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// A host-side tensor: shape and f32 values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+pub type StateDict = BTreeMap<String, HostTensor>;
+
+/// Metadata keys we write (safetensors `__metadata__`, all strings).
+pub mod meta {
+    pub const YAML: &str = "yaml";
+    pub const SCALE: &str = "scale";
+    pub const NC: &str = "nc";
+    pub const NAMES: &str = "names";
+    pub const FUSED: &str = "fused";
+    pub const FORMAT: &str = "format";
+    pub const FORMAT_VALUE: &str = "yolo-burn/ultralytics-state-dict";
+}
+
+fn tensor_to_host<const D: usize>(t: Tensor<D>) -> HostTensor {
+    let shape = t.dims().to_vec();
+    let data = t
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .expect("float tensors convert to f32");
+    HostTensor { shape, data }
+}
+
+/// The model's tensors by key (`model.0.conv.weight`, ...).
+pub fn state_dict(model: &mut YoloModel) -> StateDict {
+    let mut sd = StateDict::new();
+    model.visit_named("model", &mut |k, slot| {
+        let t = match slot {
+            Slot::W4(p) => tensor_to_host(p.val()),
+            Slot::W1(p) => tensor_to_host(p.val()),
+            Slot::Stat(s) => tensor_to_host(s.value()),
+        };
+        sd.insert(k, t);
+    });
+    sd
+}
+
+/// Loads `sd` into the model, replacing every tensor. Missing, unexpected and mis-shaped keys are reported
+/// together in one error, and the model is left untouched on error. `num_batches_tracked` is ignored.
+pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> Result<()> {
+    let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
+    model.visit_named("model", &mut |k, slot| {
+        let shape = match slot {
+            Slot::W4(p) => p.val().dims().to_vec(),
+            Slot::W1(p) => p.val().dims().to_vec(),
+            Slot::Stat(s) => s.value().dims().to_vec(),
+        };
+        expected.push((k, shape));
+    });
+    let mut missing = Vec::new();
+    let mut mis_shaped = Vec::new();
+    for (k, shape) in &expected {
+        match sd.get(k) {
+            None => missing.push(format!("  missing: {k} {shape:?}")),
+            Some(t) if &t.shape != shape => mis_shaped.push(format!(
+                "  wrong shape: {k} is {:?} in the file, the model needs {shape:?}",
+                t.shape
+            )),
+            _ => {}
+        }
+    }
+    let known: std::collections::HashSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
+    let unexpected: Vec<String> = sd
+        .keys()
+        .filter(|k| !known.contains(k.as_str()) && !k.ends_with("num_batches_tracked"))
+        .map(|k| format!("  unexpected: {k} {:?}", sd[k].shape))
+        .collect();
+    if !(missing.is_empty() && mis_shaped.is_empty() && unexpected.is_empty()) {
+        let mut lines = Vec::new();
+        for group in [&missing, &mis_shaped, &unexpected] {
+            lines.extend(group.iter().take(20).cloned());
+            if group.len() > 20 {
+                lines.push(format!("  ... and {} more like that", group.len() - 20));
+            }
+        }
+        lines.push(format!(
+            "({} missing, {} wrong shape, {} unexpected; is the config/scale/nc right, and fused vs unfused?)",
+            missing.len(),
+            mis_shaped.len(),
+            unexpected.len()
+        ));
+        return Err(ModelError::Weights {
+            path: source.to_string(),
+            msg: lines.join("\n"),
+        });
+    }
+    let device = model_device(model);
+    model.visit_named("model", &mut |k, slot| {
+        let t = &sd[&k];
+        let data = TensorData::new(t.data.clone(), t.shape.clone());
+        match slot {
+            Slot::W4(p) => {
+                let grad = p.is_require_grad();
+                *p = Param::from_tensor(Tensor::<4>::from_data(data, &device))
+                    .set_require_grad(grad);
+            }
+            Slot::W1(p) => *p = Param::from_tensor(Tensor::<1>::from_data(data, &device)),
+            Slot::Stat(s) => *s = RunningState::new(Tensor::<1>::from_data(data, &device)),
+        }
+    });
+    Ok(())
+}
+
+fn model_device(model: &mut YoloModel) -> Device {
+    let mut dev = None;
+    model.visit_named("model", &mut |_, slot| {
+        if dev.is_none() {
+            dev = Some(match slot {
+                Slot::W4(p) => p.device(),
+                Slot::W1(p) => p.device(),
+                Slot::Stat(s) => s.value().device(),
+            });
+        }
+    });
+    dev.expect("a model has tensors")
+}
+
+/// A safetensors file read into host tensors (f32, f16, bf16 and f64 are converted to f32).
+#[derive(Debug, Clone)]
+pub struct WeightsFile {
+    pub path: String,
+    pub tensors: StateDict,
+    pub metadata: HashMap<String, String>,
+}
+
+fn view_to_f32(v: &TensorView<'_>, key: &str, path: &str) -> Result<Vec<f32>> {
+    let b = v.data();
+    let bad = |m: &str| ModelError::Io {
+        path: path.to_string(),
+        msg: format!("tensor {key}: {m}"),
+    };
+    Ok(match v.dtype() {
+        Dtype::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        Dtype::F64 => b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        Dtype::F16 => b
+            .chunks_exact(2)
+            .map(|c| half_to_f32(u16::from_le_bytes([c[0], c[1]])))
+            .collect(),
+        Dtype::BF16 => b
+            .chunks_exact(2)
+            .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+            .collect(),
+        Dtype::I64 => b
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+            .collect(),
+        other => return Err(bad(&format!("unsupported dtype {other:?}"))),
+    })
+}
+
+fn half_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) & 1) as u32;
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as u32;
+    let v = if exp == 0 {
+        (frac as f32) * 2f32.powi(-24)
+    } else if exp == 31 {
+        if frac == 0 {
+            f32::INFINITY
+        } else {
+            f32::NAN
+        }
+    } else {
+        f32::from_bits(((exp - 15 + 127) as u32) << 23 | frac << 13)
+    };
+    if sign == 1 {
+        -v
+    } else {
+        v
+    }
+}
+
+impl WeightsFile {
+    pub fn read(path: &str) -> Result<WeightsFile> {
+        let bytes = std::fs::read(path).map_err(|e| ModelError::Io {
+            path: path.to_string(),
+            msg: e.to_string(),
+        })?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    pub fn from_bytes(bytes: &[u8], path: &str) -> Result<WeightsFile> {
+        let (_, md) = SafeTensors::read_metadata(bytes).map_err(|e| ModelError::Io {
+            path: path.to_string(),
+            msg: format!("not a readable safetensors file ({e}); truncated or half-written?"),
+        })?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Io {
+            path: path.to_string(),
+            msg: format!("not a readable safetensors file ({e}); truncated or half-written?"),
+        })?;
+        let mut tensors = StateDict::new();
+        for (k, v) in st.tensors() {
+            let data = view_to_f32(&v, &k, path)?;
+            tensors.insert(
+                k,
+                HostTensor {
+                    shape: v.shape().to_vec(),
+                    data,
+                },
+            );
+        }
+        let metadata = md.metadata().clone().unwrap_or_default();
+        Ok(WeightsFile {
+            path: path.to_string(),
+            tensors,
+            metadata,
+        })
+    }
+
+    /// The model spec stored in our metadata, if this file carries one.
+    pub fn spec(&self, opts: &SpecOptions) -> Option<Result<ModelSpec>> {
+        let yaml = self.metadata.get(meta::YAML)?;
+        let mut opts = opts.clone();
+        if opts.scale.is_none() {
+            opts.scale = self
+                .metadata
+                .get(meta::SCALE)
+                .cloned()
+                .filter(|s| !s.is_empty());
+        }
+        if opts.nc.is_none() {
+            opts.nc = self.metadata.get(meta::NC).and_then(|n| n.parse().ok());
+        }
+        Some(ModelSpec::from_str(
+            yaml,
+            &format!("{} (embedded YAML)", self.path),
+            &opts,
+        ))
+    }
+
+    pub fn is_fused(&self) -> bool {
+        match self.metadata.get(meta::FUSED) {
+            Some(v) => v == "true",
+            None => !self
+                .tensors
+                .keys()
+                .any(|k| k.contains(".bn.") || k.contains("bn_layer")),
+        }
+    }
+
+    pub fn names(&self) -> Option<Vec<String>> {
+        serde_json::from_str(self.metadata.get(meta::NAMES)?).ok()
+    }
+}
+
+/// Serialises host tensors (f32) with metadata.
+pub fn to_safetensors_bytes(sd: &StateDict, metadata: &HashMap<String, String>) -> Result<Vec<u8>> {
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = sd
+        .iter()
+        .map(|(k, t)| {
+            let b: Vec<u8> = t.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (k.clone(), b, t.shape.clone())
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = bytes
+        .iter()
+        .map(|(k, b, s)| {
+            TensorView::new(Dtype::F32, s.clone(), b)
+                .map(|v| (k.clone(), v))
+                .map_err(|e| ModelError::Other(format!("tensor {k}: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    safetensors::serialize(views, &Some(metadata.clone()))
+        .map_err(|e| ModelError::Other(format!("safetensors serialisation: {e}")))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary sibling, then a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |e: std::io::Error| ModelError::Io {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io(e)
+    })
+}
+
+/// Our metadata for a model: YAML text, scale, nc, class names and whether it is fused.
+pub fn model_metadata(model: &mut YoloModel, names: &[String]) -> HashMap<String, String> {
+    let fused = model.is_fused();
+    let spec = &model.spec;
+    HashMap::from([
+        (meta::FORMAT.to_string(), meta::FORMAT_VALUE.to_string()),
+        (meta::YAML.to_string(), spec.yaml_text.clone()),
+        (meta::SCALE.to_string(), spec.scale.clone()),
+        (meta::NC.to_string(), spec.nc.to_string()),
+        (
+            meta::NAMES.to_string(),
+            serde_json::to_string(names).expect("strings serialise"),
+        ),
+        (meta::FUSED.to_string(), fused.to_string()),
+    ])
+}
+
+/// Saves the model as safetensors with Ultralytics keys and our metadata (atomic write).
+pub fn save_model(
+    model: &mut YoloModel,
+    path: &Path,
+    names: &[String],
+    extra: &[(String, String)],
+) -> Result<()> {
+    let sd = state_dict(model);
+    let mut md = model_metadata(model, names);
+    md.extend(extra.iter().cloned());
+    write_atomic(path, &to_safetensors_bytes(&sd, &md)?)
+}
+
+/// Default class names `class0..` where a file carries none.
+pub fn default_names(nc: usize) -> Vec<String> {
+    (0..nc).map(|i| format!("class{i}")).collect()
+}
+
+/// How to find the model for a weights file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Model YAML for files without our metadata (Ultralytics conversions of others, fixtures).
+    pub config: Option<String>,
+    pub spec: SpecOptions,
+}
+
+/// A loaded model with its class names.
+pub struct Loaded {
+    pub model: YoloModel,
+    pub names: Vec<String>,
+    pub file: WeightsFile,
+}
+
+/// Builds the model a weights file describes (its own YAML, or `opts.config`), fused when the file is, and
+/// loads the tensors.
+pub fn load_model(path: &str, opts: &LoadOptions, device: &Device) -> Result<Loaded> {
+    let file = WeightsFile::read(path)?;
+    let spec = match (&opts.config, file.spec(&opts.spec)) {
+        (Some(cfg), _) => ModelSpec::from_file(cfg, &opts.spec)?,
+        (None, Some(spec)) => spec?,
+        (None, None) => return Err(ModelError::Io {
+            path: path.to_string(),
+            msg: "the file carries no model YAML in its metadata; pass --config (and --scale/--nc)"
+                .into(),
+        }),
+    };
+    let mut model = YoloModel::new(&spec, device);
+    if file.is_fused() {
+        model = model.fuse();
+    }
+    load_state_dict(&mut model, &file.tensors, path)?;
+    let names = file
+        .names()
+        .filter(|n| n.len() == spec.nc)
+        .unwrap_or_else(|| default_names(spec.nc));
+    Ok(Loaded { model, names, file })
+}

@@ -1,0 +1,85 @@
+//! `info` against Ultralytics' own summaries (tests/fixtures/info.json, made by scripts/make_info_fixture.py):
+//! parameter counts exactly, GFLOPs within 1%, unfused and fused, every scale of both configs.
+
+use model::burn::tensor::Device;
+use model::info::model_info;
+use model::{ModelSpec, SpecOptions, YoloModel};
+use serde_json::Value;
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+#[test]
+fn parameters_and_gflops_match_ultralytics() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/info.json"),
+    )
+    .expect("info fixture");
+    let fx: Value = serde_json::from_str(&text).expect("json");
+    let rows = fx["models"].as_array().expect("models");
+    assert!(
+        rows.len() >= 14,
+        "fixture covers both configs at every scale"
+    );
+    let mut worst_gflops = 0f64;
+    for r in rows {
+        let cfg = root().join(r["config"].as_str().unwrap());
+        let scale = r["scale"].as_str().unwrap().to_string();
+        let nc = r["nc"].as_u64().unwrap() as usize;
+        let spec = ModelSpec::from_file(
+            cfg.to_str().unwrap(),
+            &SpecOptions {
+                scale: Some(scale.clone()),
+                nc: Some(nc),
+            },
+        )
+        .expect("spec");
+        let info = model_info(&YoloModel::new(&spec, &Device::flex()), 640, 640);
+        let what = format!("{} scale {scale} nc {nc}", r["config"]);
+        assert_eq!(
+            info.layers.len() as u64,
+            r["layers"].as_u64().unwrap(),
+            "{what}"
+        );
+        assert_eq!(
+            info.parameters as u64,
+            r["parameters"].as_u64().unwrap(),
+            "{what} parameters"
+        );
+        assert_eq!(
+            info.gradients as u64,
+            r["gradients"].as_u64().unwrap(),
+            "{what} gradients"
+        );
+        assert_eq!(
+            info.fused_parameters as u64,
+            r["fused_parameters"].as_u64().unwrap(),
+            "{what} fused parameters"
+        );
+        for (ours, key) in [(info.gflops, "gflops"), (info.fused_gflops, "fused_gflops")] {
+            let theirs = r[key].as_f64().unwrap();
+            let rel = (ours - theirs).abs() / theirs;
+            worst_gflops = worst_gflops.max(rel);
+            assert!(
+                rel < 0.01,
+                "{what} {key}: ours {ours:.4} vs Ultralytics {theirs:.4}"
+            );
+        }
+    }
+    eprintln!("worst GFLOPs relative difference: {worst_gflops:.2e}");
+}
+
+#[test]
+fn scaled_file_name_resolves_to_the_unified_yaml() {
+    let p = root().join("configs/yolov8n-mobileone.yaml");
+    let spec = ModelSpec::from_file(p.to_str().unwrap(), &SpecOptions::default()).expect("spec");
+    assert_eq!(spec.scale, "n");
+    let p = root().join("configs/yolov8-mobileone.yaml");
+    let spec = ModelSpec::from_file(p.to_str().unwrap(), &SpecOptions::default()).expect("spec");
+    assert_eq!(spec.scale, "n", "no letter: the first scale");
+    let p = root().join("configs/yolov8s.yaml");
+    let spec = ModelSpec::from_file(p.to_str().unwrap(), &SpecOptions::default()).expect("spec");
+    assert_eq!(spec.scale, "s");
+}
