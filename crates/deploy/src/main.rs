@@ -1,13 +1,19 @@
-//! `deploy verify --fixture DIR`: check our forward and fusion against an Ultralytics parity fixture.
+//! `deploy`: verify parity fixtures, export fused models, benchmark fused vs unfused.
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use deploy::export::{export, ExportOptions, Format};
 use deploy::verify::Fixture;
 use model::burn::tensor::Device;
-use std::path::PathBuf;
+use model::weights::{load_model, LoadOptions};
+use model::{ModelSpec, SpecOptions, YoloModel};
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "deploy", about = "Verify, fuse and export YOLO models")]
+#[command(
+    name = "deploy",
+    about = "Verify, fuse, export and benchmark YOLO models"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -23,6 +29,75 @@ enum Cmd {
         #[arg(long)]
         config: Option<String>,
     },
+    /// Reparameterize + fuse, check fused == unfused, then write the requested formats.
+    Export {
+        #[arg(long)]
+        weights: String,
+        /// Model YAML for weights without our metadata.
+        #[arg(long)]
+        config: Option<String>,
+        #[arg(long)]
+        scale: Option<String>,
+        #[arg(long)]
+        nc: Option<usize>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Comma-separated: safetensors, onnx, burn.
+        #[arg(long, default_value = "safetensors,onnx,burn")]
+        format: String,
+        /// Export (and ONNX input) size: N or H,W.
+        #[arg(long, default_value = "640")]
+        imgsz: String,
+        /// Write the unfused model instead (safetensors/burn only).
+        #[arg(long)]
+        no_fuse: bool,
+        /// Image for the pre-export check (default: a built-in aerial photo).
+        #[arg(long)]
+        image: Option<PathBuf>,
+    },
+    /// Latency of unfused vs fused on the same backend, as a table.
+    Bench {
+        #[arg(long)]
+        config: String,
+        #[arg(long)]
+        scale: Option<String>,
+        #[arg(long)]
+        nc: Option<usize>,
+        #[arg(long, default_value = "640")]
+        imgsz: String,
+        /// Comma-separated batch sizes.
+        #[arg(long, default_value = "1,8")]
+        batch: String,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Also print per-layer times (batch = the first of --batch).
+        #[arg(long)]
+        layers: bool,
+    },
+}
+
+fn parse_hw(s: &str) -> Result<(usize, usize)> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("--imgsz {s}: expected N or H,W"))?;
+    match v.as_slice() {
+        [n] => Ok((*n, *n)),
+        [h, w] => Ok((*h, *w)),
+        _ => bail!("--imgsz {s}: expected N or H,W"),
+    }
+}
+
+fn device(name: &str) -> Result<Device> {
+    match name {
+        "cpu" | "flex" => Ok(Device::flex()),
+        other => bail!("--device {other}: this build has the CPU backend only (cpu)"),
+    }
 }
 
 fn main() -> Result<()> {
@@ -37,6 +112,89 @@ fn main() -> Result<()> {
                 std::process::exit(1);
             }
             println!("{}: all checks pass", fixture.display());
+        }
+        Cmd::Export {
+            weights,
+            config,
+            scale,
+            nc,
+            out,
+            format,
+            imgsz,
+            no_fuse,
+            image,
+        } => {
+            let dev = Device::flex();
+            let formats = format
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<Format>>>()?;
+            let lo = LoadOptions {
+                config,
+                spec: SpecOptions { scale, nc },
+            };
+            let loaded = load_model(&weights, &lo, &dev)?;
+            let stem = Path::new(&weights)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into());
+            let opts = ExportOptions {
+                formats,
+                imgsz: parse_hw(&imgsz)?,
+                fuse: !no_fuse,
+                out,
+                stem,
+                image,
+            };
+            let s = export(loaded.model, &loaded.names, &opts, &dev)?;
+            for f in &s.files {
+                println!("wrote {}", f.display());
+            }
+        }
+        Cmd::Bench {
+            config,
+            scale,
+            nc,
+            imgsz,
+            batch,
+            device: dev,
+            warmup,
+            iters,
+            layers,
+        } => {
+            let dev = device(&dev)?;
+            let (h, w) = parse_hw(&imgsz)?;
+            let batches = batch
+                .split(',')
+                .map(|b| b.trim().parse::<usize>())
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .with_context(|| format!("--batch {batch}: expected numbers like 1,8"))?;
+            let spec = ModelSpec::from_file(&config, &SpecOptions { scale, nc })?;
+            let unfused = YoloModel::new(&spec, &dev);
+            let fused = unfused.clone().fuse();
+            println!(
+                "{} scale {} at {h}x{w}, backend {dev:?}, {iters} timed runs each (alternating)",
+                spec.source, spec.scale
+            );
+            let cfg = deploy::bench::BenchConfig {
+                h,
+                w,
+                batches: batches.clone(),
+                warmup,
+                iters,
+            };
+            let rows = deploy::bench::bench(&unfused, &fused, &cfg, &dev);
+            print!("{}", deploy::bench::render(&rows));
+            if layers {
+                let x = model::burn::tensor::Tensor::<4>::random(
+                    [batches[0], 3, h, w],
+                    model::burn::tensor::Distribution::Uniform(0.0, 1.0),
+                    &dev,
+                );
+                let tu = deploy::bench::layer_times(&unfused, &x, iters);
+                let tf = deploy::bench::layer_times(&fused, &x, iters);
+                print!("{}", deploy::bench::render_layers(&unfused, &tu, &tf));
+            }
         }
     }
     Ok(())

@@ -181,6 +181,15 @@ impl YoloModel {
 
     /// The raw head maps per level (training output).
     pub fn forward_raw(&self, x: Tensor<4>) -> Vec<Tensor<4>> {
+        self.forward_raw_observed(x, &mut |_, _| {})
+    }
+
+    /// [`Self::forward_raw`], calling `observe(layer index, output)` after each non-Detect layer (profiling).
+    pub fn forward_raw_observed(
+        &self,
+        x: Tensor<4>,
+        observe: &mut dyn FnMut(usize, &Tensor<4>),
+    ) -> Vec<Tensor<4>> {
         let mut saved: Vec<Option<Tensor<4>>> = vec![None; self.layers.len()];
         let mut x = x;
         for (i, (layer, ls)) in self.layers.iter().zip(&self.spec.layers).enumerate() {
@@ -209,6 +218,7 @@ impl YoloModel {
                     x = y;
                 }
             }
+            observe(i, &x);
             if self.spec.save.binary_search(&i).is_ok() {
                 saved[i] = Some(x.clone());
             }

@@ -31,7 +31,8 @@ pub mod meta {
     pub const FORMAT_VALUE: &str = "yolo-burn/ultralytics-state-dict";
 }
 
-fn tensor_to_host<const D: usize>(t: Tensor<D>) -> HostTensor {
+/// Copies a tensor to the host as f32.
+pub fn host<const D: usize>(t: Tensor<D>) -> HostTensor {
     let shape = t.dims().to_vec();
     let data = t
         .into_data()
@@ -46,9 +47,9 @@ pub fn state_dict(model: &mut YoloModel) -> StateDict {
     let mut sd = StateDict::new();
     model.visit_named("model", &mut |k, slot| {
         let t = match slot {
-            Slot::W4(p) => tensor_to_host(p.val()),
-            Slot::W1(p) => tensor_to_host(p.val()),
-            Slot::Stat(s) => tensor_to_host(s.value()),
+            Slot::W4(p) => host(p.val()),
+            Slot::W1(p) => host(p.val()),
+            Slot::Stat(s) => host(s.value()),
         };
         sd.insert(k, t);
     });

@@ -1,0 +1,418 @@
+//! A standard ONNX graph (opset 17) of a fused model: input `images` (N, 3, H, W) with a dynamic batch,
+//! output `output0` (N, 4 + nc, A) exactly as the eval output (xywh boxes in input pixels, sigmoid scores).
+//!
+//! Built node by node from the model's own structure with the `onnx-protobuf` messages; SiLU is written as
+//! `x * Sigmoid(x)` and the DFL decode as Reshape/Softmax/Mul/ReduceSum, all plain ONNX ops.
+
+use anyhow::{bail, Result};
+use model::graph::{Block, Layer};
+use model::nn::{Bottleneck, Conv, Conv2d, HeadBranch, MobileOneBlock, Se};
+use model::weights::host;
+use model::YoloModel;
+use onnx_protobuf::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+pub const OPSET: i64 = 17;
+
+enum Attr {
+    Int(i64),
+    Ints(Vec<i64>),
+    Str(&'static str),
+}
+
+#[derive(Default)]
+struct Builder {
+    nodes: Vec<NodeProto>,
+    inits: Vec<TensorProto>,
+    n: usize,
+}
+
+impl Builder {
+    fn fresh(&mut self, hint: &str) -> String {
+        self.n += 1;
+        format!("{hint}_{}", self.n)
+    }
+
+    fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>) -> String {
+        let out = self.fresh(&op.to_lowercase());
+        self.node_to(op, inputs, &out, attrs);
+        out
+    }
+
+    fn node_to(&mut self, op: &str, inputs: &[&str], out: &str, attrs: Vec<(&str, Attr)>) {
+        let mut n = NodeProto::new();
+        n.op_type = op.to_string();
+        n.name = format!("{op}_{}", self.nodes.len());
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.output = vec![out.to_string()];
+        for (name, a) in attrs {
+            let mut p = AttributeProto::new();
+            p.name = name.to_string();
+            match a {
+                Attr::Int(i) => {
+                    p.type_ = AttributeType::INT.into();
+                    p.i = i;
+                }
+                Attr::Ints(v) => {
+                    p.type_ = AttributeType::INTS.into();
+                    p.ints = v;
+                }
+                Attr::Str(s) => {
+                    p.type_ = AttributeType::STRING.into();
+                    p.s = s.as_bytes().to_vec();
+                }
+            }
+            n.attribute.push(p);
+        }
+        self.nodes.push(n);
+    }
+
+    fn outputs(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        n_out: usize,
+        attrs: Vec<(&str, Attr)>,
+    ) -> Vec<String> {
+        let first = self.node(op, inputs, attrs);
+        let outs: Vec<String> = (0..n_out).map(|i| format!("{first}_{i}")).collect();
+        self.nodes.last_mut().expect("just pushed").output = outs.clone();
+        outs
+    }
+
+    fn init_f32(&mut self, hint: &str, dims: &[usize], data: &[f32]) -> String {
+        let name = self.fresh(hint);
+        let mut t = TensorProto::new();
+        t.name = name.clone();
+        t.dims = dims.iter().map(|&d| d as i64).collect();
+        t.data_type = DataType::FLOAT as i32;
+        t.raw_data = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.inits.push(t);
+        name
+    }
+
+    fn init_i64(&mut self, hint: &str, data: &[i64]) -> String {
+        let name = self.fresh(hint);
+        let mut t = TensorProto::new();
+        t.name = name.clone();
+        t.dims = vec![data.len() as i64];
+        t.data_type = DataType::INT64 as i32;
+        t.raw_data = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.inits.push(t);
+        name
+    }
+
+    fn conv2d(&mut self, x: &str, c: &Conv2d) -> String {
+        let w = host(c.weight.val());
+        let k = w.shape[2] as i64;
+        let wn = self.init_f32("w", &w.shape, &w.data);
+        let mut inputs = vec![x.to_string(), wn];
+        if let Some(b) = &c.bias {
+            let b = host(b.val());
+            inputs.push(self.init_f32("b", &b.shape, &b.data));
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let p = c.padding as i64;
+        self.node(
+            "Conv",
+            &refs,
+            vec![
+                ("kernel_shape", Attr::Ints(vec![k, k])),
+                ("strides", Attr::Ints(vec![c.stride as i64; 2])),
+                ("pads", Attr::Ints(vec![p; 4])),
+                ("dilations", Attr::Ints(vec![c.dilation as i64; 2])),
+                ("group", Attr::Int(c.groups as i64)),
+            ],
+        )
+    }
+
+    fn silu(&mut self, x: &str) -> String {
+        let s = self.node("Sigmoid", &[x], vec![]);
+        self.node("Mul", &[x, &s], vec![])
+    }
+
+    fn conv(&mut self, x: &str, c: &Conv) -> Result<String> {
+        if c.bn.is_some() {
+            bail!("ONNX export needs a fused model (a Conv still has its BatchNorm)");
+        }
+        let y = self.conv2d(x, &c.conv);
+        Ok(if c.act { self.silu(&y) } else { y })
+    }
+
+    fn bottleneck(&mut self, x: &str, b: &Bottleneck) -> Result<String> {
+        let y = self.conv(x, &b.cv1)?;
+        let y = self.conv(&y, &b.cv2)?;
+        Ok(if b.add {
+            self.node("Add", &[x, &y], vec![])
+        } else {
+            y
+        })
+    }
+
+    fn maxpool(&mut self, x: &str, k: usize) -> String {
+        let (k, p) = (k as i64, (k / 2) as i64);
+        self.node(
+            "MaxPool",
+            &[x],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![k, k])),
+                ("strides", Attr::Ints(vec![1, 1])),
+                ("pads", Attr::Ints(vec![p; 4])),
+            ],
+        )
+    }
+
+    fn concat(&mut self, xs: &[String], axis: i64) -> String {
+        let refs: Vec<&str> = xs.iter().map(String::as_str).collect();
+        self.node("Concat", &refs, vec![("axis", Attr::Int(axis))])
+    }
+
+    fn split(&mut self, x: &str, sizes: &[i64], axis: i64) -> Vec<String> {
+        let s = self.init_i64("split", sizes);
+        self.outputs(
+            "Split",
+            &[x, &s],
+            sizes.len(),
+            vec![("axis", Attr::Int(axis))],
+        )
+    }
+
+    fn se(&mut self, x: &str, se: &Se) -> String {
+        let s = self.node("GlobalAveragePool", &[x], vec![]);
+        let s = self.conv2d(&s, &se.reduce);
+        let s = self.node("Relu", &[&s], vec![]);
+        let s = self.conv2d(&s, &se.expand);
+        let s = self.node("Sigmoid", &[&s], vec![]);
+        self.node("Mul", &[x, &s], vec![])
+    }
+
+    fn mobileone(&mut self, x: &str, m: &MobileOneBlock) -> Result<String> {
+        let Some(f) = &m.fused else {
+            bail!("ONNX export needs a fused model (a MobileOneBlock still has its branches)");
+        };
+        let mut y = self.conv2d(x, &f.dw_reparam);
+        if let Some(se) = &m.se {
+            y = self.se(&y, se);
+        }
+        let y = self.node("Relu", &[&y], vec![]);
+        let y = self.conv2d(&y, &f.pw_reparam);
+        Ok(self.node("Relu", &[&y], vec![]))
+    }
+
+    fn block(&mut self, x: &str, b: &Block) -> Result<String> {
+        Ok(match b {
+            Block::Conv(c) => self.conv(x, c)?,
+            Block::Bottleneck(m) => self.bottleneck(x, m)?,
+            Block::C2f(m) => {
+                let y = self.conv(x, &m.cv1)?;
+                let mut ys = self.split(&y, &[m.c as i64, m.c as i64], 1);
+                for bn in &m.m {
+                    let last = ys.last().expect("two halves").clone();
+                    ys.push(self.bottleneck(&last, bn)?);
+                }
+                let cat = self.concat(&ys, 1);
+                self.conv(&cat, &m.cv2)?
+            }
+            Block::C3(m) => {
+                let mut a = self.conv(x, &m.cv1)?;
+                for bn in &m.m {
+                    a = self.bottleneck(&a, bn)?;
+                }
+                let b = self.conv(x, &m.cv2)?;
+                let cat = self.concat(&[a, b], 1);
+                self.conv(&cat, &m.cv3)?
+            }
+            Block::Sppf(m) => {
+                let mut ys = vec![self.conv(x, &m.cv1)?];
+                for _ in 0..m.n {
+                    let last = ys.last().expect("cv1 output").clone();
+                    ys.push(self.maxpool(&last, m.k));
+                }
+                let cat = self.concat(&ys, 1);
+                let y = self.conv(&cat, &m.cv2)?;
+                if m.add {
+                    self.node("Add", &[&y, x], vec![])
+                } else {
+                    y
+                }
+            }
+            Block::Spp(m) => {
+                let y = self.conv(x, &m.cv1)?;
+                let mut ys = vec![y.clone()];
+                for &k in &m.k {
+                    ys.push(self.maxpool(&y, k));
+                }
+                let cat = self.concat(&ys, 1);
+                self.conv(&cat, &m.cv2)?
+            }
+            Block::MobileOne(m) => self.mobileone(x, m)?,
+        })
+    }
+
+    fn head_branch(&mut self, x: &str, h: &HeadBranch) -> Result<String> {
+        let y = self.conv(x, &h.c0)?;
+        let y = self.conv(&y, &h.c1)?;
+        Ok(self.conv2d(&y, &h.out))
+    }
+}
+
+fn value_info(name: &str, dims: &[Result<i64, &str>]) -> ValueInfoProto {
+    let mut shape = TensorShapeProto::new();
+    for d in dims {
+        let mut dim = tensor_shape_proto::Dimension::new();
+        dim.value = Some(match d {
+            Ok(v) => tensor_shape_proto::dimension::Value::DimValue(*v),
+            Err(p) => tensor_shape_proto::dimension::Value::DimParam(p.to_string()),
+        });
+        shape.dim.push(dim);
+    }
+    let mut tt = type_proto::Tensor::new();
+    tt.elem_type = DataType::FLOAT as i32;
+    tt.shape = Some(shape).into();
+    let mut tp = TypeProto::new();
+    tp.value = Some(type_proto::Value::TensorType(tt));
+    let mut vi = ValueInfoProto::new();
+    vi.name = name.to_string();
+    vi.type_ = Some(tp).into();
+    vi
+}
+
+/// The ONNX model bytes for a fused model at input size `h x w` (batch dynamic).
+pub fn export_onnx(model: &YoloModel, h: usize, w: usize) -> Result<Vec<u8>> {
+    if let Err(e) = model::shapes::check_input_size(&model.spec, h, w) {
+        bail!("{e}");
+    }
+    let shapes = model::shapes::layer_shapes(&model.spec, h, w);
+    let mut b = Builder::default();
+    let mut saved: Vec<Option<String>> = vec![None; model.layers.len()];
+    let mut x = "images".to_string();
+    let mut output = None;
+    for (i, (layer, ls)) in model.layers.iter().zip(&model.spec.layers).enumerate() {
+        let input = |j: &Option<usize>, x: &String| match j {
+            None => x.clone(),
+            Some(j) => saved[*j]
+                .clone()
+                .expect("save list covers every from index"),
+        };
+        match layer {
+            Layer::Single(blk) => x = b.block(&input(&ls.from[0], &x), blk)?,
+            Layer::Stack(bs) => {
+                let mut y = input(&ls.from[0], &x);
+                for blk in bs {
+                    y = b.block(&y, blk)?;
+                }
+                x = y;
+            }
+            Layer::Upsample(s) => {
+                let roi = b.init_f32("roi", &[0], &[]);
+                let sc = *s as f32;
+                let scales = b.init_f32("scales", &[4], &[1.0, 1.0, sc, sc]);
+                let inp = input(&ls.from[0], &x);
+                x = b.node(
+                    "Resize",
+                    &[&inp, &roi, &scales],
+                    vec![
+                        ("mode", Attr::Str("nearest")),
+                        ("coordinate_transformation_mode", Attr::Str("asymmetric")),
+                        ("nearest_mode", Attr::Str("floor")),
+                    ],
+                );
+            }
+            Layer::Concat(_) => {
+                let xs: Vec<String> = ls.from.iter().map(|j| input(j, &x)).collect();
+                x = b.concat(&xs, 1);
+            }
+            Layer::Detect(d) => {
+                let no = (d.nc + 4 * d.reg_max) as i64;
+                let shape = b.init_i64("shape", &[0, no, -1]);
+                let mut flat = Vec::new();
+                let mut level_hw = Vec::new();
+                for (k, j) in ls.from.iter().enumerate() {
+                    let xi = input(j, &x);
+                    let bx = b.head_branch(&xi, &d.cv2[k])?;
+                    let cl = b.head_branch(&xi, &d.cv3[k])?;
+                    let cat = b.concat(&[bx, cl], 1);
+                    flat.push(b.node("Reshape", &[&cat, &shape], vec![]));
+                    let src = j.unwrap_or(i - 1);
+                    level_hw.push((shapes[src].1, shapes[src].2));
+                }
+                let all = b.concat(&flat, 2);
+                let parts = b.split(&all, &[4 * d.reg_max as i64, d.nc as i64], 1);
+                // DFL: softmax over the bins of each side, expectation with the stored projection.
+                let a: usize = level_hw.iter().map(|(h, w)| h * w).sum();
+                let dfl_shape = b.init_i64("dfl_shape", &[0, 4, d.reg_max as i64, -1]);
+                let bins = b.node("Reshape", &[&parts[0], &dfl_shape], vec![]);
+                let sm = b.node("Softmax", &[&bins], vec![("axis", Attr::Int(2))]);
+                let proj = host(d.dfl.val());
+                let proj = b.init_f32("dfl_proj", &[1, 1, d.reg_max, 1], &proj.data);
+                let wsum = b.node("Mul", &[&sm, &proj], vec![]);
+                let axes = b.init_i64("axes", &[2]);
+                let dist = b.node(
+                    "ReduceSum",
+                    &[&wsum, &axes],
+                    vec![("keepdims", Attr::Int(0))],
+                );
+                let lr = b.split(&dist, &[2, 2], 1);
+                let mut ax = Vec::with_capacity(2 * a);
+                let mut ay = Vec::with_capacity(a);
+                let mut st = Vec::with_capacity(a);
+                for (&(hh, ww), &s) in level_hw.iter().zip(&d.strides) {
+                    for yy in 0..hh {
+                        for xx in 0..ww {
+                            ax.push(xx as f32 + 0.5);
+                            ay.push(yy as f32 + 0.5);
+                            st.push(s);
+                        }
+                    }
+                }
+                ax.extend(ay);
+                let anchors = b.init_f32("anchors", &[1, 2, a], &ax);
+                let strides = b.init_f32("strides", &[1, 1, a], &st);
+                let x1y1 = b.node("Sub", &[&anchors, &lr[0]], vec![]);
+                let x2y2 = b.node("Add", &[&anchors, &lr[1]], vec![]);
+                let sum = b.node("Add", &[&x1y1, &x2y2], vec![]);
+                let half = b.init_f32("half", &[1], &[0.5]);
+                let c = b.node("Mul", &[&sum, &half], vec![]);
+                let wh = b.node("Sub", &[&x2y2, &x1y1], vec![]);
+                let xywh = b.concat(&[c, wh], 1);
+                let boxes = b.node("Mul", &[&xywh, &strides], vec![]);
+                let scores = b.node("Sigmoid", &[&parts[1]], vec![]);
+                b.node_to(
+                    "Concat",
+                    &[&boxes, &scores],
+                    "output0",
+                    vec![("axis", Attr::Int(1))],
+                );
+                output = Some((no - 4 * d.reg_max as i64 + 4, a as i64));
+            }
+        }
+        if model.spec.save.binary_search(&i).is_ok() {
+            saved[i] = Some(x.clone());
+        }
+    }
+    let Some((rows, a)) = output else {
+        bail!("the model has no Detect layer");
+    };
+    let mut g = GraphProto::new();
+    g.name = "yolo".into();
+    g.node = b.nodes;
+    g.initializer = b.inits;
+    g.input = vec![value_info(
+        "images",
+        &[Err("batch"), Ok(3), Ok(h as i64), Ok(w as i64)],
+    )];
+    g.output = vec![value_info("output0", &[Err("batch"), Ok(rows), Ok(a)])];
+    let mut m = ModelProto::new();
+    m.ir_version = 8;
+    m.producer_name = "yolo-burn".into();
+    m.producer_version = env!("CARGO_PKG_VERSION").into();
+    let mut op = OperatorSetIdProto::new();
+    op.domain = String::new();
+    op.version = OPSET;
+    m.opset_import = vec![op];
+    m.graph = Some(g).into();
+    Ok(m.write_to_bytes()?)
+}

@@ -1,0 +1,214 @@
+//! `export` end to end on Ultralytics fixtures: the fused safetensors, burn record and ONNX file each
+//! reproduce Ultralytics' fused output; the ONNX graph runs in tract (a pure-Rust ONNX runtime) with a
+//! dynamic batch; bad input leaves nothing behind.
+
+use deploy::export::{export, load_burn_record, ExportOptions, Format};
+use deploy::verify::{compare_output, Fixture, Report};
+use model::burn::tensor::{Device, Tensor, TensorData};
+use model::weights::{host, load_model, save_model, HostTensor, LoadOptions};
+use model::YoloModel;
+use std::path::{Path, PathBuf};
+use tract_onnx::prelude::*;
+
+fn fixture(name: &str) -> Fixture {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    Fixture::load(&dir, None).expect("fixture loads")
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("yolo-export-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The fixture's unfused weights saved as our own file (YAML and names in the metadata).
+fn own_weights(fx: &Fixture, dir: &Path) -> PathBuf {
+    let mut m = YoloModel::new(&fx.spec, &Device::flex());
+    model::weights::load_state_dict(&mut m, &fx.weights.tensors, "fixture").unwrap();
+    let p = dir.join("best.safetensors");
+    let names: Vec<String> = (0..fx.meta.nc).map(|i| format!("k{i}")).collect();
+    save_model(&mut m, &p, &names, &[]).unwrap();
+    p
+}
+
+fn run_tract(onnx: &Path, x: &HostTensor) -> HostTensor {
+    let s = &x.shape;
+    let model = tract_onnx::onnx()
+        .model_for_path(onnx)
+        .expect("tract reads the ONNX file")
+        .with_input_fact(0, f32::fact([s[0], s[1], s[2], s[3]]).into())
+        .unwrap()
+        .into_optimized()
+        .expect("tract optimises the graph")
+        .into_runnable()
+        .unwrap();
+    let input =
+        tract_ndarray::Array4::from_shape_vec((s[0], s[1], s[2], s[3]), x.data.clone()).unwrap();
+    let out = model
+        .run(tvec!(tract_onnx::prelude::Tensor::from(input).into()))
+        .expect("tract runs");
+    let view = out[0].to_plain_array_view::<f32>().unwrap();
+    HostTensor {
+        shape: view.shape().to_vec(),
+        data: view.iter().copied().collect(),
+    }
+}
+
+fn export_fixture(name: &str) {
+    let fx = fixture(name);
+    let dir = tmpdir(name);
+    let weights = own_weights(&fx, &dir);
+    let device = Device::flex();
+    let loaded = load_model(weights.to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
+    let [h, w] = fx.meta.imgsz;
+    let out = dir.join("out");
+    let opts = ExportOptions {
+        formats: vec![Format::Safetensors, Format::Onnx, Format::Burn],
+        imgsz: (h, w),
+        fuse: true,
+        out: out.clone(),
+        stem: "best".into(),
+        image: None,
+    };
+    let s = export(loaded.model, &loaded.names, &opts, &device).expect("export");
+    assert!(
+        s.report.ok() && s.report.checks.len() == 4,
+        "{}",
+        s.report.render()
+    );
+    assert!(s.params.1 < s.params.0 && s.gflops.1 < s.gflops.0);
+    assert_eq!(s.files.len(), 3);
+    let expected = fx.expected.tensors.get("fused_output").unwrap();
+
+    // safetensors: loads by itself (metadata), is fused, and reproduces Ultralytics' fused output.
+    let st = out.join("best_fused.safetensors");
+    let mut lm = load_model(st.to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
+    assert!(lm.model.is_fused() && lm.file.is_fused());
+    assert_eq!(lm.names[0], "k0");
+    let x = Tensor::<4>::from_data(
+        TensorData::new(fx.input.data.clone(), fx.input.shape.clone()),
+        &device,
+    );
+    let mut r = Report::default();
+    compare_output(
+        "safetensors",
+        &host(lm.model.forward(x.clone())),
+        expected,
+        &mut r,
+    );
+    // Same keys as Ultralytics' fused state_dict.
+    let keys: Vec<String> = model::weights::state_dict(&mut lm.model)
+        .into_keys()
+        .collect();
+    let theirs: Vec<String> = fx.fused_weights.tensors.keys().cloned().collect();
+    assert_eq!(keys, theirs);
+
+    // burn record: loads into the fused structure.
+    let skeleton = YoloModel::new(&fx.spec, &device).fuse();
+    let bm = load_burn_record(&out.join("best_fused.bpk"), skeleton).expect("burn record loads");
+    compare_output(
+        "burn record",
+        &host(bm.forward(x.clone())),
+        expected,
+        &mut r,
+    );
+
+    // ONNX in tract: batch 1 against Ultralytics, batch 2 against burn (dynamic batch).
+    let onnx = out.join("best_fused.onnx");
+    compare_output(
+        "onnx (tract)",
+        &run_tract(&onnx, &fx.input),
+        expected,
+        &mut r,
+    );
+    let x2 = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
+    let hx2 = host(x2.clone());
+    let burn2 = host(bm.forward(x2));
+    let tract2 = run_tract(&onnx, &hx2);
+    assert_eq!(tract2.shape, burn2.shape);
+    compare_output("onnx batch 2 (tract) vs burn", &tract2, &burn2, &mut r);
+    eprintln!("{name}\n{}", r.render());
+    assert!(r.ok(), "{}", r.render());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn export_yolov8_all_formats() {
+    export_fixture("v8_nc80_64x96");
+}
+
+#[test]
+fn export_mobileone_all_formats() {
+    export_fixture("mobileone_nc3_96x128");
+}
+
+#[test]
+fn export_mobileone_with_se_all_formats() {
+    export_fixture("mobileone_se_nc80_64");
+}
+
+#[test]
+fn unwritable_out_dir_and_bad_sizes_leave_nothing() {
+    let fx = fixture("v8_nc3_64");
+    let dir = tmpdir("bad");
+    let weights = own_weights(&fx, &dir);
+    let device = Device::flex();
+    let load = || load_model(weights.to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
+    let blocker = dir.join("a_file");
+    std::fs::write(&blocker, b"x").unwrap();
+    let mut opts = ExportOptions {
+        formats: vec![Format::Safetensors, Format::Onnx],
+        imgsz: (64, 64),
+        fuse: true,
+        out: blocker.join("out"),
+        stem: "best".into(),
+        image: None,
+    };
+    let l = load();
+    let e = export(l.model, &l.names, &opts, &device).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("cannot create the output folder"),
+        "{e:#}"
+    );
+
+    opts.out = dir.join("out");
+    opts.imgsz = (100, 100);
+    let l = load();
+    let e = export(l.model, &l.names, &opts, &device).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("multiple of the max stride"),
+        "{e:#}"
+    );
+    assert!(
+        !opts.out.exists() || std::fs::read_dir(&opts.out).unwrap().next().is_none(),
+        "nothing written"
+    );
+
+    opts.imgsz = (64, 64);
+    opts.fuse = false;
+    let l = load();
+    let e = export(l.model, &l.names, &opts, &device).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("ONNX export writes the fused graph"),
+        "{e:#}"
+    );
+
+    // Weights that do not fit the config: one error listing the problems.
+    let other = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/yolov8-mobileone.yaml");
+    let lo = LoadOptions {
+        config: Some(other.to_string_lossy().into_owned()),
+        spec: model::SpecOptions {
+            scale: Some("n".into()),
+            nc: Some(3),
+        },
+    };
+    let e = load_model(weights.to_str().unwrap(), &lo, &device)
+        .err()
+        .expect("mismatch")
+        .to_string();
+    assert!(e.contains("missing:") && e.contains("unexpected:"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

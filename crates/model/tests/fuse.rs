@@ -1,0 +1,165 @@
+//! Deploy-time folding on models the YAML builds: outputs equal before/after, branch parameters gone,
+//! idempotent, and the equivalent kernel differentiable for training-time use.
+
+use model::burn::tensor::{Device, Distribution, Tensor, Tolerance};
+use model::nn::{MobileOneBlock, Named, Slot};
+use model::{ModelSpec, SpecOptions, YoloModel};
+use std::path::Path;
+
+fn spec(cfg: &str, yaml_patch: Option<(&str, &str)>) -> ModelSpec {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs")).join(cfg);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    if let Some((a, b)) = yaml_patch {
+        text = text.replace(a, b);
+    }
+    let opts = SpecOptions {
+        scale: Some("n".into()),
+        nc: Some(5),
+    };
+    ModelSpec::from_str(&text, cfg, &opts).unwrap()
+}
+
+/// Non-trivial BatchNorm statistics, so that folding has something to fold.
+fn randomize_bn(m: &mut YoloModel) {
+    m.visit_named("model", &mut |k, slot| match slot {
+        Slot::Stat(s) => {
+            let n = s.value().dims()[0];
+            let (lo, hi) = if k.ends_with("running_var") {
+                (0.5, 2.0)
+            } else {
+                (-0.3, 0.3)
+            };
+            *s = model::burn::module::RunningState::new(Tensor::random(
+                [n],
+                Distribution::Uniform(lo, hi),
+                &s.value().device(),
+            ));
+        }
+        Slot::W1(p) if k.contains("bn") && k.ends_with("weight") => {
+            let n = p.val().dims()[0];
+            *p = model::burn::module::Param::from_tensor(Tensor::random(
+                [n],
+                Distribution::Uniform(0.5, 1.5),
+                &p.val().device(),
+            ));
+        }
+        _ => {}
+    });
+}
+
+fn keys(m: &mut YoloModel) -> Vec<String> {
+    let mut v = Vec::new();
+    m.visit_named("model", &mut |k, _| v.push(k));
+    v
+}
+
+fn check_fusion(mut m: YoloModel, h: usize, w: usize) {
+    let device = Device::flex();
+    randomize_bn(&mut m);
+    let x = Tensor::<4>::random([2, 3, h, w], Distribution::Uniform(0.0, 1.0), &device);
+    let before = m.forward(x.clone());
+    let params_before = m.parameter_count();
+    let mut fused = m.fuse();
+    let after = fused.forward(x.clone());
+    let scale = before.clone().abs().max().into_scalar::<f32>();
+    before
+        .clone()
+        .into_data()
+        .assert_approx_eq::<f32>(&after.into_data(), Tolerance::absolute(2e-5 * scale + 1e-3));
+    let ks = keys(&mut fused);
+    assert!(fused.is_fused());
+    assert!(
+        !ks.iter()
+            .any(|k| k.contains("dw_3x3") || k.contains("pw_1x1") || k.contains("bn")),
+        "branch params are gone: {ks:?}"
+    );
+    assert!(fused.parameter_count() < params_before);
+    // Idempotent: fusing again changes nothing.
+    let sd1 = model::weights::state_dict(&mut fused);
+    let mut twice = fused.fuse();
+    assert_eq!(sd1, model::weights::state_dict(&mut twice));
+}
+
+#[test]
+fn fusing_yolov8_keeps_the_output() {
+    check_fusion(
+        YoloModel::new(&spec("yolov8.yaml", None), &Device::flex()),
+        64,
+        96,
+    );
+}
+
+#[test]
+fn fusing_mobileone_keeps_the_output_with_and_without_se() {
+    let d = Device::flex();
+    check_fusion(
+        YoloModel::new(&spec("yolov8-mobileone.yaml", None), &d),
+        96,
+        64,
+    );
+    let se = spec(
+        "yolov8-mobileone.yaml",
+        Some(("[128, 4, 1]]", "[128, 4, 1, True]]")),
+    );
+    assert!(matches!(
+        se.layers[2].module,
+        model::spec::ModuleSpec::MobileOne { use_se: true, .. }
+    ));
+    check_fusion(YoloModel::new(&se, &d), 64, 64);
+}
+
+#[test]
+fn fusing_a_c3_spp_model_works_too() {
+    let s = spec(
+        "yolov8.yaml",
+        Some(("C2f, [128, True]]", "C3, [128, True]]")),
+    );
+    let s = ModelSpec::from_str(
+        &s.yaml_text
+            .replace("SPPF, [1024, 5]]", "SPP, [1024, [5, 9, 13]]]"),
+        "c3spp.yaml",
+        &SpecOptions {
+            scale: Some("n".into()),
+            nc: Some(2),
+        },
+    )
+    .unwrap();
+    check_fusion(YoloModel::new(&s, &Device::flex()), 64, 64);
+}
+
+#[test]
+fn equivalent_kernel_is_differentiable() {
+    let device = Device::flex().autodiff();
+    let block = MobileOneBlock::new(8, 8, 2, 1, false, &device);
+    let l2 = block.custom_l2().expect("branches present");
+    let grads = l2.backward();
+    let b = block.branches.as_ref().unwrap();
+    let g = b.dw_3x3[1]
+        .conv
+        .weight
+        .val()
+        .grad(&grads)
+        .expect("gradient reaches a branch kernel");
+    assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
+    let g = b.pw_1x1[0]
+        .bn
+        .weight
+        .val()
+        .grad(&grads)
+        .expect("and a branch BN scale");
+    assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
+}
+
+#[test]
+fn strided_block_folds_exactly() {
+    let device = Device::flex();
+    for (c1, c2, k, s) in [(8, 16, 3, 2), (16, 16, 1, 1), (8, 8, 4, 2)] {
+        let block = MobileOneBlock::new(c1, c2, k, s, false, &device);
+        let x = Tensor::<4>::random([1, c1, 9, 10], Distribution::Uniform(-1.0, 1.0), &device);
+        let a = block.forward(x.clone());
+        let fused = block.reparameterize();
+        assert!(fused.branches.is_none() && fused.fused.is_some());
+        a.into_data()
+            .assert_approx_eq::<f32>(&fused.forward(x).into_data(), Tolerance::absolute(1e-5));
+    }
+}
