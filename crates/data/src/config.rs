@@ -1,0 +1,215 @@
+//! Ultralytics dataset YAML: `path`, `train`, `val`, `test` (a folder, a list of folders or a .txt list of
+//! image paths) and `names` (a list or an `{id: name}` map).
+
+use crate::error::{DataError, Result};
+use serde_yaml::Value;
+use std::path::{Path, PathBuf};
+
+/// Image file extensions we read.
+pub const IMAGE_EXTS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
+
+#[derive(Debug, Clone)]
+pub struct DataConfig {
+    pub file: PathBuf,
+    pub root: PathBuf,
+    pub names: Vec<String>,
+    pub train: Vec<PathBuf>,
+    pub val: Vec<PathBuf>,
+    pub test: Vec<PathBuf>,
+}
+
+impl DataConfig {
+    pub fn nc(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn split(&self, name: &str) -> Result<&[PathBuf]> {
+        let v = match name {
+            "train" => &self.train,
+            "val" => &self.val,
+            "test" => &self.test,
+            other => {
+                return Err(DataError::Config {
+                    file: self.file.display().to_string(),
+                    msg: format!("unknown split '{other}' (train, val or test)"),
+                })
+            }
+        };
+        if v.is_empty() {
+            return Err(DataError::Config {
+                file: self.file.display().to_string(),
+                msg: format!("no '{name}' entry"),
+            });
+        }
+        Ok(v)
+    }
+
+    /// Reads a dataset YAML. A relative `path` (or none) is taken from the YAML's own folder, so a dataset
+    /// folder can be moved as a whole.
+    pub fn from_file(file: &Path) -> Result<DataConfig> {
+        let err = |msg: String| DataError::Config {
+            file: file.display().to_string(),
+            msg,
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
+        let v: Value =
+            serde_yaml::from_str(&text).map_err(|e| err(format!("not valid YAML: {e}")))?;
+        let map = v
+            .as_mapping()
+            .ok_or_else(|| err("expected a mapping".into()))?;
+        let get = |k: &str| map.get(Value::String(k.into()));
+        let dir = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let root = match get("path").and_then(|p| p.as_str()) {
+            Some(p) if Path::new(p).is_absolute() => PathBuf::from(p),
+            Some(p) => dir.join(p),
+            None => dir,
+        };
+        let names: Vec<String> = match get("names") {
+            Some(Value::Sequence(s)) => s
+                .iter()
+                .map(|n| match n {
+                    Value::String(s) => Ok(s.clone()),
+                    other => Ok(serde_yaml::to_string(other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string()),
+                })
+                .collect::<Result<_>>()?,
+            Some(Value::Mapping(m)) => {
+                let mut pairs: Vec<(usize, String)> = Vec::new();
+                for (k, v) in m {
+                    let id = k
+                        .as_u64()
+                        .or_else(|| k.as_str().and_then(|s| s.parse().ok()))
+                        .ok_or_else(|| err(format!("names: key {k:?} is not a class id")))?;
+                    let name = v
+                        .as_str()
+                        .map(String::from)
+                        .ok_or_else(|| err(format!("names: {id} has no name")))?;
+                    pairs.push((id as usize, name));
+                }
+                pairs.sort();
+                for (i, (id, _)) in pairs.iter().enumerate() {
+                    if *id != i {
+                        return Err(err(format!(
+                            "names: ids must be 0..{} without gaps",
+                            pairs.len()
+                        )));
+                    }
+                }
+                pairs.into_iter().map(|(_, n)| n).collect()
+            }
+            None => match get("nc").and_then(|n| n.as_u64()) {
+                Some(nc) => (0..nc).map(|i| format!("class{i}")).collect(),
+                None => return Err(err("needs 'names' (a list or a map of class names)".into())),
+            },
+            Some(other) => {
+                return Err(err(format!(
+                    "names: expected a list or a map, got {other:?}"
+                )))
+            }
+        };
+        if names.is_empty() {
+            return Err(err("names is empty".into()));
+        }
+        if let Some(nc) = get("nc").and_then(|n| n.as_u64()) {
+            if nc as usize != names.len() {
+                return Err(err(format!("nc is {nc} but names lists {}", names.len())));
+            }
+        }
+        let split = |k: &str| -> Result<Vec<PathBuf>> {
+            Ok(match get(k) {
+                None | Some(Value::Null) => vec![],
+                Some(Value::String(s)) => vec![root.join(s)],
+                Some(Value::Sequence(v)) => v
+                    .iter()
+                    .map(|x| {
+                        x.as_str()
+                            .map(|s| root.join(s))
+                            .ok_or_else(|| err(format!("{k}: expected paths")))
+                    })
+                    .collect::<Result<_>>()?,
+                Some(other) => {
+                    return Err(err(format!(
+                        "{k}: expected a path or a list, got {other:?}"
+                    )))
+                }
+            })
+        };
+        Ok(DataConfig {
+            file: file.to_path_buf(),
+            names,
+            train: split("train")?,
+            val: split("val")?,
+            test: split("test")?,
+            root,
+        })
+    }
+}
+
+fn is_image(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
+        .unwrap_or(false)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if is_image(&p) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Image files of a split entry: a folder (recursive), a .txt list (paths relative to the list's folder), or
+/// one image. Sorted, without duplicates.
+pub fn image_files(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for s in sources {
+        let io = |e: std::io::Error| DataError::Io {
+            path: s.display().to_string(),
+            msg: e.to_string(),
+        };
+        if s.is_dir() {
+            walk(s, &mut out).map_err(io)?;
+        } else if s.extension().and_then(|e| e.to_str()) == Some("txt") {
+            let base = s.parent().unwrap_or(Path::new("."));
+            let text = std::fs::read_to_string(s).map_err(io)?;
+            for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                let p = Path::new(line);
+                out.push(if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    base.join(p)
+                });
+            }
+        } else if s.is_file() && is_image(s) {
+            out.push(s.clone());
+        } else {
+            return Err(DataError::Io {
+                path: s.display().to_string(),
+                msg: "not found (expected a folder of images, a .txt list or an image)".into(),
+            });
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// Ultralytics' `img2label_paths`: the last `/images/` becomes `/labels/`, the extension `.txt`.
+pub fn label_path(img: &Path) -> PathBuf {
+    let s = img.to_string_lossy();
+    let sep = std::path::MAIN_SEPARATOR;
+    let pat = format!("{sep}images{sep}");
+    let swapped = match s.rfind(&pat) {
+        Some(i) => format!("{}{sep}labels{sep}{}", &s[..i], &s[i + pat.len()..]),
+        None => s.to_string(),
+    };
+    Path::new(&swapped).with_extension("txt")
+}

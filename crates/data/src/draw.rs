@@ -1,0 +1,66 @@
+//! Boxes drawn on images (augmentation dumps; predictions reuse the palette).
+
+use crate::labels::Label;
+use image::{Rgb, RgbImage};
+use imageproc::drawing::draw_hollow_rect_mut;
+use imageproc::rect::Rect;
+
+/// Ultralytics' default palette, so our pictures colour classes like theirs.
+pub const PALETTE: [[u8; 3]; 20] = [
+    [0xFF, 0x38, 0x38],
+    [0xFF, 0x9D, 0x97],
+    [0xFF, 0x70, 0x1F],
+    [0xFF, 0xB2, 0x1D],
+    [0xCF, 0xD2, 0x31],
+    [0x48, 0xF9, 0x0A],
+    [0x92, 0xCC, 0x17],
+    [0x3D, 0xDB, 0x86],
+    [0x1A, 0x93, 0x34],
+    [0x00, 0xD4, 0xBB],
+    [0x2C, 0x99, 0xA8],
+    [0x00, 0xC2, 0xFF],
+    [0x34, 0x45, 0x93],
+    [0x64, 0x73, 0xFF],
+    [0x00, 0x18, 0xEC],
+    [0x84, 0x38, 0xFF],
+    [0x52, 0x00, 0x85],
+    [0xCB, 0x38, 0xFF],
+    [0xFF, 0x95, 0xC8],
+    [0xFF, 0x37, 0xC7],
+];
+
+pub fn class_color(cls: usize) -> Rgb<u8> {
+    Rgb(PALETTE[cls % PALETTE.len()])
+}
+
+/// Draws a pixel-space box `[x1, y1, x2, y2]` with a 2 px outline.
+pub fn draw_box(img: &mut RgbImage, xyxy: [f32; 4], color: Rgb<u8>) {
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    let x1 = xyxy[0].clamp(0.0, w - 1.0);
+    let y1 = xyxy[1].clamp(0.0, h - 1.0);
+    let x2 = xyxy[2].clamp(0.0, w - 1.0);
+    let y2 = xyxy[3].clamp(0.0, h - 1.0);
+    for t in 0..2 {
+        let t = t as f32;
+        let (bw, bh) = ((x2 - x1 - 2.0 * t).max(1.0), (y2 - y1 - 2.0 * t).max(1.0));
+        draw_hollow_rect_mut(
+            img,
+            Rect::at((x1 + t) as i32, (y1 + t) as i32).of_size(bw as u32, bh as u32),
+            color,
+        );
+    }
+}
+
+/// Draws normalized labels on an image.
+pub fn draw_labels(img: &mut RgbImage, labels: &[Label]) {
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    for l in labels {
+        let xyxy = [
+            (l.cx - l.w / 2.0) * w,
+            (l.cy - l.h / 2.0) * h,
+            (l.cx + l.w / 2.0) * w,
+            (l.cy + l.h / 2.0) * h,
+        ];
+        draw_box(img, xyxy, class_color(l.cls));
+    }
+}

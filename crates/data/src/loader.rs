@@ -1,0 +1,170 @@
+//! Batches built on worker threads with a bounded prefetch, delivered in a fixed order, so the model never
+//! waits on image decoding and a run is reproducible whatever the number of workers.
+
+use crate::augment::{sample_rng, Augmenter};
+use crate::image_ops::to_chw;
+use rand::seq::SliceRandom;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// One target row, as Ultralytics' collate makes it: image index in the batch, class, normalized xywh.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Target {
+    pub batch_idx: usize,
+    pub cls: usize,
+    pub cx: f32,
+    pub cy: f32,
+    pub w: f32,
+    pub h: f32,
+}
+
+/// A batch of images (N, 3, H, W) in [0, 1] and its targets.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub images: Vec<f32>,
+    pub shape: [usize; 4],
+    pub targets: Vec<Target>,
+    pub indices: Vec<usize>,
+}
+
+/// Iterates batches produced by worker threads; worker `k` builds batches `k, k + W, ...`.
+pub struct BatchIter<T> {
+    receivers: Vec<Receiver<T>>,
+    next: usize,
+    total: usize,
+    _handles: Vec<JoinHandle<()>>,
+}
+
+impl<T> Iterator for BatchIter<T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        if self.next >= self.total {
+            return None;
+        }
+        let w = self.next % self.receivers.len();
+        self.next += 1;
+        self.receivers[w].recv().ok()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.total - self.next;
+        (n, Some(n))
+    }
+}
+
+impl<T> ExactSizeIterator for BatchIter<T> {}
+
+/// Runs `make(b)` for `b in 0..total` on `workers` threads, each keeping up to `prefetch` results ready.
+pub fn parallel_batches<T: Send + 'static>(
+    total: usize,
+    workers: usize,
+    prefetch: usize,
+    make: Arc<dyn Fn(usize) -> T + Send + Sync>,
+) -> BatchIter<T> {
+    let workers = workers.clamp(1, total.max(1));
+    let mut receivers = Vec::new();
+    let mut handles = Vec::new();
+    for k in 0..workers {
+        let (tx, rx) = sync_channel(prefetch.max(1));
+        let make = make.clone();
+        handles.push(std::thread::spawn(move || {
+            let mut b = k;
+            while b < total {
+                if tx.send(make(b)).is_err() {
+                    return; // the consumer stopped early
+                }
+                b += workers;
+            }
+        }));
+        receivers.push(rx);
+    }
+    BatchIter {
+        receivers,
+        next: 0,
+        total,
+        _handles: handles,
+    }
+}
+
+fn collate(samples: Vec<(usize, image::RgbImage, Vec<crate::labels::Label>)>) -> Batch {
+    let (w, h) = samples[0].1.dimensions();
+    let mut images = Vec::with_capacity(samples.len() * 3 * (w * h) as usize);
+    let mut targets = Vec::new();
+    let mut indices = Vec::new();
+    for (bi, (idx, img, labels)) in samples.into_iter().enumerate() {
+        images.extend(to_chw(&img));
+        indices.push(idx);
+        targets.extend(labels.iter().map(|l| Target {
+            batch_idx: bi,
+            cls: l.cls,
+            cx: l.cx,
+            cy: l.cy,
+            w: l.w,
+            h: l.h,
+        }));
+    }
+    Batch {
+        shape: [indices.len(), 3, h as usize, w as usize],
+        images,
+        targets,
+        indices,
+    }
+}
+
+/// The sample order of an epoch (shuffled by seed and epoch).
+pub fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if shuffle {
+        order.shuffle(&mut sample_rng(seed, epoch, usize::MAX));
+    }
+    order
+}
+
+/// Augmented training batches for one epoch.
+pub fn train_batches(
+    aug: Arc<Augmenter>,
+    epoch: usize,
+    batch: usize,
+    workers: usize,
+    mosaic_enabled: bool,
+) -> BatchIter<Batch> {
+    let order = Arc::new(epoch_order(aug.dataset.len(), aug.seed, epoch, true));
+    let total = order.len().div_ceil(batch);
+    let make = move |b: usize| {
+        let ids = &order[b * batch..((b + 1) * batch).min(order.len())];
+        collate(
+            ids.iter()
+                .map(|&i| {
+                    let s = aug.train_sample(i, epoch, mosaic_enabled);
+                    (i, s.image, s.labels)
+                })
+                .collect(),
+        )
+    };
+    parallel_batches(total, workers, 2, Arc::new(make))
+}
+
+/// Letterboxed validation batches in dataset order, with each image's letterbox placement.
+pub fn val_batches(
+    aug: Arc<Augmenter>,
+    batch: usize,
+    workers: usize,
+) -> BatchIter<(Batch, Vec<crate::image_ops::Letterbox>)> {
+    let n = aug.dataset.len();
+    let total = n.div_ceil(batch);
+    let make = move |b: usize| {
+        let ids: Vec<usize> = (b * batch..((b + 1) * batch).min(n)).collect();
+        let mut lbs = Vec::new();
+        let samples = ids
+            .iter()
+            .map(|&i| {
+                let s = aug.val_sample(i);
+                lbs.push(s.letterbox);
+                (i, s.image, s.labels)
+            })
+            .collect();
+        (collate(samples), lbs)
+    };
+    parallel_batches(total, workers, 2, Arc::new(make))
+}
