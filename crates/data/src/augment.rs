@@ -325,7 +325,24 @@ impl Augmenter {
                 RgbImage::from_pixel(s.size.0.max(1), s.size.1.max(1), Rgb([PAD; 3]))
             }
         };
-        let (image, lb) = crate::image_ops::letterbox_image(&img, self.imgsz, self.imgsz);
+        // Ultralytics' val path: load_image (long side to imgsz, size rounded up, INTER_AREA when shrinking),
+        // then LetterBox, which only pads what is now a fitting image.
+        let (w0, h0) = img.dimensions();
+        let r = self.imgsz as f32 / w0.max(h0) as f32;
+        let resized = if (r - 1.0).abs() > f32::EPSILON {
+            let nw = ((w0 as f32 * r).ceil() as u32).clamp(1, self.imgsz as u32);
+            let nh = ((h0 as f32 * r).ceil() as u32).clamp(1, self.imgsz as u32);
+            if r < 1.0 {
+                crate::image_ops::resize_area(&img, nw, nh)
+            } else {
+                resize_linear(&img, nw, nh)
+            }
+        } else {
+            img
+        };
+        let (image, mut lb) = crate::image_ops::letterbox_image(&resized, self.imgsz, self.imgsz);
+        lb.gain *= r;
+        lb.orig = (h0 as usize, w0 as usize);
         // Labels follow the image, normalized to the letterboxed input as Ultralytics' val batches are.
         let (w0, h0) = (lb.orig.1 as f32, lb.orig.0 as f32);
         let (lw, lh) = (lb.size.1 as f32, lb.size.0 as f32);

@@ -64,3 +64,7 @@ pub fn draw_labels(img: &mut RgbImage, labels: &[Label]) {
         draw_box(img, xyxy, class_color(l.cls));
     }
 }
+
+/// DejaVu Sans (Bitstream Vera licence, `assets/LICENSE_DEJAVU`): labels and plots render the same everywhere,
+/// with no system fonts needed.
+pub const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");

@@ -69,6 +69,55 @@ pub fn resize_linear(src: &RgbImage, new_w: u32, new_h: u32) -> RgbImage {
     out
 }
 
+/// Area-average downscale (OpenCV's INTER_AREA): each output pixel averages the source pixels its footprint
+/// covers, weighted by the covered fraction. Ultralytics shrinks validation images this way.
+pub fn resize_area(src: &RgbImage, new_w: u32, new_h: u32) -> RgbImage {
+    let (w, h) = src.dimensions();
+    if new_w >= w || new_h >= h {
+        return resize_linear(src, new_w, new_h);
+    }
+    // (source index, weight) lists per output coordinate.
+    let taps = |dst: u32, len: u32| -> Vec<Vec<(u32, f32)>> {
+        let s = len as f64 / dst as f64;
+        (0..dst)
+            .map(|o| {
+                let (a, b) = (o as f64 * s, ((o + 1) as f64 * s).min(len as f64));
+                let mut v = Vec::new();
+                let mut i = a.floor() as u32;
+                while (i as f64) < b && i < len {
+                    let cover = (b.min(i as f64 + 1.0) - a.max(i as f64)).max(0.0);
+                    if cover > 1e-9 {
+                        v.push((i, (cover / s) as f32));
+                    }
+                    i += 1;
+                }
+                v
+            })
+            .collect()
+    };
+    let (tx, ty) = (taps(new_w, w), taps(new_h, h));
+    let mut out = RgbImage::new(new_w, new_h);
+    for (oy, ys) in ty.iter().enumerate() {
+        for (ox, xs) in tx.iter().enumerate() {
+            let mut acc = [0f32; 3];
+            for &(sy, wy) in ys {
+                for &(sx, wx) in xs {
+                    let p = src.get_pixel(sx, sy).0;
+                    for c in 0..3 {
+                        acc[c] += p[c] as f32 * wx * wy;
+                    }
+                }
+            }
+            out.put_pixel(
+                ox as u32,
+                oy as u32,
+                image::Rgb(acc.map(|v| v.round().clamp(0.0, 255.0) as u8)),
+            );
+        }
+    }
+    out
+}
+
 /// Ultralytics' LetterBox to exactly `(h, w)` (auto=False, scaleup=True, centred, pad 114).
 pub fn letterbox_image(img: &RgbImage, h: usize, w: usize) -> (RgbImage, Letterbox) {
     let (w0, h0) = (img.width() as usize, img.height() as usize);
@@ -124,6 +173,24 @@ mod tests {
         assert_eq!(d[0], 114.0 / 255.0, "top padding row");
         assert_eq!(d[20 * 64 + 10], 1.0, "red inside the image");
         assert_eq!(d[64 * 64 + 20 * 64 + 10], 0.0, "green inside the image");
+    }
+
+    #[test]
+    fn area_resize_averages_footprints() {
+        let img = RgbImage::from_fn(4, 2, |x, _| image::Rgb([(x * 40) as u8, 9, 9]));
+        let r = resize_area(&img, 2, 1);
+        assert_eq!(r.get_pixel(0, 0).0, [20, 9, 9]);
+        assert_eq!(r.get_pixel(1, 0).0, [100, 9, 9]);
+        let r = resize_area(
+            &RgbImage::from_fn(5, 5, |x, _| image::Rgb([(x * 50) as u8, 0, 0])),
+            2,
+            2,
+        );
+        assert_eq!(
+            r.get_pixel(0, 0).0[0],
+            40,
+            "2.5-pixel footprint: (0 + 50 + 0.5 * 100) / 2.5"
+        );
     }
 
     #[test]

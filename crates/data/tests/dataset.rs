@@ -288,6 +288,9 @@ fn exif_orientation_is_applied() {
     assert_eq!(img.dimensions(), (20, 40));
     let top = img.get_pixel(10, 2).0;
     let bottom = img.get_pixel(10, 37).0;
-    assert!(top[1] > 150 && top[0] < 80, "green on top after rotation: {top:?}");
+    assert!(
+        top[1] > 150 && top[0] < 80,
+        "green on top after rotation: {top:?}"
+    );
     assert!(bottom[0] > 150, "red below: {bottom:?}");
 }

@@ -1,12 +1,13 @@
 //! YOLOv8 models from Ultralytics YAML on burn: parsing (`spec`), the layer graph (`graph`, `nn`), deploy-time
-//! fusion and MobileOne reparameterization (`fuse`), shapes/FLOPs (`shapes`), summaries (`info`) and
-//! safetensors weights under Ultralytics' `state_dict` names (`weights`).
+//! fusion and MobileOne reparameterization (`fuse`), shapes/FLOPs (`shapes`), summaries (`info`), NMS and
+//! box scaling (`postprocess`) and safetensors weights under Ultralytics' `state_dict` names (`weights`).
 
 pub mod error;
 pub mod fuse;
 pub mod graph;
 pub mod info;
 pub mod nn;
+pub mod postprocess;
 pub mod shapes;
 pub mod spec;
 pub mod weights;

@@ -1,0 +1,6 @@
+//! Training and validation of YOLO models built by the `model` crate on data from the `data` crate:
+//! Ultralytics' detection metrics (`metrics`), the validation loop (`val`) and its plots (`plots`).
+
+pub mod metrics;
+pub mod plots;
+pub mod val;

@@ -1,0 +1,167 @@
+//! PNG plots (PR curve, confusion matrix) drawn with plotters into a buffer and saved with the `image` crate.
+
+use crate::metrics::DetMetrics;
+use crate::val::ConfusionMatrix;
+use anyhow::{anyhow, Result};
+use plotters::prelude::*;
+use std::path::Path;
+
+/// plotters draws text with ab_glyph; the font ships with the data crate.
+pub fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, data::draw::FONT);
+    });
+}
+
+fn save(buf: Vec<u8>, w: u32, h: u32, path: &Path) -> Result<()> {
+    let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("plot buffer size"))?;
+    img.save(path)
+        .map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// Precision-recall curves at IoU 0.5, one line per class plus the mean.
+pub fn pr_curve(path: &Path, m: &DetMetrics, names: &[String]) -> Result<()> {
+    register_font();
+    let (w, h) = (900u32, 700u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Precision-Recall Curve", ("sans-serif", 26))
+            .margin(20)
+            .x_label_area_size(45)
+            .y_label_area_size(55)
+            .build_cartesian_2d(0f64..1f64, 0f64..1.01f64)
+            .map_err(|e| anyhow!("{e:?}"))?;
+        chart
+            .configure_mesh()
+            .x_desc("Recall")
+            .y_desc("Precision")
+            .label_style(("sans-serif", 16))
+            .draw()
+            .map_err(|e| anyhow!("{e:?}"))?;
+        let xs: Vec<f64> = (0..1000).map(|i| i as f64 / 999.0).collect();
+        for (i, c) in m.classes.iter().enumerate() {
+            let col = data::draw::class_color(*c).0;
+            let color = RGBColor(col[0], col[1], col[2]);
+            let label = format!(
+                "{} {:.3}",
+                names.get(*c).map(String::as_str).unwrap_or("?"),
+                m.ap50[i]
+            );
+            chart
+                .draw_series(LineSeries::new(
+                    xs.iter().copied().zip(m.pr_curve[i].iter().copied()),
+                    color.stroke_width(1),
+                ))
+                .map_err(|e| anyhow!("{e:?}"))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        if !m.classes.is_empty() {
+            let mean: Vec<f64> = (0..1000)
+                .map(|k| m.pr_curve.iter().map(|c| c[k]).sum::<f64>() / m.pr_curve.len() as f64)
+                .collect();
+            chart
+                .draw_series(LineSeries::new(
+                    xs.iter().copied().zip(mean),
+                    BLUE.stroke_width(3),
+                ))
+                .map_err(|e| anyhow!("{e:?}"))?
+                .label(format!("all classes {:.3} mAP@0.5", m.map50()))
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(3)));
+        }
+        chart
+            .configure_series_labels()
+            .label_font(("sans-serif", 16))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::LowerLeft)
+            .draw()
+            .map_err(|e| anyhow!("{e:?}"))?;
+        root.present().map_err(|e| anyhow!("{e:?}"))?;
+    }
+    save(buf, w, h, path)
+}
+
+/// The confusion matrix, each column normalised by its true-class count.
+pub fn confusion(path: &Path, cm: &ConfusionMatrix, names: &[String]) -> Result<()> {
+    register_font();
+    let n = cm.nc + 1;
+    let (w, h) = (300 + 60 * n as u32, 260 + 60 * n as u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
+        let mut labels: Vec<String> = names.to_vec();
+        labels.push("background".into());
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Confusion Matrix Normalized", ("sans-serif", 22))
+            .margin(20)
+            .x_label_area_size(60)
+            .y_label_area_size(110)
+            .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented())
+            .map_err(|e| anyhow!("{e:?}"))?;
+        // Predicted class r is drawn on row n-1-r, so the first class is on top like Ultralytics' plot.
+        let name_of = |v: &SegmentValue<usize>, flip: bool| match v {
+            SegmentValue::CenterOf(i) if *i < n => {
+                labels[if flip { n - 1 - *i } else { *i }].clone()
+            }
+            _ => String::new(),
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc("True")
+            .y_desc("Predicted")
+            .x_labels(n)
+            .y_labels(n)
+            .x_label_formatter(&|v| name_of(v, false))
+            .y_label_formatter(&|v| name_of(v, true))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| anyhow!("{e:?}"))?;
+        let col_sum: Vec<f64> = (0..n)
+            .map(|c| (0..n).map(|r| cm.matrix[r][c]).sum::<f64>())
+            .collect();
+        let value = |r: usize, c: usize| {
+            if col_sum[c] > 0.0 {
+                cm.matrix[r][c] / col_sum[c]
+            } else {
+                0.0
+            }
+        };
+        let mut cells = Vec::new();
+        let mut texts = Vec::new();
+        for r in 0..n {
+            for c in 0..n {
+                let v = value(r, c);
+                let shade = (255.0 * (1.0 - 0.8 * v)) as u8;
+                let row = n - 1 - r;
+                cells.push(Rectangle::new(
+                    [
+                        (SegmentValue::Exact(c), SegmentValue::Exact(row)),
+                        (SegmentValue::Exact(c + 1), SegmentValue::Exact(row + 1)),
+                    ],
+                    RGBColor(shade, shade, 255).filled(),
+                ));
+                texts.push(Text::new(
+                    format!("{v:.2}"),
+                    (SegmentValue::CenterOf(c), SegmentValue::CenterOf(row)),
+                    ("sans-serif", 16).into_font().color(&BLACK).pos(
+                        plotters::style::text_anchor::Pos::new(
+                            plotters::style::text_anchor::HPos::Center,
+                            plotters::style::text_anchor::VPos::Center,
+                        ),
+                    ),
+                ));
+            }
+        }
+        chart.draw_series(cells).map_err(|e| anyhow!("{e:?}"))?;
+        chart.draw_series(texts).map_err(|e| anyhow!("{e:?}"))?;
+        root.present().map_err(|e| anyhow!("{e:?}"))?;
+    }
+    save(buf, w, h, path)
+}
