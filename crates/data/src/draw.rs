@@ -2,7 +2,7 @@
 
 use crate::labels::Label;
 use image::{Rgb, RgbImage};
-use imageproc::drawing::draw_hollow_rect_mut;
+use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut, text_size};
 use imageproc::rect::Rect;
 
 /// Ultralytics' default palette, so our pictures colour classes like theirs.
@@ -68,3 +68,33 @@ pub fn draw_labels(img: &mut RgbImage, labels: &[Label]) {
 /// DejaVu Sans (Bitstream Vera licence, `assets/LICENSE_DEJAVU`): labels and plots render the same everywhere,
 /// with no system fonts needed.
 pub const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+
+/// A box with its caption ("tree 0.87") on a filled strip in the class colour, white text, like Ultralytics'
+/// annotator. The caption sits above the box, or inside it at the top edge of the image.
+pub fn draw_labeled_box(img: &mut RgbImage, xyxy: [f32; 4], caption: &str, color: Rgb<u8>) {
+    static FONT_REF: std::sync::OnceLock<ab_glyph::FontRef<'static>> = std::sync::OnceLock::new();
+    let font = FONT_REF
+        .get_or_init(|| ab_glyph::FontRef::try_from_slice(FONT).expect("the bundled font parses"));
+    draw_box(img, xyxy, color);
+    let scale = (img.width().max(img.height()) as f32 / 40.0).clamp(11.0, 28.0);
+    let (tw, th) = text_size(scale, font, caption);
+    let (tw, th) = (tw + 4, th + 4);
+    let x = (xyxy[0].max(0.0) as i32)
+        .min(img.width() as i32 - tw as i32)
+        .max(0);
+    let y = if xyxy[1] as i32 >= th as i32 {
+        xyxy[1] as i32 - th as i32
+    } else {
+        xyxy[1].max(0.0) as i32
+    };
+    draw_filled_rect_mut(img, Rect::at(x, y).of_size(tw, th), color);
+    draw_text_mut(
+        img,
+        Rgb([255, 255, 255]),
+        x + 2,
+        y + 1,
+        scale,
+        font,
+        caption,
+    );
+}

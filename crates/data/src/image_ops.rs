@@ -120,12 +120,32 @@ pub fn resize_area(src: &RgbImage, new_w: u32, new_h: u32) -> RgbImage {
 
 /// Ultralytics' LetterBox to exactly `(h, w)` (auto=False, scaleup=True, centred, pad 114).
 pub fn letterbox_image(img: &RgbImage, h: usize, w: usize) -> (RgbImage, Letterbox) {
+    letterbox_with(img, h, w, None)
+}
+
+/// LetterBox with `auto` (predict): the smallest padding that makes each side a multiple of `stride`.
+pub fn letterbox_auto(img: &RgbImage, imgsz: usize, stride: usize) -> (RgbImage, Letterbox) {
+    letterbox_with(img, imgsz, imgsz, Some(stride))
+}
+
+fn letterbox_with(
+    img: &RgbImage,
+    h: usize,
+    w: usize,
+    auto_stride: Option<usize>,
+) -> (RgbImage, Letterbox) {
     let (w0, h0) = (img.width() as usize, img.height() as usize);
     let r = (h as f32 / h0 as f32).min(w as f32 / w0 as f32);
     let nw = ((w0 as f32 * r).round_ties_even() as usize).clamp(1, w);
     let nh = ((h0 as f32 * r).round_ties_even() as usize).clamp(1, h);
-    let dw = (w - nw) as f32 / 2.0;
-    let dh = (h - nh) as f32 / 2.0;
+    let (mut pw, mut ph) = (w - nw, h - nh);
+    if let Some(s) = auto_stride {
+        pw %= s;
+        ph %= s;
+    }
+    let (w, h) = (nw + pw, nh + ph);
+    let dw = pw as f32 / 2.0;
+    let dh = ph as f32 / 2.0;
     let left = (dw - 0.1).round_ties_even() as i64;
     let top = (dh - 0.1).round_ties_even() as i64;
     let resized = resize_linear(img, nw as u32, nh as u32);

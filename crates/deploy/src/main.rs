@@ -55,6 +55,54 @@ enum Cmd {
         #[arg(long)]
         image: Option<PathBuf>,
     },
+    /// Detect objects in images: annotated images, labels/*.txt, predictions.json.
+    Predict {
+        #[arg(long)]
+        weights: String,
+        /// An image, a folder (recursive), a glob or a .txt list of image paths.
+        #[arg(long)]
+        source: String,
+        /// Output folder (default runs/predict/predict, predict2, ... as Ultralytics numbers them).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value_t = 640)]
+        imgsz: usize,
+        #[arg(long, default_value_t = 0.25)]
+        conf: f32,
+        #[arg(long, default_value_t = 0.7)]
+        iou: f32,
+        #[arg(long, default_value_t = 300)]
+        max_det: usize,
+        /// Keep only these class ids, e.g. 0,2.
+        #[arg(long)]
+        classes: Option<String>,
+        #[arg(long)]
+        agnostic_nms: bool,
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        #[arg(long, default_value = "auto")]
+        device: String,
+        #[arg(long)]
+        save_txt: bool,
+        #[arg(long)]
+        save_conf: bool,
+        #[arg(long)]
+        save_json: bool,
+        #[arg(long)]
+        no_save_img: bool,
+        /// Decoding threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long)]
+        config: Option<String>,
+        #[arg(long)]
+        scale: Option<String>,
+        #[arg(long)]
+        nc: Option<usize>,
+        /// Fuse Conv+BN and MobileOne branches before running (same outputs, faster).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        fuse: bool,
+    },
     /// Latency of unfused vs fused on the same backend, as a table.
     Bench {
         #[arg(long)]
@@ -95,9 +143,21 @@ fn parse_hw(s: &str) -> Result<(usize, usize)> {
 
 fn device(name: &str) -> Result<Device> {
     match name {
-        "cpu" | "flex" => Ok(Device::flex()),
+        "cpu" | "flex" | "auto" => Ok(Device::flex()),
         other => bail!("--device {other}: this build has the CPU backend only (cpu)"),
     }
+}
+
+/// `base/name`, or `base/name2`, `name3`... if taken (Ultralytics' run folder numbering).
+fn next_run_dir(base: &Path, name: &str) -> PathBuf {
+    let first = base.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (2..)
+        .map(|i| base.join(format!("{name}{i}")))
+        .find(|p| !p.exists())
+        .expect("some number is free")
 }
 
 fn main() -> Result<()> {
@@ -150,6 +210,74 @@ fn main() -> Result<()> {
             for f in &s.files {
                 println!("wrote {}", f.display());
             }
+        }
+        Cmd::Predict {
+            weights,
+            source,
+            out,
+            imgsz,
+            conf,
+            iou,
+            max_det,
+            classes,
+            agnostic_nms,
+            batch,
+            device: dev,
+            save_txt,
+            save_conf,
+            save_json,
+            no_save_img,
+            workers,
+            config,
+            scale,
+            nc,
+            fuse,
+        } => {
+            let dev = device(&dev)?;
+            if imgsz % 32 != 0 {
+                bail!("--imgsz {imgsz}: must be a multiple of 32 (the model's max stride)");
+            }
+            let classes = classes
+                .map(|c| {
+                    c.split(',')
+                        .map(|x| x.trim().parse::<usize>())
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .with_context(|| format!("--classes {c}: expected ids like 0,2"))
+                })
+                .transpose()?;
+            let lo = LoadOptions {
+                config,
+                spec: SpecOptions { scale, nc },
+            };
+            let loaded = load_model(&weights, &lo, &dev)?;
+            let model = if fuse {
+                loaded.model.fuse()
+            } else {
+                loaded.model
+            };
+            let paths = deploy::predict::collect_sources(&source)?;
+            let out = out.unwrap_or_else(|| next_run_dir(Path::new("runs/predict"), "predict"));
+            let opts = deploy::predict::PredictOptions {
+                imgsz,
+                nms: model::postprocess::NmsOptions {
+                    conf,
+                    iou,
+                    max_det,
+                    classes,
+                    agnostic: agnostic_nms,
+                    ..model::postprocess::NmsOptions::predict()
+                },
+                batch: batch.max(1),
+                out: out.clone(),
+                save_img: !no_save_img,
+                save_txt,
+                save_conf,
+                save_json,
+                workers,
+            };
+            let stats = deploy::predict::predict(&model, &loaded.names, paths, &opts, &dev)?;
+            println!("results in {}", out.display());
+            println!("{}", stats.line());
         }
         Cmd::Bench {
             config,

@@ -1,0 +1,374 @@
+//! Batch prediction over images, folders, globs and .txt lists, like Ultralytics' predict: letterbox (auto,
+//! stride 32, pad 114), batched forward, NMS, boxes back to original pixels; outputs annotated images,
+//! `labels/*.txt` and `predictions.json`. Decoding runs on reader threads and drawing/saving on a writer
+//! thread, both behind bounded queues, so the forward pass stays busy and memory stays flat.
+
+use anyhow::{bail, Context, Result};
+use data::config::IMAGE_EXTS;
+use data::image_ops::{letterbox_auto, read_rgb, to_chw, Letterbox};
+use image::RgbImage;
+use model::burn::tensor::{Device, Tensor, TensorData};
+use model::postprocess::{non_max_suppression, scale_to_original, Detection, NmsOptions};
+use model::YoloModel;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    pub imgsz: usize,
+    pub nms: NmsOptions,
+    pub batch: usize,
+    pub out: PathBuf,
+    pub save_img: bool,
+    pub save_txt: bool,
+    pub save_conf: bool,
+    pub save_json: bool,
+    pub workers: usize,
+}
+
+/// Images named by `source`: an image, a folder (recursive, sorted), a glob, or a .txt list of paths.
+pub fn collect_sources(source: &str) -> Result<Vec<PathBuf>> {
+    let p = Path::new(source);
+    let is_image = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
+    };
+    let is_list = p.is_file() && p.extension().and_then(|e| e.to_str()) == Some("txt");
+    let mut out: Vec<PathBuf> = if p.is_dir() || is_list {
+        data::config::image_files(&[p.to_path_buf()])?
+    } else if p.is_file() {
+        vec![p.to_path_buf()]
+    } else if source.contains(['*', '?', '[']) {
+        glob::glob(source)
+            .with_context(|| format!("--source {source}: not a valid glob"))?
+            .filter_map(|e| e.ok())
+            .filter(|p| p.is_file() && is_image(p))
+            .collect()
+    } else {
+        bail!("--source {source}: no such image, folder, glob or .txt list");
+    };
+    out.sort();
+    if out.is_empty() {
+        bail!("--source {source}: no images found");
+    }
+    Ok(out)
+}
+
+struct Prepared {
+    path: PathBuf,
+    image: RgbImage,
+    chw: Vec<f32>,
+    lb: Letterbox,
+    decode_s: f64,
+}
+
+struct Finished {
+    path: PathBuf,
+    image: RgbImage,
+    dets: Vec<Detection>,
+}
+
+/// Totals of one run, for the closing line.
+#[derive(Debug, Default, Clone)]
+pub struct PredictStats {
+    pub images: usize,
+    pub skipped: usize,
+    pub detections: usize,
+    pub wall_s: f64,
+    pub decode_s: f64,
+    pub forward_s: f64,
+    pub nms_s: f64,
+    pub save_s: f64,
+}
+
+impl PredictStats {
+    pub fn line(&self) -> String {
+        let n = self.images.max(1) as f64;
+        format!(
+            "{} images ({} skipped), {} detections in {:.2} s: {:.1} images/s; per image {:.1} ms decode+letterbox, \
+             {:.1} ms forward, {:.1} ms NMS, {:.1} ms draw+save (decode and saving overlap the forward pass)",
+            self.images,
+            self.skipped,
+            self.detections,
+            self.wall_s,
+            self.images as f64 / self.wall_s.max(1e-9),
+            self.decode_s * 1e3 / n,
+            self.forward_s * 1e3 / n,
+            self.nms_s * 1e3 / n,
+            self.save_s * 1e3 / n
+        )
+    }
+}
+
+/// Python's `%g`: 6 significant digits, no trailing zeros (Ultralytics' label lines).
+pub fn fmt_g(x: f32) -> String {
+    let x = x as f64;
+    if x == 0.0 {
+        return "0".into();
+    }
+    let exp = x.abs().log10().floor() as i32;
+    if !(-4..6).contains(&exp) {
+        let s = format!("{:.5e}", x);
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        let m = m.trim_end_matches('0').trim_end_matches('.');
+        let e: i32 = e.parse().unwrap_or(0);
+        return format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs());
+    }
+    let decimals = (5 - exp).max(0) as usize;
+    let s = format!("{:.*}", decimals, x);
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+fn label_lines(dets: &[Detection], w: f32, h: f32, save_conf: bool) -> String {
+    dets.iter()
+        .map(|d| {
+            let (cx, cy) = ((d.x1 + d.x2) / 2.0 / w, (d.y1 + d.y2) / 2.0 / h);
+            let (bw, bh) = ((d.x2 - d.x1) / w, (d.y2 - d.y1) / h);
+            let mut s = format!(
+                "{} {} {} {} {}",
+                d.cls,
+                fmt_g(cx),
+                fmt_g(cy),
+                fmt_g(bw),
+                fmt_g(bh)
+            );
+            if save_conf {
+                s += &format!(" {}", fmt_g(d.conf));
+            }
+            s + "\n"
+        })
+        .collect()
+}
+
+fn spawn_readers(
+    paths: Arc<Vec<PathBuf>>,
+    imgsz: usize,
+    workers: usize,
+) -> Receiver<(usize, Result<Prepared>)> {
+    let (tx, rx) = sync_channel(8);
+    let next = Arc::new(Mutex::new(0usize));
+    for _ in 0..workers.max(1) {
+        let (tx, paths, next) = (tx.clone(), paths.clone(), next.clone());
+        std::thread::spawn(move || loop {
+            let i = {
+                let Ok(mut n) = next.lock() else { return };
+                let i = *n;
+                *n += 1;
+                i
+            };
+            if i >= paths.len() {
+                return;
+            }
+            let t = Instant::now();
+            let r = read_rgb(&paths[i]).map(|image| {
+                let (boxed, lb) = letterbox_auto(&image, imgsz, 32);
+                Prepared {
+                    path: paths[i].clone(),
+                    chw: to_chw(&boxed),
+                    image,
+                    lb,
+                    decode_s: t.elapsed().as_secs_f64(),
+                }
+            });
+            if tx.send((i, r)).is_err() {
+                return;
+            }
+        });
+    }
+    rx
+}
+
+/// Runs prediction over `paths`, writing outputs under `o.out`.
+pub fn predict(
+    model: &YoloModel,
+    names: &[String],
+    paths: Vec<PathBuf>,
+    o: &PredictOptions,
+    device: &Device,
+) -> Result<PredictStats> {
+    let start = Instant::now();
+    std::fs::create_dir_all(&o.out)
+        .with_context(|| format!("{}: cannot create", o.out.display()))?;
+    if o.save_txt {
+        std::fs::create_dir_all(o.out.join("labels"))
+            .with_context(|| format!("{}: cannot create", o.out.display()))?;
+    }
+    let nc = model.nc();
+    let total = paths.len();
+    let rx = spawn_readers(Arc::new(paths), o.imgsz, o.workers);
+
+    // Writer: drawing, encoding and file output off the forward thread.
+    let (wtx, wrx) = sync_channel::<Finished>(8);
+    let (out, names_w, save_img, save_txt, save_conf) = (
+        o.out.clone(),
+        names.to_vec(),
+        o.save_img,
+        o.save_txt,
+        o.save_conf,
+    );
+    let writer = std::thread::spawn(move || -> Result<(f64, Vec<serde_json::Value>)> {
+        let mut save_s = 0.0;
+        let mut json = Vec::new();
+        for f in wrx {
+            let t = Instant::now();
+            let stem = f
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let (w, h) = (f.image.width() as f32, f.image.height() as f32);
+            for d in &f.dets {
+                let bbox =
+                    [d.x1, d.y1, d.x2 - d.x1, d.y2 - d.y1].map(|v| (v * 1000.0).round() / 1000.0);
+                json.push(serde_json::json!({
+                    "image_id": stem.parse::<u64>().map(serde_json::Value::from).unwrap_or_else(|_| stem.clone().into()),
+                    "file_name": f.path.file_name().map(|s| s.to_string_lossy().into_owned()),
+                    "category_id": d.cls,
+                    "category_name": names_w.get(d.cls),
+                    "bbox": bbox,
+                    "score": (d.conf * 1e5).round() / 1e5,
+                }));
+            }
+            if save_txt {
+                let p = out.join("labels").join(format!("{stem}.txt"));
+                std::fs::write(&p, label_lines(&f.dets, w, h, save_conf))
+                    .with_context(|| format!("{}: cannot write", p.display()))?;
+            }
+            if save_img {
+                let mut img = f.image;
+                for d in f.dets.iter().rev() {
+                    let name = names_w
+                        .get(d.cls)
+                        .cloned()
+                        .unwrap_or_else(|| d.cls.to_string());
+                    data::draw::draw_labeled_box(
+                        &mut img,
+                        [d.x1, d.y1, d.x2, d.y2],
+                        &format!("{name} {:.2}", d.conf),
+                        data::draw::class_color(d.cls),
+                    );
+                }
+                let name = f
+                    .path
+                    .file_name()
+                    .map(|s| s.to_os_string())
+                    .unwrap_or_default();
+                let p = out.join(Path::new(&name).with_extension("jpg"));
+                img.save(&p)
+                    .with_context(|| format!("{}: cannot write", p.display()))?;
+            }
+            save_s += t.elapsed().as_secs_f64();
+        }
+        Ok((save_s, json))
+    });
+
+    let mut stats = PredictStats::default();
+    // Results arrive out of order from several readers; keep the input order.
+    let mut pending: std::collections::BTreeMap<usize, Result<Prepared>> = Default::default();
+    let mut next = 0usize;
+    let mut batch: Vec<Prepared> = Vec::new();
+    let run_batch = |batch: &mut Vec<Prepared>, stats: &mut PredictStats| -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (h, w) = batch[0].lb.size;
+        let t = Instant::now();
+        let flat: Vec<f32> = batch.iter().flat_map(|p| p.chw.iter().copied()).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(flat, [batch.len(), 3, h, w]), device);
+        let y = model.forward(x);
+        let a = y.dims()[2];
+        let host = y
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        stats.forward_s += t.elapsed().as_secs_f64();
+        for (bi, p) in batch.drain(..).enumerate() {
+            let t = Instant::now();
+            let dets: Vec<Detection> = non_max_suppression(
+                &host[bi * (4 + nc) * a..(bi + 1) * (4 + nc) * a],
+                nc,
+                a,
+                &o.nms,
+            )
+            .iter()
+            .map(|d| scale_to_original(d, p.lb.gain, p.lb.pad, p.lb.orig))
+            .collect();
+            stats.nms_s += t.elapsed().as_secs_f64();
+            stats.decode_s += p.decode_s;
+            stats.detections += dets.len();
+            stats.images += 1;
+            if wtx
+                .send(Finished {
+                    path: p.path,
+                    image: p.image,
+                    dets,
+                })
+                .is_err()
+            {
+                bail!("the output writer stopped");
+            }
+        }
+        Ok(())
+    };
+    while next < total {
+        if !pending.contains_key(&next) {
+            match rx.recv() {
+                Ok((i, r)) => {
+                    pending.insert(i, r);
+                    continue;
+                }
+                Err(_) => break,
+            }
+        }
+        let r = pending.remove(&next).expect("present");
+        next += 1;
+        match r {
+            Err(e) => {
+                eprintln!("skipped: {e:#}");
+                stats.skipped += 1;
+            }
+            Ok(p) => {
+                // Ultralytics letterboxes each image to its own minimal rectangle; a batch holds one shape.
+                if batch.first().is_some_and(|b| b.lb.size != p.lb.size) || batch.len() >= o.batch {
+                    run_batch(&mut batch, &mut stats)?;
+                }
+                batch.push(p);
+            }
+        }
+    }
+    run_batch(&mut batch, &mut stats)?;
+    drop(wtx);
+    let (save_s, json) = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the output writer panicked"))??;
+    stats.save_s = save_s;
+    if o.save_json {
+        let p = o.out.join("predictions.json");
+        let bytes = serde_json::to_vec_pretty(&json)?;
+        data::write_atomic(&p, &bytes).with_context(|| format!("{}: cannot write", p.display()))?;
+    }
+    stats.wall_s = start.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_g;
+
+    #[test]
+    fn g_format_matches_python() {
+        assert_eq!(fmt_g(0.5), "0.5");
+        assert_eq!(fmt_g(0.1234567), "0.123457");
+        assert_eq!(fmt_g(1.0), "1");
+        assert_eq!(fmt_g(0.000012345), "1.2345e-05");
+        assert_eq!(fmt_g(0.0), "0");
+    }
+}
