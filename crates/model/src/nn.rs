@@ -3,7 +3,7 @@
 //! Every block can run in its training form (conv + BatchNorm branches) or its fused form (BatchNorm folded
 //! into a conv bias); [`crate::fuse`] turns one into the other.
 
-use burn::module::{Module, Param, RunningState};
+use burn::module::{Flag, Module, Param, RunningState};
 use burn::tensor::activation::{relu, sigmoid, silu, softmax};
 use burn::tensor::module::{adaptive_avg_pool2d, conv2d, interpolate, max_pool2d};
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions};
@@ -17,7 +17,8 @@ pub const BN_MOMENTUM: f64 = 0.03;
 pub enum Slot<'a> {
     W4(&'a mut Param<Tensor<4>>),
     W1(&'a mut Param<Tensor<1>>),
-    /// BatchNorm running statistics: saved and loaded, not trained, not counted as parameters.
+    /// BatchNorm running statistics: saved and loaded, not trained, not counted as parameters. Read them with
+    /// `value_sync()`: burn's `value()` does not yet see the latest `update()`.
     Stat(&'a mut RunningState<Tensor<1>>),
 }
 
@@ -109,6 +110,8 @@ pub struct Bn {
     pub bias: Param<Tensor<1>>,
     pub running_mean: RunningState<Tensor<1>>,
     pub running_var: RunningState<Tensor<1>>,
+    /// Batch statistics are used (and the running ones updated) on autodiff devices while this is on.
+    pub training: Param<Flag>,
     pub eps: f64,
     pub momentum: f64,
 }
@@ -120,20 +123,42 @@ impl Bn {
             bias: Param::from_tensor(Tensor::zeros([c], device)),
             running_mean: RunningState::new(Tensor::zeros([c], device)),
             running_var: RunningState::new(Tensor::ones([c], device)),
+            training: Param::from_bool(true),
             eps: BN_EPS,
             momentum: BN_MOMENTUM,
         }
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        if x.device().is_autodiff() && self.training.is_enabled() {
+            return self.forward_train(x);
+        }
         burn::tensor::module::batch_norm(
             x,
             self.weight.val(),
             self.bias.val(),
-            self.running_mean.value(),
-            self.running_var.value(),
+            self.running_mean.value_sync(),
+            self.running_var.value_sync(),
             self.eps,
         )
+    }
+}
+
+impl Bn {
+    /// Normalises with the batch statistics and updates the running ones like PyTorch: momentum 0.03 and the
+    /// unbiased batch variance (burn's own BatchNorm keeps the biased one).
+    fn forward_train(&self, x: Tensor<4>) -> Tensor<4> {
+        let [b, _, h, w] = x.dims();
+        let n = (b * h * w) as f64;
+        let out =
+            burn::tensor::module::batch_norm_train(x, self.weight.val(), self.bias.val(), self.eps);
+        let unbiased = out.variance.detach() * (n / (n - 1.0).max(1.0));
+        let m = self.momentum;
+        let mean = self.running_mean.value_sync().detach() * (1.0 - m) + out.mean.detach() * m;
+        let var = self.running_var.value_sync().detach() * (1.0 - m) + unbiased * m;
+        self.running_mean.update(mean);
+        self.running_var.update(var);
+        out.output
     }
 }
 

@@ -49,7 +49,7 @@ pub fn state_dict(model: &mut YoloModel) -> StateDict {
         let t = match slot {
             Slot::W4(p) => host(p.val()),
             Slot::W1(p) => host(p.val()),
-            Slot::Stat(s) => host(s.value()),
+            Slot::Stat(s) => host(s.value_sync()),
         };
         sd.insert(k, t);
     });
@@ -111,9 +111,11 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
         let data = TensorData::new(t.data.clone(), t.shape.clone());
         match slot {
             Slot::W4(p) => {
-                let grad = p.is_require_grad();
+                // Asking the old tensor would say "no gradient" for every weight on a plain (non-autodiff)
+                // device, freezing them for training; only the DFL projection is frozen.
+                let frozen = k.ends_with("dfl.conv.weight");
                 *p = Param::from_tensor(Tensor::<4>::from_data(data, &device))
-                    .set_require_grad(grad);
+                    .set_require_grad(!frozen);
             }
             Slot::W1(p) => *p = Param::from_tensor(Tensor::<1>::from_data(data, &device)),
             Slot::Stat(s) => *s = RunningState::new(Tensor::<1>::from_data(data, &device)),

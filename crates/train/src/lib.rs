@@ -1,7 +1,10 @@
 //! Training and validation of YOLO models built by the `model` crate on data from the `data` crate:
-//! Ultralytics' detection loss (`loss`), detection metrics (`metrics`), the validation loop (`val`) and its plots (`plots`).
+//! Ultralytics' detection loss (`loss`), detection metrics (`metrics`), the validation loop (`val`), plots
+//! (`plots`), the optimizer/EMA recipe (`optim`) and the training loop (`trainer`).
 
 pub mod loss;
 pub mod metrics;
+pub mod optim;
 pub mod plots;
+pub mod trainer;
 pub mod val;

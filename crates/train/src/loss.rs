@@ -39,13 +39,15 @@ pub fn ciou(b1: [f32; 4], b2: [f32; 4]) -> f32 {
     let eps = 1e-7f32;
     let (w1, h1) = (b1[2] - b1[0], b1[3] - b1[1] + eps);
     let (w2, h2) = (b2[2] - b2[0], b2[3] - b2[1] + eps);
-    let inter = (b1[2].min(b2[2]) - b1[0].max(b2[0])).max(0.0) * (b1[3].min(b2[3]) - b1[1].max(b2[1])).max(0.0);
+    let inter = (b1[2].min(b2[2]) - b1[0].max(b2[0])).max(0.0)
+        * (b1[3].min(b2[3]) - b1[1].max(b2[1])).max(0.0);
     let union = w1 * h1 + w2 * h2 - inter + eps;
     let iou = inter / union;
     let cw = b1[2].max(b2[2]) - b1[0].min(b2[0]);
     let ch = b1[3].max(b2[3]) - b1[1].min(b2[1]);
     let c2 = cw * cw + ch * ch + eps;
-    let rho2 = ((b2[0] + b2[2] - b1[0] - b1[2]).powi(2) + (b2[1] + b2[3] - b1[1] - b1[3]).powi(2)) / 4.0;
+    let rho2 =
+        ((b2[0] + b2[2] - b1[0] - b1[2]).powi(2) + (b2[1] + b2[3] - b1[1] - b1[3]).powi(2)) / 4.0;
     let v = 4.0 / std::f32::consts::PI.powi(2) * ((w2 / h2).atan() - (w1 / h1).atan()).powi(2);
     let alpha = v / (v - iou + (1.0 + eps));
     iou - (rho2 / c2 + v * alpha)
@@ -62,8 +64,10 @@ fn ciou_tensor(b1: Tensor<2>, b2: Tensor<2>) -> Tensor<1> {
     let h1 = b1y2.clone() - b1y1.clone() + eps;
     let w2 = b2x2.clone() - b2x1.clone();
     let h2 = b2y2.clone() - b2y1.clone() + eps;
-    let iw = (b1x2.clone().min_pair(b2x2.clone()) - b1x1.clone().max_pair(b2x1.clone())).clamp_min(0.0);
-    let ih = (b1y2.clone().min_pair(b2y2.clone()) - b1y1.clone().max_pair(b2y1.clone())).clamp_min(0.0);
+    let iw =
+        (b1x2.clone().min_pair(b2x2.clone()) - b1x1.clone().max_pair(b2x1.clone())).clamp_min(0.0);
+    let ih =
+        (b1y2.clone().min_pair(b2y2.clone()) - b1y1.clone().max_pair(b2y1.clone())).clamp_min(0.0);
     let inter = iw * ih;
     let union = w1.clone() * h1.clone() + w2.clone() * h2.clone() - inter.clone() + eps;
     let iou = inter / union;
@@ -131,7 +135,8 @@ fn assign(
         }
         let e = [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0];
         for (j, p) in anchors_px.iter().enumerate() {
-            let inside = p[0] - e[0] > EPS && p[1] - e[1] > EPS && e[2] - p[0] > EPS && e[3] - p[1] > EPS;
+            let inside =
+                p[0] - e[0] > EPS && p[1] - e[1] > EPS && e[2] - p[0] > EPS && e[3] - p[1] > EPS;
             if inside {
                 in_gt[g][j] = true;
                 let ov = ciou(b, pd_boxes[j]).max(0.0);
@@ -196,7 +201,10 @@ fn assign(
 }
 
 fn to_host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().expect("f32 data")
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
 }
 
 /// The loss for raw head maps `(B, 4*reg_max + nc, H_i, W_i)` at `strides`, input size `(h, w)`.
@@ -237,21 +245,34 @@ pub fn detection_loss(
         }
     }
     let proj = Tensor::<1>::from_floats(
-        (0..reg_max).map(|i| i as f32).collect::<Vec<_>>().as_slice(),
+        (0..reg_max)
+            .map(|i| i as f32)
+            .collect::<Vec<_>>()
+            .as_slice(),
         &device,
     )
     .reshape([1, 1, 1, reg_max]);
     let dist = (softmax(pred_distri.clone().reshape([b, a, 4, reg_max]), 3) * proj)
         .sum_dim(3)
         .reshape([b, a, 4]);
-    let anc_t = Tensor::<1>::from_floats(anchors.iter().flatten().copied().collect::<Vec<_>>().as_slice(), &device)
-        .reshape([1, a, 2]);
+    let anc_t = Tensor::<1>::from_floats(
+        anchors
+            .iter()
+            .flatten()
+            .copied()
+            .collect::<Vec<_>>()
+            .as_slice(),
+        &device,
+    )
+    .reshape([1, a, 2]);
     let lt = dist.clone().narrow(2, 0, 2);
     let rb = dist.narrow(2, 2, 2);
     let pred_bboxes = Tensor::cat(vec![anc_t.clone() - lt, anc_t + rb], 2); // (B, A, 4) grid units
 
     // Assignment on the host from detached predictions.
-    let scores_h: Vec<f32> = to_host(burn::tensor::activation::sigmoid(pred_scores.clone().detach()));
+    let scores_h: Vec<f32> = to_host(burn::tensor::activation::sigmoid(
+        pred_scores.clone().detach(),
+    ));
     let boxes_h: Vec<f32> = to_host(pred_bboxes.clone().detach());
     let anchors_px: Vec<[f32; 2]> = anchors
         .iter()
@@ -259,7 +280,11 @@ pub fn detection_loss(
         .map(|(p, s)| [p[0] * s, p[1] * s])
         .collect();
     let (ih, iw) = (imgsz.0 as f32, imgsz.1 as f32);
-    let stride_val = if strides.len() > 1 { strides[1] } else { strides[0] };
+    let stride_val = if strides.len() > 1 {
+        strides[1]
+    } else {
+        strides[0]
+    };
     let mut target_scores = vec![0f32; b * a * nc];
     let mut fg_idx: Vec<i64> = Vec::new();
     let mut fg_target: Vec<f32> = Vec::new(); // target boxes in grid units
@@ -279,10 +304,23 @@ pub fn detection_loss(
             .map(|j| {
                 let o = (bi * a + j) * 4;
                 let s = anc_stride[j];
-                [boxes_h[o] * s, boxes_h[o + 1] * s, boxes_h[o + 2] * s, boxes_h[o + 3] * s]
+                [
+                    boxes_h[o] * s,
+                    boxes_h[o + 1] * s,
+                    boxes_h[o + 2] * s,
+                    boxes_h[o + 3] * s,
+                ]
             })
             .collect();
-        let asg = assign(&scores_h[bi * a * nc..(bi + 1) * a * nc], &pd, &anchors_px, nc, &gt_boxes, &gt_cls, stride_val);
+        let asg = assign(
+            &scores_h[bi * a * nc..(bi + 1) * a * nc],
+            &pd,
+            &anchors_px,
+            nc,
+            &gt_boxes,
+            &gt_cls,
+            stride_val,
+        );
         for j in 0..a {
             if !asg.fg[j] {
                 continue;
@@ -317,7 +355,10 @@ pub fn detection_loss(
 
     let nfg = fg_idx.len();
     let (loss_box, loss_dfl) = if nfg == 0 {
-        (Tensor::<1>::zeros([1], &device), Tensor::<1>::zeros([1], &device))
+        (
+            Tensor::<1>::zeros([1], &device),
+            Tensor::<1>::zeros([1], &device),
+        )
     } else {
         let idx = Tensor::<1, Int>::from_data(TensorData::new(fg_idx, [nfg]), &device);
         let pb = pred_bboxes.reshape([b * a, 4]).select(0, idx.clone());
@@ -325,7 +366,10 @@ pub fn detection_loss(
         let wt = Tensor::<1>::from_data(TensorData::new(fg_weight, [nfg]), &device);
         let iou = ciou_tensor(pb, tb);
         let loss_box = ((iou.neg() + 1.0) * wt).sum() / tss;
-        let pd = pred_distri.reshape([b * a, 4 * reg_max]).select(0, idx).reshape([nfg, 4, reg_max]);
+        let pd = pred_distri
+            .reshape([b * a, 4 * reg_max])
+            .select(0, idx)
+            .reshape([nfg, 4, reg_max]);
         let w = Tensor::<3>::from_data(TensorData::new(dfl_w, [nfg, 4, reg_max]), &device);
         let loss_dfl = (log_softmax(pd, 2) * w).sum().neg() / tss;
         (loss_box, loss_dfl)

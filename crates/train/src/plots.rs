@@ -165,3 +165,64 @@ pub fn confusion(path: &Path, cm: &ConfusionMatrix, names: &[String]) -> Result<
     }
     save(buf, w, h, path)
 }
+
+/// Reads one quantity off an epoch's results.
+type Metric = fn(&crate::trainer::EpochResult) -> f64;
+
+/// results.png: the training curves (losses, metrics) per epoch, one small chart each.
+pub fn results_png(path: &Path, rows: &[crate::trainer::EpochResult]) -> Result<()> {
+    register_font();
+    let (w, h) = (1500u32, 600u32);
+    let mut buf = vec![255u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
+        let series: [(&str, Metric); 10] = [
+            ("train/box_loss", |r| r.train[0]),
+            ("train/cls_loss", |r| r.train[1]),
+            ("train/dfl_loss", |r| r.train[2]),
+            ("metrics/precision(B)", |r| r.p),
+            ("metrics/recall(B)", |r| r.r),
+            ("val/box_loss", |r| r.val[0]),
+            ("val/cls_loss", |r| r.val[1]),
+            ("val/dfl_loss", |r| r.val[2]),
+            ("metrics/mAP50(B)", |r| r.map50),
+            ("metrics/mAP50-95(B)", |r| r.map),
+        ];
+        for (area, (name, f)) in root.split_evenly((2, 5)).iter().zip(series) {
+            let pts: Vec<(f64, f64)> = rows.iter().map(|r| ((r.epoch + 1) as f64, f(r))).collect();
+            let (lo, hi) = pts
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                    (a.min(p.1), b.max(p.1))
+                });
+            let (lo, hi) = if lo.is_finite() && hi > lo {
+                (lo, hi)
+            } else {
+                (0.0, lo.max(0.0) + 1.0)
+            };
+            let x_hi = pts.last().map(|p| p.0).unwrap_or(1.0).max(2.0);
+            let mut chart = ChartBuilder::on(area)
+                .caption(name, ("sans-serif", 16))
+                .margin(8)
+                .x_label_area_size(22)
+                .y_label_area_size(45)
+                .build_cartesian_2d(1f64..x_hi, lo..hi + (hi - lo) * 0.05)
+                .map_err(|e| anyhow!("{e:?}"))?;
+            chart
+                .configure_mesh()
+                .light_line_style(WHITE)
+                .label_style(("sans-serif", 11))
+                .draw()
+                .map_err(|e| anyhow!("{e:?}"))?;
+            chart
+                .draw_series(LineSeries::new(pts.clone(), BLUE.stroke_width(2)))
+                .map_err(|e| anyhow!("{e:?}"))?;
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 2, BLUE.filled())))
+                .map_err(|e| anyhow!("{e:?}"))?;
+        }
+        root.present().map_err(|e| anyhow!("{e:?}"))?;
+    }
+    save(buf, w, h, path)
+}

@@ -19,6 +19,8 @@ pub struct ValOptions {
     pub iou: f32,
     pub max_det: usize,
     pub workers: usize,
+    /// Also compute the detection loss on the validation batches (during training).
+    pub with_loss: Option<crate::loss::LossGains>,
 }
 
 impl Default for ValOptions {
@@ -30,6 +32,7 @@ impl Default for ValOptions {
             iou: 0.7,
             max_det: 300,
             workers: 2,
+            with_loss: None,
         }
     }
 }
@@ -118,6 +121,8 @@ pub struct ValResult {
     pub confusion: ConfusionMatrix,
     /// Milliseconds per image: preprocess (waiting on the loader), forward, NMS + matching.
     pub speed_ms: [f64; 3],
+    /// Mean box, cls, dfl loss over the batches (zeros unless `with_loss`).
+    pub losses: [f64; 3],
 }
 
 fn xyxy_px(t: &data::loader::Target, w: f32, h: f32) -> [f32; 4] {
@@ -150,13 +155,31 @@ pub fn validate(model: &YoloModel, ds: Arc<Dataset>, o: &ValOptions, device: &De
     let mut images_per_class = vec![0; nc];
     let (mut t_pre, mut t_fwd, mut t_post) = (0.0, 0.0, 0.0);
     let mut n_img = 0;
+    let mut losses = [0f64; 3];
+    let mut n_batches = 0usize;
     let mut t0 = Instant::now();
     for (batch, _lbs) in val_batches(aug, o.batch, o.workers) {
         t_pre += t0.elapsed().as_secs_f64();
         let [b, _, h, w] = batch.shape;
         let t1 = Instant::now();
         let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
-        let out = model.forward(x);
+        let (raw, out) = model.forward_both(x);
+        if let Some(g) = o.with_loss {
+            let d = model.detect();
+            let l = crate::loss::detection_loss(
+                &raw,
+                &d.strides,
+                nc,
+                d.reg_max,
+                &batch.targets,
+                (h, w),
+                g,
+            );
+            for (acc, c) in losses.iter_mut().zip(l.components) {
+                *acc += c as f64;
+            }
+            n_batches += 1;
+        }
         let a = out.dims()[2];
         let host = out
             .into_data()
@@ -202,6 +225,7 @@ pub fn validate(model: &YoloModel, ds: Arc<Dataset>, o: &ValOptions, device: &De
         images_per_class,
         confusion,
         speed_ms: [per(t_pre), per(t_fwd), per(t_post)],
+        losses: losses.map(|l| l / n_batches.max(1) as f64),
     }
 }
 

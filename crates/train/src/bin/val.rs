@@ -93,6 +93,7 @@ fn main() -> Result<()> {
         iou: a.iou,
         max_det: a.max_det,
         workers: a.workers,
+        with_loss: None,
     };
     let r = validate(&loaded.model, ds, &opts, &device);
     if a.json {

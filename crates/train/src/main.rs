@@ -1,0 +1,215 @@
+//! `train`: YOLOv8 detection training with Ultralytics' recipe. With no flags it trains yolov8-mobileone (n)
+//! on datasets/trees on the CPU backend and ends with validation metrics and a run folder.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use model::burn::tensor::Device;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use train::trainer::{resolve_config, TrainArgs, Trainer};
+
+#[derive(Parser)]
+#[command(
+    name = "train",
+    about = "Train a YOLO detector (Ultralytics' loss and recipe) on burn"
+)]
+struct Cli {
+    /// Model YAML; a bare name resolves from configs/ (yolov8n-mobileone.yaml = scale n).
+    #[arg(long)]
+    config: Option<String>,
+    #[arg(long)]
+    data: Option<String>,
+    #[arg(long)]
+    scale: Option<String>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    imgsz: Option<usize>,
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Nominal batch size for gradient accumulation and weight-decay scaling (Ultralytics default 64;
+    /// ours defaults to the batch so the 42 tiles of datasets/trees give enough optimizer steps).
+    #[arg(long)]
+    nbs: Option<usize>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long)]
+    workers: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run folder (default runs/train/train, train2, ...).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue a run: its folder (or its weights/last.safetensors).
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    resume: Option<String>,
+    /// Initial weights (our safetensors).
+    #[arg(long)]
+    weights: Option<String>,
+    /// auto, SGD or AdamW.
+    #[arg(long)]
+    optimizer: Option<String>,
+    #[arg(long)]
+    lr0: Option<f64>,
+    #[arg(long)]
+    lrf: Option<f64>,
+    #[arg(long)]
+    momentum: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    #[arg(long)]
+    warmup_epochs: Option<f64>,
+    #[arg(long)]
+    close_mosaic: Option<usize>,
+    #[arg(long)]
+    cos_lr: bool,
+    /// Hyperparameters in a YAML file with Ultralytics' key names (lr0, momentum, mosaic, hsv_h, ...).
+    #[arg(long)]
+    hyp: Option<PathBuf>,
+    /// Skip validation after each epoch.
+    #[arg(long)]
+    no_val: bool,
+}
+
+fn next_run_dir(base: &Path, name: &str) -> PathBuf {
+    let first = base.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (2..)
+        .map(|i| base.join(format!("{name}{i}")))
+        .find(|p| !p.exists())
+        .expect("a free name")
+}
+
+fn pick_device(name: &str) -> Result<Device> {
+    match name {
+        "auto" => {
+            eprintln!(
+                "device: cpu (burn-flex); this build has no GPU backend, so auto picks the CPU"
+            );
+            Ok(Device::flex())
+        }
+        "cpu" => Ok(Device::flex()),
+        other => bail!("--device {other}: this build has the CPU backend only (cpu)"),
+    }
+}
+
+fn main() -> Result<()> {
+    let c = Cli::parse();
+    let device = pick_device(&c.device)?;
+    let (mut args, run_dir) = match &c.resume {
+        Some(r) => {
+            let dir = if r.is_empty() {
+                let latest = std::fs::read_dir("runs/train")
+                    .context("--resume: no runs/train folder")?
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("weights/last.state.safetensors").exists())
+                    .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
+                latest
+                    .map(|e| e.path())
+                    .context("--resume: no resumable run in runs/train")?
+            } else {
+                let p = PathBuf::from(r);
+                if p.is_file() {
+                    p.parent()
+                        .and_then(Path::parent)
+                        .map(Path::to_path_buf)
+                        .unwrap_or(p)
+                } else {
+                    p
+                }
+            };
+            let st = model::weights::WeightsFile::read(
+                &dir.join("weights/last.state.safetensors").to_string_lossy(),
+            )
+            .with_context(|| {
+                format!(
+                    "--resume {}: not a run folder with a checkpoint",
+                    dir.display()
+                )
+            })?;
+            let args: TrainArgs =
+                serde_json::from_str(st.metadata.get("args").context("checkpoint without args")?)?;
+            (args, dir)
+        }
+        None => {
+            let mut a = match &c.hyp {
+                Some(p) => serde_yaml::from_str::<TrainArgs>(
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("{}: cannot read", p.display()))?,
+                )
+                .with_context(|| format!("{}: not a hyperparameter YAML", p.display()))?,
+                None => TrainArgs::default(),
+            };
+            macro_rules! set {
+                ($($f:ident),*) => { $(if let Some(v) = c.$f.clone() { a.$f = v; })* };
+            }
+            set!(
+                config,
+                data,
+                epochs,
+                imgsz,
+                batch,
+                workers,
+                seed,
+                optimizer,
+                lr0,
+                lrf,
+                momentum,
+                weight_decay,
+                warmup_epochs,
+                close_mosaic
+            );
+            if let Some(n) = c.nbs {
+                a.nbs = n;
+            } else if c.batch.is_some() && c.hyp.is_none() {
+                a.nbs = a.batch;
+            }
+            a.scale = c.scale.clone().or(a.scale);
+            a.weights = c.weights.clone();
+            a.cos_lr |= c.cos_lr;
+            a.val &= !c.no_val;
+            a.config = resolve_config(&a.config);
+            let dir = c
+                .out
+                .clone()
+                .unwrap_or_else(|| next_run_dir(Path::new("runs/train"), "train"));
+            a.out = dir.display().to_string();
+            (a, dir)
+        }
+    };
+    if args.imgsz % 32 != 0 {
+        bail!("--imgsz {}: must be a multiple of 32", args.imgsz);
+    }
+    args.out = run_dir.display().to_string();
+    eprintln!("run folder {}", run_dir.display());
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        let _ = ctrlc::set_handler(move || {
+            eprintln!("\nCtrl-C: finishing the batch, then saving last");
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
+    let t = Trainer {
+        args,
+        run_dir,
+        device,
+        stop,
+        max_steps: None,
+    };
+    let results = t.run()?;
+    if let Some(r) = results.last() {
+        println!(
+            "final (epoch {}): P {:.4} R {:.4} mAP50 {:.4} mAP50-95 {:.4}",
+            r.epoch + 1,
+            r.p,
+            r.r,
+            r.map50,
+            r.map
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,584 @@
+//! The training loop with Ultralytics' recipe: warmup (bias lr from warmup_bias_lr, momentum from 0.8),
+//! linear or cosine decay to lrf, nominal-batch accumulation and weight-decay scaling, EMA used for
+//! validation and checkpoints, close_mosaic, fitness = mAP50-95. A run folder like Ultralytics' with
+//! atomic checkpoints; `resume` continues from the last completed epoch.
+
+use crate::loss::{detection_loss, LossGains};
+use crate::optim::{accumulate, Ema, GradMap, Optimizer, OptimizerKind};
+use crate::val::{validate, ValOptions};
+use anyhow::{bail, Context, Result};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use data::augment::{AugmentConfig, Augmenter};
+use data::loader::train_batches;
+use data::{DataConfig, Dataset};
+use model::weights::{
+    load_state_dict, save_model, state_dict, to_safetensors_bytes, write_atomic, HostTensor,
+    WeightsFile,
+};
+use model::{ModelSpec, SpecOptions, YoloModel};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything a run is configured by (written to args.yaml; `--hyp` files use the same names).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainArgs {
+    pub config: String,
+    pub data: String,
+    pub scale: Option<String>,
+    pub epochs: usize,
+    pub imgsz: usize,
+    pub batch: usize,
+    pub nbs: usize,
+    pub workers: usize,
+    pub seed: u64,
+    pub out: String,
+    pub weights: Option<String>,
+    pub optimizer: String,
+    pub lr0: f64,
+    pub lrf: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub warmup_epochs: f64,
+    pub warmup_momentum: f64,
+    pub warmup_bias_lr: f64,
+    pub cos_lr: bool,
+    pub close_mosaic: usize,
+    #[serde(rename = "box")]
+    pub box_gain: f32,
+    pub cls: f32,
+    pub dfl: f32,
+    pub cache: bool,
+    pub val: bool,
+    #[serde(flatten)]
+    pub augment: AugmentConfig,
+}
+
+impl Default for TrainArgs {
+    fn default() -> Self {
+        TrainArgs {
+            config: "configs/yolov8-mobileone.yaml".into(),
+            data: "datasets/trees/data.yaml".into(),
+            scale: None,
+            epochs: 60,
+            imgsz: 320,
+            batch: 8,
+            nbs: 8,
+            workers: 2,
+            seed: 0,
+            out: "runs/train/train".into(),
+            weights: None,
+            optimizer: "auto".into(),
+            lr0: 0.01,
+            lrf: 0.01,
+            momentum: 0.937,
+            weight_decay: 0.0005,
+            warmup_epochs: 3.0,
+            warmup_momentum: 0.8,
+            warmup_bias_lr: 0.1,
+            cos_lr: false,
+            close_mosaic: 10,
+            box_gain: 7.5,
+            cls: 0.5,
+            dfl: 1.5,
+            cache: true,
+            val: true,
+            augment: AugmentConfig::default(),
+        }
+    }
+}
+
+/// One row of results.csv.
+#[derive(Debug, Clone, Default)]
+pub struct EpochResult {
+    pub epoch: usize,
+    pub train: [f64; 3],
+    pub p: f64,
+    pub r: f64,
+    pub map50: f64,
+    pub map: f64,
+    pub val: [f64; 3],
+    pub lr: [f64; 3],
+    pub seconds: f64,
+}
+
+pub const CSV_HEADER: &str = "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,val/cls_loss,val/dfl_loss,lr/pg0,lr/pg1,lr/pg2";
+
+impl EpochResult {
+    pub fn csv(&self) -> String {
+        format!(
+            "{},{:.1},{:.5},{:.5},{:.5},{:.5},{:.5},{:.5},{:.5},{:.5},{:.5},{:.5},{:.6},{:.6},{:.6}",
+            self.epoch + 1,
+            self.seconds,
+            self.train[0],
+            self.train[1],
+            self.train[2],
+            self.p,
+            self.r,
+            self.map50,
+            self.map,
+            self.val[0],
+            self.val[1],
+            self.val[2],
+            self.lr[0],
+            self.lr[1],
+            self.lr[2]
+        )
+    }
+
+    pub fn parse(line: &str) -> Option<EpochResult> {
+        let v: Vec<f64> = line
+            .split(',')
+            .map(|x| x.trim().parse().ok())
+            .collect::<Option<_>>()?;
+        (v.len() == 15).then(|| EpochResult {
+            epoch: v[0] as usize - 1,
+            seconds: v[1],
+            train: [v[2], v[3], v[4]],
+            p: v[5],
+            r: v[6],
+            map50: v[7],
+            map: v[8],
+            val: [v[9], v[10], v[11]],
+            lr: [v[12], v[13], v[14]],
+        })
+    }
+}
+
+fn interp(x: f64, x0: f64, x1: f64, y0: f64, y1: f64) -> f64 {
+    if x1 <= x0 {
+        return y1;
+    }
+    let t = ((x - x0) / (x1 - x0)).clamp(0.0, 1.0);
+    y0 + t * (y1 - y0)
+}
+
+/// Ultralytics' lr factor for an epoch (linear by default, `one_cycle` with cos_lr).
+pub fn lr_factor(a: &TrainArgs, epoch: usize) -> f64 {
+    let e = epoch as f64;
+    let n = a.epochs as f64;
+    if a.cos_lr {
+        ((1.0 - (e * std::f64::consts::PI / n).cos()) / 2.0).max(0.0) * (a.lrf - 1.0) + 1.0
+    } else {
+        (1.0 - e / n).max(0.0) * (1.0 - a.lrf) + a.lrf
+    }
+}
+
+/// Resolves a bare config name (`yolov8n-mobileone.yaml`) from `configs/`, as Ultralytics finds its own.
+pub fn resolve_config(name: &str) -> String {
+    let p = Path::new(name);
+    if p.exists() || p.parent().is_some_and(|d| !d.as_os_str().is_empty()) {
+        return name.to_string();
+    }
+    let in_configs = Path::new("configs").join(name);
+    let unified = model::spec::unified_name(&in_configs.to_string_lossy());
+    if in_configs.exists() || Path::new(&unified).exists() {
+        return in_configs.to_string_lossy().into_owned();
+    }
+    name.to_string()
+}
+
+/// What the run resolves to before it starts.
+struct Plan {
+    optimizer: OptimizerKind,
+    lr0: f64,
+    momentum: f64,
+    warmup_bias_lr: f64,
+    accumulate: usize,
+    weight_decay: f64,
+}
+
+fn plan(a: &TrainArgs, n_train: usize, nc: usize) -> Plan {
+    let accumulate = ((a.nbs as f64 / a.batch as f64).round() as usize).max(1);
+    let weight_decay = a.weight_decay * a.batch as f64 * accumulate as f64 / a.nbs as f64;
+    let (optimizer, lr0, momentum, warmup_bias_lr) = match a.optimizer.to_ascii_lowercase().as_str()
+    {
+        "sgd" => (OptimizerKind::Sgd, a.lr0, a.momentum, a.warmup_bias_lr),
+        "adamw" | "adam" => (OptimizerKind::AdamW, a.lr0, a.momentum, a.warmup_bias_lr),
+        _ => {
+            // Ultralytics 8.4 `auto`: MuSGD for very long runs (not available here: SGD), else AdamW at
+            // lr_fit; warmup_bias_lr forced to 0.
+            let iterations = n_train.div_ceil(a.batch.max(a.nbs)) * a.epochs;
+            if iterations > 10_000 {
+                (OptimizerKind::Sgd, 0.01, 0.9, 0.0)
+            } else {
+                let lr_fit = (0.002 * 5.0 / (4.0 + nc as f64) * 1e6).round() / 1e6;
+                (OptimizerKind::AdamW, lr_fit, 0.9, 0.0)
+            }
+        }
+    };
+    Plan {
+        optimizer,
+        lr0,
+        momentum,
+        warmup_bias_lr,
+        accumulate,
+        weight_decay,
+    }
+}
+
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Saved next to `last.safetensors` so a run can continue: the trained (non-EMA) weights, optimizer buffers,
+/// and counters in the metadata.
+fn save_state(
+    dir: &Path,
+    model: &mut YoloModel,
+    opt: &Optimizer,
+    ema: &Ema,
+    epoch_done: usize,
+    best: f64,
+    args: &TrainArgs,
+) -> Result<()> {
+    let mut sd = state_dict(model);
+    for (k, t) in opt.state() {
+        sd.insert(format!("opt.{k}"), t);
+    }
+    let md = HashMap::from([
+        ("epoch".to_string(), epoch_done.to_string()),
+        ("ema_updates".to_string(), ema.updates.to_string()),
+        ("opt_steps".to_string(), opt.steps.to_string()),
+        ("best_fitness".to_string(), best.to_string()),
+        ("args".to_string(), serde_json::to_string(args)?),
+    ]);
+    write_atomic(
+        &dir.join("last.state.safetensors"),
+        &to_safetensors_bytes(&sd, &md)?,
+    )?;
+    Ok(())
+}
+
+pub struct Trainer {
+    pub args: TrainArgs,
+    pub run_dir: PathBuf,
+    pub device: Device,
+    /// Set by Ctrl-C: the loop saves `last` and returns after the current batch.
+    pub stop: Arc<AtomicBool>,
+    /// Stop after this many optimizer steps in total (tests of resume), if set.
+    pub max_steps: Option<u64>,
+}
+
+impl Trainer {
+    pub fn run(&self) -> Result<Vec<EpochResult>> {
+        let a = &self.args;
+        let dev = &self.device;
+        let train_dev = dev.clone().autodiff();
+        let wdir = self.run_dir.join("weights");
+        std::fs::create_dir_all(&wdir)
+            .with_context(|| format!("{}: cannot create", wdir.display()))?;
+
+        let data_cfg = DataConfig::from_file(Path::new(&a.data))?;
+        let train_ds = Arc::new(Dataset::load(&data_cfg, "train")?);
+        eprint!("{}", train_ds.report());
+        let val_ds = if a.val {
+            Some(Arc::new(Dataset::load(&data_cfg, "val")?))
+        } else {
+            None
+        };
+        if let Some(v) = &val_ds {
+            eprint!("{}", v.report());
+        }
+        let nc = data_cfg.nc();
+        let spec = ModelSpec::from_file(
+            &a.config,
+            &SpecOptions {
+                scale: a.scale.clone(),
+                nc: Some(nc),
+            },
+        )?;
+
+        // Resume state, if any.
+        let state_path = wdir.join("last.state.safetensors");
+        let resume = state_path.exists();
+        // Seeded initialisation: the same seed gives the same run.
+        dev.seed(a.seed);
+        let mut model = YoloModel::new(&spec, dev);
+        let mut start_epoch = 0;
+        let mut best = -1.0;
+        let p = plan(a, train_ds.len(), nc);
+        let mut opt = Optimizer::new(p.optimizer, p.momentum, p.weight_decay);
+        let mut ema_updates = 0;
+        if resume {
+            let st = WeightsFile::read(&state_path.to_string_lossy())?;
+            let model_sd = st
+                .tensors
+                .iter()
+                .filter(|(k, _)| k.starts_with("model."))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            load_state_dict(&mut model, &model_sd, &st.path)?;
+            let opt_entries: Vec<(String, HostTensor)> = st
+                .tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix("opt.").map(|k| (k.to_string(), v.clone())))
+                .collect();
+            let num = |k: &str| {
+                st.metadata
+                    .get(k)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            opt.load_state(&opt_entries, dev, num("opt_steps") as u64);
+            start_epoch = num("epoch") as usize;
+            ema_updates = num("ema_updates") as u64;
+            best = num("best_fitness");
+            eprintln!(
+                "resuming {} from epoch {}",
+                self.run_dir.display(),
+                start_epoch + 1
+            );
+        } else if let Some(w) = &a.weights {
+            let f = WeightsFile::read(w)?;
+            load_state_dict(&mut model, &f.tensors, w)?;
+            eprintln!("initial weights from {w}");
+        }
+        // A deep copy: a clone would share the BatchNorm running statistics with the trained model.
+        let mut ema = Ema::new(YoloModel::new(&spec, dev));
+        load_state_dict(&mut ema.model, &state_dict(&mut model), "the initial model")?;
+        if resume {
+            let f = WeightsFile::read(&wdir.join("last.safetensors").to_string_lossy())?;
+            load_state_dict(&mut ema.model, &f.tensors, &f.path)?;
+            ema.updates = ema_updates;
+        }
+        let mut model = model.fork(&train_dev).train();
+
+        std::fs::write(self.run_dir.join("args.yaml"), serde_yaml::to_string(a)?)?;
+        let csv_path = self.run_dir.join("results.csv");
+        let mut results: Vec<EpochResult> = if resume {
+            std::fs::read_to_string(&csv_path)
+                .unwrap_or_default()
+                .lines()
+                .skip(1)
+                .filter_map(EpochResult::parse)
+                .filter(|r| r.epoch < start_epoch)
+                .collect()
+        } else {
+            vec![]
+        };
+        eprintln!(
+            "optimizer {:?} lr0 {} momentum {} weight_decay {:.6} (accumulate {} to nominal batch {}), {} epochs at {}",
+            p.optimizer, p.lr0, p.momentum, p.weight_decay, p.accumulate, a.nbs, a.epochs, a.imgsz
+        );
+        let aug = Arc::new(Augmenter::new(
+            train_ds.clone(),
+            a.augment.clone(),
+            a.imgsz,
+            a.seed,
+            a.cache,
+        ));
+        let nb = train_ds.len().div_ceil(a.batch);
+        let warm_epochs = a.warmup_epochs.min((a.epochs as f64 - 1.0).max(0.0));
+        let nw = (warm_epochs * nb as f64).round() as usize;
+        let gains = LossGains {
+            box_gain: a.box_gain,
+            cls_gain: a.cls,
+            dfl_gain: a.dfl,
+        };
+        let strides = model.detect().strides.clone();
+        let reg_max = model.detect().reg_max;
+        if !resume {
+            // A resume point before the first step, so even a run stopped in epoch 1 can continue.
+            save_model(
+                &mut ema.model,
+                &wdir.join("last.safetensors"),
+                &data_cfg.names,
+                &[],
+            )?;
+            save_state(&wdir, &mut model, &opt, &ema, 0, best, a)?;
+        }
+        let t_run = Instant::now();
+        for epoch in start_epoch..a.epochs {
+            let t_epoch = Instant::now();
+            // Ultralytics closes mosaic once, at epoch == epochs - close_mosaic (never when that is negative).
+            let close_at = a.epochs as i64 - a.close_mosaic as i64;
+            let mosaic = !(a.close_mosaic > 0 && close_at >= 0 && epoch as i64 >= close_at);
+            if a.close_mosaic > 0 && epoch as i64 == close_at {
+                eprintln!("closing mosaic for the last {} epochs", a.close_mosaic);
+            }
+            let lf = lr_factor(a, epoch);
+            let mut tloss = [0f64; 3];
+            let mut lr = [p.lr0 * lf; 3];
+            let mut acc: GradMap = HashMap::new();
+            let mut acc_n = 0;
+            let bar = indicatif::ProgressBar::new(nb as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} {bar:24} {pos}/{len} {msg} [{elapsed}<{eta}, {per_sec}]",
+                )
+                .expect("valid template"),
+            );
+            bar.set_prefix(format!("{:>5}/{}", epoch + 1, a.epochs));
+            for (i, batch) in
+                train_batches(aug.clone(), epoch, a.batch, a.workers, mosaic).enumerate()
+            {
+                let ni = i + nb * epoch;
+                let mut n_accumulate = p.accumulate;
+                let mut momentum = p.momentum;
+                if ni <= nw {
+                    let xi = (0.0, nw as f64);
+                    n_accumulate =
+                        (interp(ni as f64, xi.0, xi.1, 1.0, a.nbs as f64 / a.batch as f64).round()
+                            as usize)
+                            .max(1);
+                    for (g, l) in lr.iter_mut().enumerate() {
+                        let start = if g == 2 { p.warmup_bias_lr } else { 0.0 };
+                        *l = interp(ni as f64, xi.0, xi.1, start, p.lr0 * lf);
+                    }
+                    if p.optimizer == OptimizerKind::Sgd {
+                        momentum = interp(ni as f64, xi.0, xi.1, a.warmup_momentum, p.momentum);
+                    }
+                } else {
+                    lr = [p.lr0 * lf; 3];
+                }
+                let [bsz, _, h, w] = batch.shape;
+                let x =
+                    Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), &train_dev);
+                let raw = model.forward_raw(x);
+                let out =
+                    detection_loss(&raw, &strides, nc, reg_max, &batch.targets, (h, w), gains);
+                if out.components.iter().any(|c| !c.is_finite()) {
+                    bar.abandon();
+                    bail!(
+                        "loss is {:?} at epoch {}, batch {} (step {ni}); the last good checkpoint is {}",
+                        out.components,
+                        epoch + 1,
+                        i + 1,
+                        wdir.join("last.safetensors").display()
+                    );
+                }
+                let grads = out.total.backward();
+                accumulate(&mut acc, &mut model, &grads);
+                acc_n += 1;
+                if acc_n >= n_accumulate {
+                    opt.step(&mut model, &acc, lr, momentum);
+                    acc.clear();
+                    acc_n = 0;
+                    ema.update(&mut model);
+                }
+                for (t, c) in tloss.iter_mut().zip(out.components) {
+                    *t = (*t * i as f64 + c as f64) / (i + 1) as f64;
+                }
+                bar.set_message(format!(
+                    "box {:.3} cls {:.3} dfl {:.3} | {} img {}px | {:.0} MB",
+                    tloss[0],
+                    tloss[1],
+                    tloss[2],
+                    bsz,
+                    h,
+                    rss_mb()
+                ));
+                bar.inc(1);
+                if self.stop.load(Ordering::SeqCst)
+                    || self.max_steps.is_some_and(|m| opt.steps >= m)
+                {
+                    // The resume point stays the end of the last completed epoch (so a resumed run equals an
+                    // uninterrupted one); the weights of this partial epoch are kept beside it.
+                    bar.abandon_with_message("interrupted");
+                    let p = wdir.join("interrupted.safetensors");
+                    save_model(
+                        &mut ema.model,
+                        &p,
+                        &data_cfg.names,
+                        &[("epoch".into(), epoch.to_string())],
+                    )?;
+                    eprintln!(
+                        "saved {}; `--resume {}` restarts epoch {} from {}",
+                        p.display(),
+                        self.run_dir.display(),
+                        epoch + 1,
+                        wdir.join("last.safetensors").display()
+                    );
+                    return Ok(results);
+                }
+            }
+            bar.finish();
+            let mut r = EpochResult {
+                epoch,
+                train: tloss,
+                lr,
+                ..Default::default()
+            };
+            if let Some(vds) = &val_ds {
+                let vo = ValOptions {
+                    imgsz: a.imgsz,
+                    batch: a.batch * 2,
+                    workers: a.workers,
+                    with_loss: Some(gains),
+                    ..Default::default()
+                };
+                let vr = validate(&ema.model, vds.clone(), &vo, dev);
+                let m = &vr.metrics;
+                (r.p, r.r, r.map50, r.map) = (m.mp(), m.mr(), m.map50(), m.map());
+                r.val = vr.losses;
+            }
+            r.seconds = t_epoch.elapsed().as_secs_f64();
+            let fitness = r.map;
+            let extra = vec![
+                ("epoch".to_string(), (epoch + 1).to_string()),
+                (
+                    "metrics".to_string(),
+                    format!(
+                        "{{\"precision\":{},\"recall\":{},\"mAP50\":{},\"mAP50-95\":{}}}",
+                        r.p, r.r, r.map50, r.map
+                    ),
+                ),
+            ];
+            save_model(
+                &mut ema.model,
+                &wdir.join("last.safetensors"),
+                &data_cfg.names,
+                &extra,
+            )?;
+            if fitness > best {
+                best = fitness;
+                save_model(
+                    &mut ema.model,
+                    &wdir.join("best.safetensors"),
+                    &data_cfg.names,
+                    &extra,
+                )?;
+            }
+            save_state(&wdir, &mut model, &opt, &ema, epoch + 1, best, a)?;
+            eprintln!(
+                "epoch {}/{}: train box {:.4} cls {:.4} dfl {:.4} | val P {:.3} R {:.3} mAP50 {:.3} mAP50-95 {:.3} | {:.1}s",
+                epoch + 1, a.epochs, r.train[0], r.train[1], r.train[2], r.p, r.r, r.map50, r.map, r.seconds
+            );
+            results.push(r);
+            let mut f = std::fs::File::create(&csv_path)
+                .with_context(|| format!("{}: cannot write", csv_path.display()))?;
+            writeln!(f, "{CSV_HEADER}")?;
+            for row in &results {
+                writeln!(f, "{}", row.csv())?;
+            }
+            if let Err(e) = crate::plots::results_png(&self.run_dir.join("results.png"), &results) {
+                eprintln!("warning: results.png not drawn: {e:#}");
+            }
+        }
+        eprintln!(
+            "{} epochs in {:.1} min; best mAP50-95 {:.4}; weights in {}",
+            a.epochs - start_epoch,
+            t_run.elapsed().as_secs_f64() / 60.0,
+            best.max(0.0),
+            wdir.display()
+        );
+        Ok(results)
+    }
+}
