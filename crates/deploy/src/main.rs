@@ -128,36 +128,11 @@ enum Cmd {
     },
 }
 
-fn parse_hw(s: &str) -> Result<(usize, usize)> {
-    let v: Vec<usize> = s
-        .split(',')
-        .map(|x| x.trim().parse::<usize>())
-        .collect::<std::result::Result<_, _>>()
-        .with_context(|| format!("--imgsz {s}: expected N or H,W"))?;
-    match v.as_slice() {
-        [n] => Ok((*n, *n)),
-        [h, w] => Ok((*h, *w)),
-        _ => bail!("--imgsz {s}: expected N or H,W"),
-    }
-}
-
 fn device(name: &str) -> Result<Device> {
     match name {
         "cpu" | "flex" | "auto" => Ok(Device::flex()),
         other => bail!("--device {other}: this build has the CPU backend only (cpu)"),
     }
-}
-
-/// `base/name`, or `base/name2`, `name3`... if taken (Ultralytics' run folder numbering).
-fn next_run_dir(base: &Path, name: &str) -> PathBuf {
-    let first = base.join(name);
-    if !first.exists() {
-        return first;
-    }
-    (2..)
-        .map(|i| base.join(format!("{name}{i}")))
-        .find(|p| !p.exists())
-        .expect("some number is free")
 }
 
 fn main() -> Result<()> {
@@ -200,7 +175,7 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|| "model".into());
             let opts = ExportOptions {
                 formats,
-                imgsz: parse_hw(&imgsz)?,
+                imgsz: model::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?,
                 fuse: !no_fuse,
                 out,
                 stem,
@@ -256,7 +231,8 @@ fn main() -> Result<()> {
                 loaded.model
             };
             let paths = deploy::predict::collect_sources(&source)?;
-            let out = out.unwrap_or_else(|| next_run_dir(Path::new("runs/predict"), "predict"));
+            let out = out
+                .unwrap_or_else(|| model::cli::next_run_dir(Path::new("runs/predict"), "predict"));
             let opts = deploy::predict::PredictOptions {
                 imgsz,
                 nms: model::postprocess::NmsOptions {
@@ -291,7 +267,7 @@ fn main() -> Result<()> {
             layers,
         } => {
             let dev = device(&dev)?;
-            let (h, w) = parse_hw(&imgsz)?;
+            let (h, w) = model::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?;
             let batches = batch
                 .split(',')
                 .map(|b| b.trim().parse::<usize>())

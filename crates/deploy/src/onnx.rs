@@ -356,19 +356,12 @@ pub fn export_onnx(model: &YoloModel, h: usize, w: usize) -> Result<Vec<u8>> {
                     vec![("keepdims", Attr::Int(0))],
                 );
                 let lr = b.split(&dist, &[2, 2], 1);
-                let mut ax = Vec::with_capacity(2 * a);
-                let mut ay = Vec::with_capacity(a);
-                let mut st = Vec::with_capacity(a);
-                for (&(hh, ww), &s) in level_hw.iter().zip(&d.strides) {
-                    for yy in 0..hh {
-                        for xx in 0..ww {
-                            ax.push(xx as f32 + 0.5);
-                            ay.push(yy as f32 + 0.5);
-                            st.push(s);
-                        }
-                    }
-                }
-                ax.extend(ay);
+                let (pts, st) = model::nn::anchor_grid(&level_hw, &d.strides);
+                let ax: Vec<f32> = pts
+                    .iter()
+                    .map(|p| p[0])
+                    .chain(pts.iter().map(|p| p[1]))
+                    .collect();
                 let anchors = b.init_f32("anchors", &[1, 2, a], &ax);
                 let strides = b.init_f32("strides", &[1, 1, a], &st);
                 let x1y1 = b.node("Sub", &[&anchors, &lr[0]], vec![]);

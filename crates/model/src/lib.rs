@@ -2,6 +2,7 @@
 //! fusion and MobileOne reparameterization (`fuse`), shapes/FLOPs (`shapes`), summaries (`info`), NMS and
 //! box scaling (`postprocess`) and safetensors weights under Ultralytics' `state_dict` names (`weights`).
 
+pub mod cli;
 pub mod error;
 pub mod fuse;
 pub mod graph;

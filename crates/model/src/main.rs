@@ -1,6 +1,6 @@
 //! `model info`: the per-layer table and totals of a model YAML at a scale.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use model::burn::tensor::Device;
 use model::info::{model_info, render_table};
@@ -37,19 +37,6 @@ enum Cmd {
     },
 }
 
-fn parse_imgsz(s: &str) -> Result<(usize, usize)> {
-    let v: Vec<usize> = s
-        .split(',')
-        .map(|x| x.trim().parse::<usize>())
-        .collect::<std::result::Result<_, _>>()
-        .with_context(|| format!("--imgsz {s}: expected N or H,W"))?;
-    match v.as_slice() {
-        [n] => Ok((*n, *n)),
-        [h, w] => Ok((*h, *w)),
-        _ => anyhow::bail!("--imgsz {s}: expected N or H,W"),
-    }
-}
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -61,7 +48,7 @@ fn main() -> Result<()> {
             imgsz,
             json,
         } => {
-            let (h, w) = parse_imgsz(&imgsz)?;
+            let (h, w) = model::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?;
             let opts = SpecOptions { scale, nc };
             let device = Device::flex();
             let model = match (&weights, &config) {

@@ -794,8 +794,14 @@ impl Detect {
         let dist = softmax(boxes.reshape([b, 4, self.reg_max, a]), 2);
         let proj = self.dfl.val().reshape([1, 1, self.reg_max, 1]);
         let dist: Tensor<3> = (dist * proj).sum_dim(2).reshape([b, 4, a]);
-        let (anchors, strides) = anchors_for(raw, &self.strides);
-        let anc = Tensor::<1>::from_floats(anchors.as_slice(), &device).reshape([1, 2, a]);
+        let (pts, strides) = anchor_grid(&map_sizes(raw), &self.strides);
+        // Channel-major (x row, then y row) to broadcast against (B, 2, A).
+        let xy: Vec<f32> = pts
+            .iter()
+            .map(|p| p[0])
+            .chain(pts.iter().map(|p| p[1]))
+            .collect();
+        let anc = Tensor::<1>::from_floats(xy.as_slice(), &device).reshape([1, 2, a]);
         let st = Tensor::<1>::from_floats(strides.as_slice(), &device).reshape([1, 1, a]);
         let lt = dist.clone().narrow(1, 0, 2);
         let rb = dist.narrow(1, 2, 2);
@@ -808,23 +814,25 @@ impl Detect {
     }
 }
 
-/// Anchor centres (grid units, `[x.., y..]` as a 2xA row-major buffer) and per-anchor strides.
-pub fn anchors_for(raw: &[Tensor<4>], strides: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let mut xs = Vec::new();
-    let mut ys = Vec::new();
+/// Anchor centres in grid units (cell centres, levels in order, row-major) and each anchor's stride, for
+/// feature maps of the given `(h, w)` sizes (Ultralytics' `make_anchors`).
+pub fn anchor_grid(sizes: &[(usize, usize)], strides: &[f32]) -> (Vec<[f32; 2]>, Vec<f32>) {
+    let mut pts = Vec::new();
     let mut st = Vec::new();
-    for (t, &s) in raw.iter().zip(strides) {
-        let [_, _, h, w] = t.dims();
+    for (&(h, w), &s) in sizes.iter().zip(strides) {
         for y in 0..h {
             for x in 0..w {
-                xs.push(x as f32 + 0.5);
-                ys.push(y as f32 + 0.5);
+                pts.push([x as f32 + 0.5, y as f32 + 0.5]);
                 st.push(s);
             }
         }
     }
-    xs.extend(ys);
-    (xs, st)
+    (pts, st)
+}
+
+/// The `(h, w)` of each raw head map.
+pub fn map_sizes(raw: &[Tensor<4>]) -> Vec<(usize, usize)> {
+    raw.iter().map(|t| (t.dims()[2], t.dims()[3])).collect()
 }
 
 impl Named for Detect {

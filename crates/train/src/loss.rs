@@ -232,18 +232,7 @@ pub fn detection_loss(
     let pred_distri = x.clone().narrow(2, 0, 4 * reg_max); // (B, A, 64)
     let pred_scores = x.narrow(2, 4 * reg_max, nc); // (B, A, nc)
 
-    // Anchors (grid units, cell centres) and strides per anchor.
-    let mut anchors = Vec::with_capacity(a);
-    let mut anc_stride = Vec::with_capacity(a);
-    for (t, &s) in raw.iter().zip(strides) {
-        let [_, _, h, w] = t.dims();
-        for yy in 0..h {
-            for xx in 0..w {
-                anchors.push([xx as f32 + 0.5, yy as f32 + 0.5]);
-                anc_stride.push(s);
-            }
-        }
-    }
+    let (anchors, anc_stride) = model::nn::anchor_grid(&model::nn::map_sizes(raw), strides);
     let proj = Tensor::<1>::from_floats(
         (0..reg_max)
             .map(|i| i as f32)

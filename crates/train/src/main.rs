@@ -72,17 +72,6 @@ struct Cli {
     no_val: bool,
 }
 
-fn next_run_dir(base: &Path, name: &str) -> PathBuf {
-    let first = base.join(name);
-    if !first.exists() {
-        return first;
-    }
-    (2..)
-        .map(|i| base.join(format!("{name}{i}")))
-        .find(|p| !p.exists())
-        .expect("a free name")
-}
-
 fn pick_device(name: &str) -> Result<Device> {
     match name {
         "auto" => {
@@ -175,7 +164,7 @@ fn main() -> Result<()> {
             let dir = c
                 .out
                 .clone()
-                .unwrap_or_else(|| next_run_dir(Path::new("runs/train"), "train"));
+                .unwrap_or_else(|| model::cli::next_run_dir(Path::new("runs/train"), "train"));
             a.out = dir.display().to_string();
             (a, dir)
         }

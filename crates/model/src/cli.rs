@@ -1,0 +1,39 @@
+//! Small helpers shared by the command-line tools of the workspace.
+
+use std::path::{Path, PathBuf};
+
+/// `--imgsz` as one number (square) or `H,W`.
+pub fn parse_hw(s: &str) -> Result<(usize, usize), String> {
+    let v: Vec<usize> = s
+        .split(',')
+        .map(|x| x.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("--imgsz {s}: expected N or H,W"))?;
+    match v.as_slice() {
+        [n] => Ok((*n, *n)),
+        [h, w] => Ok((*h, *w)),
+        _ => Err(format!("--imgsz {s}: expected N or H,W")),
+    }
+}
+
+/// `base/name`, or `base/name2`, `name3`, ... when taken (Ultralytics' run folder numbering).
+pub fn next_run_dir(base: &Path, name: &str) -> PathBuf {
+    let first = base.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (2..)
+        .map(|i| base.join(format!("{name}{i}")))
+        .find(|p| !p.exists())
+        .expect("some number is free")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn imgsz_forms() {
+        assert_eq!(super::parse_hw("640"), Ok((640, 640)));
+        assert_eq!(super::parse_hw("384, 640"), Ok((384, 640)));
+        assert!(super::parse_hw("a").is_err() && super::parse_hw("1,2,3").is_err());
+    }
+}
