@@ -70,6 +70,9 @@ struct Cli {
     /// Skip validation after each epoch.
     #[arg(long)]
     no_val: bool,
+    /// Augmented samples with their boxes drawn, written to the run folder at start (train_batchN.jpg).
+    #[arg(long)]
+    dump: Option<usize>,
 }
 
 fn pick_device(name: &str) -> Result<Device> {
@@ -149,7 +152,8 @@ fn main() -> Result<()> {
                 momentum,
                 weight_decay,
                 warmup_epochs,
-                close_mosaic
+                close_mosaic,
+                dump
             );
             if let Some(n) = c.nbs {
                 a.nbs = n;

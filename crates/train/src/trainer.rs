@@ -56,6 +56,8 @@ pub struct TrainArgs {
     pub dfl: f32,
     pub cache: bool,
     pub val: bool,
+    /// Augmented training samples (boxes drawn) written to the run folder at start.
+    pub dump: usize,
     #[serde(flatten)]
     pub augment: AugmentConfig,
 }
@@ -89,6 +91,7 @@ impl Default for TrainArgs {
             dfl: 1.5,
             cache: true,
             val: true,
+            dump: 3,
             augment: AugmentConfig::default(),
         }
     }
@@ -384,6 +387,19 @@ impl Trainer {
             a.seed,
             a.cache,
         ));
+        // Ultralytics-style previews of what the model is trained on (mosaic, perspective, HSV, flips).
+        for i in 0..a.dump.min(train_ds.len()) {
+            let s = aug.train_sample(
+                i,
+                start_epoch,
+                start_epoch < a.epochs.saturating_sub(a.close_mosaic),
+            );
+            let mut img = s.image;
+            data::draw::draw_labels(&mut img, &s.labels);
+            let p = self.run_dir.join(format!("train_batch{i}.jpg"));
+            img.save(&p)
+                .with_context(|| format!("{}: cannot write", p.display()))?;
+        }
         let nb = train_ds.len().div_ceil(a.batch);
         let warm_epochs = a.warmup_epochs.min((a.epochs as f64 - 1.0).max(0.0));
         let nw = (warm_epochs * nb as f64).round() as usize;
