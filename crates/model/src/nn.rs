@@ -779,15 +779,7 @@ impl Detect {
     pub fn decode(&self, raw: &[Tensor<4>]) -> Tensor<3> {
         let device = raw[0].device();
         let b = raw[0].dims()[0];
-        let no = self.nc + 4 * self.reg_max;
-        let flat: Vec<Tensor<3>> = raw
-            .iter()
-            .map(|t| {
-                let [_, _, h, w] = t.dims();
-                t.clone().reshape([b, no, h * w])
-            })
-            .collect();
-        let x = Tensor::cat(flat, 2);
+        let x = flatten_levels(raw);
         let a = x.dims()[2];
         let boxes = x.clone().narrow(1, 0, 4 * self.reg_max);
         let cls = x.narrow(1, 4 * self.reg_max, self.nc);
@@ -812,6 +804,18 @@ impl Detect {
         let bx = Tensor::cat(vec![c, wh], 1) * st;
         Tensor::cat(vec![bx, sigmoid(cls)], 1)
     }
+}
+
+/// The per-level raw maps `(B, C, H_i, W_i)` joined along anchors: `(B, C, A)`, P3 first, row-major.
+pub fn flatten_levels(raw: &[Tensor<4>]) -> Tensor<3> {
+    let flat: Vec<Tensor<3>> = raw
+        .iter()
+        .map(|t| {
+            let [b, c, h, w] = t.dims();
+            t.clone().reshape([b, c, h * w])
+        })
+        .collect();
+    Tensor::cat(flat, 2)
 }
 
 /// Anchor centres in grid units (cell centres, levels in order, row-major) and each anchor's stride, for

@@ -219,15 +219,7 @@ pub fn detection_loss(
 ) -> LossOutput {
     let device = raw[0].device();
     let b = raw[0].dims()[0];
-    let no = 4 * reg_max + nc;
-    let flat: Vec<Tensor<3>> = raw
-        .iter()
-        .map(|t| {
-            let [_, _, h, w] = t.dims();
-            t.clone().reshape([b, no, h * w])
-        })
-        .collect();
-    let x = Tensor::cat(flat, 2).swap_dims(1, 2); // (B, A, no)
+    let x = model::nn::flatten_levels(raw).swap_dims(1, 2); // (B, A, 4 * reg_max + nc)
     let a = x.dims()[1];
     let pred_distri = x.clone().narrow(2, 0, 4 * reg_max); // (B, A, 64)
     let pred_scores = x.narrow(2, 4 * reg_max, nc); // (B, A, nc)
