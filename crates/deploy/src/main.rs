@@ -5,7 +5,8 @@ use clap::{Parser, Subcommand};
 use deploy::export::{export, ExportOptions, Format};
 use deploy::verify::Fixture;
 use model::burn::tensor::Device;
-use model::weights::{load_model, LoadOptions};
+use model::cli::ForeignModelArgs;
+use model::weights::load_model;
 use model::{ModelSpec, SpecOptions, YoloModel};
 use std::path::{Path, PathBuf};
 
@@ -33,13 +34,8 @@ enum Cmd {
     Export {
         #[arg(long)]
         weights: String,
-        /// Model YAML for weights without our metadata.
-        #[arg(long)]
-        config: Option<String>,
-        #[arg(long)]
-        scale: Option<String>,
-        #[arg(long)]
-        nc: Option<usize>,
+        #[command(flatten)]
+        foreign: ForeignModelArgs,
         #[arg(long)]
         out: PathBuf,
         /// Comma-separated: safetensors, onnx, burn.
@@ -93,12 +89,8 @@ enum Cmd {
         /// Decoding threads.
         #[arg(long, default_value_t = 2)]
         workers: usize,
-        #[arg(long)]
-        config: Option<String>,
-        #[arg(long)]
-        scale: Option<String>,
-        #[arg(long)]
-        nc: Option<usize>,
+        #[command(flatten)]
+        foreign: ForeignModelArgs,
         /// Fuse Conv+BN and MobileOne branches before running (same outputs, faster).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         fuse: bool,
@@ -150,9 +142,7 @@ fn main() -> Result<()> {
         }
         Cmd::Export {
             weights,
-            config,
-            scale,
-            nc,
+            foreign,
             out,
             format,
             imgsz,
@@ -164,11 +154,7 @@ fn main() -> Result<()> {
                 .split(',')
                 .map(str::parse)
                 .collect::<Result<Vec<Format>>>()?;
-            let lo = LoadOptions {
-                config,
-                spec: SpecOptions { scale, nc },
-            };
-            let loaded = load_model(&weights, &lo, &dev)?;
+            let loaded = load_model(&weights, &foreign.load_options(), &dev)?;
             let stem = Path::new(&weights)
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -203,9 +189,7 @@ fn main() -> Result<()> {
             save_json,
             no_save_img,
             workers,
-            config,
-            scale,
-            nc,
+            foreign,
             fuse,
         } => {
             let dev = device(&dev)?;
@@ -220,11 +204,7 @@ fn main() -> Result<()> {
                         .with_context(|| format!("--classes {c}: expected ids like 0,2"))
                 })
                 .transpose()?;
-            let lo = LoadOptions {
-                config,
-                spec: SpecOptions { scale, nc },
-            };
-            let loaded = load_model(&weights, &lo, &dev)?;
+            let loaded = load_model(&weights, &foreign.load_options(), &dev)?;
             let model = if fuse {
                 loaded.model.fuse()
             } else {

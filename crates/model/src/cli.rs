@@ -1,6 +1,34 @@
 //! Small helpers shared by the command-line tools of the workspace.
 
+use crate::spec::SpecOptions;
+use crate::weights::LoadOptions;
 use std::path::{Path, PathBuf};
+
+/// `--config/--scale/--nc`: how to build the model for weights that carry no YAML of their own.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ForeignModelArgs {
+    /// Model YAML for weights without our metadata (e.g. converted from another tool).
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Scale letter (n/s/m/l/x) for --config.
+    #[arg(long)]
+    pub scale: Option<String>,
+    /// Number of classes for --config.
+    #[arg(long)]
+    pub nc: Option<usize>,
+}
+
+impl ForeignModelArgs {
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            config: self.config.clone(),
+            spec: SpecOptions {
+                scale: self.scale.clone(),
+                nc: self.nc,
+            },
+        }
+    }
+}
 
 /// `--imgsz` as one number (square) or `H,W`.
 pub fn parse_hw(s: &str) -> Result<(usize, usize), String> {

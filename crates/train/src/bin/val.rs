@@ -4,8 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use data::{DataConfig, Dataset};
 use model::burn::tensor::Device;
-use model::weights::{load_model, LoadOptions};
-use model::SpecOptions;
+use model::weights::load_model;
 use std::path::PathBuf;
 use std::sync::Arc;
 use train::val::{render, to_json, validate, ValOptions};
@@ -43,13 +42,8 @@ struct Cli {
     plots: bool,
     #[arg(long, default_value = "runs/val")]
     out: PathBuf,
-    /// Model YAML, scale and nc for weights without our metadata.
-    #[arg(long)]
-    config: Option<String>,
-    #[arg(long)]
-    scale: Option<String>,
-    #[arg(long)]
-    nc: Option<usize>,
+    #[command(flatten)]
+    foreign: model::cli::ForeignModelArgs,
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -66,14 +60,7 @@ fn main() -> Result<()> {
             a.imgsz
         );
     }
-    let lo = LoadOptions {
-        config: a.config.clone(),
-        spec: SpecOptions {
-            scale: a.scale.clone(),
-            nc: a.nc,
-        },
-    };
-    let loaded = load_model(&a.weights, &lo, &device)?;
+    let loaded = load_model(&a.weights, &a.foreign.load_options(), &device)?;
     let cfg = DataConfig::from_file(&a.data)?;
     if cfg.nc() != loaded.model.nc() {
         bail!(
