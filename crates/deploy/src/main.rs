@@ -76,6 +76,7 @@ enum Cmd {
         agnostic_nms: bool,
         #[arg(long, default_value_t = 8)]
         batch: usize,
+        /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu.
         #[arg(long, default_value = "auto")]
         device: String,
         #[arg(long)]
@@ -108,7 +109,8 @@ enum Cmd {
         /// Comma-separated batch sizes.
         #[arg(long, default_value = "1,8")]
         batch: String,
-        #[arg(long, default_value = "cpu")]
+        /// auto, cpu, wgpu, wgpu:N (or N), wgpu:cpu.
+        #[arg(long, default_value = "auto")]
         device: String,
         #[arg(long, default_value_t = 2)]
         warmup: usize,
@@ -121,10 +123,9 @@ enum Cmd {
 }
 
 fn device(name: &str) -> Result<Device> {
-    match name {
-        "cpu" | "flex" | "auto" => Ok(Device::flex()),
-        other => bail!("--device {other}: this build has the CPU backend only (cpu)"),
-    }
+    let picked = model::device::pick(name)?;
+    eprintln!("{}", picked.reason);
+    Ok(picked.device)
 }
 
 fn main() -> Result<()> {

@@ -3,6 +3,7 @@
 //! box scaling (`postprocess`) and safetensors weights under Ultralytics' `state_dict` names (`weights`).
 
 pub mod cli;
+pub mod device;
 pub mod error;
 pub mod fuse;
 pub mod graph;

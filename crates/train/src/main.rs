@@ -3,7 +3,6 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use model::burn::tensor::Device;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,6 +31,7 @@ struct Cli {
     /// ours defaults to the batch so the 42 tiles of datasets/trees give enough optimizer steps).
     #[arg(long)]
     nbs: Option<usize>,
+    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu.
     #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long)]
@@ -47,7 +47,7 @@ struct Cli {
     /// Initial weights (our safetensors).
     #[arg(long)]
     weights: Option<String>,
-    /// auto, SGD or AdamW.
+    /// auto (Ultralytics 8.4: MuSGD for runs over 10k iterations, else AdamW), SGD, AdamW or MuSGD.
     #[arg(long)]
     optimizer: Option<String>,
     #[arg(long)]
@@ -75,22 +75,11 @@ struct Cli {
     dump: Option<usize>,
 }
 
-fn pick_device(name: &str) -> Result<Device> {
-    match name {
-        "auto" => {
-            eprintln!(
-                "device: cpu (burn-flex); this build has no GPU backend, so auto picks the CPU"
-            );
-            Ok(Device::flex())
-        }
-        "cpu" => Ok(Device::flex()),
-        other => bail!("--device {other}: this build has the CPU backend only (cpu)"),
-    }
-}
-
 fn main() -> Result<()> {
     let c = Cli::parse();
-    let device = pick_device(&c.device)?;
+    let picked = model::device::pick(&c.device)?;
+    eprintln!("{}", picked.reason);
+    let device = picked.device;
     let (mut args, run_dir) = match &c.resume {
         Some(r) => {
             let dir = if r.is_empty() {

@@ -1,7 +1,8 @@
 //! Ultralytics' optimizer recipe, written out because burn's built-ins differ from PyTorch where it matters
 //! here: three parameter groups (weights with decay, norm weights and biases without), SGD with Nesterov
-//! momentum and no dampening or AdamW (eps 1e-8), global-norm gradient clipping at 10, per-group learning
-//! rates for warmup, and the weight EMA. State is keyed by the Ultralytics tensor name, so it can be saved.
+//! momentum and no dampening, AdamW (eps 1e-8), Ultralytics' MuSGD (Muon on conv filters plus SGD),
+//! global-norm gradient clipping at 10, per-group learning rates for warmup, and the weight EMA. State is
+//! keyed by the Ultralytics tensor name, so it can be saved.
 
 use burn::module::Param;
 use burn::tensor::Gradients;
@@ -15,6 +16,9 @@ use std::collections::HashMap;
 pub enum OptimizerKind {
     Sgd,
     AdamW,
+    /// Ultralytics 8.4's hybrid: conv filters get an orthogonalized Muon step (x0.2) plus an SGD step;
+    /// everything else plain SGD. `optimizer auto` picks it for runs of more than 10k iterations.
+    MuSgd,
 }
 
 /// Ultralytics' parameter groups: 0 = weights (decayed), 1 = norm-layer weights, 2 = biases.
@@ -28,6 +32,23 @@ pub fn group_of(key: &str) -> usize {
     }
 }
 
+/// Learning rates per group (see [`group_of`]) for one step. MuSGD trains the head's class branch
+/// (`Detect.cv3`) at three times the rate; warmup ramps that rate from the same start, so it is kept apart.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GroupLr {
+    pub base: [f64; 3],
+    pub boosted: [f64; 3],
+}
+
+impl GroupLr {
+    pub fn uniform(base: [f64; 3]) -> GroupLr {
+        GroupLr {
+            base,
+            boosted: base,
+        }
+    }
+}
+
 /// A tensor of rank 1 or 4 (what the model holds).
 #[derive(Clone, Debug)]
 pub enum AnyTensor {
@@ -36,10 +57,14 @@ pub enum AnyTensor {
 }
 
 impl AnyTensor {
-    fn host(&self) -> HostTensor {
+    /// Rank 1 becomes `[n, 1, 1, 1]`, so one update rule serves both ranks.
+    fn into4(self) -> Tensor<4> {
         match self {
-            AnyTensor::R1(t) => model::weights::host(t.clone()),
-            AnyTensor::R4(t) => model::weights::host(t.clone()),
+            AnyTensor::R1(t) => {
+                let n = t.dims()[0];
+                t.reshape([n, 1, 1, 1])
+            }
+            AnyTensor::R4(t) => t,
         }
     }
 }
@@ -50,10 +75,15 @@ pub struct Optimizer {
     pub weight_decay: f64,
     pub beta2: f64,
     pub max_norm: f64,
-    /// SGD momentum buffers, or Adam first moments.
-    pub m: HashMap<String, AnyTensor>,
-    /// Adam second moments.
-    pub v: HashMap<String, AnyTensor>,
+    /// MuSGD's weights of its Muon and SGD parts (Ultralytics: 0.2 and 1.0).
+    pub muon_scale: f64,
+    pub sgd_scale: f64,
+    /// Names starting with this train at the boosted rate (MuSGD: the Detect layer's `cv3.`).
+    pub boosted_prefix: Option<String>,
+    /// SGD momentum buffers, Adam first moments, or MuSGD's Muon momentum.
+    pub m: HashMap<String, Tensor<4>>,
+    /// Adam second moments, or MuSGD's SGD momentum of the Muon-trained tensors.
+    pub v: HashMap<String, Tensor<4>>,
     pub steps: u64,
 }
 
@@ -79,6 +109,57 @@ pub fn accumulate(acc: &mut GradMap, model: &mut YoloModel, grads: &Gradients) {
     });
 }
 
+/// Muon's quintic Newton-Schulz iteration (5 steps, Ultralytics' coefficients): an approximate `U V^T` of
+/// `g = U S V^T`. Ultralytics runs it in bfloat16; this is float32.
+pub fn orthogonalize(g: Tensor<2>) -> Tensor<2> {
+    let [rows, cols] = g.dims();
+    let wide = rows <= cols;
+    let x = if wide { g } else { g.transpose() };
+    let norm = x.clone().powi_scalar(2).sum().sqrt().reshape([1, 1]);
+    let mut x = x / (norm + 1e-7);
+    let (a, b, c) = (3.4445, -4.7750, 2.0315);
+    for _ in 0..5 {
+        let xxt = x.clone().matmul(x.clone().transpose());
+        let poly = xxt.clone() * b + xxt.clone().matmul(xxt) * c;
+        x = x.clone() * a + poly.matmul(x);
+    }
+    if wide {
+        x
+    } else {
+        x.transpose()
+    }
+}
+
+/// The Muon direction of a conv filter: rows are output channels, scaled like Ultralytics by
+/// `sqrt(max(1, dim[-2] / dim[-1]))`.
+fn muon_direction(u: Tensor<4>) -> Tensor<4> {
+    let [o, i, kh, kw] = u.dims();
+    let x = orthogonalize(u.reshape([o, i * kh * kw])).reshape([o, i, kh, kw]);
+    x * (kh as f64 / kw as f64).max(1.0).sqrt()
+}
+
+/// PyTorch's SGD step (Nesterov, no dampening, L2 decay added to the gradient); `buf` is the momentum.
+fn sgd(
+    buf: Option<Tensor<4>>,
+    w: Tensor<4>,
+    g: Tensor<4>,
+    lr: f64,
+    decay: f64,
+    momentum: f64,
+) -> (Tensor<4>, Tensor<4>) {
+    let g = if decay > 0.0 {
+        g + w.clone() * decay
+    } else {
+        g
+    };
+    let buf = match buf {
+        Some(b) => b * momentum + g.clone(),
+        None => g.clone(),
+    };
+    let upd = g + buf.clone() * momentum;
+    (w - upd * lr, buf)
+}
+
 impl Optimizer {
     pub fn new(kind: OptimizerKind, momentum: f64, weight_decay: f64) -> Self {
         Optimizer {
@@ -87,19 +168,30 @@ impl Optimizer {
             weight_decay,
             beta2: 0.999,
             max_norm: 10.0,
+            muon_scale: 0.2,
+            sgd_scale: 1.0,
+            boosted_prefix: None,
             m: HashMap::new(),
             v: HashMap::new(),
             steps: 0,
         }
     }
 
-    /// One update with per-group learning rates `lr[g]` (and SGD momentum `momentum`, changed by warmup).
-    /// Returns the gradient norm before clipping.
+    /// MuSGD trains `model`'s class branch at the boosted rate, as Ultralytics does.
+    pub fn for_model(mut self, model: &YoloModel) -> Self {
+        if self.kind == OptimizerKind::MuSgd {
+            self.boosted_prefix = Some(format!("model.{}.cv3.", model.layers.len() - 1));
+        }
+        self
+    }
+
+    /// One update with per-group learning rates (and the momentum warmup has reached). Returns the
+    /// gradient norm before clipping.
     pub fn step(
         &mut self,
         model: &mut YoloModel,
         grads: &GradMap,
-        lr: [f64; 3],
+        lr: GroupLr,
         momentum: f64,
     ) -> f64 {
         // Global gradient norm over every parameter (PyTorch's clip_grad_norm_), one read-back.
@@ -132,68 +224,97 @@ impl Optimizer {
             1.0
         };
         self.steps += 1;
-        let (b1, b2) = (momentum, self.beta2);
-        let (bc1, bc2) = (
-            1.0 - b1.powi(self.steps as i32),
-            1.0 - b2.powi(self.steps as i32),
-        );
-        let kind = self.kind;
-        let wd = self.weight_decay;
-        let (m_map, v_map) = (&mut self.m, &mut self.v);
-        macro_rules! update {
-            ($p:expr, $key:expr, $variant:ident) => {{
-                let Some(AnyTensor::$variant(g)) = grads.get(&$key).cloned() else {
+        model.visit_named("model", &mut |key, slot| match slot {
+            Slot::W4(p) => {
+                let Some(AnyTensor::R4(g)) = grads.get(&key) else {
                     return;
                 };
-                let group = group_of(&$key);
-                let lr_g = lr[group];
-                let w = $p.val().inner();
-                let mut g = g * clip;
-                let decay = if group == 0 { wd } else { 0.0 };
-                let new_w = match kind {
-                    OptimizerKind::Sgd => {
-                        if decay > 0.0 {
-                            g = g + w.clone() * decay;
-                        }
-                        let buf = match m_map.remove(&$key) {
-                            Some(AnyTensor::$variant(b)) => b * momentum + g.clone(),
-                            _ => g.clone(),
-                        };
-                        let upd = g + buf.clone() * momentum;
-                        m_map.insert($key.clone(), AnyTensor::$variant(buf));
-                        w - upd * lr_g
-                    }
-                    OptimizerKind::AdamW => {
-                        let w = if decay > 0.0 {
-                            w * (1.0 - lr_g * decay)
-                        } else {
-                            w
-                        };
-                        let m = match m_map.remove(&$key) {
-                            Some(AnyTensor::$variant(m)) => m * b1 + g.clone() * (1.0 - b1),
-                            _ => g.clone() * (1.0 - b1),
-                        };
-                        let v = match v_map.remove(&$key) {
-                            Some(AnyTensor::$variant(v)) => {
-                                v * b2 + g.clone().powi_scalar(2) * (1.0 - b2)
-                            }
-                            _ => g.powi_scalar(2) * (1.0 - b2),
-                        };
-                        let upd = (m.clone() / bc1) / ((v.clone() / bc2).sqrt() + 1e-8);
-                        m_map.insert($key.clone(), AnyTensor::$variant(m));
-                        v_map.insert($key.clone(), AnyTensor::$variant(v));
-                        w - upd * lr_g
-                    }
+                let w = self.update(&key, p.val().inner(), g.clone() * clip, true, lr, momentum);
+                *p = Param::initialized(p.id, w.detach().autodiff().require_grad());
+            }
+            Slot::W1(p) => {
+                let Some(AnyTensor::R1(g)) = grads.get(&key) else {
+                    return;
                 };
-                *$p = Param::initialized($p.id, new_w.detach().autodiff().require_grad());
-            }};
-        }
-        model.visit_named("model", &mut |key, slot| match slot {
-            Slot::W4(p) => update!(p, key, R4),
-            Slot::W1(p) => update!(p, key, R1),
+                let n = g.dims()[0];
+                let w = AnyTensor::R1(p.val().inner()).into4();
+                let g = AnyTensor::R1(g.clone() * clip).into4();
+                let w = self.update(&key, w, g, false, lr, momentum).reshape([n]);
+                *p = Param::initialized(p.id, w.detach().autodiff().require_grad());
+            }
             Slot::Stat(_) => {}
         });
         norm
+    }
+
+    /// The new value of tensor `key` (a conv filter when `filter`) after one step with gradient `g`.
+    pub fn update(
+        &mut self,
+        key: &str,
+        w: Tensor<4>,
+        g: Tensor<4>,
+        filter: bool,
+        lr: GroupLr,
+        momentum: f64,
+    ) -> Tensor<4> {
+        let group = group_of(key);
+        let boosted = self
+            .boosted_prefix
+            .as_deref()
+            .is_some_and(|p| key.starts_with(p));
+        let lr_g = if boosted {
+            lr.boosted[group]
+        } else {
+            lr.base[group]
+        };
+        let decay = if group == 0 { self.weight_decay } else { 0.0 };
+        match self.kind {
+            OptimizerKind::Sgd => {
+                let (w, buf) = sgd(self.m.remove(key), w, g, lr_g, decay, momentum);
+                self.m.insert(key.to_string(), buf);
+                w
+            }
+            OptimizerKind::MuSgd if !filter => {
+                let (w, buf) = sgd(self.m.remove(key), w, g, lr_g, decay, momentum);
+                self.m.insert(key.to_string(), buf);
+                w
+            }
+            OptimizerKind::MuSgd => {
+                let buf = match self.m.remove(key) {
+                    Some(b) => b * momentum + g.clone() * (1.0 - momentum),
+                    None => g.clone() * (1.0 - momentum),
+                };
+                let nesterov = buf.clone() * momentum + g.clone() * (1.0 - momentum);
+                self.m.insert(key.to_string(), buf);
+                let w = w - muon_direction(nesterov) * (lr_g * self.muon_scale);
+                let sgd_lr = lr_g * self.sgd_scale;
+                let (w, buf) = sgd(self.v.remove(key), w, g, sgd_lr, decay, momentum);
+                self.v.insert(key.to_string(), buf);
+                w
+            }
+            OptimizerKind::AdamW => {
+                let (b1, b2) = (momentum, self.beta2);
+                let t = self.steps.max(1) as i32;
+                let (bc1, bc2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+                let w = if decay > 0.0 {
+                    w * (1.0 - lr_g * decay)
+                } else {
+                    w
+                };
+                let m = match self.m.remove(key) {
+                    Some(m) => m * b1 + g.clone() * (1.0 - b1),
+                    None => g.clone() * (1.0 - b1),
+                };
+                let v = match self.v.remove(key) {
+                    Some(v) => v * b2 + g.clone().powi_scalar(2) * (1.0 - b2),
+                    None => g.powi_scalar(2) * (1.0 - b2),
+                };
+                let upd = (m.clone() / bc1) / ((v.clone() / bc2).sqrt() + 1e-8);
+                self.m.insert(key.to_string(), m);
+                self.v.insert(key.to_string(), v);
+                w - upd * lr_g
+            }
+        }
     }
 
     /// Buffers as host tensors (`m.{key}`, `v.{key}`) for a checkpoint.
@@ -201,13 +322,17 @@ impl Optimizer {
         let mut out: Vec<(String, HostTensor)> = self
             .m
             .iter()
-            .map(|(k, t)| (format!("m.{k}"), t.host()))
+            .map(|(k, t)| (format!("m.{k}"), model::weights::host(t.clone())))
             .collect();
-        out.extend(self.v.iter().map(|(k, t)| (format!("v.{k}"), t.host())));
+        out.extend(
+            self.v
+                .iter()
+                .map(|(k, t)| (format!("v.{k}"), model::weights::host(t.clone()))),
+        );
         out
     }
 
-    /// Restores buffers saved by [`Self::state`].
+    /// Restores buffers saved by [`Self::state`] (rank-1 buffers of older checkpoints too).
     pub fn load_state(
         &mut self,
         entries: &[(String, HostTensor)],
@@ -216,12 +341,10 @@ impl Optimizer {
     ) {
         self.steps = steps;
         for (k, t) in entries {
-            let data = burn::tensor::TensorData::new(t.data.clone(), t.shape.clone());
-            let v = if t.shape.len() == 4 {
-                AnyTensor::R4(Tensor::from_data(data, device))
-            } else {
-                AnyTensor::R1(Tensor::from_data(data, device))
-            };
+            let mut shape = t.shape.clone();
+            shape.resize(4, 1);
+            let data = burn::tensor::TensorData::new(t.data.clone(), shape);
+            let v = Tensor::<4>::from_data(data, device);
             if let Some(key) = k.strip_prefix("m.") {
                 self.m.insert(key.to_string(), v);
             } else if let Some(key) = k.strip_prefix("v.") {

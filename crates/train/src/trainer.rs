@@ -4,7 +4,7 @@
 //! atomic checkpoints; `resume` continues from the last completed epoch.
 
 use crate::loss::{detection_loss, LossGains};
-use crate::optim::{accumulate, Ema, GradMap, Optimizer, OptimizerKind};
+use crate::optim::{accumulate, Ema, GradMap, GroupLr, Optimizer, OptimizerKind};
 use crate::val::{validate, ValOptions};
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
@@ -197,33 +197,35 @@ struct Plan {
     weight_decay: f64,
 }
 
-fn plan(a: &TrainArgs, n_train: usize, nc: usize) -> Plan {
+fn plan(a: &TrainArgs, n_train: usize, nc: usize) -> Result<Plan> {
     let accumulate = ((a.nbs as f64 / a.batch as f64).round() as usize).max(1);
     let weight_decay = a.weight_decay * a.batch as f64 * accumulate as f64 / a.nbs as f64;
     let (optimizer, lr0, momentum, warmup_bias_lr) = match a.optimizer.to_ascii_lowercase().as_str()
     {
         "sgd" => (OptimizerKind::Sgd, a.lr0, a.momentum, a.warmup_bias_lr),
-        "adamw" | "adam" => (OptimizerKind::AdamW, a.lr0, a.momentum, a.warmup_bias_lr),
-        _ => {
-            // Ultralytics 8.4 `auto`: MuSGD for very long runs (not available here: SGD), else AdamW at
-            // lr_fit; warmup_bias_lr forced to 0.
+        "adamw" => (OptimizerKind::AdamW, a.lr0, a.momentum, a.warmup_bias_lr),
+        "musgd" => (OptimizerKind::MuSgd, a.lr0, a.momentum, a.warmup_bias_lr),
+        "auto" => {
+            // Ultralytics 8.4 `auto`: MuSGD for very long runs, else AdamW at lr_fit; warmup_bias_lr forced
+            // to 0.
             let iterations = n_train.div_ceil(a.batch.max(a.nbs)) * a.epochs;
             if iterations > 10_000 {
-                (OptimizerKind::Sgd, 0.01, 0.9, 0.0)
+                (OptimizerKind::MuSgd, 0.01, 0.9, 0.0)
             } else {
                 let lr_fit = (0.002 * 5.0 / (4.0 + nc as f64) * 1e6).round() / 1e6;
                 (OptimizerKind::AdamW, lr_fit, 0.9, 0.0)
             }
         }
+        other => bail!("optimizer {other:?} is not supported: use auto, SGD, AdamW or MuSGD"),
     };
-    Plan {
+    Ok(Plan {
         optimizer,
         lr0,
         momentum,
         warmup_bias_lr,
         accumulate,
         weight_decay,
-    }
+    })
 }
 
 fn rss_mb() -> f64 {
@@ -316,8 +318,8 @@ impl Trainer {
         let mut model = YoloModel::new(&spec, dev);
         let mut start_epoch = 0;
         let mut best = -1.0;
-        let p = plan(a, train_ds.len(), nc);
-        let mut opt = Optimizer::new(p.optimizer, p.momentum, p.weight_decay);
+        let p = plan(a, train_ds.len(), nc)?;
+        let mut opt = Optimizer::new(p.optimizer, p.momentum, p.weight_decay).for_model(&model);
         let mut ema_updates = 0;
         if resume {
             let st = WeightsFile::read(&state_path.to_string_lossy())?;
@@ -431,7 +433,16 @@ impl Trainer {
             }
             let lf = lr_factor(a, epoch);
             let mut tloss = [0f64; 3];
-            let mut lr = [p.lr0 * lf; 3];
+            // MuSGD trains the class branch at 3x, ramped from the same warmup start.
+            let boost = if p.optimizer == OptimizerKind::MuSgd {
+                3.0
+            } else {
+                1.0
+            };
+            let mut lr = GroupLr {
+                base: [p.lr0 * lf; 3],
+                boosted: [boost * p.lr0 * lf; 3],
+            };
             let mut acc: GradMap = HashMap::new();
             let mut acc_n = 0;
             let bar = indicatif::ProgressBar::new(nb as u64);
@@ -447,22 +458,31 @@ impl Trainer {
             {
                 let ni = i + nb * epoch;
                 let mut n_accumulate = p.accumulate;
-                let mut momentum = p.momentum;
-                if ni <= nw {
+                // Warmup leaves SGD-family momentum at args.momentum (Ultralytics never resets it after).
+                let mut momentum = if p.optimizer != OptimizerKind::AdamW && nw > 0 {
+                    a.momentum
+                } else {
+                    p.momentum
+                };
+                if nw > 0 && ni <= nw {
                     let xi = (0.0, nw as f64);
                     n_accumulate =
                         (interp(ni as f64, xi.0, xi.1, 1.0, a.nbs as f64 / a.batch as f64).round()
                             as usize)
                             .max(1);
-                    for (g, l) in lr.iter_mut().enumerate() {
+                    for g in 0..3 {
                         let start = if g == 2 { p.warmup_bias_lr } else { 0.0 };
-                        *l = interp(ni as f64, xi.0, xi.1, start, p.lr0 * lf);
+                        lr.base[g] = interp(ni as f64, xi.0, xi.1, start, p.lr0 * lf);
+                        lr.boosted[g] = interp(ni as f64, xi.0, xi.1, start, boost * p.lr0 * lf);
                     }
-                    if p.optimizer == OptimizerKind::Sgd {
-                        momentum = interp(ni as f64, xi.0, xi.1, a.warmup_momentum, p.momentum);
+                    if p.optimizer != OptimizerKind::AdamW {
+                        momentum = interp(ni as f64, xi.0, xi.1, a.warmup_momentum, a.momentum);
                     }
                 } else {
-                    lr = [p.lr0 * lf; 3];
+                    lr = GroupLr {
+                        base: [p.lr0 * lf; 3],
+                        boosted: [boost * p.lr0 * lf; 3],
+                    };
                 }
                 let [bsz, _, h, w] = batch.shape;
                 let x =
@@ -529,7 +549,7 @@ impl Trainer {
             let mut r = EpochResult {
                 epoch,
                 train: tloss,
-                lr,
+                lr: lr.base,
                 ..Default::default()
             };
             if let Some(vds) = &val_ds {

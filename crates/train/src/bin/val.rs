@@ -3,7 +3,6 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use data::{DataConfig, Dataset};
-use model::burn::tensor::Device;
 use model::weights::load_model;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,16 +43,16 @@ struct Cli {
     out: PathBuf,
     #[command(flatten)]
     foreign: model::cli::ForeignModelArgs,
-    #[arg(long, default_value = "cpu")]
+    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu.
+    #[arg(long, default_value = "auto")]
     device: String,
 }
 
 fn main() -> Result<()> {
     let a = Cli::parse();
-    let device = match a.device.as_str() {
-        "cpu" | "auto" => Device::flex(),
-        other => bail!("--device {other}: this build has the CPU backend only"),
-    };
+    let picked = model::device::pick(&a.device)?;
+    eprintln!("{}", picked.reason);
+    let device = picked.device;
     if a.imgsz % 32 != 0 {
         bail!(
             "--imgsz {}: must be a multiple of 32 (the model's max stride)",
