@@ -3,7 +3,7 @@
 //!
 //! `cargo run --release -p train --bin bench_step -- [--steps 12] [--batch 8] [--imgsz 320] [--device cpu]`
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Parser;
 use data::augment::{AugmentConfig, Augmenter};
 use data::loader::train_batches;
@@ -65,7 +65,8 @@ fn main() -> Result<()> {
     let kind = match a.optimizer.to_ascii_lowercase().as_str() {
         "sgd" => OptimizerKind::Sgd,
         "musgd" => OptimizerKind::MuSgd,
-        _ => OptimizerKind::AdamW,
+        "adamw" => OptimizerKind::AdamW,
+        other => bail!("--optimizer {other}: expected SGD, AdamW or MuSGD"),
     };
     let mut opt = Optimizer::new(kind, 0.9, 5e-4).for_model(&model);
     let mut ema = Ema::new(YoloModel::new(&spec, &dev));
