@@ -129,6 +129,7 @@ fn device(name: &str) -> Result<Device> {
 }
 
 fn main() -> Result<()> {
+    model::alloc::keep_freed_memory();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Verify { fixture, config } => {

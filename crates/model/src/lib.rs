@@ -2,6 +2,7 @@
 //! fusion and MobileOne reparameterization (`fuse`), shapes/FLOPs (`shapes`), summaries (`info`), NMS and
 //! box scaling (`postprocess`) and safetensors weights under Ultralytics' `state_dict` names (`weights`).
 
+pub mod alloc;
 pub mod cli;
 pub mod device;
 pub mod error;

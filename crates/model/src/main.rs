@@ -38,6 +38,7 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
+    model::alloc::keep_freed_memory();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Info {

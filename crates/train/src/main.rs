@@ -76,6 +76,7 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
+    model::alloc::keep_freed_memory();
     let c = Cli::parse();
     let picked = model::device::pick(&c.device)?;
     eprintln!("{}", picked.reason);

@@ -46,6 +46,7 @@ fn sync<const D: usize>(t: &Tensor<D>) {
 }
 
 fn main() -> Result<()> {
+    model::alloc::keep_freed_memory();
     let a = Cli::parse();
     let picked = model::device::pick(&a.device)?;
     eprintln!("{}", picked.reason);

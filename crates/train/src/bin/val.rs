@@ -49,6 +49,7 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
+    model::alloc::keep_freed_memory();
     let a = Cli::parse();
     let picked = model::device::pick(&a.device)?;
     eprintln!("{}", picked.reason);
