@@ -122,12 +122,6 @@ enum Cmd {
     },
 }
 
-fn device(name: &str) -> Result<Device> {
-    let picked = model::device::pick(name)?;
-    eprintln!("{}", picked.reason);
-    Ok(picked.device)
-}
-
 fn main() -> Result<()> {
     model::alloc::keep_freed_memory();
     let cli = Cli::parse();
@@ -194,7 +188,7 @@ fn main() -> Result<()> {
             foreign,
             fuse,
         } => {
-            let dev = device(&dev)?;
+            let dev = model::device::select(&dev)?;
             if imgsz % 32 != 0 {
                 bail!("--imgsz {imgsz}: must be a multiple of 32 (the model's max stride)");
             }
@@ -248,7 +242,7 @@ fn main() -> Result<()> {
             iters,
             layers,
         } => {
-            let dev = device(&dev)?;
+            let dev = model::device::select(&dev)?;
             let (h, w) = model::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?;
             let batches = batch
                 .split(',')

@@ -57,6 +57,13 @@ pub fn pick(name: &str) -> Result<Picked> {
     }
 }
 
+/// [`pick`], printing the reason line: what the binaries call.
+pub fn select(name: &str) -> Result<Device> {
+    let picked = pick(name)?;
+    eprintln!("{}", picked.reason);
+    Ok(picked.device)
+}
+
 #[cfg(feature = "wgpu")]
 fn auto() -> Picked {
     match gpu::hardware().into_iter().next() {
@@ -137,14 +144,15 @@ mod gpu {
                         "--device {flag}: expected wgpu, wgpu:N (a GPU index) or wgpu:cpu"
                     ))
                 })?;
-                let hw = hardware();
-                match hw.into_iter().nth(i) {
-                    Some((d, label)) => Ok(picked(d, &label, "as requested")),
-                    None => Err(ModelError::Other(format!(
-                        "--device {flag}: there is no hardware GPU adapter {i} ({} found)",
-                        hardware().len()
-                    ))),
+                let mut hw = hardware();
+                let found = hw.len();
+                if i >= found {
+                    return Err(ModelError::Other(format!(
+                        "--device {flag}: there is no hardware GPU adapter {i} ({found} found)"
+                    )));
                 }
+                let (d, label) = hw.swap_remove(i);
+                Ok(picked(d, &label, "as requested"))
             }
         }
     }

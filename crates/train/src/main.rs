@@ -78,9 +78,7 @@ struct Cli {
 fn main() -> Result<()> {
     model::alloc::keep_freed_memory();
     let c = Cli::parse();
-    let picked = model::device::pick(&c.device)?;
-    eprintln!("{}", picked.reason);
-    let device = picked.device;
+    let device = model::device::select(&c.device)?;
     let (mut args, run_dir) = match &c.resume {
         Some(r) => {
             let dir = if r.is_empty() {

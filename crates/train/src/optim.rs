@@ -21,6 +21,18 @@ pub enum OptimizerKind {
     MuSgd,
 }
 
+impl OptimizerKind {
+    /// SGD, AdamW or MuSGD, in any case (Ultralytics' names).
+    pub fn from_name(name: &str) -> Option<OptimizerKind> {
+        match name.to_ascii_lowercase().as_str() {
+            "sgd" => Some(OptimizerKind::Sgd),
+            "adamw" => Some(OptimizerKind::AdamW),
+            "musgd" => Some(OptimizerKind::MuSgd),
+            _ => None,
+        }
+    }
+}
+
 /// Ultralytics' parameter groups: 0 = weights (decayed), 1 = norm-layer weights, 2 = biases.
 pub fn group_of(key: &str) -> usize {
     if key.ends_with(".bias") {
@@ -269,17 +281,7 @@ impl Optimizer {
         };
         let decay = if group == 0 { self.weight_decay } else { 0.0 };
         match self.kind {
-            OptimizerKind::Sgd => {
-                let (w, buf) = sgd(self.m.remove(key), w, g, lr_g, decay, momentum);
-                self.m.insert(key.to_string(), buf);
-                w
-            }
-            OptimizerKind::MuSgd if !filter => {
-                let (w, buf) = sgd(self.m.remove(key), w, g, lr_g, decay, momentum);
-                self.m.insert(key.to_string(), buf);
-                w
-            }
-            OptimizerKind::MuSgd => {
+            OptimizerKind::MuSgd if filter => {
                 let buf = match self.m.remove(key) {
                     Some(b) => b * momentum + g.clone() * (1.0 - momentum),
                     None => g.clone() * (1.0 - momentum),
@@ -290,6 +292,12 @@ impl Optimizer {
                 let sgd_lr = lr_g * self.sgd_scale;
                 let (w, buf) = sgd(self.v.remove(key), w, g, sgd_lr, decay, momentum);
                 self.v.insert(key.to_string(), buf);
+                w
+            }
+            // MuSGD trains everything but conv filters with plain SGD.
+            OptimizerKind::Sgd | OptimizerKind::MuSgd => {
+                let (w, buf) = sgd(self.m.remove(key), w, g, lr_g, decay, momentum);
+                self.m.insert(key.to_string(), buf);
                 w
             }
             OptimizerKind::AdamW => {

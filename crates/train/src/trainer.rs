@@ -202,9 +202,6 @@ fn plan(a: &TrainArgs, n_train: usize, nc: usize) -> Result<Plan> {
     let weight_decay = a.weight_decay * a.batch as f64 * accumulate as f64 / a.nbs as f64;
     let (optimizer, lr0, momentum, warmup_bias_lr) = match a.optimizer.to_ascii_lowercase().as_str()
     {
-        "sgd" => (OptimizerKind::Sgd, a.lr0, a.momentum, a.warmup_bias_lr),
-        "adamw" => (OptimizerKind::AdamW, a.lr0, a.momentum, a.warmup_bias_lr),
-        "musgd" => (OptimizerKind::MuSgd, a.lr0, a.momentum, a.warmup_bias_lr),
         "auto" => {
             // Ultralytics 8.4 `auto`: MuSGD for very long runs, else AdamW at lr_fit; warmup_bias_lr forced
             // to 0.
@@ -216,7 +213,10 @@ fn plan(a: &TrainArgs, n_train: usize, nc: usize) -> Result<Plan> {
                 (OptimizerKind::AdamW, lr_fit, 0.9, 0.0)
             }
         }
-        other => bail!("optimizer {other:?} is not supported: use auto, SGD, AdamW or MuSGD"),
+        other => match OptimizerKind::from_name(other) {
+            Some(kind) => (kind, a.lr0, a.momentum, a.warmup_bias_lr),
+            None => bail!("optimizer {other:?} is not supported: use auto, SGD, AdamW or MuSGD"),
+        },
     };
     Ok(Plan {
         optimizer,
@@ -439,10 +439,11 @@ impl Trainer {
             } else {
                 1.0
             };
-            let mut lr = GroupLr {
+            let target = GroupLr {
                 base: [p.lr0 * lf; 3],
                 boosted: [boost * p.lr0 * lf; 3],
             };
+            let mut lr = target;
             let mut acc: GradMap = HashMap::new();
             let mut acc_n = 0;
             let bar = indicatif::ProgressBar::new(nb as u64);
@@ -472,17 +473,14 @@ impl Trainer {
                             .max(1);
                     for g in 0..3 {
                         let start = if g == 2 { p.warmup_bias_lr } else { 0.0 };
-                        lr.base[g] = interp(ni as f64, xi.0, xi.1, start, p.lr0 * lf);
-                        lr.boosted[g] = interp(ni as f64, xi.0, xi.1, start, boost * p.lr0 * lf);
+                        lr.base[g] = interp(ni as f64, xi.0, xi.1, start, target.base[g]);
+                        lr.boosted[g] = interp(ni as f64, xi.0, xi.1, start, target.boosted[g]);
                     }
                     if p.optimizer != OptimizerKind::AdamW {
                         momentum = interp(ni as f64, xi.0, xi.1, a.warmup_momentum, a.momentum);
                     }
                 } else {
-                    lr = GroupLr {
-                        base: [p.lr0 * lf; 3],
-                        boosted: [boost * p.lr0 * lf; 3],
-                    };
+                    lr = target;
                 }
                 let [bsz, _, h, w] = batch.shape;
                 let x =

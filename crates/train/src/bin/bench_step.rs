@@ -48,9 +48,7 @@ fn sync<const D: usize>(t: &Tensor<D>) {
 fn main() -> Result<()> {
     model::alloc::keep_freed_memory();
     let a = Cli::parse();
-    let picked = model::device::pick(&a.device)?;
-    eprintln!("{}", picked.reason);
-    let dev = picked.device;
+    let dev = model::device::select(&a.device)?;
     let train_dev = dev.clone().autodiff();
     let cfg = DataConfig::from_file(Path::new(&a.data))?;
     let ds = Arc::new(Dataset::load(&cfg, "train")?);
@@ -63,11 +61,8 @@ fn main() -> Result<()> {
     )?;
     dev.seed(0);
     let mut model = YoloModel::new(&spec, &dev).fork(&train_dev).train();
-    let kind = match a.optimizer.to_ascii_lowercase().as_str() {
-        "sgd" => OptimizerKind::Sgd,
-        "musgd" => OptimizerKind::MuSgd,
-        "adamw" => OptimizerKind::AdamW,
-        other => bail!("--optimizer {other}: expected SGD, AdamW or MuSGD"),
+    let Some(kind) = OptimizerKind::from_name(&a.optimizer) else {
+        bail!("--optimizer {}: expected SGD, AdamW or MuSGD", a.optimizer);
     };
     let mut opt = Optimizer::new(kind, 0.9, 5e-4).for_model(&model);
     let mut ema = Ema::new(YoloModel::new(&spec, &dev));

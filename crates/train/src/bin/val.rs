@@ -51,9 +51,7 @@ struct Cli {
 fn main() -> Result<()> {
     model::alloc::keep_freed_memory();
     let a = Cli::parse();
-    let picked = model::device::pick(&a.device)?;
-    eprintln!("{}", picked.reason);
-    let device = picked.device;
+    let device = model::device::select(&a.device)?;
     if a.imgsz % 32 != 0 {
         bail!(
             "--imgsz {}: must be a multiple of 32 (the model's max stride)",

@@ -136,22 +136,27 @@ fn depthwise_x_f32(
         }
     };
     let mut out = vec![0f32; batch * channels * in_h * in_w];
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(in_h * in_w)
-            .enumerate()
-            .for_each(|(bc, gx)| plane(bc, gx));
-    }
-    #[cfg(not(feature = "rayon"))]
-    for (bc, gx) in out.chunks_mut(in_h * in_w).enumerate() {
-        plane(bc, gx);
-    }
+    for_each_chunk(&mut out, in_h * in_w, plane);
     FlexTensor::new(
         Bytes::from_elems(out),
         Layout::contiguous(Shape::from(vec![batch, channels, in_h, in_w])),
         DType::F32,
     )
+}
+
+/// Runs `f(index, chunk)` over the `size`-long chunks of `out`, in parallel where rayon is enabled.
+fn for_each_chunk(out: &mut [f32], size: usize, f: impl Fn(usize, &mut [f32]) + Send + Sync) {
+    #[cfg(feature = "rayon")]
+    {
+        use rayon::prelude::*;
+        out.par_chunks_mut(size)
+            .enumerate()
+            .for_each(|(i, chunk)| f(i, chunk));
+    }
+    #[cfg(not(feature = "rayon"))]
+    for (i, chunk) in out.chunks_mut(size).enumerate() {
+        f(i, chunk);
+    }
 }
 
 /// Output positions `[lo, hi)` whose tap at kernel offset `k` falls inside the input:
@@ -225,17 +230,7 @@ fn depthwise_f32(
     };
 
     let mut out = vec![0f32; channels * kh * kw];
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        out.par_chunks_mut(kh * kw)
-            .enumerate()
-            .for_each(|(c, acc)| per_channel(c, acc));
-    }
-    #[cfg(not(feature = "rayon"))]
-    for (c, acc) in out.chunks_mut(kh * kw).enumerate() {
-        per_channel(c, acc);
-    }
+    for_each_chunk(&mut out, kh * kw, per_channel);
     FlexTensor::new(
         Bytes::from_elems(out),
         Layout::contiguous(Shape::from(vec![channels, 1, kh, kw])),
@@ -288,17 +283,7 @@ fn dense_f32(
         }
     };
     let mut cols = vec![0f32; batch * kk * l];
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        cols.par_chunks_mut(kh * kw * l)
-            .enumerate()
-            .for_each(|(bc, rows)| fill(bc, rows));
-    }
-    #[cfg(not(feature = "rayon"))]
-    for (bc, rows) in cols.chunks_mut(kh * kw * l).enumerate() {
-        fill(bc, rows);
-    }
+    for_each_chunk(&mut cols, kh * kw * l, fill);
     let cols = FlexTensor::new(
         Bytes::from_elems(cols),
         Layout::contiguous(Shape::from(vec![batch, kk, l])),
