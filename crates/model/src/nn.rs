@@ -76,9 +76,6 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        if self.is_pointwise() && x.device().is_autodiff() {
-            return self.forward_pointwise(x);
-        }
         conv2d(
             x,
             self.weight.val(),
@@ -90,36 +87,6 @@ impl Conv2d {
                 self.groups,
             ),
         )
-    }
-
-    fn is_pointwise(&self) -> bool {
-        let [_, _, kh, kw] = self.weight.shape().dims::<4>();
-        kh == 1 && kw == 1 && self.stride == 1 && self.padding == 0
-    }
-
-    /// A 1x1 conv written as a matmul (dense) or a per-channel scale (depthwise), the same arithmetic.
-    /// Used while training: burn's generic conv weight gradient runs one small GEMM per input channel
-    /// (per group for grouped convs), 2-3x slower on the CPU than the matmul's gradient.
-    fn forward_pointwise(&self, x: Tensor<4>) -> Tensor<4> {
-        let [b, c, h, w] = x.dims();
-        let [co, ci, _, _] = self.weight.shape().dims::<4>();
-        let y = if self.groups == 1 {
-            let wm = self.weight.val().reshape([1, co, ci]);
-            wm.matmul(x.reshape([b, c, h * w])).reshape([b, co, h, w])
-        } else if self.groups == c && co == c && ci == 1 {
-            x * self.weight.val().reshape([1, c, 1, 1])
-        } else {
-            return conv2d(
-                x,
-                self.weight.val(),
-                self.bias.as_ref().map(|b| b.val()),
-                ConvOptions::new([1; 2], [0; 2], [self.dilation; 2], self.groups),
-            );
-        };
-        match &self.bias {
-            Some(bias) => y + bias.val().reshape([1, co, 1, 1]),
-            None => y,
-        }
     }
 
     pub fn out_channels(&self) -> usize {
