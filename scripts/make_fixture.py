@@ -48,7 +48,7 @@ def main():
     if a.use_se:
         for row in d["backbone"] + d["head"]:
             if row[2] == "MobileOneBlock":
-                row[3] = list(row[3][:3]) + [True]
+                row[3] = list(row[3][:3]) + [1, "zeros", False, True]  # the seed's use_se is its 7th argument
     d["nc"] = a.nc
     d["scale"] = scale
     out = Path(a.out)

@@ -2,7 +2,7 @@
 
     python scripts/pt_to_safetensors.py runs/detect/train/weights/best.pt best.safetensors
 
-The state_dict keeps Ultralytics' key names (float32, no num_batches_tracked); the metadata carries the model
+The state_dict keeps Ultralytics' key names (float32, or float16 with --half; no num_batches_tracked); the metadata carries the model
 YAML (`ckpt['model'].yaml`), scale, nc, class names and whether the model is fused, so `--weights` alone is
 enough on our side. Checkpoints whose model contains MobileOneBlock unpickle through scripts/mobileone.py.
 """
@@ -27,12 +27,15 @@ def main():
     ap.add_argument("pt")
     ap.add_argument("out")
     ap.add_argument("--no-ema", action="store_true", help="use ckpt['model'] even when an EMA is present")
+    ap.add_argument("--half", action="store_true", help="store float16 (Ultralytics saves checkpoints in float16)")
     a = ap.parse_args()
 
     ckpt = torch.load(a.pt, map_location="cpu", weights_only=False)
     model = ckpt if isinstance(ckpt, torch.nn.Module) else (None if a.no_ema else ckpt.get("ema")) or ckpt["model"]
     model = model.float()
     sd = {k: v.detach().float().contiguous() for k, v in model.state_dict().items() if "num_batches_tracked" not in k}
+    if a.half:
+        sd = {k: v.half() for k, v in sd.items()}
     cfg = dict(model.yaml)
     names = model.names
     if isinstance(names, dict):

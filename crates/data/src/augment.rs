@@ -5,7 +5,7 @@
 //! number of worker threads.
 
 use crate::dataset::Dataset;
-use crate::image_ops::{read_rgb, resize_linear};
+use crate::image_ops::read_rgb;
 use crate::labels::Label;
 use image::{Rgb, RgbImage};
 use rand::{Rng, SeedableRng};
@@ -184,19 +184,7 @@ impl Augmenter {
                 ));
             }
         };
-        let (w0, h0) = img.dimensions();
-        let r = self.imgsz as f32 / w0.max(h0) as f32;
-        let img = if (r - 1.0).abs() > f32::EPSILON {
-            let nw = ((w0 as f32 * r).ceil() as u32)
-                .min(self.imgsz as u32)
-                .max(1);
-            let nh = ((h0 as f32 * r).ceil() as u32)
-                .min(self.imgsz as u32)
-                .max(1);
-            resize_linear(&img, nw, nh)
-        } else {
-            img
-        };
+        let (img, _) = crate::image_ops::resize_long_side(img, self.imgsz);
         let (w, h) = (img.width() as f32, img.height() as f32);
         let boxes = s
             .labels
@@ -325,23 +313,12 @@ impl Augmenter {
                 RgbImage::from_pixel(s.size.0.max(1), s.size.1.max(1), Rgb([PAD; 3]))
             }
         };
-        // Ultralytics' val path: load_image (long side to imgsz, size rounded up, INTER_AREA when shrinking),
-        // then LetterBox, which only pads what is now a fitting image.
+        // Ultralytics' val path: load_image (long side to imgsz, size rounded up, INTER_LINEAR both ways in
+        // 8.4), then LetterBox, which only pads what is now a fitting image.
         let (w0, h0) = img.dimensions();
-        let r = self.imgsz as f32 / w0.max(h0) as f32;
-        let resized = if (r - 1.0).abs() > f32::EPSILON {
-            let nw = ((w0 as f32 * r).ceil() as u32).clamp(1, self.imgsz as u32);
-            let nh = ((h0 as f32 * r).ceil() as u32).clamp(1, self.imgsz as u32);
-            if r < 1.0 {
-                crate::image_ops::resize_area(&img, nw, nh)
-            } else {
-                resize_linear(&img, nw, nh)
-            }
-        } else {
-            img
-        };
+        let (resized, r) = crate::image_ops::resize_long_side(img, self.imgsz);
         let (image, mut lb) = crate::image_ops::letterbox_image(&resized, self.imgsz, self.imgsz);
-        lb.gain *= r;
+        lb.gain *= r as f32;
         lb.orig = (h0 as usize, w0 as usize);
         // Labels follow the image, normalized to the letterboxed input as Ultralytics' val batches are.
         let (w0, h0) = (lb.orig.1 as f32, lb.orig.0 as f32);

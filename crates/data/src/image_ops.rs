@@ -19,100 +19,161 @@ pub struct Letterbox {
 
 /// Decodes an image file (JPEG, PNG, BMP, WebP) to RGB, applying its EXIF orientation.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    decode_rgb(&bytes, &path.display().to_string())
+}
+
+/// [`read_rgb`] on bytes in memory; `name` is for messages. JPEGs decode through libjpeg-turbo's code, so
+/// the pixels equal cv2.imread's (what Ultralytics sees); other formats through the image crate.
+pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage> {
     use image::ImageDecoder;
-    let reader = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", path.display()))?;
+        .with_context(|| format!("{name}: cannot read"))?;
+    let is_jpeg = reader.format() == Some(image::ImageFormat::Jpeg);
     let mut decoder = reader
         .into_decoder()
-        .with_context(|| format!("{}: not a supported image", path.display()))?;
+        .with_context(|| format!("{name}: not a supported image"))?;
     let orientation = decoder.orientation().ok();
-    let mut img = image::DynamicImage::from_decoder(decoder)
-        .with_context(|| format!("{}: corrupt image", path.display()))?;
+    let mut img = match is_jpeg.then(|| decode_jpeg_libjpeg(bytes)).flatten() {
+        Some(img) => image::DynamicImage::ImageRgb8(img),
+        None => image::DynamicImage::from_decoder(decoder)
+            .with_context(|| format!("{name}: corrupt image"))?,
+    };
     if let Some(o) = orientation {
         img.apply_orientation(o);
     }
-    Ok(img.to_rgb8())
+    Ok(img.into_rgb8())
 }
 
-/// Bilinear resize with half-pixel centres (OpenCV's INTER_LINEAR geometry, float arithmetic).
+/// libjpeg-turbo's default decode (accurate integer IDCT, fancy upsampling) to RGB. `None` for what it cannot
+/// convert to RGB (CMYK) or cannot read, so the image crate's decoder gets the file and reports the error.
+fn decode_jpeg_libjpeg(bytes: &[u8]) -> Option<RgbImage> {
+    // MozJPEG reports libjpeg errors by unwinding (without the panic hook): caught here.
+    std::panic::catch_unwind(|| {
+        let d = mozjpeg::Decompress::new_mem(bytes).ok()?;
+        let mut started = d.rgb().ok()?;
+        let (w, h) = (started.width() as u32, started.height() as u32);
+        let pixels: Vec<u8> = started.read_scanlines().ok()?;
+        started.finish().ok()?;
+        RgbImage::from_raw(w, h, pixels)
+    })
+    .ok()
+    .flatten()
+}
+
+/// OpenCV's `cv::resize(.., INTER_LINEAR)` on 8-bit images, bit for bit (what Ultralytics' LetterBox and
+/// load_image call). OpenCV works in fixed point: horizontal taps are 11-bit integer weights (rounded half to
+/// even from float32 fractions), and the vertical pass is its SIMD kernel, which OpenCV uses for whole rows:
+/// `((S0 >> 4) * b0 >> 16) + ((S1 >> 4) * b1 >> 16)`, then `(t + 2) >> 2`. An exact 2x shrink takes its
+/// INTER_AREA shortcut, as OpenCV does. Proven against cv2.resize outputs (`tests/fixtures/cv2_resize`).
 pub fn resize_linear(src: &RgbImage, new_w: u32, new_h: u32) -> RgbImage {
-    let (w, h) = src.dimensions();
-    if (w, h) == (new_w, new_h) {
-        return src.clone();
+    const CN: usize = 3;
+    const ONE: i32 = 2048;
+    let (w, h) = (src.width() as usize, src.height() as usize);
+    let (nw, nh) = (new_w as usize, new_h as usize);
+    if (w, h) == (nw, nh) || nw == 0 || nh == 0 || w == 0 || h == 0 {
+        return if (w, h) == (nw, nh) {
+            src.clone()
+        } else {
+            RgbImage::new(new_w, new_h)
+        };
     }
-    let sx = w as f32 / new_w as f32;
-    let sy = h as f32 / new_h as f32;
-    let axis = |dst: u32, scale: f32, len: u32| -> (u32, u32, f32) {
-        let f = ((dst as f32 + 0.5) * scale - 0.5).max(0.0);
-        let i0 = (f.floor() as u32).min(len - 1);
-        let i1 = (i0 + 1).min(len - 1);
-        (i0, i1, f - i0 as f32)
+    let (scale_x, scale_y) = (1.0 / (nw as f64 / w as f64), 1.0 / (nh as f64 / h as f64));
+    let exactly_two =
+        |s: f64| (s - s.round_ties_even()).abs() < f64::EPSILON && s.round_ties_even() == 2.0;
+    if exactly_two(scale_x) && exactly_two(scale_y) {
+        return halve_area(src, nw, nh);
+    }
+    let weights = |f: f32| {
+        let q = |v: f32| (v * ONE as f32).round_ties_even().clamp(-32768.0, 32767.0) as i32;
+        (q(1.0 - f), q(f))
     };
-    let xs: Vec<(u32, u32, f32)> = (0..new_w).map(|x| axis(x, sx, w)).collect();
-    let mut out = RgbImage::new(new_w, new_h);
-    for y in 0..new_h {
-        let (y0, y1, fy) = axis(y, sy, h);
-        for (x, &(x0, x1, fx)) in xs.iter().enumerate() {
-            let p = |xx, yy| src.get_pixel(xx, yy).0;
-            let (a, b, c, d) = (p(x0, y0), p(x1, y0), p(x0, y1), p(x1, y1));
-            let mut px = [0u8; 3];
-            for ch in 0..3 {
-                let top = a[ch] as f32 * (1.0 - fx) + b[ch] as f32 * fx;
-                let bot = c[ch] as f32 * (1.0 - fx) + d[ch] as f32 * fx;
-                px[ch] = (top * (1.0 - fy) + bot * fy).round().clamp(0.0, 255.0) as u8;
+    // Source column and weights per output column; columns past the right edge copy the last pixel.
+    let mut xmax = nw;
+    let xs: Vec<(usize, i32, i32)> = (0..nw)
+        .map(|dx| {
+            let mut fx = ((dx as f64 + 0.5) * scale_x - 0.5) as f32;
+            let mut sx = fx.floor() as i64;
+            fx -= sx as f32;
+            if sx < 0 {
+                (fx, sx) = (0.0, 0);
             }
-            out.put_pixel(x as u32, y, image::Rgb(px));
+            if sx + 1 >= w as i64 {
+                xmax = xmax.min(dx);
+                if sx >= w as i64 - 1 {
+                    (fx, sx) = (0.0, w as i64 - 1);
+                }
+            }
+            let (a0, a1) = weights(fx);
+            (sx as usize, a0, a1)
+        })
+        .collect();
+    let raw = src.as_raw();
+    let hresize = |row: usize, out: &mut Vec<i32>| {
+        out.clear();
+        let line = &raw[row * w * CN..(row + 1) * w * CN];
+        for (dx, &(sx, a0, a1)) in xs.iter().enumerate() {
+            for c in 0..CN {
+                let p0 = line[sx * CN + c] as i32;
+                out.push(if dx < xmax {
+                    p0 * a0 + line[(sx + 1) * CN + c] as i32 * a1
+                } else {
+                    p0 * ONE
+                });
+            }
+        }
+    };
+    let mut out = vec![0u8; nw * nh * CN];
+    let (mut rows, mut cached): ([Vec<i32>; 2], [Option<usize>; 2]) = Default::default();
+    for dy in 0..nh {
+        let mut fy = ((dy as f64 + 0.5) * scale_y - 0.5) as f32;
+        let sy = fy.floor() as i64;
+        fy -= sy as f32;
+        let (b0, b1) = weights(fy);
+        let clip = |y: i64| y.clamp(0, h as i64 - 1) as usize;
+        let want = [clip(sy), clip(sy + 1)];
+        // Reuse a horizontally resized row from the previous output row where possible.
+        if cached[0] != Some(want[0]) && cached[1] == Some(want[0]) {
+            rows.swap(0, 1);
+            cached.swap(0, 1);
+        }
+        for k in 0..2 {
+            if cached[k] != Some(want[k]) {
+                hresize(want[k], &mut rows[k]);
+                cached[k] = Some(want[k]);
+            }
+        }
+        let dst = &mut out[dy * nw * CN..(dy + 1) * nw * CN];
+        for ((d, &s0), &s1) in dst.iter_mut().zip(&rows[0]).zip(&rows[1]) {
+            let t = (((s0 >> 4) * b0) >> 16) + (((s1 >> 4) * b1) >> 16);
+            *d = ((t + 2) >> 2).clamp(0, 255) as u8;
         }
     }
-    out
+    RgbImage::from_raw(new_w, new_h, out).expect("buffer sized for the image")
 }
 
-/// Area-average downscale (OpenCV's INTER_AREA): each output pixel averages the source pixels its footprint
-/// covers, weighted by the covered fraction. Ultralytics shrinks validation images this way.
-pub fn resize_area(src: &RgbImage, new_w: u32, new_h: u32) -> RgbImage {
-    let (w, h) = src.dimensions();
-    if new_w >= w || new_h >= h {
-        return resize_linear(src, new_w, new_h);
+/// Ultralytics' `load_image` (rect mode): the long side to `imgsz`, each side `ceil(side * r)` capped at
+/// `imgsz`, INTER_LINEAR; returns the image and `r`.
+pub fn resize_long_side(img: RgbImage, imgsz: usize) -> (RgbImage, f64) {
+    let (w0, h0) = img.dimensions();
+    let r = imgsz as f64 / w0.max(h0) as f64;
+    if r == 1.0 {
+        return (img, r);
     }
-    // (source index, weight) lists per output coordinate.
-    let taps = |dst: u32, len: u32| -> Vec<Vec<(u32, f32)>> {
-        let s = len as f64 / dst as f64;
-        (0..dst)
-            .map(|o| {
-                let (a, b) = (o as f64 * s, ((o + 1) as f64 * s).min(len as f64));
-                let mut v = Vec::new();
-                let mut i = a.floor() as u32;
-                while (i as f64) < b && i < len {
-                    let cover = (b.min(i as f64 + 1.0) - a.max(i as f64)).max(0.0);
-                    if cover > 1e-9 {
-                        v.push((i, (cover / s) as f32));
-                    }
-                    i += 1;
-                }
-                v
-            })
-            .collect()
-    };
-    let (tx, ty) = (taps(new_w, w), taps(new_h, h));
-    let mut out = RgbImage::new(new_w, new_h);
-    for (oy, ys) in ty.iter().enumerate() {
-        for (ox, xs) in tx.iter().enumerate() {
-            let mut acc = [0f32; 3];
-            for &(sy, wy) in ys {
-                for &(sx, wx) in xs {
-                    let p = src.get_pixel(sx, sy).0;
-                    for c in 0..3 {
-                        acc[c] += p[c] as f32 * wx * wy;
-                    }
-                }
-            }
-            out.put_pixel(
-                ox as u32,
-                oy as u32,
-                image::Rgb(acc.map(|v| v.round().clamp(0.0, 255.0) as u8)),
-            );
+    let side = |s: u32| ((s as f64 * r).ceil() as u32).clamp(1, imgsz as u32);
+    (resize_linear(&img, side(w0), side(h0)), r)
+}
+
+/// OpenCV's INTER_AREA for an exact 2x shrink: the rounded mean of each 2x2 block.
+fn halve_area(src: &RgbImage, nw: usize, nh: usize) -> RgbImage {
+    let mut out = RgbImage::new(nw as u32, nh as u32);
+    for (x, y, px) in out.enumerate_pixels_mut() {
+        let p = |dx: u32, dy: u32| src.get_pixel(2 * x + dx, 2 * y + dy).0;
+        let (a, b, c, d) = (p(0, 0), p(1, 0), p(0, 1), p(1, 1));
+        for ch in 0..3 {
+            let sum = a[ch] as u32 + b[ch] as u32 + c[ch] as u32 + d[ch] as u32;
+            px.0[ch] = ((sum + 2) >> 2) as u8;
         }
     }
     out
@@ -135,17 +196,18 @@ fn letterbox_with(
     auto_stride: Option<usize>,
 ) -> (RgbImage, Letterbox) {
     let (w0, h0) = (img.width() as usize, img.height() as usize);
-    let r = (h as f32 / h0 as f32).min(w as f32 / w0 as f32);
-    let nw = ((w0 as f32 * r).round_ties_even() as usize).clamp(1, w);
-    let nh = ((h0 as f32 * r).round_ties_even() as usize).clamp(1, h);
+    // Python floats (f64) and round(), as LetterBox computes them.
+    let r = (h as f64 / h0 as f64).min(w as f64 / w0 as f64);
+    let nw = ((w0 as f64 * r).round_ties_even() as usize).clamp(1, w);
+    let nh = ((h0 as f64 * r).round_ties_even() as usize).clamp(1, h);
     let (mut pw, mut ph) = (w - nw, h - nh);
     if let Some(s) = auto_stride {
         pw %= s;
         ph %= s;
     }
     let (w, h) = (nw + pw, nh + ph);
-    let dw = pw as f32 / 2.0;
-    let dh = ph as f32 / 2.0;
+    let dw = pw as f64 / 2.0;
+    let dh = ph as f64 / 2.0;
     let left = (dw - 0.1).round_ties_even() as i64;
     let top = (dh - 0.1).round_ties_even() as i64;
     let resized = resize_linear(img, nw as u32, nh as u32);
@@ -154,7 +216,7 @@ fn letterbox_with(
     (
         out,
         Letterbox {
-            gain: r,
+            gain: r as f32,
             pad: (left as f32, top as f32),
             orig: (h0, w0),
             size: (h, w),
@@ -193,24 +255,6 @@ mod tests {
         assert_eq!(d[0], 114.0 / 255.0, "top padding row");
         assert_eq!(d[20 * 64 + 10], 1.0, "red inside the image");
         assert_eq!(d[64 * 64 + 20 * 64 + 10], 0.0, "green inside the image");
-    }
-
-    #[test]
-    fn area_resize_averages_footprints() {
-        let img = RgbImage::from_fn(4, 2, |x, _| image::Rgb([(x * 40) as u8, 9, 9]));
-        let r = resize_area(&img, 2, 1);
-        assert_eq!(r.get_pixel(0, 0).0, [20, 9, 9]);
-        assert_eq!(r.get_pixel(1, 0).0, [100, 9, 9]);
-        let r = resize_area(
-            &RgbImage::from_fn(5, 5, |x, _| image::Rgb([(x * 50) as u8, 0, 0])),
-            2,
-            2,
-        );
-        assert_eq!(
-            r.get_pixel(0, 0).0[0],
-            40,
-            "2.5-pixel footprint: (0 + 50 + 0.5 * 100) / 2.5"
-        );
     }
 
     #[test]

@@ -122,6 +122,20 @@ enum Cmd {
     },
 }
 
+/// A flag Ctrl-C sets; a second Ctrl-C exits at once with 130.
+fn ctrl_c_flag(what: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: {what} (Ctrl-C again to stop at once)");
+    });
+    stop
+}
+
 fn main() -> Result<()> {
     model::alloc::keep_freed_memory();
     let cli = Cli::parse();
@@ -226,10 +240,17 @@ fn main() -> Result<()> {
                 save_conf,
                 save_json,
                 workers,
+                stop: Some(ctrl_c_flag(
+                    "finishing the batch, then writing what is done",
+                )),
             };
             let stats = deploy::predict::predict(&model, &loaded.names, paths, &opts, &dev)?;
             println!("results in {}", out.display());
             println!("{}", stats.line());
+            if stats.interrupted {
+                eprintln!("interrupted: the outputs above cover the images done before Ctrl-C");
+                std::process::exit(130);
+            }
         }
         Cmd::Bench {
             config,

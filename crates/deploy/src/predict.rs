@@ -11,6 +11,7 @@ use model::burn::tensor::{Device, Tensor, TensorData};
 use model::postprocess::{non_max_suppression, scale_to_original, Detection, NmsOptions};
 use model::YoloModel;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -26,6 +27,8 @@ pub struct PredictOptions {
     pub save_conf: bool,
     pub save_json: bool,
     pub workers: usize,
+    /// Set (by Ctrl-C) to stop after the batch in flight; what is done so far is still written out.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// Images named by `source`: an image, a folder (recursive, sorted), a glob, or a .txt list of paths.
@@ -82,6 +85,8 @@ pub struct PredictStats {
     pub forward_s: f64,
     pub nms_s: f64,
     pub save_s: f64,
+    /// Stopped early through `PredictOptions::stop`.
+    pub interrupted: bool,
 }
 
 impl PredictStats {
@@ -319,6 +324,10 @@ pub fn predict(
         Ok(())
     };
     while next < total {
+        if o.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
+            stats.interrupted = true;
+            break;
+        }
         if !pending.contains_key(&next) {
             match rx.recv() {
                 Ok((i, r)) => {
@@ -344,7 +353,11 @@ pub fn predict(
             }
         }
     }
-    run_batch(&mut batch, &mut stats)?;
+    if !stats.interrupted {
+        run_batch(&mut batch, &mut stats)?;
+    }
+    // The readers may still be decoding; dropping the receiver ends them.
+    drop(rx);
     drop(wtx);
     let (save_s, json) = writer
         .join()

@@ -83,7 +83,7 @@ fn fused_weights_key_names_are_ultralytics_ones() {
         "model.1.dw_3x3_3.conv.conv.weight",
         "model.1.dw_1x1.conv.bn.running_mean",
         "model.4.0.dw_bn_layer.weight",
-        "model.4.1.pw_1x1_0.conv.conv.bias",
+        "model.4.1.pw_1x1_0.conv.conv.weight",
         "model.22.dfl.conv.weight",
     ] {
         assert!(
@@ -91,6 +91,14 @@ fn fused_weights_key_names_are_ultralytics_ones() {
             "{k} in the unfused state_dict"
         );
     }
+    // The seed's branch convs are bias-free (`conv_an`, bias=False), in Ultralytics' state_dict and ours.
+    assert!(!unfused.iter().any(|k| k.ends_with(".conv.conv.bias")));
+    let mut ours = YoloModel::new(&fx.spec, &Device::flex());
+    let our_keys: Vec<String> = model::weights::state_dict(&mut ours).into_keys().collect();
+    assert_eq!(
+        our_keys,
+        unfused.iter().map(|k| k.to_string()).collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -49,6 +49,7 @@ fn opts(out: PathBuf, batch: usize) -> PredictOptions {
         save_conf: true,
         save_json: true,
         workers: 2,
+        stop: None,
     }
 }
 

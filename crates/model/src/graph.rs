@@ -5,8 +5,8 @@ use crate::nn::{
 };
 use crate::shapes::layer_shapes;
 use crate::spec::{ModelSpec, ModuleSpec};
-use burn::module::Module;
-use burn::tensor::{Device, Tensor};
+use burn::module::{Module, Param, RunningState};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 /// A block that can be stacked (`nn.Sequential` of n copies when a row repeats it).
 // Built once per layer, so the size gap between variants costs nothing worth boxing for.
@@ -248,6 +248,24 @@ impl YoloModel {
             Slot::Stat(_) => {}
         });
         n
+    }
+
+    /// A copy with every tensor cast to `dtype` on `device`: a float64 twin is the reference that measures the
+    /// float32 rounding of this model (the fused-vs-unfused check at export).
+    pub fn cast_to(&self, dtype: FloatDType, device: &Device) -> YoloModel {
+        let mut m = self.clone().to_device(device);
+        m.visit_named("model", &mut |_, slot| match slot {
+            Slot::W4(p) => {
+                let t = p.val().cast(dtype);
+                *p = Param::from_tensor(t).set_require_grad(false);
+            }
+            Slot::W1(p) => {
+                let t = p.val().cast(dtype);
+                *p = Param::from_tensor(t).set_require_grad(false);
+            }
+            Slot::Stat(s) => *s = RunningState::new(s.value_sync().cast(dtype)),
+        });
+        m
     }
 
     pub fn is_fused(&mut self) -> bool {

@@ -489,7 +489,8 @@ pub fn upsample_nearest(x: Tensor<4>, scale: usize) -> Tensor<4> {
     )
 }
 
-/// The seed's `conv_bn`: an `nn.Sequential(conv, bn)` whose conv keeps PyTorch's default bias.
+/// The seed's `conv_an` helper (called as `conv_bn`): `nn.Sequential(conv=Conv2d(bias=False), bn=BatchNorm2d)`.
+/// A bias right before BatchNorm would be redundant; the seed and Apple's MobileOne both leave it out.
 #[derive(Module, Debug)]
 pub struct ConvBn {
     pub conv: Conv2d,
@@ -506,7 +507,7 @@ impl ConvBn {
         device: &Device,
     ) -> Self {
         ConvBn {
-            conv: Conv2d::new(c1, c2, k, stride, k / 2, groups, 1, true, device),
+            conv: Conv2d::new(c1, c2, k, stride, k / 2, groups, 1, false, device),
             bn: Bn::new(c2, device),
         }
     }
@@ -793,8 +794,14 @@ impl Detect {
             .map(|p| p[0])
             .chain(pts.iter().map(|p| p[1]))
             .collect();
-        let anc = Tensor::<1>::from_floats(xy.as_slice(), &device).reshape([1, 2, a]);
-        let st = Tensor::<1>::from_floats(strides.as_slice(), &device).reshape([1, 1, a]);
+        // In the maps' float type (a float64 reference model decodes in float64 too).
+        let dtype = dist.dtype();
+        let anc = Tensor::<1>::from_floats(xy.as_slice(), &device)
+            .cast(dtype)
+            .reshape([1, 2, a]);
+        let st = Tensor::<1>::from_floats(strides.as_slice(), &device)
+            .cast(dtype)
+            .reshape([1, 1, a]);
         let lt = dist.clone().narrow(1, 0, 2);
         let rb = dist.narrow(1, 2, 2);
         let x1y1 = anc.clone() - lt;

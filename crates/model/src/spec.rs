@@ -680,10 +680,31 @@ impl ModelSpec {
                             ModuleSpec::Spp { c1, c2, k }
                         }
                         _ => {
-                            check_arity(&rest, 1, 3, "[c2, k, stride=1, use_se=False]", &ctx)?;
+                            // The seed's signature: MobileOneBlock(c1, c2, k, stride=1, dilation=1,
+                            // padding_mode='zeros', deploy=False, use_se=False).
+                            const SIG: &str = "[c2, k, stride=1, dilation=1, padding_mode='zeros', deploy=False, use_se=False]";
+                            check_arity(&rest, 1, 6, SIG, &ctx)?;
                             let k = as_usize(&r[0], "k (number of branches)", &ctx)?;
                             let stride = r.get(1).map(|a| as_usize(a, "stride", &ctx)).transpose()?.unwrap_or(1);
-                            let use_se = r.get(2).map(|a| as_bool(a, "use_se", &ctx)).transpose()?.unwrap_or(false);
+                            if let Some(d) = r.get(2) {
+                                if !matches!(d, Arg::Int(1)) {
+                                    return Err(ctx.err(format!(
+                                        "dilation: got {d}, only 1 is supported (the seed's training branches ignore it); \
+                                         use_se is the 7th argument: {SIG}"
+                                    )));
+                                }
+                            }
+                            if let Some(m) = r.get(3) {
+                                if !matches!(m, Arg::Str(s) if s.trim_matches(['"', '\'']) == "zeros") {
+                                    return Err(ctx.err(format!("padding_mode: got {m}, only 'zeros' is supported")));
+                                }
+                            }
+                            if r.get(4).map(|a| as_bool(a, "deploy", &ctx)).transpose()?.unwrap_or(false) {
+                                return Err(ctx.err(
+                                    "deploy=True rows are not supported: build the unfused model and fuse it (export)",
+                                ));
+                            }
+                            let use_se = r.get(5).map(|a| as_bool(a, "use_se", &ctx)).transpose()?.unwrap_or(false);
                             if k == 0 {
                                 return Err(ctx.err("k (number of branches) must be at least 1"));
                             }
@@ -882,9 +903,27 @@ mod tests {
         );
         let e = bad("  - [-1, 1, MobileOneBlock, [16]]");
         assert!(
-            e.contains("row 0") && e.contains("[c2, k, stride=1, use_se=False]"),
+            e.contains("row 0")
+                && e.contains("[c2, k, stride=1, dilation=1, padding_mode='zeros', deploy=False, use_se=False]"),
             "{e}"
         );
+        // The seed's 4th argument is dilation, not use_se: an old-style `[c2, k, s, True]` row says so.
+        let e = bad("  - [-1, 1, MobileOneBlock, [16, 4, 2, True]]");
+        assert!(
+            e.contains("dilation: got True") && e.contains("use_se is the 7th argument"),
+            "{e}"
+        );
+        let text = "nc: 3\nbackbone:\n  - [-1, 1, MobileOneBlock, [16, 4, 2, 1, 'zeros', False, True]]\nhead:\n  - [[-1], 1, Detect, [nc]]\n";
+        let spec = ModelSpec::from_str(text, "se.yaml", &SpecOptions::default()).unwrap();
+        assert!(matches!(
+            spec.layers[0].module,
+            ModuleSpec::MobileOne {
+                k: 4,
+                stride: 2,
+                use_se: true,
+                ..
+            }
+        ));
         let e = bad("  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 2, MobileOneBlock, [32, 1, 1]]");
         assert!(
             e.contains("row 1") && e.contains("c1 (16) must equal c2 (32)"),

@@ -68,6 +68,17 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
         };
         expected.push((k, shape));
     });
+    let folded = fold_conv_biases_before_bn(sd, &expected);
+    let sd = match &folded {
+        Some((sd, n)) => {
+            eprintln!(
+                "note: {source}: {n} branch-conv biases folded into the BatchNorm running means that follow them \
+                 (weights written before MobileOne's branch convs became bias-free, as in the seed; outputs unchanged)"
+            );
+            sd
+        }
+        None => sd,
+    };
     let mut missing = Vec::new();
     let mut mis_shaped = Vec::new();
     for (k, shape) in &expected {
@@ -122,6 +133,40 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
         }
     });
     Ok(())
+}
+
+/// A conv bias right before a BatchNorm is redundant: `bn(Wx + b)` with running mean `m` equals `bn(Wx)` with
+/// running mean `m - b`, in eval and in training (the batch mean shifts by `b` too). Files written while our
+/// MobileOne branch convs still had a bias load into the bias-free model this way. `None` when there is none.
+fn fold_conv_biases_before_bn(
+    sd: &StateDict,
+    expected: &[(String, Vec<usize>)],
+) -> Option<(StateDict, usize)> {
+    let known: std::collections::HashSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
+    let foldable: Vec<(String, String)> = sd
+        .iter()
+        .filter(|(k, _)| !known.contains(k.as_str()))
+        .filter_map(|(k, b)| {
+            let conv = k.strip_suffix(".conv.bias")?;
+            let mean = format!("{conv}.bn.running_mean");
+            let fits = known.contains(format!("{conv}.conv.weight").as_str())
+                && known.contains(mean.as_str())
+                && sd.get(&mean).is_some_and(|m| m.shape == b.shape);
+            fits.then(|| (k.clone(), mean))
+        })
+        .collect();
+    if foldable.is_empty() {
+        return None;
+    }
+    let mut out = sd.clone();
+    for (bias_key, mean_key) in &foldable {
+        let bias = out.remove(bias_key).expect("listed from the same map");
+        let mean = out.get_mut(mean_key).expect("checked above");
+        for (m, b) in mean.data.iter_mut().zip(&bias.data) {
+            *m -= b;
+        }
+    }
+    Some((out, foldable.len()))
 }
 
 fn model_device(model: &mut YoloModel) -> Device {

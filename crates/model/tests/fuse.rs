@@ -99,7 +99,7 @@ fn fusing_mobileone_keeps_the_output_with_and_without_se() {
     );
     let se = spec(
         "yolov8-mobileone.yaml",
-        Some(("[128, 4, 1]]", "[128, 4, 1, True]]")),
+        Some(("[128, 4, 1]]", "[128, 4, 1, 1, zeros, False, True]]")),
     );
     assert!(matches!(
         se.layers[2].module,

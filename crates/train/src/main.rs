@@ -116,11 +116,7 @@ fn main() -> Result<()> {
         }
         None => {
             let mut a = match &c.hyp {
-                Some(p) => serde_yaml::from_str::<TrainArgs>(
-                    &std::fs::read_to_string(p)
-                        .with_context(|| format!("{}: cannot read", p.display()))?,
-                )
-                .with_context(|| format!("{}: not a hyperparameter YAML", p.display()))?,
+                Some(p) => TrainArgs::from_hyp_file(p)?,
                 None => TrainArgs::default(),
             };
             macro_rules! set {
@@ -170,19 +166,32 @@ fn main() -> Result<()> {
     {
         let stop = stop.clone();
         let _ = ctrlc::set_handler(move || {
-            eprintln!("\nCtrl-C: finishing the batch, then saving last");
-            stop.store(true, Ordering::SeqCst);
+            if stop.swap(true, Ordering::SeqCst) {
+                eprintln!(
+                    "\nsecond Ctrl-C: stopping now (the last completed epoch stays resumable)"
+                );
+                std::process::exit(130);
+            }
+            eprintln!("\nCtrl-C: finishing the batch, then saving (Ctrl-C again to stop at once)");
         });
     }
     let t = Trainer {
         args,
-        run_dir,
+        resume: c.resume.is_some(),
+        run_dir: run_dir.clone(),
         device,
         stop,
         max_steps: None,
     };
-    let results = t.run()?;
-    if let Some(r) = results.last() {
+    let outcome = t.run()?;
+    if outcome.interrupted {
+        eprintln!(
+            "interrupted; continue with: train --resume {0}   (from a checkout: cargo run --release -p train -- --resume {0})",
+            run_dir.display()
+        );
+        std::process::exit(130);
+    }
+    if let Some(r) = outcome.results.last() {
         println!(
             "final (epoch {}): P {:.4} R {:.4} mAP50 {:.4} mAP50-95 {:.4}",
             r.epoch + 1,

@@ -31,6 +31,8 @@ use std::time::Instant;
 pub struct TrainArgs {
     pub config: String,
     pub data: String,
+    /// The model scale letter. Not `scale`: in Ultralytics' args and hyp files that is the augmentation gain.
+    #[serde(rename = "model_scale")]
     pub scale: Option<String>,
     pub epochs: usize,
     pub imgsz: usize,
@@ -94,6 +96,50 @@ impl Default for TrainArgs {
             dump: 3,
             augment: AugmentConfig::default(),
         }
+    }
+}
+
+impl TrainArgs {
+    /// Reads a `--hyp` file: Ultralytics' key names over our defaults. A key we do not know is an error that
+    /// names it (a typo would otherwise silently train with the default).
+    pub fn from_hyp_file(path: &Path) -> Result<TrainArgs> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let value: serde_yaml::Value = serde_yaml::from_str(&text)
+            .with_context(|| format!("{}: not valid YAML", path.display()))?;
+        let known = serde_yaml::to_value(TrainArgs::default())?;
+        let (Some(known), Some(given)) = (known.as_mapping(), value.as_mapping()) else {
+            bail!(
+                "{}: expected a mapping of hyperparameters (key: value)",
+                path.display()
+            );
+        };
+        let unknown: Vec<String> = given
+            .keys()
+            .filter(|k| !known.contains_key(*k))
+            .map(|k| {
+                serde_yaml::to_string(k)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        if !unknown.is_empty() {
+            let mut names: Vec<String> = known
+                .keys()
+                .filter_map(|k| k.as_str().map(str::to_string))
+                .collect();
+            names.sort();
+            bail!(
+                "{}: unknown key{} {} (known: {})",
+                path.display(),
+                if unknown.len() > 1 { "s" } else { "" },
+                unknown.join(", "),
+                names.join(", ")
+            );
+        }
+        serde_yaml::from_value(value)
+            .with_context(|| format!("{}: not a hyperparameter YAML", path.display()))
     }
 }
 
@@ -271,8 +317,20 @@ fn save_state(
     Ok(())
 }
 
+/// What a run ended with.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// One row per completed epoch, the resumed-from ones included.
+    pub results: Vec<EpochResult>,
+    /// Stopped early (Ctrl-C, or `max_steps`); `--resume` continues from the last completed epoch.
+    pub interrupted: bool,
+}
+
 pub struct Trainer {
     pub args: TrainArgs,
+    /// Continue the run in `run_dir` from its checkpoint (an error when there is none). Without it a folder
+    /// that already holds a run is refused, so nothing is silently continued or overwritten.
+    pub resume: bool,
     pub run_dir: PathBuf,
     pub device: Device,
     /// Set by Ctrl-C: the loop saves `last` and returns after the current batch.
@@ -282,7 +340,7 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    pub fn run(&self) -> Result<Vec<EpochResult>> {
+    pub fn run(&self) -> Result<RunOutcome> {
         let a = &self.args;
         let dev = &self.device;
         let train_dev = dev.clone().autodiff();
@@ -312,7 +370,20 @@ impl Trainer {
 
         // Resume state, if any.
         let state_path = wdir.join("last.state.safetensors");
-        let resume = state_path.exists();
+        let resume = self.resume;
+        match (resume, state_path.exists()) {
+            (true, false) => bail!(
+                "--resume {}: no checkpoint ({} is missing)",
+                self.run_dir.display(),
+                state_path.display()
+            ),
+            (false, true) => bail!(
+                "{} already holds a run: continue it with --resume {}, or choose another --out",
+                self.run_dir.display(),
+                self.run_dir.display()
+            ),
+            _ => {}
+        }
         // Seeded initialisation: the same seed gives the same run.
         dev.seed(a.seed);
         let mut model = YoloModel::new(&spec, dev);
@@ -540,7 +611,10 @@ impl Trainer {
                         epoch + 1,
                         wdir.join("last.safetensors").display()
                     );
-                    return Ok(results);
+                    return Ok(RunOutcome {
+                        results,
+                        interrupted: true,
+                    });
                 }
             }
             bar.finish();
@@ -613,6 +687,9 @@ impl Trainer {
             best.max(0.0),
             wdir.display()
         );
-        Ok(results)
+        Ok(RunOutcome {
+            results,
+            interrupted: false,
+        })
     }
 }

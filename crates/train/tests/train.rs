@@ -28,9 +28,10 @@ fn args(data: &Path, out: &Path) -> TrainArgs {
     }
 }
 
-fn trainer(a: TrainArgs, dir: PathBuf, max_steps: Option<u64>) -> Trainer {
+fn trainer(a: TrainArgs, dir: PathBuf, max_steps: Option<u64>, resume: bool) -> Trainer {
     Trainer {
         args: a,
+        resume,
         run_dir: dir,
         device: Device::flex(),
         stop: Arc::new(AtomicBool::new(false)),
@@ -45,9 +46,10 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     data::synth::write_dataset(&root.join("data"), 11, 10, 4, 64).unwrap();
     let (a_dir, b_dir) = (root.join("a"), root.join("b"));
 
-    let full = trainer(args(&root.join("data"), &a_dir), a_dir.clone(), None)
+    let full = trainer(args(&root.join("data"), &a_dir), a_dir.clone(), None, false)
         .run()
-        .unwrap();
+        .unwrap()
+        .results;
     assert_eq!(full.len(), 3);
     assert!(full
         .iter()
@@ -65,14 +67,29 @@ fn interrupted_then_resumed_equals_uninterrupted() {
     assert_eq!(csv.lines().count(), 4, "header and one row per epoch");
 
     // 3 batches per epoch: stop after 5 optimizer steps, in the middle of epoch 2.
-    let part = trainer(args(&root.join("data"), &b_dir), b_dir.clone(), Some(5))
-        .run()
-        .unwrap();
+    let part = trainer(
+        args(&root.join("data"), &b_dir),
+        b_dir.clone(),
+        Some(5),
+        false,
+    )
+    .run()
+    .unwrap();
+    assert!(part.interrupted);
+    let part = part.results;
     assert_eq!(part.len(), 1, "one completed epoch before the stop");
     assert!(b_dir.join("weights/interrupted.safetensors").exists());
-    let rest = trainer(args(&root.join("data"), &b_dir), b_dir.clone(), None)
+    // Without resume, a folder holding a run is refused.
+    let e = trainer(args(&root.join("data"), &b_dir), b_dir.clone(), None, false)
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already holds a run"), "{e}");
+    let rest = trainer(args(&root.join("data"), &b_dir), b_dir.clone(), None, true)
         .run()
         .unwrap();
+    assert!(!rest.interrupted);
+    let rest = rest.results;
     assert_eq!(rest.len(), 3, "the resumed run reports every epoch");
     // Epoch 1 comes back from results.csv (5 decimals); the resumed epochs must be identical.
     for (x, y) in full.iter().zip(&rest) {

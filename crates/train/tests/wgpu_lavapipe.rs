@@ -170,13 +170,15 @@ fn the_trainer_runs_on_wgpu() {
     };
     let results = Trainer {
         args,
+        resume: false,
         run_dir: root.join("run"),
         device: gpu,
         stop: Arc::new(AtomicBool::new(false)),
         max_steps: None,
     }
     .run()
-    .unwrap();
+    .unwrap()
+    .results;
     assert_eq!(results.len(), 1);
     assert!(results[0].train.iter().all(|v| v.is_finite() && *v > 0.0));
     assert!(root.join("run/weights/best.safetensors").exists());

@@ -1,0 +1,207 @@
+//! The `train` binary as a user runs it: a run killed with SIGKILL mid-epoch and one stopped with Ctrl-C both
+//! continue with `train --resume RUN` and end with the weights of an uninterrupted run; Ctrl-C exits 130 and
+//! prints the resume command; a folder that holds a run is not silently continued; `--hyp` keys are checked.
+
+use model::weights::WeightsFile;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_train");
+
+fn fixture_config() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/tests/fixtures/mobileone_nc3_96x128/model.yaml"
+    )
+    .into()
+}
+
+fn train_cmd(data: &Path, out: &Path, epochs: usize) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(["--config", &fixture_config(), "--scale", "t", "--data"])
+        .arg(data.join("data.yaml"))
+        .args([
+            "--epochs",
+            &epochs.to_string(),
+            "--imgsz",
+            "64",
+            "--batch",
+            "4",
+            "--nbs",
+            "4",
+            "--workers",
+            "1",
+            "--close-mosaic",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+        ])
+        .arg(out);
+    c
+}
+
+fn run(mut c: Command) -> Output {
+    c.stdin(Stdio::null())
+        .output()
+        .expect("the train binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Waits until the run has completed `epochs` epochs (rows in results.csv) and a few batches of the next.
+fn wait_for_epochs(child: &mut Child, dir: &Path, epochs: usize) {
+    let t = Instant::now();
+    loop {
+        let rows = std::fs::read_to_string(dir.join("results.csv"))
+            .map(|s| s.lines().count().saturating_sub(1))
+            .unwrap_or(0);
+        if rows >= epochs {
+            std::thread::sleep(Duration::from_millis(300));
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the run ended ({status}) before epoch {epochs} completed");
+        }
+        assert!(t.elapsed() < Duration::from_secs(300), "no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn max_rel_diff(a: &Path, b: &Path) -> f32 {
+    let wa = WeightsFile::read(&a.to_string_lossy()).unwrap();
+    let wb = WeightsFile::read(&b.to_string_lossy()).unwrap();
+    assert_eq!(
+        wa.tensors.keys().collect::<Vec<_>>(),
+        wb.tensors.keys().collect::<Vec<_>>()
+    );
+    let mut worst = 0f32;
+    for (k, ta) in &wa.tensors {
+        for (x, y) in ta.data.iter().zip(&wb.tensors[k].data) {
+            worst = worst.max((x - y).abs() / x.abs().max(1e-3));
+        }
+    }
+    worst
+}
+
+#[test]
+fn killed_or_interrupted_runs_resume_through_the_binary() {
+    let root: PathBuf = std::env::temp_dir().join(format!("yolo-train-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let data = root.join("data");
+    // 24 images of 64 px at batch 4: 6 batches per epoch.
+    data::synth::write_dataset(&data, 5, 24, 4, 64).unwrap();
+
+    let full = root.join("full");
+    let o = run(train_cmd(&data, &full, 3));
+    assert!(o.status.success(), "{}", text(&o));
+    let reference = full.join("weights/last.safetensors");
+
+    // The same --out again: refused, the run left as it was.
+    let o = run(train_cmd(&data, &full, 3));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("already holds a run"), "{}", text(&o));
+
+    // SIGKILL in epoch 2, then --resume.
+    let killed = root.join("killed");
+    let mut child = train_cmd(&data, &killed, 3)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_epochs(&mut child, &killed, 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut resume = Command::new(BIN);
+    resume.args(["--device", "cpu", "--resume"]).arg(&killed);
+    let o = run(resume);
+    assert!(o.status.success(), "{}", text(&o));
+    let rows = std::fs::read_to_string(killed.join("results.csv")).unwrap();
+    assert_eq!(rows.lines().count(), 4, "header and every epoch:\n{rows}");
+    let d = max_rel_diff(&reference, &killed.join("weights/last.safetensors"));
+    eprintln!("killed + resumed vs uninterrupted: max relative difference {d:.2e}");
+    assert!(d < 1e-4, "{d}");
+
+    // Ctrl-C in epoch 2: exit 130 and the resume command, which then works.
+    let stopped = root.join("stopped");
+    let mut child = train_cmd(&data, &stopped, 3)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_epochs(&mut child, &stopped, 1);
+    let ok = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let o = child.wait_with_output().unwrap();
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(130), "{said}");
+    assert!(!said.contains("final ("), "{said}");
+    let line = said
+        .lines()
+        .find(|l| l.contains("continue with: train --resume"))
+        .unwrap_or_else(|| panic!("no resume command in:\n{said}"));
+    let dir = line
+        .split("train --resume ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap();
+    assert_eq!(Path::new(dir), stopped);
+    let mut resume = Command::new(BIN);
+    resume.args(["--device", "cpu", "--resume", dir]);
+    let o = run(resume);
+    assert!(o.status.success(), "{}", text(&o));
+    let d = max_rel_diff(&reference, &stopped.join("weights/last.safetensors"));
+    eprintln!("Ctrl-C + resumed vs uninterrupted: max relative difference {d:.2e}");
+    assert!(d < 1e-4, "{d}");
+    std::fs::remove_dir_all(&root).ok();
+}
+
+#[test]
+fn hyp_files_use_ultralytics_keys_and_reject_unknown_ones() {
+    let root: PathBuf = std::env::temp_dir().join(format!("yolo-train-hyp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let data = root.join("data");
+    data::synth::write_dataset(&data, 6, 4, 2, 64).unwrap();
+
+    let bad = root.join("bad.yaml");
+    std::fs::write(&bad, "lr0: 0.02\nmosaik: 0.5\n").unwrap();
+    let mut c = train_cmd(&data, &root.join("bad-run"), 1);
+    c.arg("--hyp").arg(&bad);
+    let o = run(c);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("bad.yaml: unknown key mosaik"),
+        "{}",
+        text(&o)
+    );
+
+    // Ultralytics' `scale` is the augmentation gain, and a run with it resumes (args round-trip).
+    let good = root.join("good.yaml");
+    std::fs::write(&good, "scale: 0.25\nmosaic: 0.0\n").unwrap();
+    let out = root.join("good-run");
+    let mut c = train_cmd(&data, &out, 1);
+    c.arg("--hyp").arg(&good);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
+    let args = std::fs::read_to_string(out.join("args.yaml")).unwrap();
+    assert!(args.contains("\nscale: 0.25\n"), "{args}");
+    assert!(args.contains("model_scale: t\n"), "{args}");
+    let mut resume = Command::new(BIN);
+    resume.args(["--device", "cpu", "--resume"]).arg(&out);
+    let o = run(resume);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::remove_dir_all(&root).ok();
+}
