@@ -45,27 +45,9 @@ fn predict(weights: &Path, imgsz: u64, conf: f64, out: &Path) -> (Vec<(String, D
     assert!(o.status.success(), "{said}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("predictions.json")).unwrap()).unwrap();
-    let dets = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            let b: Vec<f64> = d["bbox"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
-            (
-                d["file_name"].as_str().unwrap().to_string(),
-                (
-                    [b[0], b[1], b[0] + b[2], b[1] + b[3]],
-                    d["score"].as_f64().unwrap(),
-                    d["category_id"].as_u64().unwrap() as usize,
-                ),
-            )
-        })
-        .collect();
+    let dets = detections(&json, "bbox", "score", "category_id", |b| {
+        [b[0], b[1], b[0] + b[2], b[1] + b[3]]
+    });
     (dets, said)
 }
 
@@ -110,25 +92,36 @@ fn match_rate(ours: &[(String, Det)], theirs: &[(String, Det)]) -> (f64, usize) 
 }
 
 fn theirs(run: &serde_json::Value) -> Vec<(String, Det)> {
-    run["detections"]
-        .as_array()
+    detections(&run["detections"], "xyxy", "conf", "cls", |b| {
+        [b[0], b[1], b[2], b[3]]
+    })
+}
+
+/// Detections from a JSON list, under the given key names; `corners` turns the box array into x1 y1 x2 y2.
+fn detections(
+    list: &serde_json::Value,
+    bbox: &str,
+    conf: &str,
+    cls: &str,
+    corners: impl Fn(&[f64]) -> [f64; 4],
+) -> Vec<(String, Det)> {
+    list.as_array()
         .unwrap()
         .iter()
         .map(|d| {
-            let b: Vec<f64> = d["xyxy"]
+            let b: Vec<f64> = d[bbox]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|v| v.as_f64().unwrap())
                 .collect();
-            (
-                d["file_name"].as_str().unwrap().to_string(),
-                (
-                    [b[0], b[1], b[2], b[3]],
-                    d["conf"].as_f64().unwrap(),
-                    d["cls"].as_u64().unwrap() as usize,
-                ),
-            )
+            let name = d["file_name"].as_str().unwrap().to_string();
+            let det = (
+                corners(&b),
+                d[conf].as_f64().unwrap(),
+                d[cls].as_u64().unwrap() as usize,
+            );
+            (name, det)
         })
         .collect()
 }
