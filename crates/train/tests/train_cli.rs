@@ -64,7 +64,7 @@ fn wait_for_epochs(child: &mut Child, dir: &Path, epochs: usize) {
             .map(|s| s.lines().count().saturating_sub(1))
             .unwrap_or(0);
         if rows >= epochs {
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(50));
             return;
         }
         if let Ok(Some(status)) = child.try_wait() {
@@ -96,8 +96,8 @@ fn killed_or_interrupted_runs_resume_through_the_binary() {
     let root: PathBuf = std::env::temp_dir().join(format!("yolo-train-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     let data = root.join("data");
-    // 24 images of 64 px at batch 4: 6 batches per epoch.
-    data::synth::write_dataset(&data, 5, 24, 4, 64).unwrap();
+    // 64 images of 64 px at batch 4: 16 batches per epoch, so a signal sent just after epoch 1 lands in epoch 2.
+    data::synth::write_dataset(&data, 5, 64, 4, 64).unwrap();
 
     let full = root.join("full");
     let o = run(train_cmd(&data, &full, 3));
@@ -120,6 +120,8 @@ fn killed_or_interrupted_runs_resume_through_the_binary() {
     wait_for_epochs(&mut child, &killed, 1);
     child.kill().unwrap();
     child.wait().unwrap();
+    let done = std::fs::read_to_string(killed.join("results.csv")).unwrap();
+    assert!(done.lines().count() < 4, "killed before the end:\n{done}");
     let mut resume = Command::new(BIN);
     resume.args(["--device", "cpu", "--resume"]).arg(&killed);
     let o = run(resume);
