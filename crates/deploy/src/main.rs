@@ -122,20 +122,6 @@ enum Cmd {
     },
 }
 
-/// A flag Ctrl-C sets; a second Ctrl-C exits at once with 130.
-fn ctrl_c_flag(what: &'static str) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let stop = std::sync::Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nCtrl-C: {what} (Ctrl-C again to stop at once)");
-    });
-    stop
-}
-
 fn main() -> Result<()> {
     model::alloc::keep_freed_memory();
     let cli = Cli::parse();
@@ -240,7 +226,7 @@ fn main() -> Result<()> {
                 save_conf,
                 save_json,
                 workers,
-                stop: Some(ctrl_c_flag(
+                stop: Some(model::cli::ctrl_c_flag(
                     "finishing the batch, then writing what is done",
                 )),
             };

@@ -3,6 +3,23 @@
 use crate::spec::SpecOptions;
 use crate::weights::LoadOptions;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// A flag the first Ctrl-C sets (after printing `what` happens next); a second Ctrl-C exits at once with 130.
+/// For the binaries' `main`: it installs the process's one Ctrl-C handler.
+pub fn ctrl_c_flag(what: &'static str) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond Ctrl-C: stopping now");
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: {what} (Ctrl-C again to stop at once)");
+    });
+    stop
+}
 
 /// `--config/--scale/--nc`: how to build the model for weights that carry no YAML of their own.
 #[derive(clap::Args, Debug, Clone, Default)]

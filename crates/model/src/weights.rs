@@ -8,7 +8,7 @@ use burn::module::{Param, RunningState};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 /// A host-side tensor: shape and f32 values.
@@ -68,7 +68,8 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
         };
         expected.push((k, shape));
     });
-    let folded = fold_conv_biases_before_bn(sd, &expected);
+    let known: HashSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
+    let folded = fold_conv_biases_before_bn(sd, &known);
     let sd = match &folded {
         Some((sd, n)) => {
             eprintln!(
@@ -91,7 +92,6 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
             _ => {}
         }
     }
-    let known: std::collections::HashSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
     let unexpected: Vec<String> = sd
         .keys()
         .filter(|k| !known.contains(k.as_str()) && !k.ends_with("num_batches_tracked"))
@@ -138,11 +138,7 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
 /// A conv bias right before a BatchNorm is redundant: `bn(Wx + b)` with running mean `m` equals `bn(Wx)` with
 /// running mean `m - b`, in eval and in training (the batch mean shifts by `b` too). Files written while our
 /// MobileOne branch convs still had a bias load into the bias-free model this way. `None` when there is none.
-fn fold_conv_biases_before_bn(
-    sd: &StateDict,
-    expected: &[(String, Vec<usize>)],
-) -> Option<(StateDict, usize)> {
-    let known: std::collections::HashSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
+fn fold_conv_biases_before_bn(sd: &StateDict, known: &HashSet<&str>) -> Option<(StateDict, usize)> {
     let foldable: Vec<(String, String)> = sd
         .iter()
         .filter(|(k, _)| !known.contains(k.as_str()))

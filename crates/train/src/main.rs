@@ -4,8 +4,6 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use train::trainer::{resolve_config, TrainArgs, Trainer};
 
 #[derive(Parser)]
@@ -162,19 +160,9 @@ fn main() -> Result<()> {
     }
     args.out = run_dir.display().to_string();
     eprintln!("run folder {}", run_dir.display());
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                eprintln!(
-                    "\nsecond Ctrl-C: stopping now (the last completed epoch stays resumable)"
-                );
-                std::process::exit(130);
-            }
-            eprintln!("\nCtrl-C: finishing the batch, then saving (Ctrl-C again to stop at once)");
-        });
-    }
+    let stop = model::cli::ctrl_c_flag(
+        "finishing the batch, then saving; the last completed epoch stays resumable",
+    );
     let t = Trainer {
         args,
         resume: c.resume.is_some(),
