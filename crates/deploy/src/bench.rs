@@ -1,14 +1,16 @@
-//! Latency of the unfused vs fused model, measured side by side in one run (the two alternate every
-//! iteration, so machine noise hits both alike).
+//! Latency of the ways this build can run one model, measured side by side in one run: burn unfused, burn
+//! fused and the inference engine on the fused model. Every timed iteration runs each variant once, in a
+//! rotating order, so machine noise hits all alike.
 
-use model::burn::tensor::{Device, Distribution, Tensor};
+use crate::engine::Engine;
+use model::burn::tensor::{Device, Distribution, Tensor, TensorData};
 use model::YoloModel;
 use std::time::Instant;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchRow {
     pub batch: usize,
-    pub variant: &'static str,
+    pub variant: String,
     pub median_ms: f64,
     pub p90_ms: f64,
     pub images_per_s: f64,
@@ -19,14 +21,38 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[i]
 }
 
-fn run_once(m: &YoloModel, x: &Tensor<4>) -> f64 {
-    let t = Instant::now();
-    // Reading the output back makes lazy/async backends finish the work being timed.
-    let _ = m.forward(x.clone()).into_data();
-    t.elapsed().as_secs_f64() * 1e3
+/// Runs an NCHW batch `(x, b, h, w)` and returns once the output is on the host.
+pub type RunFn<'a> = Box<dyn Fn(&[f32], usize, usize, usize) + 'a>;
+
+/// One way to run the model.
+pub struct Variant<'a> {
+    pub name: String,
+    pub run: RunFn<'a>,
 }
 
-/// What to time: input size, batch sizes, untimed warm-up runs and timed runs per model.
+impl<'a> Variant<'a> {
+    pub fn burn(name: &str, m: &'a YoloModel, device: &'a Device) -> Self {
+        Variant {
+            name: name.to_string(),
+            run: Box::new(move |x, b, h, w| {
+                let t = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [b, 3, h, w]), device);
+                // Reading the output back makes lazy/async backends finish the work being timed.
+                let _ = m.forward(t).into_data();
+            }),
+        }
+    }
+
+    pub fn engine(name: &str, e: &'a Engine) -> Self {
+        Variant {
+            name: name.to_string(),
+            run: Box::new(move |x, b, h, w| {
+                let _ = e.run(x, b, h, w);
+            }),
+        }
+    }
+}
+
+/// What to time: input size, batch sizes, untimed warm-up runs and timed runs per variant.
 pub struct BenchConfig {
     pub h: usize,
     pub w: usize,
@@ -35,40 +61,37 @@ pub struct BenchConfig {
     pub iters: usize,
 }
 
-/// Times `iters` forwards of each model per batch size after `warmup` untimed ones.
-pub fn bench(
-    unfused: &YoloModel,
-    fused: &YoloModel,
-    cfg: &BenchConfig,
-    device: &Device,
-) -> Vec<BenchRow> {
-    let (h, w, warmup, iters) = (cfg.h, cfg.w, cfg.warmup, cfg.iters);
+/// Times `iters` runs of each variant per batch size after `warmup` untimed ones.
+pub fn bench(variants: &[Variant<'_>], cfg: &BenchConfig, device: &Device) -> Vec<BenchRow> {
+    let (h, w) = (cfg.h, cfg.w);
     let mut rows = Vec::new();
     for &b in &cfg.batches {
-        let x = Tensor::<4>::random([b, 3, h, w], Distribution::Uniform(0.0, 1.0), device);
-        for _ in 0..warmup {
-            run_once(unfused, &x);
-            run_once(fused, &x);
-        }
-        let mut tu = Vec::with_capacity(iters);
-        let mut tf = Vec::with_capacity(iters);
-        for i in 0..iters {
-            if i % 2 == 0 {
-                tu.push(run_once(unfused, &x));
-                tf.push(run_once(fused, &x));
-            } else {
-                tf.push(run_once(fused, &x));
-                tu.push(run_once(unfused, &x));
+        let x = Tensor::<4>::random([b, 3, h, w], Distribution::Uniform(0.0, 1.0), device)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        for _ in 0..cfg.warmup {
+            for v in variants {
+                (v.run)(&x, b, h, w);
             }
         }
-        for (variant, mut t) in [("unfused", tu), ("fused", tf)] {
-            t.sort_by(f64::total_cmp);
-            let median = percentile(&t, 0.5);
+        let mut t: Vec<Vec<f64>> = vec![Vec::with_capacity(cfg.iters); variants.len()];
+        for i in 0..cfg.iters {
+            for k in 0..variants.len() {
+                let j = (i + k) % variants.len();
+                let t0 = Instant::now();
+                (variants[j].run)(&x, b, h, w);
+                t[j].push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        for (v, mut ts) in variants.iter().zip(t) {
+            ts.sort_by(f64::total_cmp);
+            let median = percentile(&ts, 0.5);
             rows.push(BenchRow {
                 batch: b,
-                variant,
+                variant: v.name.clone(),
                 median_ms: median,
-                p90_ms: percentile(&t, 0.9),
+                p90_ms: percentile(&ts, 0.9),
                 images_per_s: b as f64 * 1e3 / median,
             });
         }
@@ -76,24 +99,28 @@ pub fn bench(
     rows
 }
 
+/// The table, each row's speed-up relative to the first variant of its batch.
 pub fn render(rows: &[BenchRow]) -> String {
     let mut s = format!(
-        "{:>5}  {:<8}{:>12}{:>12}{:>12}{:>16}\n",
-        "batch", "model", "median ms", "p90 ms", "images/s", "fused speed-up"
+        "{:>5}  {:<16}{:>12}{:>12}{:>12}{:>14}\n",
+        "batch", "variant", "median ms", "p90 ms", "images/s", "vs first"
     );
-    for pair in rows.chunks(2) {
-        let ratio = pair[0].median_ms / pair[1].median_ms;
-        for r in pair {
-            let sp = if r.variant == "fused" {
-                format!("{ratio:.2}x")
-            } else {
-                String::new()
-            };
-            s += &format!(
-                "{:>5}  {:<8}{:>12.1}{:>12.1}{:>12.1}{:>16}\n",
-                r.batch, r.variant, r.median_ms, r.p90_ms, r.images_per_s, sp
-            );
+    let mut base = f64::NAN;
+    let mut last_batch = usize::MAX;
+    for r in rows {
+        if r.batch != last_batch {
+            base = r.median_ms;
+            last_batch = r.batch;
         }
+        s += &format!(
+            "{:>5}  {:<16}{:>12.1}{:>12.1}{:>12.1}{:>13.2}x\n",
+            r.batch,
+            r.variant,
+            r.median_ms,
+            r.p90_ms,
+            r.images_per_s,
+            base / r.median_ms
+        );
     }
     s
 }

@@ -4,6 +4,7 @@
 //! benchmark (`bench`).
 
 pub mod bench;
+pub mod engine;
 pub mod export;
 pub mod onnx;
 pub mod predict;

@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use deploy::bench::Variant;
 use deploy::export::{export, ExportOptions, Format};
 use deploy::verify::Fixture;
 use model::burn::tensor::Device;
@@ -95,6 +96,9 @@ enum Cmd {
         /// Fuse Conv+BN and MobileOne branches before running (same outputs, faster).
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         fuse: bool,
+        /// On the CPU, run the fused model through the inference engine (AVX-512/AVX2 kernels); false: burn.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        engine: bool,
     },
     /// Latency of unfused vs fused on the same backend, as a table.
     Bench {
@@ -119,6 +123,12 @@ enum Cmd {
         /// Also print per-layer times (batch = the first of --batch).
         #[arg(long)]
         layers: bool,
+        /// Time only the inference engine (the fused model); burn is skipped.
+        #[arg(long)]
+        engine_only: bool,
+        /// Print the rows as JSON (for scripts/bench_peers.py).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -187,6 +197,7 @@ fn main() -> Result<()> {
             workers,
             foreign,
             fuse,
+            engine,
         } => {
             let dev = model::device::select(&dev)?;
             if imgsz % 32 != 0 {
@@ -229,6 +240,7 @@ fn main() -> Result<()> {
                 stop: Some(model::cli::ctrl_c_flag(
                     "finishing the batch, then writing what is done",
                 )),
+                engine,
             };
             let stats = deploy::predict::predict(&model, &loaded.names, paths, &opts, &dev)?;
             println!("results in {}", out.display());
@@ -248,6 +260,8 @@ fn main() -> Result<()> {
             warmup,
             iters,
             layers,
+            engine_only,
+            json,
         } => {
             let dev = model::device::select(&dev)?;
             let (h, w) = model::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?;
@@ -259,7 +273,7 @@ fn main() -> Result<()> {
             let spec = ModelSpec::from_file(&config, &SpecOptions { scale, nc })?;
             let unfused = YoloModel::new(&spec, &dev);
             let fused = unfused.clone().fuse();
-            println!(
+            eprintln!(
                 "{} scale {} at {h}x{w}, backend {dev:?}, {iters} timed runs each (alternating)",
                 spec.source, spec.scale
             );
@@ -270,9 +284,44 @@ fn main() -> Result<()> {
                 warmup,
                 iters,
             };
-            let rows = deploy::bench::bench(&unfused, &fused, &cfg, &dev);
-            print!("{}", deploy::bench::render(&rows));
+            let engine = match deploy::engine::Engine::new(&fused) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    eprintln!("engine: {e}");
+                    None
+                }
+            };
+            let mut variants = Vec::new();
+            if !engine_only {
+                variants.push(Variant::burn("burn unfused", &unfused, &dev));
+                variants.push(Variant::burn("burn fused", &fused, &dev));
+            }
+            if let Some(e) = &engine {
+                variants.push(Variant::engine("engine fused", e));
+            }
+            let rows = deploy::bench::bench(&variants, &cfg, &dev);
+            if json {
+                println!("{}", serde_json::to_string(&rows)?);
+            } else {
+                print!("{}", deploy::bench::render(&rows));
+            }
             if layers {
+                if let Some(e) = &engine {
+                    let x = vec![0.5f32; 3 * h * w];
+                    let prof = e.profile(&x, h, w, iters)?;
+                    let total: f64 = prof.iter().map(|p| p.1).sum();
+                    println!("engine, one image, per operation:");
+                    for (i, (what, ms)) in prof.iter().enumerate() {
+                        println!(
+                            "{i:>4}  {what:<48}{ms:>9.2} ms {:>5.1}%",
+                            100.0 * ms / total
+                        );
+                    }
+                    println!("      {:<48}{total:>9.2} ms", "total");
+                }
+                if engine_only {
+                    return Ok(());
+                }
                 let x = model::burn::tensor::Tensor::<4>::random(
                     [batches[0], 3, h, w],
                     model::burn::tensor::Distribution::Uniform(0.0, 1.0),

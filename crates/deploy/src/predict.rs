@@ -3,6 +3,7 @@
 //! `labels/*.txt` and `predictions.json`. Decoding runs on reader threads and drawing/saving on a writer
 //! thread, both behind bounded queues, so the forward pass stays busy and memory stays flat.
 
+use crate::engine::Engine;
 use anyhow::{bail, Context, Result};
 use data::config::IMAGE_EXTS;
 use data::image_ops::{letterbox_auto, read_rgb, to_chw, Letterbox};
@@ -29,6 +30,8 @@ pub struct PredictOptions {
     pub workers: usize,
     /// Set (by Ctrl-C) to stop after the batch in flight; what is done so far is still written out.
     pub stop: Option<Arc<AtomicBool>>,
+    /// On the CPU, run a fused model through [`crate::engine::Engine`] (burn where it cannot).
+    pub engine: bool,
 }
 
 /// Images named by `source`: an image, a folder (recursive, sorted), a glob, or a .txt list of paths.
@@ -207,6 +210,20 @@ pub fn predict(
     }
     let nc = model.nc();
     let total = paths.len();
+    let engine = if o.engine && *device == Device::flex() {
+        match Engine::new(model) {
+            Ok(e) => {
+                eprintln!("forward: inference engine ({:?} kernels)", e.level());
+                Some(e)
+            }
+            Err(e) => {
+                eprintln!("forward: burn ({e})");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let rx = spawn_readers(Arc::new(paths), o.imgsz, o.workers);
 
     // Writer: drawing, encoding and file output off the forward thread.
@@ -286,14 +303,20 @@ pub fn predict(
         let (h, w) = batch[0].lb.size;
         let t = Instant::now();
         let flat: Vec<f32> = batch.iter().flat_map(|p| p.chw.iter().copied()).collect();
-        let x = Tensor::<4>::from_data(TensorData::new(flat, [batch.len(), 3, h, w]), device);
-        let y = model.forward(x);
-        let a = y.dims()[2];
-        let host = y
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let host = match &engine {
+            Some(e) => e.run(&flat, batch.len(), h, w)?,
+            None => {
+                let x =
+                    Tensor::<4>::from_data(TensorData::new(flat, [batch.len(), 3, h, w]), device);
+                model
+                    .forward(x)
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?
+            }
+        };
+        let a = host.len() / batch.len() / (4 + nc);
         stats.forward_s += t.elapsed().as_secs_f64();
         for (bi, p) in batch.drain(..).enumerate() {
             let t = Instant::now();

@@ -1,6 +1,7 @@
 //! Parity fixtures made by the real Ultralytics package (`scripts/make_fixture.py`) checked against our forward,
 //! our fusion, and Ultralytics' own fused weights.
 
+use crate::engine::{Engine, EngineError};
 use anyhow::{bail, Context, Result};
 use model::burn::tensor::{Device, Tensor, TensorData};
 use model::nn::Named;
@@ -233,6 +234,7 @@ impl Fixture {
             fused_expected,
             &mut report,
         );
+        self.check_engine(&fused, fused_expected, &mut report)?;
         let ours_sd = state_dict(&mut fused);
         let theirs = &self.fused_weights.tensors;
         let mut worst = 0f32;
@@ -284,6 +286,53 @@ impl Fixture {
         );
         let _ = theirs_model.parameter_count();
         Ok(report)
+    }
+}
+
+impl Fixture {
+    /// The inference engine on our fused model against Ultralytics' fused output and raw maps (nothing to
+    /// check on a CPU without the engine's instruction sets).
+    fn check_engine(
+        &self,
+        fused: &YoloModel,
+        fused_expected: &HostTensor,
+        report: &mut Report,
+    ) -> Result<()> {
+        let engine = match Engine::new(fused) {
+            Ok(e) => e,
+            Err(EngineError::NoSimd) => return Ok(()),
+            Err(e) => bail!(
+                "{}: the engine cannot run this model: {e}",
+                self.dir.display()
+            ),
+        };
+        let [h, w] = self.meta.imgsz;
+        let (out, raw) = engine.run_with_raw(&self.input.data, 1, h, w)?;
+        let ours = HostTensor {
+            shape: fused_expected.shape.clone(),
+            data: out,
+        };
+        let level = format!("{:?}", engine.level());
+        compare_output(
+            &format!("fused output (engine, {level})"),
+            &ours,
+            fused_expected,
+            report,
+        );
+        for (i, r) in raw.iter().enumerate() {
+            let key = format!("p{}", i + 3);
+            let exp = get(&self.expected, &key)?;
+            report.checks.push(Check {
+                name: format!("engine raw {key}"),
+                max_abs: if r.len() == exp.data.len() {
+                    max_abs_diff(r, &exp.data)
+                } else {
+                    f32::INFINITY
+                },
+                tol: RAW_TOL,
+            });
+        }
+        Ok(())
     }
 }
 

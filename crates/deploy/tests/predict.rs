@@ -50,6 +50,7 @@ fn opts(out: PathBuf, batch: usize) -> PredictOptions {
         save_json: true,
         workers: 2,
         stop: None,
+        engine: true,
     }
 }
 

@@ -1,0 +1,356 @@
+//! Dense convolution as an implicit GEMM over NHWC maps: no im2col buffer. Each tile of MR output pixels
+//! gets one input-pixel pointer per row and kernel tap (a shared zero row where the tap falls in the
+//! padding); weights are packed once into column panels of NR output channels laid out
+//! `[tap][c_in][NR]`, so the register block (MR pixels x NR channels) streams one panel row per input
+//! channel and broadcasts one input value per pixel. Bias is the accumulator's start value; activation and
+//! the residual add run on the tile before it is stored, so a Conv+BN+SiLU(+add) is one pass over memory.
+
+use super::simd::{Isa, Level, MR_256, MR_512};
+use super::{par_ranges, Act, Dst, Src};
+
+#[cfg(target_arch = "x86_64")]
+use super::simd::{Avx2, Avx512};
+
+/// One column panel: output channels `col..col + lanes * nv`, weights at `offset` in [`PackedConv::w`].
+#[derive(Debug, Clone)]
+struct Panel {
+    col: usize,
+    nv: usize,
+    offset: usize,
+}
+
+/// A convolution's weights packed for one [`Level`].
+#[derive(Debug, Clone)]
+pub struct PackedConv {
+    pub k: usize,
+    pub s: usize,
+    pub p: usize,
+    pub cin: usize,
+    pub cout: usize,
+    level: Level,
+    panels: Vec<Panel>,
+    w: Vec<f32>,
+    /// Bias per panel column (zero beyond `cout`), indexed like the panels' columns.
+    bias: Vec<f32>,
+}
+
+impl PackedConv {
+    /// `weight` is PyTorch's `(cout, cin, k, k)`, row-major; `bias` has `cout` entries.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        level: Level,
+        weight: &[f32],
+        bias: &[f32],
+        cout: usize,
+        cin: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+    ) -> PackedConv {
+        let lanes = level.lanes();
+        let taps = k * k;
+        let mut panels = Vec::new();
+        let mut col = 0;
+        let mut offset = 0;
+        // Panel widths in vectors: as wide as the register file allows (3 with AVX-512's 32 registers, 2 with
+        // AVX2's 16), splitting a remainder of 4 as 2 + 2 rather than 3 + 1 (a 1-vector panel is the slowest).
+        let max_nv = match level {
+            Level::Avx512 => 3,
+            Level::Avx2 => 2,
+        };
+        while col < cout {
+            let n = (cout - col).div_ceil(lanes);
+            let nv = match n {
+                4 if max_nv == 3 => 2,
+                n => n.min(max_nv),
+            };
+            panels.push(Panel { col, nv, offset });
+            offset += taps * cin * nv * lanes;
+            col += nv * lanes;
+        }
+        let padded = col;
+        let mut w = vec![0.0f32; offset];
+        for pn in &panels {
+            let nr = pn.nv * lanes;
+            for t in 0..taps {
+                for ci in 0..cin {
+                    for j in 0..nr {
+                        let co = pn.col + j;
+                        if co < cout {
+                            w[pn.offset + (t * cin + ci) * nr + j] =
+                                weight[(co * cin + ci) * taps + t];
+                        }
+                    }
+                }
+            }
+        }
+        let mut b = vec![0.0f32; padded];
+        b[..cout].copy_from_slice(bias);
+        PackedConv {
+            k,
+            s,
+            p,
+            cin,
+            cout,
+            level,
+            panels,
+            w,
+            bias: b,
+        }
+    }
+
+    pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        (
+            (h + 2 * self.p - self.k) / self.s + 1,
+            (w + 2 * self.p - self.k) / self.s + 1,
+        )
+    }
+
+    /// Runs the convolution of `src` into `dst` (`dst` holds `out_size` pixels), then `act`, then adds `add`
+    /// (same geometry as `dst`). `zeros` holds at least `cin` zeros.
+    pub fn run(
+        &self,
+        src: Src,
+        dst: Dst,
+        act: Act,
+        add: Option<Src>,
+        zeros: &[f32],
+        parallel: bool,
+    ) {
+        debug_assert!(zeros.len() >= self.cin);
+        let m = dst.h * dst.w;
+        let mr = self.level.mr();
+        let tiles = m.div_ceil(mr);
+        let job = |t0: usize, t1: usize| {
+            // SAFETY: the caller's views are valid for their geometry and tiles write disjoint rows; the
+            // kernel's ISA was detected at build time.
+            unsafe {
+                match self.level {
+                    #[cfg(target_arch = "x86_64")]
+                    Level::Avx512 => run_avx512(self, src, dst, act, add, zeros, t0, t1),
+                    #[cfg(target_arch = "x86_64")]
+                    Level::Avx2 => run_avx2(self, src, dst, act, add, zeros, t0, t1),
+                    #[cfg(not(target_arch = "x86_64"))]
+                    _ => unreachable!("the engine is only built on x86-64"),
+                }
+            }
+        };
+        par_ranges(tiles, parallel, &job);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_avx512(
+    pc: &PackedConv,
+    src: Src,
+    dst: Dst,
+    act: Act,
+    add: Option<Src>,
+    zeros: &[f32],
+    t0: usize,
+    t1: usize,
+) {
+    run_tiles::<Avx512, MR_512>(pc, src, dst, act, add, zeros, t0, t1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_avx2(
+    pc: &PackedConv,
+    src: Src,
+    dst: Dst,
+    act: Act,
+    add: Option<Src>,
+    zeros: &[f32],
+    t0: usize,
+    t1: usize,
+) {
+    run_tiles::<Avx2, MR_256>(pc, src, dst, act, add, zeros, t0, t1)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+unsafe fn run_tiles<I: Isa, const MR: usize>(
+    pc: &PackedConv,
+    src: Src,
+    dst: Dst,
+    act: Act,
+    add: Option<Src>,
+    zeros: &[f32],
+    t0: usize,
+    t1: usize,
+) {
+    let (k, s, p) = (pc.k, pc.s, pc.p);
+    let taps = k * k;
+    let m = dst.h * dst.w;
+    let mut rows: Vec<[*const f32; MR]> = vec![[zeros.as_ptr(); MR]; taps];
+    // MR <= 8 pixels x NR <= 48 channels.
+    let mut tile = [0.0f32; 384];
+    // Few input channels (the 3-channel stem): the taps of each pixel are gathered into one contiguous row
+    // of `taps * cin` values, so the kernel runs one long inner loop instead of `taps` short ones. The packed
+    // weights' `[tap][c_in]` order is already that row's order.
+    // Measured on the stem: no faster than the tap loop, so only for a single channel.
+    let gather = pc.cin == 1 && taps > 1;
+    let kk = taps * pc.cin;
+    let mut gbuf = vec![0.0f32; if gather { MR * kk } else { 0 }];
+    for t in t0..t1 {
+        let m0 = t * MR;
+        let valid = (m - m0).min(MR);
+        for r in 0..MR {
+            // Rows past the end repeat the last valid pixel; their results are not stored.
+            let mi = m0 + r.min(valid - 1);
+            let (oy, ox) = (mi / dst.w, mi % dst.w);
+            for ky in 0..k {
+                let iy = (oy * s + ky) as isize - p as isize;
+                for kx in 0..k {
+                    let ix = (ox * s + kx) as isize - p as isize;
+                    rows[ky * k + kx][r] =
+                        if iy >= 0 && (iy as usize) < src.h && ix >= 0 && (ix as usize) < src.w {
+                            src.ptr
+                                .add((iy as usize * src.w + ix as usize) * src.stride)
+                        } else {
+                            zeros.as_ptr()
+                        };
+                }
+            }
+        }
+        let gathered: Option<(usize, [[*const f32; MR]; 1])> = if gather {
+            let mut ptrs = [gbuf.as_ptr(); MR];
+            for (r, p) in ptrs.iter_mut().enumerate() {
+                let row = gbuf.as_mut_ptr().add(r * kk);
+                let mut o = row;
+                for tap in rows.iter() {
+                    for c in 0..pc.cin {
+                        *o.add(c) = *tap[r].add(c);
+                    }
+                    o = o.add(pc.cin);
+                }
+                *p = row;
+            }
+            Some((kk, [ptrs]))
+        } else {
+            None
+        };
+        for pn in &pc.panels {
+            let b = pc.w.as_ptr().add(pn.offset);
+            let bias = pc.bias.as_ptr().add(pn.col);
+            let nr = pn.nv * I::LANES;
+            let (rows, cin) = match &gathered {
+                Some(g) => (&g.1[..], g.0),
+                None => (&rows[..], pc.cin),
+            };
+            match pn.nv {
+                1 => kernel::<I, MR, 1>(rows, cin, b, bias, act, &mut tile),
+                2 => kernel::<I, MR, 2>(rows, cin, b, bias, act, &mut tile),
+                _ => kernel::<I, MR, 3>(rows, cin, b, bias, act, &mut tile),
+            }
+            let ncols = (pc.cout - pn.col).min(nr);
+            for r in 0..valid {
+                let mi = m0 + r;
+                let out = dst.ptr.add(mi * dst.stride + pn.col);
+                let acc = tile.as_ptr().add(r * nr);
+                match add {
+                    Some(a) => {
+                        let ap = a.ptr.add(mi * a.stride + pn.col);
+                        store_row::<I, true>(out, acc, ap, ncols);
+                    }
+                    None => store_row::<I, false>(out, acc, acc, ncols),
+                }
+            }
+        }
+    }
+}
+
+/// Stores `n` values of a tile row, adding `add` first when `ADD`.
+#[inline(always)]
+unsafe fn store_row<I: Isa, const ADD: bool>(
+    out: *mut f32,
+    acc: *const f32,
+    add: *const f32,
+    n: usize,
+) {
+    let mut j = 0;
+    while j + I::LANES <= n {
+        let mut v = I::load(acc.add(j));
+        if ADD {
+            v = I::add(v, I::load(add.add(j)));
+        }
+        I::store(out.add(j), v);
+        j += I::LANES;
+    }
+    while j < n {
+        let mut v = *acc.add(j);
+        if ADD {
+            v += *add.add(j);
+        }
+        *out.add(j) = v;
+        j += 1;
+    }
+}
+
+/// The register block: MR pixels x NV vectors of output channels over every tap and input channel, then the
+/// activation; written row-major (`NV * LANES` per row) into `tile`. Indexed loops over constant bounds on
+/// purpose: fully unrolled, they keep every accumulator in a register.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn kernel<I: Isa, const MR: usize, const NV: usize>(
+    rows: &[[*const f32; MR]],
+    cin: usize,
+    b: *const f32,
+    bias: *const f32,
+    act: Act,
+    tile: &mut [f32],
+) {
+    let l = I::LANES;
+    let mut acc = [[I::zero(); NV]; MR];
+    for v in 0..NV {
+        let bv = I::load(bias.add(v * l));
+        for a in acc.iter_mut() {
+            a[v] = bv;
+        }
+    }
+    let mut bp = b;
+    for tap in rows {
+        let mut ptrs = *tap;
+        for _ in 0..cin {
+            let mut bv = [I::zero(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = I::load(bp.add(v * l));
+            }
+            for r in 0..MR {
+                let av = I::splat(*ptrs[r]);
+                for v in 0..NV {
+                    acc[r][v] = I::fma(av, bv[v], acc[r][v]);
+                }
+            }
+            for p in ptrs.iter_mut() {
+                *p = p.add(1);
+            }
+            bp = bp.add(NV * l);
+        }
+    }
+    // Stores with constant indices only, so the accumulators stay in registers through the loops above;
+    // the activation then runs over the tile in L1.
+    let tp = tile.as_mut_ptr();
+    for r in 0..MR {
+        for v in 0..NV {
+            I::store(tp.add((r * NV + v) * l), acc[r][v]);
+        }
+    }
+    match act {
+        Act::None => {}
+        Act::Relu => {
+            for i in 0..MR * NV {
+                I::store(tp.add(i * l), I::max(I::load(tp.add(i * l)), I::zero()));
+            }
+        }
+        Act::Silu => {
+            for i in 0..MR * NV {
+                I::store(tp.add(i * l), I::silu(I::load(tp.add(i * l))));
+            }
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! Lowering a fused [`YoloModel`] to the engine's operation list: every block becomes convolutions on
+//! channel slices (C2f's split and join, SPPF's pooled copies and a Concat row's inputs are written in place
+//! into one buffer instead of being copied), and the Detect head's two first convolutions per level, which
+//! read the same map, become one.
+
+use super::conv::PackedConv;
+use super::depthwise::PackedDepthwise;
+use super::ops::SqueezeExcite;
+use super::{Act, DetectOut, EngineError, Level, Op, View};
+use model::burn::tensor::Tensor;
+use model::graph::{Block, Layer};
+use model::nn::{Bottleneck, Conv, Conv2d, Detect, MobileOneBlock};
+use model::spec::ModuleSpec;
+use model::YoloModel;
+
+pub(super) struct Lowered {
+    pub ops: Vec<Op>,
+    pub channels: Vec<usize>,
+    pub input: usize,
+    pub detect: DetectOut,
+    pub max_cin: usize,
+}
+
+fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap_or_default()
+}
+
+struct Lower {
+    level: Level,
+    ops: Vec<Op>,
+    channels: Vec<usize>,
+    max_cin: usize,
+}
+
+/// A 2-d convolution's host weights and geometry.
+struct ConvW {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    cout: usize,
+    cin_g: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    groups: usize,
+}
+
+fn conv_w(c: &Conv2d, what: &str) -> Result<ConvW, EngineError> {
+    let [cout, cin_g, kh, kw] = c.weight.shape().dims::<4>();
+    if kh != kw {
+        return Err(EngineError::Unsupported(format!(
+            "{what}: a {kh}x{kw} kernel"
+        )));
+    }
+    if c.dilation != 1 {
+        return Err(EngineError::Unsupported(format!(
+            "{what}: dilation {}",
+            c.dilation
+        )));
+    }
+    let b = match &c.bias {
+        Some(b) => host(b.val()),
+        None => vec![0.0; cout],
+    };
+    Ok(ConvW {
+        w: host(c.weight.val()),
+        b,
+        cout,
+        cin_g,
+        k: kh,
+        s: c.stride,
+        p: c.padding,
+        groups: c.groups,
+    })
+}
+
+impl Lower {
+    fn buf(&mut self, c: usize) -> usize {
+        self.channels.push(c);
+        self.channels.len() - 1
+    }
+
+    fn conv2d(
+        &mut self,
+        c: &Conv2d,
+        act: Act,
+        src: View,
+        dst: View,
+        add: Option<View>,
+        what: &str,
+    ) -> Result<(), EngineError> {
+        let cw = conv_w(c, what)?;
+        let cin = cw.cin_g * cw.groups;
+        if cw.groups == 1 {
+            self.max_cin = self.max_cin.max(cin);
+            self.ops.push(Op::Conv {
+                pc: PackedConv::new(self.level, &cw.w, &cw.b, cw.cout, cin, cw.k, cw.s, cw.p),
+                src,
+                dst,
+                act,
+                add,
+            });
+        } else if cw.groups == cin && cw.cout == cin && add.is_none() {
+            self.ops.push(Op::Depthwise {
+                pd: PackedDepthwise::new(self.level, &cw.w, &cw.b, cin, cw.k, cw.s, cw.p),
+                src,
+                dst,
+                act,
+            });
+        } else {
+            return Err(EngineError::Unsupported(format!(
+                "{what}: a grouped convolution (groups {}, {} -> {} channels)",
+                cw.groups, cin, cw.cout
+            )));
+        }
+        Ok(())
+    }
+
+    fn conv(
+        &mut self,
+        c: &Conv,
+        src: View,
+        dst: View,
+        add: Option<View>,
+        what: &str,
+    ) -> Result<(), EngineError> {
+        if c.bn.is_some() {
+            return Err(EngineError::NotFused(what.to_string()));
+        }
+        let act = if c.act { Act::Silu } else { Act::None };
+        self.conv2d(&c.conv, act, src, dst, add, what)
+    }
+
+    fn bottleneck(
+        &mut self,
+        m: &Bottleneck,
+        src: View,
+        dst: View,
+        what: &str,
+    ) -> Result<(), EngineError> {
+        let t = self.buf(m.cv1.conv.out_channels());
+        let tv = View { buf: t, off: 0 };
+        self.conv(&m.cv1, src, tv, None, what)?;
+        self.conv(&m.cv2, tv, dst, m.add.then_some(src), what)
+    }
+
+    fn mobileone(
+        &mut self,
+        m: &MobileOneBlock,
+        src: View,
+        dst: View,
+        what: &str,
+    ) -> Result<(), EngineError> {
+        let f = m
+            .fused
+            .as_ref()
+            .ok_or_else(|| EngineError::NotFused(what.to_string()))?;
+        let t = View {
+            buf: self.buf(m.c1),
+            off: 0,
+        };
+        match &m.se {
+            Some(se) => {
+                self.conv2d(&f.dw_reparam, Act::None, src, t, None, what)?;
+                let c = m.c1;
+                let rd = se.reduce.out_channels();
+                let b = |c: &Option<model::burn::module::Param<Tensor<1>>>, n: usize| {
+                    c.as_ref().map_or(vec![0.0; n], |b| host(b.val()))
+                };
+                self.ops.push(Op::SqueezeExcite {
+                    se: SqueezeExcite {
+                        c,
+                        rd,
+                        w1: host(se.reduce.weight.val()),
+                        b1: b(&se.reduce.bias, rd),
+                        w2: host(se.expand.weight.val()),
+                        b2: b(&se.expand.bias, c),
+                    },
+                    x: t,
+                });
+            }
+            None => self.conv2d(&f.dw_reparam, Act::Relu, src, t, None, what)?,
+        }
+        self.conv2d(&f.pw_reparam, Act::Relu, t, dst, None, what)
+    }
+
+    /// One block from `src` (`cin` channels) into `dst`.
+    fn block(&mut self, b: &Block, src: View, dst: View, what: &str) -> Result<(), EngineError> {
+        match b {
+            Block::Conv(m) => self.conv(m, src, dst, None, what),
+            Block::Bottleneck(m) => self.bottleneck(m, src, dst, what),
+            Block::C2f(m) => {
+                let c = m.c;
+                let n = m.m.len();
+                let cat = self.buf((2 + n) * c);
+                self.conv(&m.cv1, src, View { buf: cat, off: 0 }, None, what)?;
+                for (i, bn) in m.m.iter().enumerate() {
+                    let s = View {
+                        buf: cat,
+                        off: (1 + i) * c,
+                    };
+                    let d = View {
+                        buf: cat,
+                        off: (2 + i) * c,
+                    };
+                    self.bottleneck(bn, s, d, what)?;
+                }
+                self.conv(&m.cv2, View { buf: cat, off: 0 }, dst, None, what)
+            }
+            Block::C3(m) => {
+                let c_ = m.cv1.conv.out_channels();
+                let cat = self.buf(2 * c_);
+                let first = View { buf: cat, off: 0 };
+                if m.m.is_empty() {
+                    self.conv(&m.cv1, src, first, None, what)?;
+                } else {
+                    let mut cur = View {
+                        buf: self.buf(c_),
+                        off: 0,
+                    };
+                    self.conv(&m.cv1, src, cur, None, what)?;
+                    for (i, bn) in m.m.iter().enumerate() {
+                        let d = if i + 1 == m.m.len() {
+                            first
+                        } else {
+                            View {
+                                buf: self.buf(c_),
+                                off: 0,
+                            }
+                        };
+                        self.bottleneck(bn, cur, d, what)?;
+                        cur = d;
+                    }
+                }
+                self.conv(&m.cv2, src, View { buf: cat, off: c_ }, None, what)?;
+                self.conv(&m.cv3, first, dst, None, what)
+            }
+            Block::Sppf(m) => {
+                let c_ = m.cv1.conv.out_channels();
+                let cat = self.buf(c_ * (m.n + 1));
+                self.conv(&m.cv1, src, View { buf: cat, off: 0 }, None, what)?;
+                for i in 0..m.n {
+                    self.ops.push(Op::MaxPool {
+                        k: m.k,
+                        c: c_,
+                        src: View {
+                            buf: cat,
+                            off: i * c_,
+                        },
+                        dst: View {
+                            buf: cat,
+                            off: (i + 1) * c_,
+                        },
+                    });
+                }
+                let add = m.add.then_some(src);
+                self.conv(&m.cv2, View { buf: cat, off: 0 }, dst, add, what)
+            }
+            Block::Spp(m) => {
+                let c_ = m.cv1.conv.out_channels();
+                let cat = self.buf(c_ * (m.k.len() + 1));
+                self.conv(&m.cv1, src, View { buf: cat, off: 0 }, None, what)?;
+                for (i, &k) in m.k.iter().enumerate() {
+                    self.ops.push(Op::MaxPool {
+                        k,
+                        c: c_,
+                        src: View { buf: cat, off: 0 },
+                        dst: View {
+                            buf: cat,
+                            off: (i + 1) * c_,
+                        },
+                    });
+                }
+                self.conv(&m.cv2, View { buf: cat, off: 0 }, dst, None, what)
+            }
+            Block::MobileOne(m) => self.mobileone(m, src, dst, what),
+        }
+    }
+
+    fn detect(&mut self, d: &Detect, inputs: &[View]) -> Result<DetectOut, EngineError> {
+        let mut maps = Vec::new();
+        let ch = 4 * d.reg_max + d.nc;
+        for (i, &x) in inputs.iter().enumerate() {
+            let (a, b) = (&d.cv2[i], &d.cv3[i]);
+            let what = format!("Detect level {i}");
+            for c in [&a.c0, &a.c1, &b.c0, &b.c1] {
+                if c.bn.is_some() {
+                    return Err(EngineError::NotFused(what.clone()));
+                }
+            }
+            // Both branches' first 3x3 convs read the same map: one convolution with their outputs stacked.
+            let (wa, wb) = (conv_w(&a.c0.conv, &what)?, conv_w(&b.c0.conv, &what)?);
+            if wa.groups != 1 || wb.groups != 1 || (wa.k, wa.s, wa.p) != (wb.k, wb.s, wb.p) {
+                return Err(EngineError::Unsupported(format!(
+                    "{what}: unequal first convolutions"
+                )));
+            }
+            let (c2, c3) = (wa.cout, wb.cout);
+            let cin = wa.cin_g;
+            let w: Vec<f32> = wa.w.iter().chain(&wb.w).copied().collect();
+            let bias: Vec<f32> = wa.b.iter().chain(&wb.b).copied().collect();
+            let t0 = self.buf(c2 + c3);
+            self.max_cin = self.max_cin.max(cin);
+            self.ops.push(Op::Conv {
+                pc: PackedConv::new(self.level, &w, &bias, c2 + c3, cin, wa.k, wa.s, wa.p),
+                src: x,
+                dst: View { buf: t0, off: 0 },
+                act: Act::Silu,
+                add: None,
+            });
+            let t1 = self.buf(c2 + c3);
+            self.conv(
+                &a.c1,
+                View { buf: t0, off: 0 },
+                View { buf: t1, off: 0 },
+                None,
+                &what,
+            )?;
+            self.conv(
+                &b.c1,
+                View { buf: t0, off: c2 },
+                View { buf: t1, off: c2 },
+                None,
+                &what,
+            )?;
+            let m = self.buf(ch);
+            let box_act = Act::None;
+            self.conv2d(
+                &a.out,
+                box_act,
+                View { buf: t1, off: 0 },
+                View { buf: m, off: 0 },
+                None,
+                &what,
+            )?;
+            self.conv2d(
+                &b.out,
+                Act::None,
+                View { buf: t1, off: c2 },
+                View {
+                    buf: m,
+                    off: 4 * d.reg_max,
+                },
+                None,
+                &what,
+            )?;
+            maps.push(m);
+        }
+        Ok(DetectOut {
+            maps,
+            strides: d.strides.clone(),
+            reg_max: d.reg_max,
+            nc: d.nc,
+        })
+    }
+}
+
+pub(super) fn lower(model: &YoloModel, level: Level) -> Result<Lowered, EngineError> {
+    let spec = &model.spec;
+    let n = model.layers.len();
+    let mut lw = Lower {
+        level,
+        ops: Vec::new(),
+        channels: Vec::new(),
+        max_cin: 3,
+    };
+    let input = lw.buf(3);
+    let src_of = |f: &Option<usize>, i: usize| f.unwrap_or(i.wrapping_sub(1));
+    // Layers read by exactly one Concat, once, write straight into that Concat's buffer.
+    let mut uses = vec![0usize; n];
+    for (i, l) in spec.layers.iter().enumerate() {
+        if matches!(l.module, ModuleSpec::Concat) {
+            for f in &l.from {
+                let j = src_of(f, i);
+                if j < n {
+                    uses[j] += 1;
+                }
+            }
+        }
+    }
+    let mut out: Vec<Option<View>> = vec![None; n];
+    let mut concat_buf: Vec<Option<usize>> = vec![None; n];
+    for (i, l) in spec.layers.iter().enumerate() {
+        if matches!(l.module, ModuleSpec::Concat) {
+            let b = lw.buf(l.c_out);
+            concat_buf[i] = Some(b);
+            let mut off = 0;
+            for f in &l.from {
+                let j = src_of(f, i);
+                let c = if j < n { spec.layers[j].c_out } else { 3 };
+                let aliasable = j < n
+                    && uses[j] == 1
+                    && !matches!(
+                        spec.layers[j].module,
+                        ModuleSpec::Concat | ModuleSpec::Detect { .. }
+                    );
+                if aliasable {
+                    out[j] = Some(View { buf: b, off });
+                }
+                off += c;
+            }
+        }
+    }
+    let mut detect = None;
+    for (i, (layer, l)) in model.layers.iter().zip(&spec.layers).enumerate() {
+        let what = format!("layer {i} ({})", l.module.type_name());
+        let view_of = |out: &[Option<View>], f: &Option<usize>| -> View {
+            let j = src_of(f, i);
+            if j < n {
+                out[j].expect("layers are lowered in order")
+            } else {
+                View { buf: input, off: 0 }
+            }
+        };
+        let x = view_of(&out, &l.from[0]);
+        match layer {
+            Layer::Detect(d) => {
+                let xs: Vec<View> = l.from.iter().map(|f| view_of(&out, f)).collect();
+                detect = Some(lw.detect(d, &xs)?);
+            }
+            Layer::Concat(_) => {
+                let b = concat_buf[i].expect("made above");
+                let mut off = 0;
+                for f in &l.from {
+                    let j = src_of(f, i);
+                    let c = if j < n { spec.layers[j].c_out } else { 3 };
+                    let v = view_of(&out, f);
+                    if v.buf != b || v.off != off {
+                        lw.ops.push(Op::Copy {
+                            c,
+                            src: v,
+                            dst: View { buf: b, off },
+                        });
+                    }
+                    off += c;
+                }
+                out[i] = Some(View { buf: b, off: 0 });
+            }
+            Layer::Upsample(s) => {
+                let d = out[i].unwrap_or_else(|| View {
+                    buf: lw.buf(l.c_out),
+                    off: 0,
+                });
+                lw.ops.push(Op::Upsample {
+                    s: *s,
+                    c: l.c_out,
+                    src: x,
+                    dst: d,
+                });
+                out[i] = Some(d);
+            }
+            Layer::Single(b) => {
+                let d = out[i].unwrap_or_else(|| View {
+                    buf: lw.buf(l.c_out),
+                    off: 0,
+                });
+                lw.block(b, x, d, &what)?;
+                out[i] = Some(d);
+            }
+            Layer::Stack(bs) => {
+                let d = out[i].unwrap_or_else(|| View {
+                    buf: lw.buf(l.c_out),
+                    off: 0,
+                });
+                let mut cur = x;
+                for (j, b) in bs.iter().enumerate() {
+                    let next = if j + 1 == bs.len() {
+                        d
+                    } else {
+                        View {
+                            buf: lw.buf(l.c_out),
+                            off: 0,
+                        }
+                    };
+                    lw.block(b, cur, next, &what)?;
+                    cur = next;
+                }
+                out[i] = Some(d);
+            }
+        }
+    }
+    let detect = detect.ok_or_else(|| EngineError::Unsupported("a model without Detect".into()))?;
+    Ok(Lowered {
+        ops: lw.ops,
+        channels: lw.channels,
+        input,
+        detect,
+        max_cin: lw.max_cin,
+    })
+}

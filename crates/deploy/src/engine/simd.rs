@@ -1,0 +1,234 @@
+//! The two x86-64 vector instruction sets the engine's kernels are compiled for (AVX-512 and AVX2 + FMA),
+//! behind one small trait so each kernel is written once. Every kernel entry point is a
+//! `#[target_feature]` function that calls the generic, `#[inline(always)]` body with its ISA, so the body
+//! is compiled with that feature set.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+
+/// Which kernels this CPU runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Avx512,
+    Avx2,
+}
+
+impl Level {
+    /// The best level this CPU supports; `None` where neither is available (the burn path is used then).
+    pub fn detect() -> Option<Level> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::env::var_os("YOLO_ENGINE_AVX2").is_none() && is_x86_feature_detected!("avx512f")
+            {
+                return Some(Level::Avx512);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Some(Level::Avx2);
+            }
+        }
+        None
+    }
+
+    /// Lanes per vector.
+    pub fn lanes(self) -> usize {
+        match self {
+            Level::Avx512 => 16,
+            Level::Avx2 => 8,
+        }
+    }
+
+    /// Output pixels per GEMM tile (rows of the register block).
+    pub fn mr(self) -> usize {
+        match self {
+            Level::Avx512 => MR_512,
+            Level::Avx2 => MR_256,
+        }
+    }
+}
+
+pub const MR_512: usize = 8;
+pub const MR_256: usize = 6;
+
+/// A vector ISA: the operations the kernels use. All are unsafe: they are only called from a function
+/// compiled with the matching target features, on pointers valid for `LANES` floats.
+pub trait Isa: Copy {
+    type V: Copy;
+    const LANES: usize;
+    unsafe fn zero() -> Self::V;
+    unsafe fn splat(x: f32) -> Self::V;
+    unsafe fn load(p: *const f32) -> Self::V;
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// `a * b + c`
+    unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+    /// Round to nearest integer (as a float).
+    unsafe fn round(a: Self::V) -> Self::V;
+    /// `a * 2^n` for integral `n` in [-127, 127].
+    unsafe fn scale2(a: Self::V, n: Self::V) -> Self::V;
+
+    /// `exp(x)`, Cephes' single-precision polynomial (about 1 ulp on the clamped range); its constants as
+    /// Cephes writes them.
+    #[inline(always)]
+    #[allow(clippy::excessive_precision)]
+    unsafe fn exp(x: Self::V) -> Self::V {
+        let x = Self::min(Self::max(x, Self::splat(-87.3)), Self::splat(88.3));
+        let n = Self::round(Self::mul(x, Self::splat(std::f32::consts::LOG2_E)));
+        let r = Self::fma(n, Self::splat(-0.693_359_375), x);
+        let r = Self::fma(n, Self::splat(2.121_944_4e-4), r);
+        let mut p = Self::splat(1.987_569_1e-4);
+        p = Self::fma(p, r, Self::splat(1.398_199_9e-3));
+        p = Self::fma(p, r, Self::splat(8.333_452e-3));
+        p = Self::fma(p, r, Self::splat(4.166_579_6e-2));
+        p = Self::fma(p, r, Self::splat(1.666_666_5e-1));
+        p = Self::fma(p, r, Self::splat(0.5));
+        let r2 = Self::mul(r, r);
+        let p = Self::add(Self::fma(p, r2, r), Self::splat(1.0));
+        Self::scale2(p, n)
+    }
+
+    /// `x * sigmoid(x)`
+    #[inline(always)]
+    unsafe fn silu(x: Self::V) -> Self::V {
+        let e = Self::exp(Self::sub(Self::zero(), x));
+        Self::div(x, Self::add(Self::splat(1.0), e))
+    }
+
+    #[inline(always)]
+    unsafe fn sigmoid(x: Self::V) -> Self::V {
+        let e = Self::exp(Self::sub(Self::zero(), x));
+        Self::div(Self::splat(1.0), Self::add(Self::splat(1.0), e))
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub struct Avx512;
+
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx512 {
+    type V = __m512;
+    const LANES: usize = 16;
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        _mm512_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m512 {
+        _mm512_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m512 {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m512) {
+        _mm512_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        _mm512_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512, b: __m512) -> __m512 {
+        _mm512_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+        _mm512_sub_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+        _mm512_mul_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn div(a: __m512, b: __m512) -> __m512 {
+        _mm512_div_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn max(a: __m512, b: __m512) -> __m512 {
+        _mm512_max_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m512, b: __m512) -> __m512 {
+        _mm512_min_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn round(a: __m512) -> __m512 {
+        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
+    }
+    #[inline(always)]
+    unsafe fn scale2(a: __m512, n: __m512) -> __m512 {
+        _mm512_scalef_ps(a, n)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+pub struct Avx2;
+
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx2 {
+    type V = __m256;
+    const LANES: usize = 8;
+    #[inline(always)]
+    unsafe fn zero() -> __m256 {
+        _mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> __m256 {
+        _mm256_set1_ps(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> __m256 {
+        _mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: __m256) {
+        _mm256_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+        _mm256_fmadd_ps(a, b, c)
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m256, b: __m256) -> __m256 {
+        _mm256_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+        _mm256_sub_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+        _mm256_mul_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn div(a: __m256, b: __m256) -> __m256 {
+        _mm256_div_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn max(a: __m256, b: __m256) -> __m256 {
+        _mm256_max_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: __m256, b: __m256) -> __m256 {
+        _mm256_min_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn round(a: __m256) -> __m256 {
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
+    }
+    #[inline(always)]
+    unsafe fn scale2(a: __m256, n: __m256) -> __m256 {
+        let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(n),
+            _mm256_set1_epi32(127),
+        ));
+        _mm256_mul_ps(a, _mm256_castsi256_ps(bits))
+    }
+}

@@ -1,0 +1,92 @@
+//! The inference engine against burn's forward of the same fused model, on every parity fixture's weights
+//! (made by the real Ultralytics package; `deploy verify` checks the engine against Ultralytics' own fused
+//! output): batches that run one image per thread and ones that split operations, non-square inputs,
+//! AVX-512 and AVX2 kernels where the CPU has them. A model the engine cannot run is refused with a reason.
+
+use deploy::engine::{Engine, EngineError, Level};
+use deploy::verify::{compare_output, Fixture, Report};
+use model::burn::tensor::{Device, Distribution, Tensor};
+use model::weights::{host, load_state_dict};
+use model::YoloModel;
+use std::path::Path;
+
+fn fixture_model(name: &str) -> YoloModel {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
+    let fx = Fixture::load(&dir, None).expect("fixture loads");
+    let mut m = YoloModel::new(&fx.spec, &Device::flex());
+    load_state_dict(&mut m, &fx.weights.tensors, &fx.weights.path).expect("weights load");
+    m
+}
+
+fn levels() -> Vec<Level> {
+    let mut v = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            v.push(Level::Avx512);
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            v.push(Level::Avx2);
+        }
+    }
+    v
+}
+
+#[test]
+fn engine_equals_burn_on_every_fixture_batch_and_size() {
+    let levels = levels();
+    if levels.is_empty() {
+        eprintln!("no AVX2/AVX-512 here: the engine is not used on this CPU");
+        return;
+    }
+    let device = Device::flex();
+    for name in [
+        "mobileone_nc3_96x128",
+        "mobileone_se_nc80_64",
+        "v8_nc3_64",
+        "v8_nc80_64x96",
+    ] {
+        let fused = fixture_model(name).fuse();
+        for &(b, h, w) in &[(1, 64, 64), (3, 96, 160), (4, 128, 96)] {
+            let x = Tensor::<4>::random([b, 3, h, w], Distribution::Uniform(0.0, 1.0), &device);
+            let want = host(fused.forward(x.clone()));
+            let xs = host(x).data;
+            for &level in &levels {
+                let e = Engine::with_level(&fused, level).expect("the engine takes fused fixtures");
+                let got = e.run(&xs, b, h, w).expect("runs");
+                let mut report = Report::default();
+                let got = model::weights::HostTensor {
+                    shape: want.shape.clone(),
+                    data: got,
+                };
+                compare_output("engine vs burn", &got, &want, &mut report);
+                assert!(
+                    report.ok(),
+                    "{name} {level:?} batch {b} {h}x{w}:\n{}",
+                    report.render()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn unfused_models_and_bad_inputs_are_refused_with_a_reason() {
+    if levels().is_empty() {
+        return;
+    }
+    let m = fixture_model("mobileone_nc3_96x128");
+    match Engine::new(&m) {
+        Err(EngineError::NotFused(what)) => assert!(what.contains("layer 0"), "{what}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("an unfused model must be refused"),
+    }
+    let e = Engine::new(&m.fuse()).expect("fused runs");
+    let err = e.run(&[0.0; 10], 1, 64, 64).unwrap_err();
+    assert!(err.to_string().contains("10 floats"), "{err}");
+    // 3x3 convolutions on a 2x2 map at stride 32 and beyond: a clear error, not a panic.
+    let err = e.run(&vec![0.0; 3 * 16 * 16], 1, 16, 16).unwrap_err();
+    assert!(err.to_string().contains("16x16"), "{err}");
+}
