@@ -123,7 +123,7 @@ enum Cmd {
         /// Also print per-layer times (batch = the first of --batch).
         #[arg(long)]
         layers: bool,
-        /// Time only the inference engine (the fused model); burn is skipped.
+        /// Time only the inference engine (unfused and fused); burn is skipped.
         #[arg(long)]
         engine_only: bool,
         /// Print the rows as JSON (for scripts/bench_peers.py).
@@ -284,17 +284,21 @@ fn main() -> Result<()> {
                 warmup,
                 iters,
             };
-            let engine = match deploy::engine::Engine::new(&fused) {
+            let lower = |m: &YoloModel| match deploy::engine::Engine::new(m) {
                 Ok(e) => Some(e),
                 Err(e) => {
                     eprintln!("engine: {e}");
                     None
                 }
             };
+            let (engine, engine_unfused) = (lower(&fused), lower(&unfused));
             let mut variants = Vec::new();
             if !engine_only {
                 variants.push(Variant::burn("burn unfused", &unfused, &dev));
                 variants.push(Variant::burn("burn fused", &fused, &dev));
+            }
+            if let Some(e) = &engine_unfused {
+                variants.push(Variant::engine("engine unfused", e));
             }
             if let Some(e) = &engine {
                 variants.push(Variant::engine("engine fused", e));

@@ -204,6 +204,12 @@ impl Fixture {
         let x = self.input_tensor(device);
 
         let (raw, out) = model.forward_both(x.clone());
+        self.check_engine(
+            &model,
+            "unfused",
+            get(&self.expected, "output")?,
+            &mut report,
+        )?;
         compare_output(
             "output",
             &host(out),
@@ -234,7 +240,7 @@ impl Fixture {
             fused_expected,
             &mut report,
         );
-        self.check_engine(&fused, fused_expected, &mut report)?;
+        self.check_engine(&fused, "fused", fused_expected, &mut report)?;
         let ours_sd = state_dict(&mut fused);
         let theirs = &self.fused_weights.tensors;
         let mut worst = 0f32;
@@ -290,11 +296,12 @@ impl Fixture {
 }
 
 impl Fixture {
-    /// The inference engine on our fused model against Ultralytics' fused output and raw maps (nothing to
-    /// check on a CPU without the engine's instruction sets).
+    /// The inference engine on our model (fused or not) against Ultralytics' output of that form and the raw
+    /// maps (nothing to check on a CPU without the engine's instruction sets).
     fn check_engine(
         &self,
         fused: &YoloModel,
+        form: &str,
         fused_expected: &HostTensor,
         report: &mut Report,
     ) -> Result<()> {
@@ -314,7 +321,7 @@ impl Fixture {
         };
         let level = format!("{:?}", engine.level());
         compare_output(
-            &format!("fused output (engine, {level})"),
+            &format!("{form} output (engine, {level})"),
             &ours,
             fused_expected,
             report,
@@ -323,7 +330,7 @@ impl Fixture {
             let key = format!("p{}", i + 3);
             let exp = get(&self.expected, &key)?;
             report.checks.push(Check {
-                name: format!("engine raw {key}"),
+                name: format!("engine {form} raw {key}"),
                 max_abs: if r.len() == exp.data.len() {
                     max_abs_diff(r, &exp.data)
                 } else {

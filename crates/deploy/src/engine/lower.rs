@@ -5,11 +5,11 @@
 
 use super::conv::PackedConv;
 use super::depthwise::PackedDepthwise;
-use super::ops::SqueezeExcite;
+use super::ops::{Affine, SqueezeExcite};
 use super::{Act, DetectOut, EngineError, Level, Op, View};
 use model::burn::tensor::Tensor;
 use model::graph::{Block, Layer};
-use model::nn::{Bottleneck, Conv, Conv2d, Detect, MobileOneBlock};
+use model::nn::{Bn, Bottleneck, Conv, Conv2d, ConvBn, Detect, MobileOneBlock};
 use model::spec::ModuleSpec;
 use model::YoloModel;
 
@@ -26,6 +26,21 @@ fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         .convert::<f32>()
         .try_to_vec::<f32>()
         .unwrap_or_default()
+}
+
+fn squeeze_excite(se: &model::nn::Se, c: usize) -> SqueezeExcite {
+    let rd = se.reduce.out_channels();
+    let b = |c: &Option<model::burn::module::Param<Tensor<1>>>, n: usize| {
+        c.as_ref().map_or(vec![0.0; n], |b| host(b.val()))
+    };
+    SqueezeExcite {
+        c,
+        rd,
+        w1: host(se.reduce.weight.val()),
+        b1: b(&se.reduce.bias, rd),
+        w2: host(se.expand.weight.val()),
+        b2: b(&se.expand.bias, c),
+    }
 }
 
 struct Lower {
@@ -126,11 +141,65 @@ impl Lower {
         add: Option<View>,
         what: &str,
     ) -> Result<(), EngineError> {
-        if c.bn.is_some() {
-            return Err(EngineError::NotFused(what.to_string()));
-        }
         let act = if c.act { Act::Silu } else { Act::None };
-        self.conv2d(&c.conv, act, src, dst, add, what)
+        match &c.bn {
+            None => self.conv2d(&c.conv, act, src, dst, add, what),
+            Some(bn) => {
+                let t = View {
+                    buf: self.buf(c.conv.out_channels()),
+                    off: 0,
+                };
+                self.conv2d(&c.conv, Act::None, src, t, None, what)?;
+                self.bn(bn, t, dst, act, false, add);
+                Ok(())
+            }
+        }
+    }
+
+    /// An unfused BatchNorm: `dst = act((acc ? dst : 0) + bn(src)) (+ add)`.
+    fn bn(&mut self, bn: &Bn, src: View, dst: View, act: Act, acc: bool, add: Option<View>) {
+        let a = Affine::from_bn(
+            &host(bn.weight.val()),
+            &host(bn.bias.val()),
+            &host(bn.running_mean.value_sync()),
+            &host(bn.running_var.value_sync()),
+            bn.eps,
+        );
+        self.ops.push(Op::Affine {
+            a,
+            src,
+            dst,
+            act,
+            acc,
+            add,
+        });
+    }
+
+    /// The sum of an unfused MobileOne stage's branches (conv + BN each, plus the identity BN) into `dst`,
+    /// the activation applied with the last one.
+    fn branch_sum(
+        &mut self,
+        convs: &[&ConvBn],
+        identity: Option<&Bn>,
+        src: View,
+        dst: View,
+        act: Act,
+        what: &str,
+    ) -> Result<(), EngineError> {
+        let n = convs.len() + usize::from(identity.is_some());
+        for (i, br) in convs.iter().enumerate() {
+            let t = View {
+                buf: self.buf(br.conv.out_channels()),
+                off: 0,
+            };
+            self.conv2d(&br.conv, Act::None, src, t, None, what)?;
+            let a = if i + 1 == n { act } else { Act::None };
+            self.bn(&br.bn, t, dst, a, i > 0, None);
+        }
+        if let Some(bn) = identity {
+            self.bn(bn, src, dst, act, !convs.is_empty(), None);
+        }
+        Ok(())
     }
 
     fn bottleneck(
@@ -153,37 +222,31 @@ impl Lower {
         dst: View,
         what: &str,
     ) -> Result<(), EngineError> {
-        let f = m
-            .fused
-            .as_ref()
-            .ok_or_else(|| EngineError::NotFused(what.to_string()))?;
         let t = View {
             buf: self.buf(m.c1),
             off: 0,
         };
-        match &m.se {
-            Some(se) => {
-                self.conv2d(&f.dw_reparam, Act::None, src, t, None, what)?;
-                let c = m.c1;
-                let rd = se.reduce.out_channels();
-                let b = |c: &Option<model::burn::module::Param<Tensor<1>>>, n: usize| {
-                    c.as_ref().map_or(vec![0.0; n], |b| host(b.val()))
-                };
-                self.ops.push(Op::SqueezeExcite {
-                    se: SqueezeExcite {
-                        c,
-                        rd,
-                        w1: host(se.reduce.weight.val()),
-                        b1: b(&se.reduce.bias, rd),
-                        w2: host(se.expand.weight.val()),
-                        b2: b(&se.expand.bias, c),
-                    },
-                    x: t,
-                });
+        let se = m.se.as_ref().map(|se| squeeze_excite(se, m.c1));
+        let dw_act = if se.is_some() { Act::None } else { Act::Relu };
+        match (&m.fused, &m.branches) {
+            (Some(f), _) => {
+                self.conv2d(&f.dw_reparam, dw_act, src, t, None, what)?;
+                if let Some(se) = se {
+                    self.ops.push(Op::SqueezeExcite { se, x: t });
+                }
+                self.conv2d(&f.pw_reparam, Act::Relu, t, dst, None, what)
             }
-            None => self.conv2d(&f.dw_reparam, Act::Relu, src, t, None, what)?,
+            (None, Some(b)) => {
+                let dw: Vec<&ConvBn> = b.dw_3x3.iter().chain(std::iter::once(&b.dw_1x1)).collect();
+                self.branch_sum(&dw, b.dw_bn_layer.as_ref(), src, t, dw_act, what)?;
+                if let Some(se) = se {
+                    self.ops.push(Op::SqueezeExcite { se, x: t });
+                }
+                let pw: Vec<&ConvBn> = b.pw_1x1.iter().collect();
+                self.branch_sum(&pw, b.pw_bn_layer.as_ref(), t, dst, Act::Relu, what)
+            }
+            (None, None) => Err(EngineError::NotFused(what.to_string())),
         }
-        self.conv2d(&f.pw_reparam, Act::Relu, t, dst, None, what)
     }
 
     /// One block from `src` (`cin` channels) into `dst`.
@@ -285,31 +348,31 @@ impl Lower {
         for (i, &x) in inputs.iter().enumerate() {
             let (a, b) = (&d.cv2[i], &d.cv3[i]);
             let what = format!("Detect level {i}");
-            for c in [&a.c0, &a.c1, &b.c0, &b.c1] {
-                if c.bn.is_some() {
-                    return Err(EngineError::NotFused(what.clone()));
-                }
-            }
-            // Both branches' first 3x3 convs read the same map: one convolution with their outputs stacked.
-            let (wa, wb) = (conv_w(&a.c0.conv, &what)?, conv_w(&b.c0.conv, &what)?);
-            if wa.groups != 1 || wb.groups != 1 || (wa.k, wa.s, wa.p) != (wb.k, wb.s, wb.p) {
-                return Err(EngineError::Unsupported(format!(
-                    "{what}: unequal first convolutions"
-                )));
-            }
-            let (c2, c3) = (wa.cout, wb.cout);
-            let cin = wa.cin_g;
-            let w: Vec<f32> = wa.w.iter().chain(&wb.w).copied().collect();
-            let bias: Vec<f32> = wa.b.iter().chain(&wb.b).copied().collect();
+            let (c2, c3) = (a.c0.conv.out_channels(), b.c0.conv.out_channels());
             let t0 = self.buf(c2 + c3);
-            self.max_cin = self.max_cin.max(cin);
-            self.ops.push(Op::Conv {
-                pc: PackedConv::new(self.level, &w, &bias, c2 + c3, cin, wa.k, wa.s, wa.p),
-                src: x,
-                dst: View { buf: t0, off: 0 },
-                act: Act::Silu,
-                add: None,
-            });
+            if a.c0.bn.is_some() || b.c0.bn.is_some() {
+                self.conv(&a.c0, x, View { buf: t0, off: 0 }, None, &what)?;
+                self.conv(&b.c0, x, View { buf: t0, off: c2 }, None, &what)?;
+            } else {
+                // Both branches' first 3x3 convs read the same map: one convolution, outputs stacked.
+                let (wa, wb) = (conv_w(&a.c0.conv, &what)?, conv_w(&b.c0.conv, &what)?);
+                if wa.groups != 1 || wb.groups != 1 || (wa.k, wa.s, wa.p) != (wb.k, wb.s, wb.p) {
+                    return Err(EngineError::Unsupported(format!(
+                        "{what}: unequal first convolutions"
+                    )));
+                }
+                let cin = wa.cin_g;
+                let w: Vec<f32> = wa.w.iter().chain(&wb.w).copied().collect();
+                let bias: Vec<f32> = wa.b.iter().chain(&wb.b).copied().collect();
+                self.max_cin = self.max_cin.max(cin);
+                self.ops.push(Op::Conv {
+                    pc: PackedConv::new(self.level, &w, &bias, c2 + c3, cin, wa.k, wa.s, wa.p),
+                    src: x,
+                    dst: View { buf: t0, off: 0 },
+                    act: Act::Silu,
+                    add: None,
+                });
+            }
             let t1 = self.buf(c2 + c3);
             self.conv(
                 &a.c1,

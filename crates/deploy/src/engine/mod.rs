@@ -5,8 +5,10 @@
 //! image per thread; a single image splits each operation across threads. Same output as
 //! [`model::YoloModel::forward`] (`(B, 4 + nc, A)`), checked against it in `tests/engine.rs`.
 //!
-//! Burn stays the engine for training and for everything this one does not cover (unfused models, grouped
-//! convolutions other than depthwise, CPUs without AVX2): [`Engine::new`] says why it cannot take a model.
+//! Unfused models run too (each BatchNorm a per-channel affine pass, MobileOne branches summed), so the
+//! fusion speed-up can be measured on one engine. Burn stays the engine for training and for what this one
+//! does not cover (grouped convolutions other than depthwise, dilation, CPUs without AVX2): [`Engine::new`]
+//! says why it cannot take a model.
 
 mod conv;
 mod depthwise;
@@ -20,7 +22,7 @@ pub use simd::Level;
 
 use conv::PackedConv;
 use depthwise::PackedDepthwise;
-use ops::SqueezeExcite;
+use ops::{Affine, SqueezeExcite};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -108,6 +110,15 @@ enum Op {
         se: SqueezeExcite,
         x: View,
     },
+    /// An unfused model's BatchNorm (see [`Affine`]).
+    Affine {
+        a: Affine,
+        src: View,
+        dst: View,
+        act: Act,
+        acc: bool,
+        add: Option<View>,
+    },
     MaxPool {
         k: usize,
         c: usize,
@@ -140,6 +151,14 @@ impl Op {
             | Op::Upsample { src, .. }
             | Op::Copy { src, .. } => vec![src.buf],
             Op::SqueezeExcite { x, .. } => vec![x.buf],
+            Op::Affine {
+                src, dst, acc, add, ..
+            } => {
+                let mut v = vec![src.buf];
+                v.extend(acc.then_some(dst.buf));
+                v.extend(add.map(|a| a.buf));
+                v
+            }
         }
     }
 
@@ -149,7 +168,8 @@ impl Op {
             | Op::Depthwise { dst, .. }
             | Op::MaxPool { dst, .. }
             | Op::Upsample { dst, .. }
-            | Op::Copy { dst, .. } => dst.buf,
+            | Op::Copy { dst, .. }
+            | Op::Affine { dst, .. } => dst.buf,
             Op::SqueezeExcite { x, .. } => x.buf,
         }
     }
@@ -247,7 +267,10 @@ impl Engine {
                     pd.out_size(sh, sw)
                 }
                 Op::Upsample { s, .. } => (sh * s, sw * s),
-                Op::MaxPool { .. } | Op::Copy { .. } | Op::SqueezeExcite { .. } => (sh, sw),
+                Op::MaxPool { .. }
+                | Op::Copy { .. }
+                | Op::SqueezeExcite { .. }
+                | Op::Affine { .. } => (sh, sw),
             };
             if let Op::Conv { add: Some(a), .. } = op {
                 if dims[a.buf] != Some(out) {
@@ -432,6 +455,11 @@ impl Engine {
                         format!("depthwise {k}x{k}/{s} {} {act:?}", pd.c, k = pd.k, s = pd.s)
                     }
                     Op::SqueezeExcite { se, .. } => format!("squeeze-excite {}", se.c),
+                    Op::Affine { a, act, acc, .. } => format!(
+                        "batchnorm {} {act:?}{}",
+                        a.c,
+                        if *acc { " +sum" } else { "" }
+                    ),
                     Op::MaxPool { k, c, .. } => format!("maxpool {k}x{k} {c}"),
                     Op::Upsample { s, c, .. } => format!("upsample x{s} {c}"),
                     Op::Copy { c, .. } => format!("copy {c}"),
@@ -548,6 +576,18 @@ impl Engine {
                     pd.run(sv, dv, *act, parallel);
                 }
                 Op::SqueezeExcite { se, x } => se.run(dst(ws, *x)),
+                Op::Affine {
+                    a,
+                    src: s,
+                    dst: d,
+                    act,
+                    acc,
+                    add,
+                } => {
+                    let (sv, dv) = (src(ws, *s), dst(ws, *d));
+                    let av = add.map(|v| src(ws, v));
+                    a.run(self.level, sv, dv, *act, *acc, av, parallel);
+                }
                 Op::MaxPool {
                     k,
                     c,
@@ -620,6 +660,7 @@ impl Engine {
                 self.detect.reg_max,
                 self.detect.nc,
                 out,
+                parallel,
             );
             if let Some(t) = times {
                 t[self.ops.len()] += t0.elapsed().as_secs_f64() * 1e3;

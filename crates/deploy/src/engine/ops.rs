@@ -139,38 +139,66 @@ pub struct LevelMap<'a> {
 }
 
 /// Decodes the levels of one image into `out` `(4 + nc, A)`, channel-major: cx, cy, w, h in input pixels,
-/// then sigmoid scores, anchors in level order and row-major, as [`model::nn::Detect::decode`].
+/// then sigmoid scores, anchors in level order and row-major, as [`model::nn::Detect::decode`]. The maps'
+/// score channels are overwritten with their sigmoid.
 pub fn decode(
     level: Level,
     levels: &mut [LevelMap<'_>],
     reg_max: usize,
     nc: usize,
     out: &mut [f32],
+    parallel: bool,
 ) {
     let a_total: usize = levels.iter().map(|l| l.h * l.w).sum();
     let ch = 4 * reg_max + nc;
+    assert!(out.len() >= (4 + nc) * a_total);
+    let out = Dst {
+        ptr: out.as_mut_ptr(),
+        h: 1,
+        w: (4 + nc) * a_total,
+        stride: 1,
+    };
     let mut a0 = 0;
-    let mut e = vec![0.0f32; 4 * reg_max];
     for lv in levels.iter_mut() {
         let n = lv.h * lv.w;
-        // Scores: sigmoid in place over the contiguous class channels, vectorized.
-        for px in lv.map.chunks_exact_mut(ch) {
-            sigmoid_in_place(level, &mut px[4 * reg_max..]);
-        }
-        for (i, px) in lv.map.chunks_exact(ch).enumerate() {
-            let a = a0 + i;
-            let mut d = [0.0f32; 4];
-            dfl(level, &px[..4 * reg_max], reg_max, &mut e, &mut d);
-            let (cx, cy) = ((i % lv.w) as f32 + 0.5, (i / lv.w) as f32 + 0.5);
-            let (x1, y1, x2, y2) = (cx - d[0], cy - d[1], cx + d[2], cy + d[3]);
-            out[a] = (x1 + x2) / 2.0 * lv.stride;
-            out[a_total + a] = (y1 + y2) / 2.0 * lv.stride;
-            out[2 * a_total + a] = (x2 - x1) * lv.stride;
-            out[3 * a_total + a] = (y2 - y1) * lv.stride;
-            for (j, &s) in px[4 * reg_max..].iter().enumerate() {
-                out[(4 + j) * a_total + a] = s;
+        assert!(lv.map.len() >= n * ch);
+        let map = Dst {
+            ptr: lv.map.as_mut_ptr(),
+            h: lv.h,
+            w: lv.w,
+            stride: ch,
+        };
+        let st = lv.stride;
+        let job = |i0: usize, i1: usize| {
+            let (map, out) = (map, out);
+            let mut e = vec![0.0f32; 4 * reg_max];
+            for i in i0..i1 {
+                // SAFETY: anchor i's channels lie within the map (asserted above); jobs take disjoint anchors.
+                let px = unsafe { std::slice::from_raw_parts_mut(map.ptr.add(i * ch), ch) };
+                sigmoid_in_place(level, &mut px[4 * reg_max..]);
+                let mut d = [0.0f32; 4];
+                dfl(level, &px[..4 * reg_max], reg_max, &mut e, &mut d);
+                let (cx, cy) = ((i % map.w) as f32 + 0.5, (i / map.w) as f32 + 0.5);
+                let (x1, y1, x2, y2) = (cx - d[0], cy - d[1], cx + d[2], cy + d[3]);
+                let a = a0 + i;
+                let vals = [
+                    (x1 + x2) / 2.0 * st,
+                    (y1 + y2) / 2.0 * st,
+                    (x2 - x1) * st,
+                    (y2 - y1) * st,
+                ];
+                // SAFETY: row r, anchor a is inside `out` ((4 + nc) * a_total, asserted); anchors disjoint.
+                unsafe {
+                    for (r, v) in vals.into_iter().enumerate() {
+                        *out.ptr.add(r * a_total + a) = v;
+                    }
+                    for (j, &sc) in px[4 * reg_max..].iter().enumerate() {
+                        *out.ptr.add((4 + j) * a_total + a) = sc;
+                    }
+                }
             }
-        }
+        };
+        par_ranges(n, parallel, &job);
         a0 += n;
     }
 }
@@ -266,5 +294,157 @@ unsafe fn sigmoid_slice<I: Isa>(x: &mut [f32]) {
     }
     for v in chunks.into_remainder() {
         *v = 1.0 / (1.0 + (-*v).exp());
+    }
+}
+
+/// Inference BatchNorm as a per-channel affine map, for models run unfused:
+/// `dst = act((acc ? dst : 0) + src * scale + shift) (+ add)`. `acc` sums the branches of an unfused
+/// MobileOne block into one map before its activation.
+#[derive(Debug, Clone)]
+pub struct Affine {
+    pub c: usize,
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+}
+
+impl Affine {
+    /// From BatchNorm weight, bias, running mean and variance.
+    pub fn from_bn(gamma: &[f32], beta: &[f32], mean: &[f32], var: &[f32], eps: f64) -> Affine {
+        let scale: Vec<f32> = gamma
+            .iter()
+            .zip(var)
+            .map(|(&g, &v)| (g as f64 / (v as f64 + eps).sqrt()) as f32)
+            .collect();
+        let shift = beta
+            .iter()
+            .zip(mean)
+            .zip(&scale)
+            .map(|((&b, &m), &s)| b - m * s)
+            .collect();
+        Affine {
+            c: gamma.len(),
+            scale,
+            shift,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &self,
+        level: Level,
+        src: Src,
+        dst: Dst,
+        act: super::Act,
+        acc: bool,
+        add: Option<Src>,
+        parallel: bool,
+    ) {
+        let job = |y0: usize, y1: usize| {
+            let (src, dst, add) = (src, dst, add);
+            // SAFETY: views valid for their geometry, rows disjoint between jobs, ISA detected.
+            unsafe {
+                match level {
+                    #[cfg(target_arch = "x86_64")]
+                    Level::Avx512 => affine_avx512(self, src, dst, act, acc, add, y0, y1),
+                    #[cfg(target_arch = "x86_64")]
+                    Level::Avx2 => affine_avx2(self, src, dst, act, acc, add, y0, y1),
+                    #[cfg(not(target_arch = "x86_64"))]
+                    _ => unreachable!("the engine is only built on x86-64"),
+                }
+            }
+        };
+        par_ranges(dst.h, parallel, &job);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn affine_avx512(
+    a: &Affine,
+    src: Src,
+    dst: Dst,
+    act: super::Act,
+    acc: bool,
+    add: Option<Src>,
+    y0: usize,
+    y1: usize,
+) {
+    affine_rows::<Avx512>(a, src, dst, act, acc, add, y0, y1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn affine_avx2(
+    a: &Affine,
+    src: Src,
+    dst: Dst,
+    act: super::Act,
+    acc: bool,
+    add: Option<Src>,
+    y0: usize,
+    y1: usize,
+) {
+    affine_rows::<Avx2>(a, src, dst, act, acc, add, y0, y1)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn affine_rows<I: Isa>(
+    a: &Affine,
+    src: Src,
+    dst: Dst,
+    act: super::Act,
+    acc: bool,
+    add: Option<Src>,
+    y0: usize,
+    y1: usize,
+) {
+    use super::Act;
+    let c = a.c;
+    let l = I::LANES;
+    let one = |x: f32, i: usize, prev: f32| -> f32 {
+        let y = prev + x * a.scale[i] + a.shift[i];
+        match act {
+            Act::None => y,
+            Act::Relu => y.max(0.0),
+            Act::Silu => y / (1.0 + (-y).exp()),
+        }
+    };
+    for p in y0 * dst.w..y1 * dst.w {
+        let s = src.ptr.add(p * src.stride);
+        let d = dst.ptr.add(p * dst.stride);
+        let r = add.map(|v| v.ptr.add(p * v.stride));
+        let mut i = 0;
+        while i + l <= c {
+            let mut y = I::fma(
+                I::load(s.add(i)),
+                I::load(a.scale.as_ptr().add(i)),
+                I::load(a.shift.as_ptr().add(i)),
+            );
+            if acc {
+                y = I::add(y, I::load(d.add(i)));
+            }
+            y = match act {
+                Act::None => y,
+                Act::Relu => I::max(y, I::zero()),
+                Act::Silu => I::silu(y),
+            };
+            if let Some(r) = r {
+                y = I::add(y, I::load(r.add(i)));
+            }
+            I::store(d.add(i), y);
+            i += l;
+        }
+        while i < c {
+            let prev = if acc { *d.add(i) } else { 0.0 };
+            let mut y = one(*s.add(i), i, prev);
+            if let Some(r) = r {
+                y += *r.add(i);
+            }
+            *d.add(i) = y;
+            i += 1;
+        }
     }
 }

@@ -63,13 +63,14 @@ pub trait Isa: Copy {
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
-    unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
     /// Round to nearest integer (as a float).
     unsafe fn round(a: Self::V) -> Self::V;
     /// `a * 2^n` for integral `n` in [-127, 127].
     unsafe fn scale2(a: Self::V, n: Self::V) -> Self::V;
+    /// `1 / a`: the hardware estimate refined by one Newton step (a division costs several times more).
+    unsafe fn recip(a: Self::V) -> Self::V;
 
     /// `exp(x)`, Cephes' single-precision polynomial (about 1 ulp on the clamped range); its constants as
     /// Cephes writes them.
@@ -95,13 +96,13 @@ pub trait Isa: Copy {
     #[inline(always)]
     unsafe fn silu(x: Self::V) -> Self::V {
         let e = Self::exp(Self::sub(Self::zero(), x));
-        Self::div(x, Self::add(Self::splat(1.0), e))
+        Self::mul(x, Self::recip(Self::add(Self::splat(1.0), e)))
     }
 
     #[inline(always)]
     unsafe fn sigmoid(x: Self::V) -> Self::V {
         let e = Self::exp(Self::sub(Self::zero(), x));
-        Self::div(Self::splat(1.0), Self::add(Self::splat(1.0), e))
+        Self::recip(Self::add(Self::splat(1.0), e))
     }
 }
 
@@ -146,10 +147,6 @@ impl Isa for Avx512 {
         _mm512_mul_ps(a, b)
     }
     #[inline(always)]
-    unsafe fn div(a: __m512, b: __m512) -> __m512 {
-        _mm512_div_ps(a, b)
-    }
-    #[inline(always)]
     unsafe fn max(a: __m512, b: __m512) -> __m512 {
         _mm512_max_ps(a, b)
     }
@@ -164,6 +161,12 @@ impl Isa for Avx512 {
     #[inline(always)]
     unsafe fn scale2(a: __m512, n: __m512) -> __m512 {
         _mm512_scalef_ps(a, n)
+    }
+    #[inline(always)]
+    unsafe fn recip(a: __m512) -> __m512 {
+        let r = _mm512_rcp14_ps(a);
+        // r * (2 - a * r)
+        _mm512_mul_ps(r, _mm512_fnmadd_ps(a, r, _mm512_set1_ps(2.0)))
     }
 }
 
@@ -208,10 +211,6 @@ impl Isa for Avx2 {
         _mm256_mul_ps(a, b)
     }
     #[inline(always)]
-    unsafe fn div(a: __m256, b: __m256) -> __m256 {
-        _mm256_div_ps(a, b)
-    }
-    #[inline(always)]
     unsafe fn max(a: __m256, b: __m256) -> __m256 {
         _mm256_max_ps(a, b)
     }
@@ -230,5 +229,10 @@ impl Isa for Avx2 {
             _mm256_set1_epi32(127),
         ));
         _mm256_mul_ps(a, _mm256_castsi256_ps(bits))
+    }
+    #[inline(always)]
+    unsafe fn recip(a: __m256) -> __m256 {
+        let r = _mm256_rcp_ps(a);
+        _mm256_mul_ps(r, _mm256_fnmadd_ps(a, r, _mm256_set1_ps(2.0)))
     }
 }
