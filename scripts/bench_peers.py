@@ -253,16 +253,15 @@ def main():
               f"{m['torch'] / o:.2f}x | {rs.get('ours', 0):.0f} / {rs.get('torch', 0):.0f} / {rs.get('ort', 0):.0f} |")
     if a.unfused:
         print()
-        print("| batch | PyTorch unfused / fused | burn unfused / fused | burn unfused / engine fused |")
-        print("|---:|---:|---:|---:|")
+        print("| batch | unfused ms: ours / PyTorch / burn | ours unfused / fused | PyTorch unfused / fused "
+              "| burn unfused / fused |")
+        print("|---:|---|---:|---:|---:|")
         for r in results:
             m = r["median_ms"]
-            line = f"| {r['batch']} | {m['torch unfused'] / m['torch']:.2f}x |"
-            if "burn unfused" in m:
-                line += f" {m['burn unfused'] / m['burn fused']:.2f}x | {m['burn unfused'] / m['engine fused']:.2f}x |"
-            else:
-                line += " | |"
-            print(line)
+            nan = float("nan")
+            eu, bu, bf = (m.get(k, nan) for k in ("engine unfused", "burn unfused", "burn fused"))
+            print(f"| {r['batch']} | {eu:.1f} / {m['torch unfused']:.1f} / {bu:.1f} | {eu / m['engine fused']:.2f}x "
+                  f"| {m['torch unfused'] / m['torch']:.2f}x | {bu / bf:.2f}x |")
     if a.json:
         Path(a.json).write_text(json.dumps({"header": head, "results": results}, indent=2) + "\n")
 

@@ -1,7 +1,7 @@
 //! Deploy-side tools for YOLO models built by the `model` crate: parity verification against fixtures made by
 //! the real Ultralytics package (`verify`), verified fusion and export to safetensors, burn records and ONNX
-//! (`export`, `onnx`), image preprocessing (`preprocess`), batch prediction over folders (`predict`) and a fused-vs-unfused
-//! benchmark (`bench`).
+//! (`export`, `onnx`), image preprocessing (`preprocess`), a CPU inference engine (`engine`), batch prediction
+//! over folders (`predict`) and latency benchmarks (`bench`).
 
 pub mod bench;
 pub mod engine;
