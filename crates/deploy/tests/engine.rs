@@ -21,17 +21,7 @@ fn fixture_model(name: &str) -> YoloModel {
 }
 
 fn levels() -> Vec<Level> {
-    let mut v = Vec::new();
-    #[cfg(target_arch = "x86_64")]
-    {
-        if is_x86_feature_detected!("avx512f") {
-            v.push(Level::Avx512);
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            v.push(Level::Avx2);
-        }
-    }
-    v
+    Level::available()
 }
 
 #[test]

@@ -99,13 +99,6 @@ impl PackedConv {
         }
     }
 
-    pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
-        (
-            (h + 2 * self.p - self.k) / self.s + 1,
-            (w + 2 * self.p - self.k) / self.s + 1,
-        )
-    }
-
     /// Runs the convolution of `src` into `dst` (`dst` holds `out_size` pixels), then `act`, then adds `add`
     /// (same geometry as `dst`). `zeros` holds at least `cin` zeros.
     pub fn run(

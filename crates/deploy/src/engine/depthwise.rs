@@ -49,13 +49,6 @@ impl PackedDepthwise {
         }
     }
 
-    pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
-        (
-            (h + 2 * self.p - self.k) / self.s + 1,
-            (w + 2 * self.p - self.k) / self.s + 1,
-        )
-    }
-
     pub fn run(&self, src: Src, dst: Dst, act: Act, parallel: bool) {
         let job = |y0: usize, y1: usize| {
             // SAFETY: views valid for their geometry, output rows disjoint between jobs, ISA detected.

@@ -238,6 +238,17 @@ impl Engine {
         self.detect.nc
     }
 
+    /// Floats of one image's decoded output `(4 + nc, A)`.
+    fn out_len(&self, dims: &[(usize, usize)]) -> usize {
+        let a: usize = self
+            .detect
+            .maps
+            .iter()
+            .map(|&m| dims[m].0 * dims[m].1)
+            .sum();
+        (4 + self.detect.nc) * a
+    }
+
     /// `(h, w)` of every buffer for an `h x w` input.
     fn sizes(&self, h: usize, w: usize) -> Result<Vec<(usize, usize)>, EngineError> {
         let mut dims: Vec<Option<(usize, usize)>> = vec![None; self.channels.len()];
@@ -248,24 +259,8 @@ impl Engine {
             let (sh, sw) =
                 dims[src].ok_or_else(|| bad("a map is read before it is written".into()))?;
             let out = match op {
-                Op::Conv { pc, .. } => {
-                    if sh + 2 * pc.p < pc.k || sw + 2 * pc.p < pc.k {
-                        return Err(bad(format!(
-                            "a {}x{} map is smaller than a {}x{} kernel",
-                            sh, sw, pc.k, pc.k
-                        )));
-                    }
-                    pc.out_size(sh, sw)
-                }
-                Op::Depthwise { pd, .. } => {
-                    if sh + 2 * pd.p < pd.k || sw + 2 * pd.p < pd.k {
-                        return Err(bad(format!(
-                            "a {}x{} map is smaller than a {}x{} kernel",
-                            sh, sw, pd.k, pd.k
-                        )));
-                    }
-                    pd.out_size(sh, sw)
-                }
+                Op::Conv { pc, .. } => conv_out(pc.k, pc.s, pc.p, sh, sw).map_err(bad)?,
+                Op::Depthwise { pd, .. } => conv_out(pd.k, pd.s, pd.p, sh, sw).map_err(bad)?,
                 Op::Upsample { s, .. } => (sh * s, sw * s),
                 Op::MaxPool { .. }
                 | Op::Copy { .. }
@@ -325,15 +320,7 @@ impl Engine {
             });
         }
         let dims = self.sizes(h, w)?;
-        let per_out: usize = {
-            let a: usize = self
-                .detect
-                .maps
-                .iter()
-                .map(|&m| dims[m].0 * dims[m].1)
-                .sum();
-            (4 + self.detect.nc) * a
-        };
+        let per_out = self.out_len(&dims);
         let ch = 4 * self.detect.reg_max + self.detect.nc;
         let mut out = vec![0.0f32; b * per_out];
         let mut raw: Vec<Vec<f32>> = if want_raw {
@@ -408,13 +395,7 @@ impl Engine {
         iters: usize,
     ) -> Result<Vec<(String, f64)>, EngineError> {
         let dims = self.sizes(h, w)?;
-        let a: usize = self
-            .detect
-            .maps
-            .iter()
-            .map(|&m| dims[m].0 * dims[m].1)
-            .sum();
-        let mut out = vec![0.0f32; (4 + self.detect.nc) * a];
+        let mut out = vec![0.0f32; self.out_len(&dims)];
         let mut ws = self.take_workspace();
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); self.ops.len() + 1];
         for _ in 0..iters.max(1) {
@@ -671,6 +652,14 @@ impl Engine {
         }
         raw
     }
+}
+
+/// A convolution's output size, or why the map is too small for its kernel.
+fn conv_out(k: usize, s: usize, p: usize, h: usize, w: usize) -> Result<(usize, usize), String> {
+    if h + 2 * p < k || w + 2 * p < k {
+        return Err(format!("a {h}x{w} map is smaller than a {k}x{k} kernel"));
+    }
+    Ok(((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1))
 }
 
 /// Assigns buffers to workspace slots: a buffer takes a free slot when first written and frees it after

@@ -224,50 +224,27 @@ fn dfl(level: Level, logits: &[f32], reg_max: usize, e: &mut [f32], d: &mut [f32
 }
 
 fn exp_in_place(level: Level, x: &mut [f32]) {
-    // SAFETY: the ISA was detected when the engine was built.
-    unsafe {
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => exp_avx512(x),
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => exp_avx2(x),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => unreachable!("the engine is only built on x86-64"),
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn exp_avx512(x: &mut [f32]) {
-    exp_slice::<Avx512>(x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn exp_avx2(x: &mut [f32]) {
-    exp_slice::<Avx2>(x)
-}
-
-#[inline(always)]
-unsafe fn exp_slice<I: Isa>(x: &mut [f32]) {
-    let mut chunks = x.chunks_exact_mut(I::LANES);
-    for c in &mut chunks {
-        I::store(c.as_mut_ptr(), I::exp(I::load(c.as_ptr())));
-    }
-    for v in chunks.into_remainder() {
-        *v = v.exp();
-    }
+    map_in_place(level, x, Unary::Exp)
 }
 
 pub(super) fn sigmoid_in_place(level: Level, x: &mut [f32]) {
+    map_in_place(level, x, Unary::Sigmoid)
+}
+
+#[derive(Clone, Copy)]
+enum Unary {
+    Exp,
+    Sigmoid,
+}
+
+fn map_in_place(level: Level, x: &mut [f32], f: Unary) {
     // SAFETY: the ISA was detected when the engine was built.
     unsafe {
         match level {
             #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => sigmoid_avx512(x),
+            Level::Avx512 => map_avx512(x, f),
             #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => sigmoid_avx2(x),
+            Level::Avx2 => map_avx2(x, f),
             #[cfg(not(target_arch = "x86_64"))]
             _ => unreachable!("the engine is only built on x86-64"),
         }
@@ -276,24 +253,32 @@ pub(super) fn sigmoid_in_place(level: Level, x: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn sigmoid_avx512(x: &mut [f32]) {
-    sigmoid_slice::<Avx512>(x)
+unsafe fn map_avx512(x: &mut [f32], f: Unary) {
+    map_slice::<Avx512>(x, f)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn sigmoid_avx2(x: &mut [f32]) {
-    sigmoid_slice::<Avx2>(x)
+unsafe fn map_avx2(x: &mut [f32], f: Unary) {
+    map_slice::<Avx2>(x, f)
 }
 
 #[inline(always)]
-unsafe fn sigmoid_slice<I: Isa>(x: &mut [f32]) {
+unsafe fn map_slice<I: Isa>(x: &mut [f32], f: Unary) {
     let mut chunks = x.chunks_exact_mut(I::LANES);
     for c in &mut chunks {
-        I::store(c.as_mut_ptr(), I::sigmoid(I::load(c.as_ptr())));
+        let v = I::load(c.as_ptr());
+        let y = match f {
+            Unary::Exp => I::exp(v),
+            Unary::Sigmoid => I::sigmoid(v),
+        };
+        I::store(c.as_mut_ptr(), y);
     }
     for v in chunks.into_remainder() {
-        *v = 1.0 / (1.0 + (-*v).exp());
+        *v = match f {
+            Unary::Exp => v.exp(),
+            Unary::Sigmoid => 1.0 / (1.0 + (-*v).exp()),
+        };
     }
 }
 

@@ -29,6 +29,21 @@ impl Level {
         None
     }
 
+    /// Every level this CPU can run, best first (tests run each).
+    pub fn available() -> Vec<Level> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") {
+                v.push(Level::Avx512);
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                v.push(Level::Avx2);
+            }
+        }
+        v
+    }
+
     /// Lanes per vector.
     pub fn lanes(self) -> usize {
         match self {
