@@ -112,7 +112,11 @@ impl DataConfig {
         if names.is_empty() {
             return Err(err("names is empty".into()));
         }
-        if let Some(nc) = get("nc").and_then(|n| n.as_u64()) {
+        if let Some(v) = get("nc").filter(|v| !v.is_null()) {
+            // Ultralytics compares nc with len(names) as they are: -1 or "3" next to names is a mismatch.
+            let nc = v
+                .as_u64()
+                .ok_or_else(|| err(format!("nc: expected a whole number of classes, got {v:?}")))?;
             if nc as usize != names.len() {
                 return Err(err(format!("nc is {nc} but names lists {}", names.len())));
             }
@@ -154,11 +158,23 @@ fn is_image(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
+/// Collects images below `dir`. A folder reached twice (a symlink loop, or two links to one folder) is read
+/// once: `seen` holds the canonical paths visited.
+fn walk(
+    dir: &Path,
+    out: &mut Vec<PathBuf>,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> std::io::Result<()> {
+    if !seen.insert(std::fs::canonicalize(dir)?) {
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    entries.sort();
+    for p in entries {
         if p.is_dir() {
-            walk(&p, out)?;
+            walk(&p, out, seen)?;
         } else if is_image(&p) {
             out.push(p);
         }
@@ -176,7 +192,7 @@ pub fn image_files(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
             msg: e.to_string(),
         };
         if s.is_dir() {
-            walk(s, &mut out).map_err(io)?;
+            walk(s, &mut out, &mut Default::default()).map_err(io)?;
         } else if s.extension().and_then(|e| e.to_str()) == Some("txt") {
             let base = s.parent().unwrap_or(Path::new("."));
             let text = std::fs::read_to_string(s).map_err(io)?;

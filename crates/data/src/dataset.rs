@@ -50,6 +50,28 @@ struct CacheFile {
     summary: Summary,
 }
 
+impl CacheFile {
+    /// What the loader relies on holds: the file is ours only if it passes this; otherwise the labels are read
+    /// again (a cache edited by hand or by another tool must not reach the loss with a bad class id).
+    fn valid(&self) -> bool {
+        let unit = |v: f32| v.is_finite() && (0.0..=1.0).contains(&v);
+        self.summary.boxes_per_class.len() == self.nc
+            && self.samples.iter().all(|s| {
+                s.size.0 > 0
+                    && s.size.1 > 0
+                    && s.labels.iter().all(|l| {
+                        l.cls < self.nc
+                            && unit(l.cx)
+                            && unit(l.cy)
+                            && unit(l.w)
+                            && unit(l.h)
+                            && l.w > 0.0
+                            && l.h > 0.0
+                    })
+            })
+    }
+}
+
 /// FNV-1a: a stable hash for the cache key (std's hasher may change between Rust releases).
 fn fnv(h: &mut u64, bytes: &[u8]) {
     for b in bytes {
@@ -131,7 +153,7 @@ impl Dataset {
         if let Some(cp) = &cache_path {
             if let Ok(text) = std::fs::read_to_string(cp) {
                 if let Ok(c) = serde_json::from_str::<CacheFile>(&text) {
-                    if c.version == CACHE_VERSION && c.hash == hash && c.nc == nc {
+                    if c.version == CACHE_VERSION && c.hash == hash && c.nc == nc && c.valid() {
                         return Ok(Dataset {
                             split: split.to_string(),
                             names: cfg.names.clone(),
@@ -168,12 +190,30 @@ impl Dataset {
                 ));
             }
             let lp = label_path(img);
-            let labels = match std::fs::read_to_string(&lp) {
-                Err(_) => {
+            let text = match std::fs::read(&lp) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => Some(Err(format!("cannot read ({e})"))),
+                Ok(bytes) => Some(String::from_utf8(bytes).map_err(|e| {
+                    format!(
+                        "not UTF-8 text (byte {} is invalid)",
+                        e.utf8_error().valid_up_to()
+                    )
+                })),
+            };
+            let labels = match text {
+                None => {
                     summary.missing_labels += 1;
                     vec![]
                 }
-                Ok(text) => {
+                // Ultralytics counts an unreadable label file as a corrupt image/label pair and drops it.
+                Some(Err(why)) => {
+                    summary.corrupt += 1;
+                    summary
+                        .warnings
+                        .push(format!("{}: skipped: label file {why}", lp.display()));
+                    continue;
+                }
+                Some(Ok(text)) => {
                     let parsed = parse_labels(&text, &lp.display().to_string(), nc)?;
                     if !parsed.notes.is_empty() {
                         summary.warnings.push(format!(

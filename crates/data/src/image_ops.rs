@@ -17,6 +17,10 @@ pub struct Letterbox {
     pub size: (usize, usize),
 }
 
+/// Larger images are refused before decoding: PIL's `Image.MAX_IMAGE_PIXELS * 2`, where PIL (and so
+/// Ultralytics' dataset checks) raises its decompression-bomb error.
+pub const MAX_PIXELS: u64 = 178_956_970;
+
 /// Decodes an image file (JPEG, PNG, BMP, WebP) to RGB, applying its EXIF orientation.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot open", path.display()))?;
@@ -34,6 +38,13 @@ pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage> {
     let mut decoder = reader
         .into_decoder()
         .with_context(|| format!("{name}: not a supported image"))?;
+    // The header's size is checked before any pixel is allocated: a few bytes can claim gigapixels.
+    let (w, h) = decoder.dimensions();
+    if w as u64 * h as u64 > MAX_PIXELS {
+        anyhow::bail!(
+            "{name}: the header says {w}x{h} pixels, more than the {MAX_PIXELS} allowed (PIL's decompression-bomb limit)"
+        );
+    }
     let orientation = decoder.orientation().ok();
     let mut img = match is_jpeg.then(|| decode_jpeg_libjpeg(bytes)).flatten() {
         Some(img) => image::DynamicImage::ImageRgb8(img),

@@ -23,6 +23,47 @@ pub struct Parsed {
     pub notes: Vec<String>,
 }
 
+/// Lines as Python's `str.splitlines` cuts them (Ultralytics reads labels with it): `\n`, `\r\n` and a lone
+/// `\r` (old Mac files) all end a line, as do the other separators Python knows.
+pub fn splitlines(text: &str) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let is_sep = |c: char| {
+            matches!(
+                c,
+                '\n' | '\r'
+                    | '\x0b'
+                    | '\x0c'
+                    | '\x1c'
+                    | '\x1d'
+                    | '\x1e'
+                    | '\u{85}'
+                    | '\u{2028}'
+                    | '\u{2029}'
+            )
+        };
+        match rest.char_indices().find(|&(_, c)| is_sep(c)) {
+            None => {
+                let line = rest;
+                rest = "";
+                Some(line)
+            }
+            Some((i, c)) => {
+                let line = &rest[..i];
+                let mut next = i + c.len_utf8();
+                if c == '\r' && rest[next..].starts_with('\n') {
+                    next += 1;
+                }
+                rest = &rest[next..];
+                Some(line)
+            }
+        }
+    })
+}
+
 /// Parses a label file's text. Bad rows are dropped with a note; a class id >= `nc` is an error, since it
 /// means the dataset YAML does not describe these labels.
 pub fn parse_labels(text: &str, file: &str, nc: usize) -> Result<Parsed> {
@@ -30,7 +71,7 @@ pub fn parse_labels(text: &str, file: &str, nc: usize) -> Result<Parsed> {
     let mut clipped = 0;
     let mut seen: Vec<[u32; 5]> = Vec::new();
     let mut dups = 0;
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in splitlines(text).enumerate() {
         let ln = i + 1;
         let toks: Vec<&str> = line.split_whitespace().collect();
         if toks.is_empty() {
