@@ -14,6 +14,9 @@ pub enum DataError {
     },
     #[error("{path}: {msg}")]
     Io { path: String, msg: String },
+    /// A batch worker thread died (a bug): the run stops instead of taking it for the end of the data.
+    #[error("a data worker stopped: {0}")]
+    Worker(String),
 }
 
 pub type Result<T> = std::result::Result<T, DataError>;

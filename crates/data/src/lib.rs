@@ -3,6 +3,7 @@
 //! the training augmentation pipeline (`augment`), threaded batch loading (`loader`), box drawing (`draw`)
 //! and a generated dataset for tests (`synth`). No tensor library: batches are plain f32 buffers.
 
+pub mod args;
 pub mod augment;
 pub mod config;
 pub mod dataset;

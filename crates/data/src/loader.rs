@@ -28,23 +28,36 @@ pub struct Batch {
     pub indices: Vec<usize>,
 }
 
-/// Iterates batches produced by worker threads; worker `k` builds batches `k, k + W, ...`.
+/// Iterates batches produced by worker threads; worker `k` builds batches `k, k + W, ...`. A worker that
+/// dies yields an error (with its panic message) instead of ending the iteration early.
 pub struct BatchIter<T> {
     receivers: Vec<Receiver<T>>,
     next: usize,
     total: usize,
-    _handles: Vec<JoinHandle<()>>,
+    handles: Vec<Option<JoinHandle<()>>>,
 }
 
 impl<T> Iterator for BatchIter<T> {
-    type Item = T;
-    fn next(&mut self) -> Option<T> {
+    type Item = crate::Result<T>;
+    fn next(&mut self) -> Option<crate::Result<T>> {
         if self.next >= self.total {
             return None;
         }
         let w = self.next % self.receivers.len();
         self.next += 1;
-        self.receivers[w].recv().ok()
+        Some(self.receivers[w].recv().map_err(|_| {
+            // The sender is gone before the last batch: the worker panicked.
+            self.next = self.total;
+            let why = match self.handles[w].take().map(JoinHandle::join) {
+                Some(Err(p)) => p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panicked".into()),
+                _ => "exited early".into(),
+            };
+            crate::DataError::Worker(why)
+        }))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -68,7 +81,7 @@ pub fn parallel_batches<T: Send + 'static>(
     for k in 0..workers {
         let (tx, rx) = sync_channel(prefetch.max(1));
         let make = make.clone();
-        handles.push(std::thread::spawn(move || {
+        handles.push(Some(std::thread::spawn(move || {
             let mut b = k;
             while b < total {
                 if tx.send(make(b)).is_err() {
@@ -76,14 +89,14 @@ pub fn parallel_batches<T: Send + 'static>(
                 }
                 b += workers;
             }
-        }));
+        })));
         receivers.push(rx);
     }
     BatchIter {
         receivers,
         next: 0,
         total,
-        _handles: handles,
+        handles,
     }
 }
 
@@ -167,4 +180,28 @@ pub fn val_batches(
         (collate(samples), lbs)
     };
     parallel_batches(total, workers, 2, Arc::new(make))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_that_panics_is_an_error_not_the_end_of_the_data() {
+        let make: Arc<dyn Fn(usize) -> usize + Send + Sync> = Arc::new(|b| {
+            if b == 3 {
+                panic!("batch {b} cannot be built");
+            }
+            b
+        });
+        let got: Vec<crate::Result<usize>> = parallel_batches(6, 2, 1, make).collect();
+        let first_err = got
+            .iter()
+            .position(|r| r.is_err())
+            .expect("an error is reported");
+        assert_eq!(first_err, 3, "batches before the failing one arrive");
+        let msg = got[3].as_ref().unwrap_err().to_string();
+        assert!(msg.contains("batch 3 cannot be built"), "{msg}");
+        assert_eq!(got.len(), 4, "the iteration stops after the error");
+    }
 }

@@ -31,11 +31,11 @@ enum Cmd {
     Dump {
         #[arg(long, default_value = "datasets/trees/data.yaml")]
         data: PathBuf,
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, value_parser = data::args::at_least_one)]
         n: usize,
         #[arg(long, default_value = "runs/dump")]
         out: PathBuf,
-        #[arg(long, default_value_t = 640)]
+        #[arg(long, default_value_t = 640, value_parser = data::args::image_size)]
         imgsz: usize,
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -50,13 +50,13 @@ enum Cmd {
     Bench {
         #[arg(long, default_value = "datasets/trees/data.yaml")]
         data: PathBuf,
-        #[arg(long, default_value_t = 640)]
+        #[arg(long, default_value_t = 640, value_parser = data::args::image_size)]
         imgsz: usize,
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, value_parser = data::args::at_least_one)]
         batch: usize,
         #[arg(long, default_value_t = 2)]
         workers: usize,
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = data::args::at_least_one)]
         epochs: usize,
         /// Keep decoded images in memory.
         #[arg(long)]
@@ -68,11 +68,12 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = data::args::at_least_one)]
         train: usize,
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = data::args::at_least_one)]
         val: usize,
-        #[arg(long, default_value_t = 160)]
+        /// Image side in pixels (32..=4096).
+        #[arg(long, default_value_t = 160, value_parser = clap::value_parser!(u32).range(32..=4096))]
         size: u32,
     },
 }
@@ -138,7 +139,7 @@ fn main() -> Result<()> {
             let mut images = 0;
             for e in 0..epochs {
                 for b in data::loader::train_batches(aug.clone(), e, batch, workers, true) {
-                    images += b.shape[0];
+                    images += b?.shape[0];
                 }
             }
             let s = t.elapsed().as_secs_f64();

@@ -195,3 +195,20 @@ fn a_negative_or_quoted_nc_next_to_names_is_an_error_naming_it() {
         assert!(!said.contains("panicked"), "{said}");
     }
 }
+
+#[test]
+fn zero_sizes_on_the_command_line_are_refused_where_typed() {
+    let bin = env!("CARGO_BIN_EXE_data");
+    for args in [
+        vec!["synth", "--out", "/tmp/never", "--size", "0"],
+        vec!["synth", "--out", "/tmp/never", "--train", "0"],
+        vec!["bench", "--batch", "0"],
+        vec!["bench", "--imgsz", "0"],
+        vec!["dump", "--imgsz", "100"],
+    ] {
+        let o = Command::new(bin).args(&args).output().unwrap();
+        let said = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {said}");
+        assert!(said.contains("invalid value"), "{args:?}: {said}");
+    }
+}

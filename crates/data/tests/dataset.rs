@@ -216,8 +216,12 @@ fn augmentation_is_deterministic_and_keeps_boxes_in_the_image() {
 fn batches_do_not_depend_on_the_number_of_workers() {
     let ds = trees_train();
     let aug = Arc::new(Augmenter::new(ds, AugmentConfig::default(), 128, 1, false));
-    let one: Vec<_> = train_batches(aug.clone(), 0, 8, 1, true).collect();
-    let three: Vec<_> = train_batches(aug.clone(), 0, 8, 3, true).collect();
+    let one: Vec<_> = train_batches(aug.clone(), 0, 8, 1, true)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let three: Vec<_> = train_batches(aug.clone(), 0, 8, 3, true)
+        .collect::<Result<_, _>>()
+        .unwrap();
     assert_eq!(one.len(), 6, "42 images in batches of 8");
     assert_eq!(one.last().unwrap().shape, [2, 3, 128, 128]);
     for (a, b) in one.iter().zip(&three) {

@@ -62,20 +62,20 @@ enum Cmd {
         /// Output folder (default runs/predict/predict, predict2, ... as Ultralytics numbers them).
         #[arg(long)]
         out: Option<PathBuf>,
-        #[arg(long, default_value_t = 640)]
+        #[arg(long, default_value_t = 640, value_parser = data::args::image_size)]
         imgsz: usize,
         #[arg(long, default_value_t = 0.25)]
         conf: f32,
         #[arg(long, default_value_t = 0.7)]
         iou: f32,
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 300, value_parser = data::args::at_least_one)]
         max_det: usize,
         /// Keep only these class ids, e.g. 0,2.
         #[arg(long)]
         classes: Option<String>,
         #[arg(long)]
         agnostic_nms: bool,
-        #[arg(long, default_value_t = 8)]
+        #[arg(long, default_value_t = 8, value_parser = data::args::at_least_one)]
         batch: usize,
         /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu.
         #[arg(long, default_value = "auto")]
@@ -89,7 +89,7 @@ enum Cmd {
         #[arg(long)]
         no_save_img: bool,
         /// Decoding threads.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 2, value_parser = data::args::at_least_one)]
         workers: usize,
         #[command(flatten)]
         foreign: ForeignModelArgs,
@@ -118,7 +118,7 @@ enum Cmd {
         device: String,
         #[arg(long, default_value_t = 2)]
         warmup: usize,
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = 10, value_parser = data::args::at_least_one)]
         iters: usize,
         /// Also print per-layer times (batch = the first of --batch).
         #[arg(long)]
@@ -267,9 +267,9 @@ fn main() -> Result<()> {
             let (h, w) = model::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?;
             let batches = batch
                 .split(',')
-                .map(|b| b.trim().parse::<usize>())
+                .map(data::args::at_least_one)
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .with_context(|| format!("--batch {batch}: expected numbers like 1,8"))?;
+                .map_err(|e| anyhow::anyhow!("--batch {batch}: {e} (expected sizes like 1,8)"))?;
             let spec = ModelSpec::from_file(&config, &SpecOptions { scale, nc })?;
             let unfused = YoloModel::new(&spec, &dev);
             let fused = unfused.clone().fuse();

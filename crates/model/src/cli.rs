@@ -54,11 +54,15 @@ pub fn parse_hw(s: &str) -> Result<(usize, usize), String> {
         .map(|x| x.trim().parse::<usize>())
         .collect::<Result<_, _>>()
         .map_err(|_| format!("--imgsz {s}: expected N or H,W"))?;
-    match v.as_slice() {
-        [n] => Ok((*n, *n)),
-        [h, w] => Ok((*h, *w)),
-        _ => Err(format!("--imgsz {s}: expected N or H,W")),
+    let (h, w) = match v.as_slice() {
+        [n] => (*n, *n),
+        [h, w] => (*h, *w),
+        _ => return Err(format!("--imgsz {s}: expected N or H,W")),
+    };
+    if !(1..=8192).contains(&h) || !(1..=8192).contains(&w) {
+        return Err(format!("--imgsz {s}: sizes must be between 1 and 8192"));
     }
+    Ok((h, w))
 }
 
 /// `base/name`, or `base/name2`, `name3`, ... when taken (Ultralytics' run folder numbering).

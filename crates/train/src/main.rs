@@ -1,7 +1,7 @@
 //! `train`: YOLOv8 detection training with Ultralytics' recipe. With no flags it trains yolov8-mobileone (n)
 //! on datasets/trees on the CPU backend and ends with validation metrics and a run folder.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Parser;
 use std::path::{Path, PathBuf};
 use train::trainer::{resolve_config, TrainArgs, Trainer};
@@ -19,20 +19,20 @@ struct Cli {
     data: Option<String>,
     #[arg(long)]
     scale: Option<String>,
-    #[arg(long)]
+    #[arg(long, value_parser = data::args::at_least_one)]
     epochs: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = data::args::image_size)]
     imgsz: Option<usize>,
-    #[arg(long)]
+    #[arg(long, value_parser = data::args::at_least_one)]
     batch: Option<usize>,
     /// Nominal batch size for gradient accumulation and weight-decay scaling (Ultralytics default 64;
     /// ours defaults to the batch so the 42 tiles of datasets/trees give enough optimizer steps).
-    #[arg(long)]
+    #[arg(long, value_parser = data::args::at_least_one)]
     nbs: Option<usize>,
     /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu.
     #[arg(long, default_value = "auto")]
     device: String,
-    #[arg(long)]
+    #[arg(long, value_parser = data::args::at_least_one)]
     workers: Option<usize>,
     #[arg(long)]
     seed: Option<u64>,
@@ -155,9 +155,8 @@ fn main() -> Result<()> {
             (a, dir)
         }
     };
-    if args.imgsz % 32 != 0 {
-        bail!("--imgsz {}: must be a multiple of 32", args.imgsz);
-    }
+    args.check()
+        .map_err(|e| anyhow::anyhow!("training arguments: {e}"))?;
     args.out = run_dir.display().to_string();
     eprintln!("run folder {}", run_dir.display());
     let stop = model::cli::ctrl_c_flag(

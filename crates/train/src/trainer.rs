@@ -100,6 +100,39 @@ impl Default for TrainArgs {
 }
 
 impl TrainArgs {
+    /// Refuses values that cannot run, whether they came from flags, a `--hyp` file or a resumed args.yaml.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        data::args::image_size(&self.imgsz.to_string())
+            .map_err(|e| format!("imgsz {}: {e}", self.imgsz))?;
+        for (k, v) in [
+            ("epochs", self.epochs),
+            ("batch", self.batch),
+            ("nbs", self.nbs),
+            ("workers", self.workers),
+        ] {
+            if v == 0 {
+                return Err(format!("{k} 0: must be at least 1"));
+            }
+        }
+        for (k, v, lo, hi) in [
+            ("lr0", self.lr0, 0.0, 10.0),
+            ("lrf", self.lrf, 0.0, 10.0),
+            ("momentum", self.momentum, 0.0, 1.0),
+            ("weight_decay", self.weight_decay, 0.0, 1.0),
+            ("warmup_epochs", self.warmup_epochs, 0.0, 1e6),
+            ("warmup_momentum", self.warmup_momentum, 0.0, 1.0),
+            ("warmup_bias_lr", self.warmup_bias_lr, 0.0, 10.0),
+            ("box", self.box_gain as f64, 0.0, 1e3),
+            ("cls", self.cls as f64, 0.0, 1e3),
+            ("dfl", self.dfl as f64, 0.0, 1e3),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(format!("{k} {v}: expected a number between {lo} and {hi}"));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads a `--hyp` file: Ultralytics' key names over our defaults. A key we do not know is an error that
     /// names it (a typo would otherwise silently train with the default).
     pub fn from_hyp_file(path: &Path) -> Result<TrainArgs> {
@@ -528,6 +561,7 @@ impl Trainer {
             for (i, batch) in
                 train_batches(aug.clone(), epoch, a.batch, a.workers, mosaic).enumerate()
             {
+                let batch = batch?;
                 let ni = i + nb * epoch;
                 let mut n_accumulate = p.accumulate;
                 // Warmup leaves SGD-family momentum at args.momentum (Ultralytics never resets it after).
@@ -632,7 +666,7 @@ impl Trainer {
                     with_loss: Some(gains),
                     ..Default::default()
                 };
-                let vr = validate(&ema.model, vds.clone(), &vo, dev);
+                let vr = validate(&ema.model, vds.clone(), &vo, dev)?;
                 let m = &vr.metrics;
                 (r.p, r.r, r.map50, r.map) = (m.mp(), m.mr(), m.map50(), m.map());
                 r.val = vr.losses;

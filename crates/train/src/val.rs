@@ -135,7 +135,12 @@ fn xyxy_px(t: &data::loader::Target, w: f32, h: f32) -> [f32; 4] {
 }
 
 /// Validates `model` on a dataset split.
-pub fn validate(model: &YoloModel, ds: Arc<Dataset>, o: &ValOptions, device: &Device) -> ValResult {
+pub fn validate(
+    model: &YoloModel,
+    ds: Arc<Dataset>,
+    o: &ValOptions,
+    device: &Device,
+) -> data::error::Result<ValResult> {
     let nc = model.nc();
     let aug = Arc::new(Augmenter::new(
         ds.clone(),
@@ -158,7 +163,8 @@ pub fn validate(model: &YoloModel, ds: Arc<Dataset>, o: &ValOptions, device: &De
     let mut losses = [0f64; 3];
     let mut n_batches = 0usize;
     let mut t0 = Instant::now();
-    for (batch, _lbs) in val_batches(aug, o.batch, o.workers) {
+    for item in val_batches(aug, o.batch, o.workers) {
+        let (batch, _lbs) = item?;
         t_pre += t0.elapsed().as_secs_f64();
         let [b, _, h, w] = batch.shape;
         let t1 = Instant::now();
@@ -218,7 +224,7 @@ pub fn validate(model: &YoloModel, ds: Arc<Dataset>, o: &ValOptions, device: &De
     }
     let instances = stats.iter().map(|s| s.target_cls.len()).sum();
     let per = |t: f64| t * 1e3 / n_img.max(1) as f64;
-    ValResult {
+    Ok(ValResult {
         metrics: ap_per_class(&stats),
         images: n_img,
         instances,
@@ -226,7 +232,7 @@ pub fn validate(model: &YoloModel, ds: Arc<Dataset>, o: &ValOptions, device: &De
         confusion,
         speed_ms: [per(t_pre), per(t_fwd), per(t_post)],
         losses: losses.map(|l| l / n_batches.max(1) as f64),
-    }
+    })
 }
 
 /// The table Ultralytics prints after validation.

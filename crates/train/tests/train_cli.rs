@@ -207,3 +207,58 @@ fn hyp_files_use_ultralytics_keys_and_reject_unknown_ones() {
     assert!(o.status.success(), "{}", text(&o));
     std::fs::remove_dir_all(&root).ok();
 }
+
+#[test]
+fn values_that_cannot_train_are_refused_before_anything_runs() {
+    let root: PathBuf =
+        std::env::temp_dir().join(format!("yolo-train-values-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let data = root.join("data");
+    data::synth::write_dataset(&data, 6, 4, 2, 64).unwrap();
+    let cmd = |out: &Path| {
+        let mut c = Command::new(BIN);
+        c.args(["--config", &fixture_config(), "--scale", "t"])
+            .args(["--device", "cpu", "--data"])
+            .arg(data.join("data.yaml"))
+            .arg("--out")
+            .arg(out);
+        c
+    };
+    // On the command line: clap refuses them (exit 2) naming the flag.
+    for flag in [
+        ["--batch", "0"],
+        ["--imgsz", "0"],
+        ["--imgsz", "100"],
+        ["--epochs", "0"],
+    ] {
+        let out = root.join("cli-run");
+        let mut c = cmd(&out);
+        c.args(flag);
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(2), "{flag:?}: {}", text(&o));
+        assert!(
+            text(&o).contains(&format!("invalid value '{}' for '{}", flag[1], flag[0])),
+            "{flag:?}: {}",
+            text(&o)
+        );
+        assert!(!out.exists(), "{flag:?}: nothing written");
+    }
+    // In a --hyp file: the same values are an error naming the key, before any epoch.
+    for (hyp, key) in [
+        ("batch: 0\n", "batch 0"),
+        ("imgsz: 0\n", "imgsz 0"),
+        ("lr0: -1\n", "lr0 -1"),
+    ] {
+        let f = root.join("hyp.yaml");
+        std::fs::write(&f, hyp).unwrap();
+        let out = root.join("hyp-run");
+        let mut c = cmd(&out);
+        c.arg("--hyp").arg(&f);
+        let o = run(c);
+        assert!(!o.status.success(), "{hyp}: {}", text(&o));
+        assert!(text(&o).contains(key), "{hyp}: {}", text(&o));
+        assert!(!out.join("weights").exists(), "{hyp}: no training happened");
+    }
+    std::fs::remove_dir_all(&root).ok();
+}

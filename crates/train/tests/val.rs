@@ -31,7 +31,7 @@ fn validate_counts_every_box_once() {
         batch: 4,
         ..Default::default()
     };
-    let r = validate(&model, ds.clone(), &opts, &Device::flex());
+    let r = validate(&model, ds.clone(), &opts, &Device::flex()).unwrap();
     assert_eq!(r.images, 10);
     let boxes: usize = ds.summary.boxes_per_class.iter().sum();
     assert_eq!(r.instances, boxes);

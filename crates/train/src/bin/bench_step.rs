@@ -27,12 +27,12 @@ struct Cli {
     scale: String,
     #[arg(long, default_value = "datasets/trees/data.yaml")]
     data: String,
-    #[arg(long, default_value_t = 320)]
+    #[arg(long, default_value_t = 320, value_parser = data::args::image_size)]
     imgsz: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = data::args::at_least_one)]
     batch: usize,
     /// Timed steps (after two untimed ones).
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 12, value_parser = data::args::at_least_one)]
     steps: usize,
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -85,6 +85,7 @@ fn main() -> Result<()> {
         loop {
             let t0 = Instant::now();
             let Some(batch) = batches.next() else { break };
+            let batch = batch?;
             let [bsz, _, h, w] = batch.shape;
             let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), &train_dev);
             let t1 = Instant::now();

@@ -21,17 +21,17 @@ struct Cli {
     data: PathBuf,
     #[arg(long, default_value = "val")]
     split: String,
-    #[arg(long, default_value_t = 640)]
+    #[arg(long, default_value_t = 640, value_parser = data::args::image_size)]
     imgsz: usize,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = data::args::at_least_one)]
     batch: usize,
     #[arg(long, default_value_t = 0.001)]
     conf: f32,
     #[arg(long, default_value_t = 0.7)]
     iou: f32,
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = data::args::at_least_one)]
     max_det: usize,
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = data::args::at_least_one)]
     workers: usize,
     /// Print one JSON object instead of the table.
     #[arg(long)]
@@ -80,7 +80,7 @@ fn main() -> Result<()> {
         workers: a.workers,
         with_loss: None,
     };
-    let r = validate(&loaded.model, ds, &opts, &device);
+    let r = validate(&loaded.model, ds, &opts, &device)?;
     if a.json {
         println!(
             "{}",
