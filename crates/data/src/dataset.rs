@@ -172,6 +172,11 @@ impl Dataset {
         };
         let mut samples = Vec::with_capacity(images.len());
         for img in &images {
+            if crate::interrupted() {
+                return Err(DataError::Interrupted {
+                    what: format!("the {split} labels"),
+                });
+            }
             summary.images += 1;
             let size = match verify_image(img) {
                 Ok(s) => s,

@@ -14,6 +14,9 @@ pub enum DataError {
     },
     #[error("{path}: {msg}")]
     Io { path: String, msg: String },
+    /// Ctrl-C during a long scan: stopped before anything was written.
+    #[error("interrupted (Ctrl-C) while reading {what}; nothing was written")]
+    Interrupted { what: String },
     /// A batch worker thread died (a bug): the run stops instead of taking it for the end of the data.
     #[error("a data worker stopped: {0}")]
     Worker(String),

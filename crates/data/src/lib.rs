@@ -18,8 +18,23 @@ pub use config::DataConfig;
 pub use dataset::Dataset;
 pub use error::{DataError, Result};
 
-/// Writes `bytes` to `path` through a temporary sibling and a rename, so readers never see half a file.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks long data work (the label scan) to stop: the binaries' Ctrl-C handler calls this.
+pub fn interrupt() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether [`interrupt`] was called.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Writes `bytes` to `path` through a temporary sibling that is flushed to disk before it is renamed over
+/// `path`: readers never see half a file, and after a crash or power loss `path` holds the old or the new
+/// content. The one atomic-write helper of the workspace (checkpoints, caches, results.csv, exports).
 pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -29,9 +44,18 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    written
         .and_then(|_| std::fs::rename(&tmp, path))
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
-        })
+        })?;
+    // The rename itself reaches the disk with the folder's metadata (not possible everywhere: best effort).
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }

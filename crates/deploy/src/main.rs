@@ -1,6 +1,6 @@
 //! `deploy`: verify parity fixtures, export fused models, benchmark fused vs unfused.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use deploy::bench::Variant;
 use deploy::export::{export, ExportOptions, Format};
@@ -200,9 +200,7 @@ fn main() -> Result<()> {
             engine,
         } => {
             let dev = model::device::select(&dev)?;
-            if imgsz % 32 != 0 {
-                bail!("--imgsz {imgsz}: must be a multiple of 32 (the model's max stride)");
-            }
+
             let classes = classes
                 .map(|c| {
                     c.split(',')
@@ -212,6 +210,11 @@ fn main() -> Result<()> {
                 })
                 .transpose()?;
             let loaded = load_model(&weights, &foreign.load_options(), &dev)?;
+            loaded
+                .model
+                .spec
+                .check_input(imgsz, imgsz)
+                .map_err(|e| anyhow::anyhow!("{weights}: {e}"))?;
             let model = if fuse {
                 loaded.model.fuse()
             } else {
@@ -271,6 +274,8 @@ fn main() -> Result<()> {
                 .collect::<std::result::Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("--batch {batch}: {e} (expected sizes like 1,8)"))?;
             let spec = ModelSpec::from_file(&config, &SpecOptions { scale, nc })?;
+            spec.check_input(h, w)
+                .map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
             let unfused = YoloModel::new(&spec, &dev);
             let fused = unfused.clone().fuse();
             eprintln!(

@@ -65,6 +65,7 @@ pub fn collect_sources(source: &str) -> Result<Vec<PathBuf>> {
 
 struct Prepared {
     path: PathBuf,
+    name: String,
     image: RgbImage,
     chw: Vec<f32>,
     lb: Letterbox,
@@ -73,6 +74,7 @@ struct Prepared {
 
 struct Finished {
     path: PathBuf,
+    name: String,
     image: RgbImage,
     dets: Vec<Detection>,
 }
@@ -90,6 +92,8 @@ pub struct PredictStats {
     pub save_s: f64,
     /// Stopped early through `PredictOptions::stop`.
     pub interrupted: bool,
+    /// The model produced NaN or infinite outputs (warned once; those boxes were dropped).
+    pub non_finite: bool,
 }
 
 impl PredictStats {
@@ -155,15 +159,63 @@ fn label_lines(dets: &[Detection], w: f32, h: f32, save_conf: bool) -> String {
         .collect()
 }
 
+/// The name each image's outputs get (`labels/NAME.txt`, `NAME.jpg`): its stem, as Ultralytics names them;
+/// where stems repeat (`a/x.jpg`, `b/x.jpg`, `x.png`), the path below the sources' common folder with `_`
+/// for separators and the extension kept, so no output overwrites another.
+pub fn output_names(paths: &[PathBuf]) -> Vec<String> {
+    let stem = |p: &PathBuf| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut count: std::collections::HashMap<String, usize> = Default::default();
+    for p in paths {
+        *count.entry(stem(p)).or_default() += 1;
+    }
+    let common: PathBuf = paths
+        .iter()
+        .filter_map(|p| p.parent())
+        .map(Path::to_path_buf)
+        .reduce(|a, b| {
+            a.components()
+                .zip(b.components())
+                .take_while(|(x, y)| x == y)
+                .map(|(x, _)| x)
+                .collect()
+        })
+        .unwrap_or_default();
+    paths
+        .iter()
+        .map(|p| {
+            let s = stem(p);
+            if count[&s] < 2 {
+                return s;
+            }
+            let rel = p.strip_prefix(&common).unwrap_or(p);
+            rel.to_string_lossy()
+                .chars()
+                .map(|c| {
+                    if c == '/' || c == '\\' || c == '.' {
+                        '_'
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn spawn_readers(
     paths: Arc<Vec<PathBuf>>,
+    names: Arc<Vec<String>>,
     imgsz: usize,
     workers: usize,
 ) -> Receiver<(usize, Result<Prepared>)> {
     let (tx, rx) = sync_channel(8);
     let next = Arc::new(Mutex::new(0usize));
     for _ in 0..workers.max(1) {
-        let (tx, paths, next) = (tx.clone(), paths.clone(), next.clone());
+        let (tx, paths, names, next) = (tx.clone(), paths.clone(), names.clone(), next.clone());
         std::thread::spawn(move || loop {
             let i = {
                 let Ok(mut n) = next.lock() else { return };
@@ -179,6 +231,7 @@ fn spawn_readers(
                 let (boxed, lb) = letterbox_auto(&image, imgsz, 32);
                 Prepared {
                     path: paths[i].clone(),
+                    name: names[i].clone(),
                     chw: to_chw(&boxed),
                     image,
                     lb,
@@ -224,7 +277,27 @@ pub fn predict(
     } else {
         None
     };
-    let rx = spawn_readers(Arc::new(paths), o.imgsz, o.workers);
+    let names_out = output_names(&paths);
+    let renamed = paths
+        .iter()
+        .zip(&names_out)
+        .filter(|(p, n)| {
+            p.file_stem()
+                .is_none_or(|s| s.to_string_lossy() != n.as_str())
+        })
+        .count();
+    if renamed > 0 {
+        eprintln!(
+            "{renamed} images share a file name with another: their outputs are named by their path (e.g. {})",
+            names_out
+                .iter()
+                .zip(&paths)
+                .find(|(n, p)| p.file_stem().is_none_or(|s| s.to_string_lossy() != n.as_str()))
+                .map(|(n, _)| n.as_str())
+                .unwrap_or("")
+        );
+    }
+    let rx = spawn_readers(Arc::new(paths), Arc::new(names_out), o.imgsz, o.workers);
 
     // Writer: drawing, encoding and file output off the forward thread.
     let (wtx, wrx) = sync_channel::<Finished>(8);
@@ -240,11 +313,7 @@ pub fn predict(
         let mut json = Vec::new();
         for f in wrx {
             let t = Instant::now();
-            let stem = f
-                .path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let stem = f.name.clone();
             let (w, h) = (f.image.width() as f32, f.image.height() as f32);
             for d in &f.dets {
                 let bbox =
@@ -277,12 +346,7 @@ pub fn predict(
                         data::draw::class_color(d.cls),
                     );
                 }
-                let name = f
-                    .path
-                    .file_name()
-                    .map(|s| s.to_os_string())
-                    .unwrap_or_default();
-                let p = out.join(Path::new(&name).with_extension("jpg"));
+                let p = out.join(format!("{stem}.jpg"));
                 img.save(&p)
                     .with_context(|| format!("{}: cannot write", p.display()))?;
             }
@@ -318,6 +382,15 @@ pub fn predict(
         };
         let a = host.len() / batch.len() / (4 + nc);
         stats.forward_s += t.elapsed().as_secs_f64();
+        if !stats.non_finite && host.iter().any(|v| !v.is_finite()) {
+            stats.non_finite = true;
+            let names: Vec<String> = batch.iter().map(|p| p.path.display().to_string()).collect();
+            eprintln!(
+                "warning: the model's output has NaN or infinite values (batch of {}); such boxes are dropped. \
+                 Check the weights (a diverged training run?)",
+                names.join(", ")
+            );
+        }
         for (bi, p) in batch.drain(..).enumerate() {
             let t = Instant::now();
             let dets: Vec<Detection> = non_max_suppression(
@@ -336,6 +409,7 @@ pub fn predict(
             if wtx
                 .send(Finished {
                     path: p.path,
+                    name: p.name,
                     image: p.image,
                     dets,
                 })

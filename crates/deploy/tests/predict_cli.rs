@@ -94,3 +94,127 @@ fn ctrl_c_keeps_the_outputs_of_processed_images() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A model whose box branch outputs infinities (as a diverged run's weights do): no `NaN` label line or
+/// null JSON box, a warning naming the batch, exit 0.
+#[test]
+fn non_finite_model_outputs_are_dropped_with_a_warning() {
+    use model::weights::{to_safetensors_bytes, WeightsFile};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture = root.join("tests/fixtures/trained_mobileone");
+    let dir = std::env::temp_dir().join(format!("yolo-predict-nan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let w = WeightsFile::read(&fixture.join("weights.safetensors").to_string_lossy()).unwrap();
+    let mut sd = w.tensors.clone();
+    let key = sd
+        .keys()
+        .find(|k| k.contains(".cv2.0.2.bias"))
+        .cloned()
+        .expect("the box branch bias of level 0");
+    let t = sd.get_mut(&key).unwrap();
+    for v in t.data.iter_mut().step_by(2) {
+        *v = f32::INFINITY;
+    }
+    let broken = dir.join("broken.safetensors");
+    std::fs::write(&broken, to_safetensors_bytes(&sd, &w.metadata).unwrap()).unwrap();
+    let out = dir.join("out");
+    for engine in ["true", "false"] {
+        let _ = std::fs::remove_dir_all(&out);
+        let o = Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .args(["predict", "--weights"])
+            .arg(&broken)
+            .args([
+                "--imgsz", "320", "--conf", "0.0001", "--device", "cpu", "--engine", engine,
+            ])
+            .args(["--save-txt", "--save-json", "--no-save-img", "--source"])
+            .arg(root.join("../../datasets/trees/images/val"))
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "{said}");
+        assert!(said.contains("NaN or infinite"), "engine {engine}: {said}");
+        let json = std::fs::read_to_string(out.join("predictions.json")).unwrap();
+        assert!(
+            !json.contains("null") && !json.contains("NaN"),
+            "engine {engine}"
+        );
+        for e in std::fs::read_dir(out.join("labels")).unwrap() {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            assert!(
+                !text.to_lowercase().contains("nan") && !text.contains("inf"),
+                "{text}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `a/x.png`, `b/x.png` and `x.jpg` in one source: three label files and three images, none overwritten.
+#[test]
+fn same_named_images_from_different_folders_keep_their_own_outputs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::temp_dir().join(format!("yolo-predict-names-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["src/a", "src/b"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let mut tiles: Vec<_> = std::fs::read_dir(root.join("../../datasets/trees/images/val"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    tiles.sort();
+    let open = |i: usize| image::open(&tiles[i]).unwrap().to_rgb8();
+    open(0).save(dir.join("src/a/x.png")).unwrap();
+    open(1).save(dir.join("src/b/x.png")).unwrap();
+    std::fs::copy(&tiles[2], dir.join("src/x.jpg")).unwrap();
+    let out = dir.join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_deploy"))
+        .args(["predict", "--weights"])
+        .arg(root.join("tests/fixtures/trained_mobileone/weights.safetensors"))
+        .args([
+            "--imgsz",
+            "320",
+            "--conf",
+            "0.001",
+            "--device",
+            "cpu",
+            "--save-txt",
+            "--source",
+        ])
+        .arg(dir.join("src"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("3 images share a file name"), "{said}");
+    let mut labels: Vec<String> = std::fs::read_dir(out.join("labels"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    labels.sort();
+    assert_eq!(
+        labels,
+        ["a_x_png.txt", "b_x_png.txt", "x_jpg.txt"],
+        "{said}"
+    );
+    let a = std::fs::read_to_string(out.join("labels/a_x_png.txt")).unwrap();
+    let b = std::fs::read_to_string(out.join("labels/b_x_png.txt")).unwrap();
+    assert_ne!(a, b, "two different images, two different results");
+    for n in ["a_x_png.jpg", "b_x_png.jpg", "x_jpg.jpg"] {
+        assert!(out.join(n).exists(), "{n}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -12,6 +12,7 @@ pub fn ctrl_c_flag(what: &'static str) -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let _ = ctrlc::set_handler(move || {
+        data::interrupt();
         if flag.swap(true, Ordering::SeqCst) {
             eprintln!("\nsecond Ctrl-C: stopping now");
             std::process::exit(130);

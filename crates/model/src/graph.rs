@@ -3,7 +3,6 @@
 use crate::nn::{
     upsample_nearest, Bottleneck, C2f, Conv, Detect, MobileOneBlock, Named, Slot, Spp, Sppf, C3,
 };
-use crate::shapes::layer_shapes;
 use crate::spec::{ModelSpec, ModuleSpec};
 use burn::module::{Module, Param, RunningState};
 use burn::tensor::{Device, FloatDType, Tensor};
@@ -157,15 +156,7 @@ impl YoloModel {
 
     /// Detect strides from a 256x256 dry run of the shapes, as Ultralytics does.
     pub fn strides_of(spec: &ModelSpec) -> Vec<f32> {
-        let shapes = layer_shapes(spec, 256, 256);
-        let (det, _, _) = spec.detect();
-        det.from
-            .iter()
-            .map(|f| {
-                let j = f.unwrap_or(det.index - 1);
-                256.0 / shapes[j].1 as f32
-            })
-            .collect()
+        spec.strides()
     }
 
     pub fn detect(&self) -> &Detect {

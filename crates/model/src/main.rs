@@ -69,6 +69,10 @@ fn main() -> Result<()> {
                 (None, Some(c)) => YoloModel::new(&ModelSpec::from_file(c, &opts)?, &device),
                 (None, None) => unreachable!("clap requires one"),
             };
+            model
+                .spec
+                .check_input(h, w)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", model.spec.source))?;
             let info = model_info(&model, h, w);
             if json {
                 println!("{}", serde_json::to_string_pretty(&info)?);

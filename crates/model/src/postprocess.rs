@@ -94,6 +94,10 @@ pub fn non_max_suppression(pred: &[f32], nc: usize, a: usize, o: &NmsOptions) ->
         }
         let (cx, cy, w, h) = (at(0, j), at(1, j), at(2, j), at(3, j));
         let b = [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0];
+        // A NaN or infinite box (a broken model) is no detection: it would become NaN label lines.
+        if !b.iter().all(|v| v.is_finite()) {
+            continue;
+        }
         let mut push = |c: usize, s: f32| {
             cand.push(Detection {
                 x1: b[0],

@@ -143,6 +143,13 @@ pub struct ModelSpec {
     pub save: Vec<usize>,
 }
 
+/// Limits far past any real model, so a typo fails with a message instead of an allocation abort.
+const MAX_NC: usize = 100_000;
+const MAX_CHANNELS: usize = 16_384;
+const MAX_KERNEL: usize = 64;
+const MAX_REPEATS: usize = 100;
+const MAX_BRANCHES: usize = 64;
+
 /// `guess_model_scale`: the scale letter after the version digits in a file stem (`yolov8n-mobileone` -> `n`).
 pub fn scale_from_name(path: &str) -> Option<String> {
     let stem = Path::new(path).file_stem()?.to_str()?.to_ascii_lowercase();
@@ -825,7 +832,7 @@ impl ModelSpec {
         if detect_count != 1 || !last_is_detect {
             return Err(top_err("the last row must be the only Detect row".into()));
         }
-        Ok(ModelSpec {
+        let spec = ModelSpec {
             source: source.to_string(),
             yaml_text: text.to_string(),
             nc,
@@ -836,7 +843,171 @@ impl ModelSpec {
             reg_max,
             layers,
             save: save.into_iter().collect(),
-        })
+        };
+        spec.check_values()?;
+        Ok(spec)
+    }
+
+    /// Range checks on what the rows resolved to, each naming its row: values Ultralytics would reject or
+    /// that would build a broken or unallocatable model (zero or negative widths, even pooling kernels,
+    /// expansions that leave no channels, sizes past any real model).
+    fn check_values(&self) -> Result<()> {
+        let top = |msg: String| ModelError::Yaml {
+            file: self.source.clone(),
+            row: None,
+            msg,
+        };
+        if !(self.depth > 0.0 && self.depth <= 10.0 && self.width > 0.0 && self.width <= 10.0) {
+            return Err(top(format!(
+                "scale {}: depth {} and width {} must be in (0, 10]",
+                self.scale, self.depth, self.width
+            )));
+        }
+        if self.max_channels.is_nan() || self.max_channels < 1.0 {
+            return Err(top(format!(
+                "max_channels {} must be at least 1",
+                self.max_channels
+            )));
+        }
+        if !(2..=64).contains(&self.reg_max) {
+            return Err(top(format!(
+                "reg_max {}: must be between 2 and 64 (the DFL needs bins; reg_max 1, a head without DFL, is not supported)",
+                self.reg_max
+            )));
+        }
+        if self.nc > MAX_NC {
+            return Err(top(format!("nc {}: at most {MAX_NC} classes", self.nc)));
+        }
+        for l in &self.layers {
+            let ctx = Ctx {
+                source: &self.source,
+                row: l.index,
+            };
+            let chan = |what: &str, c: usize| -> Result<()> {
+                if c == 0 || c > MAX_CHANNELS {
+                    return Err(ctx.err(format!(
+                        "{what} is {c} channels after scaling: must be between 1 and {MAX_CHANNELS}"
+                    )));
+                }
+                Ok(())
+            };
+            let kernel = |what: &str, k: usize| -> Result<()> {
+                if k == 0 || k > MAX_KERNEL {
+                    return Err(ctx.err(format!("{what} {k}: must be between 1 and {MAX_KERNEL}")));
+                }
+                Ok(())
+            };
+            let expand = |c2: usize, e: f64| -> Result<usize> {
+                let c = (c2 as f64 * e) as usize;
+                if e.is_nan() || e <= 0.0 || c == 0 {
+                    return Err(ctx.err(format!(
+                        "e {e}: the hidden width int({c2} * e) must be at least 1 channel"
+                    )));
+                }
+                Ok(c)
+            };
+            let groups = |g: usize, a: usize, b: usize| -> Result<()> {
+                if g == 0 || !a.is_multiple_of(g) || !b.is_multiple_of(g) {
+                    return Err(ctx.err(format!("groups {g} must divide {a} and {b}")));
+                }
+                Ok(())
+            };
+            if l.repeats.max(l.n_display) > MAX_REPEATS {
+                return Err(ctx.err(format!(
+                    "repeats {}: at most {MAX_REPEATS}",
+                    l.repeats.max(l.n_display)
+                )));
+            }
+            if !matches!(l.module, ModuleSpec::Detect { .. }) {
+                chan("the output", l.c_out)?;
+            }
+            match &l.module {
+                ModuleSpec::Conv { k, s, p, d, .. } => {
+                    kernel("k", *k)?;
+                    if *s > MAX_KERNEL || *d == 0 || *d > MAX_KERNEL || *p > d * k {
+                        return Err(ctx.err(format!(
+                            "s {s}, p {p}, d {d}: stride and dilation must be between 1 and {MAX_KERNEL}, padding at most d * k"
+                        )));
+                    }
+                }
+                ModuleSpec::Bottleneck { c2, g, k, e, .. } => {
+                    let c_ = expand(*c2, *e)?;
+                    kernel("k", k.0)?;
+                    kernel("k", k.1)?;
+                    groups(*g, c_, *c2)?;
+                }
+                ModuleSpec::C2f { c2, g, e, .. } | ModuleSpec::C3 { c2, g, e, .. } => {
+                    let c = expand(*c2, *e)?;
+                    groups(*g, c, c)?;
+                }
+                ModuleSpec::Sppf { c1, k, .. } => {
+                    kernel("k", *k)?;
+                    if k % 2 == 0 {
+                        return Err(ctx.err(format!(
+                            "k {k}: SPPF pools with stride 1 and padding k // 2, so an even k changes the map size; use an odd k"
+                        )));
+                    }
+                    chan("c1 // 2", c1 / 2)?;
+                }
+                ModuleSpec::Spp { c1, k, .. } => {
+                    for &kk in k {
+                        kernel("k", kk)?;
+                        if kk % 2 == 0 {
+                            return Err(ctx.err(format!("k {kk}: SPP kernels must be odd")));
+                        }
+                    }
+                    chan("c1 // 2", c1 / 2)?;
+                }
+                ModuleSpec::MobileOne { k, stride, .. } if *k > MAX_BRANCHES || *stride > 2 => {
+                    return Err(ctx.err(format!(
+                        "k {k}, stride {stride}: at most {MAX_BRANCHES} branches and stride 1 or 2"
+                    )));
+                }
+                ModuleSpec::Upsample { scale } if *scale > MAX_KERNEL => {
+                    return Err(ctx.err(format!("scale_factor {scale}: at most {MAX_KERNEL}")));
+                }
+                ModuleSpec::Detect { nc, ch, .. } => {
+                    if *nc > MAX_NC {
+                        return Err(ctx.err(format!("nc {nc}: at most {MAX_NC} classes")));
+                    }
+                    if l.from.contains(&None) && l.index == 0 {
+                        return Err(ctx.err(
+                            "Detect reads the image itself: a model needs layers before its head",
+                        ));
+                    }
+                    for &c in ch {
+                        chan("a Detect input", c)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The Detect strides, from a 256x256 dry run of the shapes as Ultralytics does.
+    pub fn strides(&self) -> Vec<f32> {
+        let shapes = crate::shapes::layer_shapes(self, 256, 256);
+        let (det, _, _) = self.detect();
+        det.from
+            .iter()
+            .map(|f| {
+                let j = f.unwrap_or(det.index - 1);
+                256.0 / shapes[j].1 as f32
+            })
+            .collect()
+    }
+
+    /// Whether this model runs on an `h x w` input: a multiple of its largest stride (Ultralytics rounds
+    /// imgsz up to it and warns; refusing keeps the user's number) with every Concat's inputs equal in size.
+    pub fn check_input(&self, h: usize, w: usize) -> std::result::Result<(), String> {
+        let max_stride = self.strides().into_iter().fold(1.0f32, f32::max).round() as usize;
+        if !h.is_multiple_of(max_stride) || !w.is_multiple_of(max_stride) || h == 0 || w == 0 {
+            return Err(format!(
+                "imgsz {h}x{w}: must be a multiple of {max_stride}, this model's largest stride"
+            ));
+        }
+        crate::shapes::check_input_size(self, h, w)
     }
 
     pub fn detect(&self) -> (&LayerSpec, usize, &[usize]) {

@@ -334,28 +334,12 @@ pub fn to_safetensors_bytes(sd: &StateDict, metadata: &HashMap<String, String>) 
         .map_err(|e| ModelError::Other(format!("safetensors serialisation: {e}")))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary sibling, then a rename.
+/// Writes `bytes` to `path` atomically and durably: a temporary sibling, flushed to disk, renamed over
+/// `path`, then the folder flushed, so after a crash or power loss `path` holds the old or the new content.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |e: std::io::Error| ModelError::Io {
+    data::write_atomic(path, bytes).map_err(|e| ModelError::Io {
         path: path.display().to_string(),
         msg: e.to_string(),
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
     })
 }
 

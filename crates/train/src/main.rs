@@ -170,7 +170,13 @@ fn main() -> Result<()> {
         stop,
         max_steps: None,
     };
-    let outcome = t.run()?;
+    let outcome = match t.run() {
+        Err(e) if matches!(e.downcast_ref(), Some(data::DataError::Interrupted { .. })) => {
+            eprintln!("{e}");
+            std::process::exit(130);
+        }
+        r => r?,
+    };
     if outcome.interrupted {
         eprintln!(
             "interrupted; continue with: train --resume {0}   (from a checkout: cargo run --release -p train -- --resume {0})",

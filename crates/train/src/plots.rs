@@ -190,16 +190,24 @@ pub fn results_png(path: &Path, rows: &[crate::trainer::EpochResult]) -> Result<
             ("metrics/mAP50-95(B)", |r| r.map),
         ];
         for (area, (name, f)) in root.split_evenly((2, 5)).iter().zip(series) {
-            let pts: Vec<(f64, f64)> = rows.iter().map(|r| ((r.epoch + 1) as f64, f(r))).collect();
+            // NaN or infinite values (a diverged run) are left out: an infinite axis range never ends
+            // tick generation.
+            let pts: Vec<(f64, f64)> = rows
+                .iter()
+                .map(|r| ((r.epoch + 1) as f64, f(r)))
+                .filter(|p| p.1.is_finite())
+                .collect();
             let (lo, hi) = pts
                 .iter()
                 .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
                     (a.min(p.1), b.max(p.1))
                 });
-            let (lo, hi) = if lo.is_finite() && hi > lo {
+            let (lo, hi) = if pts.is_empty() {
+                (0.0, 1.0)
+            } else if hi > lo {
                 (lo, hi)
             } else {
-                (0.0, lo.max(0.0) + 1.0)
+                (lo.min(0.0), lo.max(0.0) + 1.0)
             };
             let x_hi = pts.last().map(|p| p.0).unwrap_or(1.0).max(2.0);
             let mut chart = ChartBuilder::on(area)
@@ -225,4 +233,37 @@ pub fn results_png(path: &Path, rows: &[crate::trainer::EpochResult]) -> Result<
         root.present().map_err(|e| anyhow!("{e:?}"))?;
     }
     save(buf, w, h, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trainer::EpochResult;
+
+    /// A diverged run (NaN and infinite losses) still gets its plot, in bounded time.
+    #[test]
+    fn results_png_with_nan_and_infinite_values_finishes() {
+        let rows: Vec<EpochResult> = (0..4)
+            .map(|e| EpochResult {
+                epoch: e,
+                train: [1.0, f64::NAN, f64::INFINITY],
+                val: [f64::NAN, f64::NEG_INFINITY, 2.0 - e as f64],
+                p: f64::NAN,
+                map: if e == 2 { f64::INFINITY } else { 0.1 },
+                ..Default::default()
+            })
+            .collect();
+        let path = std::env::temp_dir().join(format!("yolo-nan-plot-{}.png", std::process::id()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(results_png(&p, &rows).map_err(|e| e.to_string()));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("results_png must finish on NaN/inf values");
+        r.unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > 1000);
+        std::fs::remove_file(&path).ok();
+    }
 }

@@ -19,7 +19,6 @@ use model::weights::{
 use model::{ModelSpec, SpecOptions, YoloModel};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -327,7 +326,7 @@ fn save_state(
     dir: &Path,
     model: &mut YoloModel,
     opt: &Optimizer,
-    ema: &Ema,
+    ema: &mut Ema,
     epoch_done: usize,
     best: f64,
     args: &TrainArgs,
@@ -335,6 +334,11 @@ fn save_state(
     let mut sd = state_dict(model);
     for (k, t) in opt.state() {
         sd.insert(format!("opt.{k}"), t);
+    }
+    // The EMA weights too, so this one file is the whole checkpoint (one atomic write): a kill between
+    // writing last.safetensors and this file cannot leave a resume with weights of two epochs.
+    for (k, t) in state_dict(&mut ema.model) {
+        sd.insert(format!("ema.{k}"), t);
     }
     let md = HashMap::from([
         ("epoch".to_string(), epoch_done.to_string()),
@@ -400,6 +404,8 @@ impl Trainer {
                 nc: Some(nc),
             },
         )?;
+        spec.check_input(a.imgsz, a.imgsz)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", spec.source))?;
 
         // Resume state, if any.
         let state_path = wdir.join("last.state.safetensors");
@@ -425,8 +431,12 @@ impl Trainer {
         let p = plan(a, train_ds.len(), nc)?;
         let mut opt = Optimizer::new(p.optimizer, p.momentum, p.weight_decay).for_model(&model);
         let mut ema_updates = 0;
-        if resume {
-            let st = WeightsFile::read(&state_path.to_string_lossy())?;
+        let state = if resume {
+            Some(WeightsFile::read(&state_path.to_string_lossy())?)
+        } else {
+            None
+        };
+        if let Some(st) = &state {
             let model_sd = st
                 .tensors
                 .iter()
@@ -462,9 +472,19 @@ impl Trainer {
         // A deep copy: a clone would share the BatchNorm running statistics with the trained model.
         let mut ema = Ema::new(YoloModel::new(&spec, dev));
         load_state_dict(&mut ema.model, &state_dict(&mut model), "the initial model")?;
-        if resume {
-            let f = WeightsFile::read(&wdir.join("last.safetensors").to_string_lossy())?;
-            load_state_dict(&mut ema.model, &f.tensors, &f.path)?;
+        if let Some(st) = &state {
+            let ema_sd: model::weights::StateDict = st
+                .tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix("ema.").map(|k| (k.to_string(), v.clone())))
+                .collect();
+            if ema_sd.is_empty() {
+                // A checkpoint from before the EMA was kept in the state file.
+                let f = WeightsFile::read(&wdir.join("last.safetensors").to_string_lossy())?;
+                load_state_dict(&mut ema.model, &f.tensors, &f.path)?;
+            } else {
+                load_state_dict(&mut ema.model, &ema_sd, &st.path)?;
+            }
             ema.updates = ema_updates;
         }
         let mut model = model.fork(&train_dev).train();
@@ -524,7 +544,7 @@ impl Trainer {
                 &data_cfg.names,
                 &[],
             )?;
-            save_state(&wdir, &mut model, &opt, &ema, 0, best, a)?;
+            save_state(&wdir, &mut model, &opt, &mut ema, 0, best, a)?;
         }
         let t_run = Instant::now();
         for epoch in start_epoch..a.epochs {
@@ -698,18 +718,18 @@ impl Trainer {
                     &extra,
                 )?;
             }
-            save_state(&wdir, &mut model, &opt, &ema, epoch + 1, best, a)?;
+            save_state(&wdir, &mut model, &opt, &mut ema, epoch + 1, best, a)?;
             eprintln!(
                 "epoch {}/{}: train box {:.4} cls {:.4} dfl {:.4} | val P {:.3} R {:.3} mAP50 {:.3} mAP50-95 {:.3} | {:.1}s",
                 epoch + 1, a.epochs, r.train[0], r.train[1], r.train[2], r.p, r.r, r.map50, r.map, r.seconds
             );
             results.push(r);
-            let mut f = std::fs::File::create(&csv_path)
-                .with_context(|| format!("{}: cannot write", csv_path.display()))?;
-            writeln!(f, "{CSV_HEADER}")?;
+            let mut csv = format!("{CSV_HEADER}\n");
             for row in &results {
-                writeln!(f, "{}", row.csv())?;
+                csv += &row.csv();
+                csv.push('\n');
             }
+            write_atomic(&csv_path, csv.as_bytes())?;
             if let Err(e) = crate::plots::results_png(&self.run_dir.join("results.png"), &results) {
                 eprintln!("warning: results.png not drawn: {e:#}");
             }

@@ -262,3 +262,132 @@ fn values_that_cannot_train_are_refused_before_anything_runs() {
     }
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// Ctrl-C while the labels are scanned (a large dataset): exit 130 at once with a message, nothing written.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_during_the_label_scan_stops_at_once() {
+    let root: PathBuf =
+        std::env::temp_dir().join(format!("yolo-train-scan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let data = root.join("data");
+    std::fs::create_dir_all(data.join("images/train")).unwrap();
+    std::fs::create_dir_all(data.join("labels/train")).unwrap();
+    // Big noisy PNGs decode slowly enough that the scan takes seconds.
+    let mut img = image::RgbImage::new(800, 800);
+    for (i, p) in img.pixels_mut().enumerate() {
+        let v = (i as u32).wrapping_mul(2_654_435_761);
+        p.0 = [v as u8, (v >> 8) as u8, (v >> 16) as u8];
+    }
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
+    let one = root.join("one.png");
+    std::fs::write(&one, bytes.into_inner()).unwrap();
+    // Links to one file: the scan decodes each, the disk holds one.
+    for i in 0..1500 {
+        std::os::unix::fs::symlink(&one, data.join(format!("images/train/{i:05}.png"))).unwrap();
+        std::fs::write(
+            data.join(format!("labels/train/{i:05}.txt")),
+            "0 0.5 0.5 0.2 0.2\n",
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        data.join("data.yaml"),
+        format!(
+            "path: {}\ntrain: images/train\nval: images/train\nnames: [a]\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = root.join("run");
+    let mut child = Command::new(BIN)
+        .args([
+            "--config",
+            &fixture_config(),
+            "--scale",
+            "t",
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ])
+        .arg("--data")
+        .arg(data.join("data.yaml"))
+        .arg("--out")
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert!(child.try_wait().unwrap().is_none(), "still scanning");
+    let sent = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let said = text(&o);
+    assert_eq!(o.status.code(), Some(130), "{said}");
+    assert!(
+        said.contains("interrupted (Ctrl-C) while reading the train labels"),
+        "{said}"
+    );
+    assert!(
+        sent.elapsed() < std::time::Duration::from_secs(5),
+        "stopped at once"
+    );
+    assert!(
+        !data.join("labels/train.yolo-burn.cache").exists(),
+        "no half cache"
+    );
+    let files = std::fs::read_dir(out.join("weights")).map_or(0, |d| d.count());
+    assert_eq!(files, 0, "no checkpoint");
+    std::fs::remove_dir_all(&root).ok();
+}
+
+/// The checkpoint is one file: a resume needs only `last.state.safetensors` (trained weights, EMA,
+/// optimizer, counters), so a kill between it and `last.safetensors` cannot mix epochs.
+#[test]
+fn resume_reads_everything_from_the_one_state_file() {
+    let root: PathBuf =
+        std::env::temp_dir().join(format!("yolo-train-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let data = root.join("data");
+    data::synth::write_dataset(&data, 6, 4, 2, 64).unwrap();
+    let out = root.join("run");
+    let mut child = train_cmd(&data, &out, 3)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_epochs(&mut child, &out, 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let st =
+        WeightsFile::read(&out.join("weights/last.state.safetensors").to_string_lossy()).unwrap();
+    assert!(
+        st.tensors.keys().any(|k| k.starts_with("ema.model.")),
+        "EMA in the state file"
+    );
+    assert!(st.tensors.keys().any(|k| k.starts_with("opt.")));
+    // last.safetensors half-written by a kill: the resume does not need it.
+    std::fs::write(out.join("weights/last.safetensors"), b"half a file").unwrap();
+    let mut c = Command::new(BIN);
+    c.args(["--device", "cpu", "--epochs", "2", "--resume"])
+        .arg(&out);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("resuming"), "{}", text(&o));
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 4, "header + 3 epochs: {csv}");
+    let leftovers: Vec<_> = std::fs::read_dir(out.join("weights"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -337,7 +337,7 @@ unsafe fn kernel<I: Isa, const MR: usize, const NV: usize>(
         Act::None => {}
         Act::Relu => {
             for i in 0..MR * NV {
-                I::store(tp.add(i * l), I::max(I::load(tp.add(i * l)), I::zero()));
+                I::store(tp.add(i * l), I::max(I::zero(), I::load(tp.add(i * l))));
             }
         }
         Act::Silu => {

@@ -118,7 +118,7 @@ unsafe fn rows<I: Isa>(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: u
                 }
                 let acc = match act {
                     Act::None => acc,
-                    Act::Relu => I::max(acc, I::zero()),
+                    Act::Relu => I::max(I::zero(), acc),
                     Act::Silu => I::silu(acc),
                 };
                 I::store(out.add(ch), acc);
@@ -136,11 +136,20 @@ unsafe fn rows<I: Isa>(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: u
                 for (j, &v) in tail.iter().enumerate() {
                     *out.add(cv + j) = match act {
                         Act::None => v,
-                        Act::Relu => v.max(0.0),
+                        Act::Relu => relu(v),
                         Act::Silu => v / (1.0 + (-v).exp()),
                     };
                 }
             }
         }
+    }
+}
+
+/// ReLU that keeps NaN (f32::max would turn it into 0).
+pub(super) fn relu(v: f32) -> f32 {
+    if v < 0.0 {
+        0.0
+    } else {
+        v
     }
 }

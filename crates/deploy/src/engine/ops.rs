@@ -108,7 +108,7 @@ impl SqueezeExcite {
         let hidden: Vec<f32> = (0..rd)
             .map(|j| {
                 let s: f32 = (0..c).map(|i| self.w1[j * c + i] * mean[i]).sum::<f32>() + self.b1[j];
-                s.max(0.0)
+                super::depthwise::relu(s)
             })
             .collect();
         let gate: Vec<f32> = (0..c)
@@ -124,7 +124,7 @@ impl SqueezeExcite {
             // SAFETY: as above.
             let px = unsafe { std::slice::from_raw_parts_mut(x.ptr.add(i * x.stride), c) };
             for (v, &g) in px.iter_mut().zip(&gate) {
-                *v = (*v * g).max(0.0);
+                *v = super::depthwise::relu(*v * g);
             }
         }
     }
@@ -393,7 +393,7 @@ unsafe fn affine_rows<I: Isa>(
         let y = prev + x * a.scale[i] + a.shift[i];
         match act {
             Act::None => y,
-            Act::Relu => y.max(0.0),
+            Act::Relu => super::depthwise::relu(y),
             Act::Silu => y / (1.0 + (-y).exp()),
         }
     };
@@ -413,7 +413,7 @@ unsafe fn affine_rows<I: Isa>(
             }
             y = match act {
                 Act::None => y,
-                Act::Relu => I::max(y, I::zero()),
+                Act::Relu => I::max(I::zero(), y),
                 Act::Silu => I::silu(y),
             };
             if let Some(r) = r {

@@ -78,7 +78,9 @@ pub trait Isa: Copy {
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// x86 semantics: `b` where either is NaN (put the value that may be NaN second to keep it).
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    /// As [`Self::max`].
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
     /// Round to nearest integer (as a float).
     unsafe fn round(a: Self::V) -> Self::V;
@@ -92,7 +94,9 @@ pub trait Isa: Copy {
     #[inline(always)]
     #[allow(clippy::excessive_precision)]
     unsafe fn exp(x: Self::V) -> Self::V {
-        let x = Self::min(Self::max(x, Self::splat(-87.3)), Self::splat(88.3));
+        // Constant first: x86 min/max return their second operand when one is NaN, so NaN propagates
+        // (as in PyTorch) instead of being clamped to a number.
+        let x = Self::min(Self::splat(88.3), Self::max(Self::splat(-87.3), x));
         let n = Self::round(Self::mul(x, Self::splat(std::f32::consts::LOG2_E)));
         let r = Self::fma(n, Self::splat(-0.693_359_375), x);
         let r = Self::fma(n, Self::splat(2.121_944_4e-4), r);

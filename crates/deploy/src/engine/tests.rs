@@ -266,3 +266,64 @@ fn vector_exp_and_sigmoid_are_accurate() {
         }
     }
 }
+
+/// A NaN input stays NaN through every activation (as in PyTorch), so a broken model is visible downstream.
+#[test]
+fn nan_propagates_through_conv_depthwise_and_activations() {
+    for level in levels() {
+        let (c, h, w) = (16, 3, 3);
+        let mut x = vec![0.5f32; h * w * c];
+        x[(w + 1) * c] = f32::NAN;
+        let zeros = vec![0.0f32; c];
+        for act in [Act::None, Act::Relu, Act::Silu] {
+            let wt = vec![0.1f32; c * c];
+            let pc = PackedConv::new(level, &wt, &vec![0.0; c], c, c, 1, 1, 0);
+            let mut y = vec![0.0f32; h * w * c];
+            pc.run(
+                Src {
+                    ptr: x.as_ptr(),
+                    h,
+                    w,
+                    stride: c,
+                },
+                Dst {
+                    ptr: y.as_mut_ptr(),
+                    h,
+                    w,
+                    stride: c,
+                },
+                act,
+                None,
+                &zeros,
+                false,
+            );
+            assert!(
+                y[(w + 1) * c..(w + 2) * c].iter().all(|v| v.is_nan()),
+                "{level:?} {act:?}"
+            );
+            assert!(y[..c].iter().all(|v| v.is_finite()));
+            let pd = PackedDepthwise::new(level, &vec![0.1; c * 9], &vec![0.0; c], c, 3, 1, 1);
+            let mut y = vec![0.0f32; h * w * c];
+            pd.run(
+                Src {
+                    ptr: x.as_ptr(),
+                    h,
+                    w,
+                    stride: c,
+                },
+                Dst {
+                    ptr: y.as_mut_ptr(),
+                    h,
+                    w,
+                    stride: c,
+                },
+                act,
+                false,
+            );
+            assert!(
+                y[0].is_nan(),
+                "{level:?} {act:?}: the corner window holds the NaN"
+            );
+        }
+    }
+}

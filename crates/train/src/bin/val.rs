@@ -52,13 +52,10 @@ fn main() -> Result<()> {
     model::alloc::keep_freed_memory();
     let a = Cli::parse();
     let device = model::device::select(&a.device)?;
-    if a.imgsz % 32 != 0 {
-        bail!(
-            "--imgsz {}: must be a multiple of 32 (the model's max stride)",
-            a.imgsz
-        );
-    }
     let loaded = load_model(&a.weights, &a.foreign.load_options(), &device)?;
+    let spec = &loaded.model.spec;
+    spec.check_input(a.imgsz, a.imgsz)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.weights))?;
     let cfg = DataConfig::from_file(&a.data)?;
     if cfg.nc() != loaded.model.nc() {
         bail!(

@@ -1,0 +1,139 @@
+//! Model YAMLs with values that would build a broken model or abort on allocation: `model info` (the
+//! binary) refuses each with the file, the row and the reason, and never panics.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const BASE: &str = "nc: 3
+scales:
+  t: [0.33, 0.25, 1024]
+backbone:
+  - [-1, 1, Conv, [64, 3, 2]]
+  - [-1, 1, Conv, [128, 3, 2]]
+  - [-1, 3, C2f, [128, True]]
+  - [-1, 1, Conv, [256, 3, 2]]
+  - [-1, 1, SPPF, [256, 5]]
+head:
+  - [[-1], 1, Detect, [nc]]
+";
+
+fn info(yaml: &str, tag: &str, imgsz: &str) -> (Option<i32>, String) {
+    let dir = std::env::temp_dir().join(format!("yolo-bad-yaml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let f: PathBuf = dir.join(format!("{tag}.yaml"));
+    std::fs::write(&f, yaml).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_model"))
+        .args(["info", "--scale", "t", "--imgsz", imgsz, "--config"])
+        .arg(&f)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.code(), said)
+}
+
+#[test]
+fn the_base_model_is_fine() {
+    let (code, said) = info(BASE, "base", "64");
+    assert_eq!(code, Some(0), "{said}");
+}
+
+#[test]
+fn bad_values_are_errors_naming_row_and_reason() {
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "groups0",
+            BASE.replace("[64, 3, 2]]", "[64, 3, 2, None, 0]]"),
+            "groups 0",
+        ),
+        (
+            "e0",
+            BASE.replace("[128, True]", "[128, True, 1, 0.0]"),
+            "e 0",
+        ),
+        (
+            "eneg",
+            BASE.replace("[128, True]", "[128, True, 1, -0.5]"),
+            "e -0.5",
+        ),
+        (
+            "width",
+            BASE.replace("[0.33, 0.25, 1024]", "[0.33, -0.25, 1024]"),
+            "width -0.25",
+        ),
+        (
+            "c2neg",
+            BASE.replace("[64, 3, 2]]", "[-64, 3, 2]]"),
+            "0 channels",
+        ),
+        ("k0", BASE.replace("[64, 3, 2]]", "[64, 0, 2]]"), "k"),
+        ("sppf_even", BASE.replace("[256, 5]", "[256, 4]"), "odd"),
+        ("reg_max0", format!("reg_max: 0\n{BASE}"), "reg_max 0"),
+        ("reg_max1", format!("reg_max: 1\n{BASE}"), "reg_max 1"),
+        (
+            "nc_huge",
+            BASE.replace("nc: 3", "nc: 100000000"),
+            "nc 100000000",
+        ),
+        (
+            "repeats_huge",
+            BASE.replace("[-1, 3, C2f", "[-1, 1000000, C2f"),
+            "repeats",
+        ),
+        (
+            "width_huge",
+            BASE.replace("[0.33, 0.25, 1024]", "[0.33, 8.0, 1.0e12]")
+                .replace("[256, 3, 2]", "[1.0e11, 3, 2]"),
+            "channels",
+        ),
+        (
+            "detect_only",
+            "nc: 3\nbackbone:\n  - [-1, 1, Detect, [nc]]\nhead: []\n".to_string(),
+            "Detect reads the image",
+        ),
+    ];
+    for (tag, yaml, want) in cases {
+        let (code, said) = info(&yaml, tag, "64");
+        assert_eq!(code, Some(1), "{tag}: {said}");
+        assert!(
+            said.contains(&format!("{tag}.yaml")),
+            "{tag}: names the file: {said}"
+        );
+        assert!(said.contains(want), "{tag}: wanted '{want}': {said}");
+        assert!(!said.contains("panicked"), "{tag}: {said}");
+        if tag != "width" && tag != "reg_max0" && tag != "reg_max1" && tag != "nc_huge" {
+            assert!(said.contains("row"), "{tag}: names the row: {said}");
+        }
+    }
+}
+
+#[test]
+fn an_input_the_model_cannot_take_is_refused() {
+    // Stride 64: one more downsampling row before the head; 96 is not a multiple of it.
+    let p6 = BASE.replace(
+        "  - [-1, 1, SPPF, [256, 5]]",
+        "  - [-1, 1, Conv, [256, 3, 2]]\n  - [-1, 1, Conv, [256, 3, 2]]\n  - [-1, 1, Conv, [256, 3, 2]]\n  - [-1, 1, SPPF, [256, 5]]",
+    );
+    let (code, said) = info(&p6, "p6", "96");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("multiple of 64"), "{said}");
+    // A Concat whose inputs differ in size at this input (P4 upsampled vs P3 at 96 = 3 x 32).
+    let fpn = "nc: 3
+backbone:
+  - [-1, 1, Conv, [16, 3, 2]]
+  - [-1, 1, Conv, [16, 3, 2]]
+  - [-1, 1, Conv, [16, 3, 2]]
+  - [-1, 1, Conv, [16, 3, 2]]
+head:
+  - [-1, 1, nn.Upsample, [None, 2, 'nearest']]
+  - [[-1, 2], 1, Concat, [1]]
+  - [[-1], 1, Detect, [nc]]
+";
+    let (code, said) = info(fpn, "fpn", "64,72");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("64x72"), "{said}");
+}
