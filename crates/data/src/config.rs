@@ -5,6 +5,9 @@ use crate::error::{DataError, Result};
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 
+/// Far past any real dataset (a typo must fail with a message, not allocate gigabytes of names).
+const MAX_CLASSES: u64 = 100_000;
+
 /// Image file extensions we read.
 pub const IMAGE_EXTS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
 
@@ -100,6 +103,9 @@ impl DataConfig {
                 pairs.into_iter().map(|(_, n)| n).collect()
             }
             None => match get("nc").and_then(|n| n.as_u64()) {
+                Some(nc) if nc > MAX_CLASSES => {
+                    return Err(err(format!("nc {nc}: at most {MAX_CLASSES} classes")))
+                }
                 Some(nc) => (0..nc).map(|i| format!("class{i}")).collect(),
                 None => return Err(err("needs 'names' (a list or a map of class names)".into())),
             },

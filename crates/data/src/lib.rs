@@ -9,6 +9,7 @@ pub mod config;
 pub mod dataset;
 pub mod draw;
 pub mod error;
+pub mod fuzz;
 pub mod image_ops;
 pub mod labels;
 pub mod loader;

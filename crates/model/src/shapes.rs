@@ -71,15 +71,19 @@ pub fn check_input_size(spec: &ModelSpec, h: usize, w: usize) -> Result<(), Stri
 struct Macs {
     fused: bool,
     total: f64,
+    /// Count weights (per conv `cout * cin/g * k * k`, per BN 4 per channel) instead of MACs.
+    weights: bool,
 }
 
 impl Macs {
     fn conv(&mut self, cin: usize, cout: usize, k: usize, g: usize, ho: usize, wo: usize) {
-        self.total += (cout * ho * wo) as f64 * (cin / g) as f64 * (k * k) as f64;
+        let pixels = if self.weights { 1.0 } else { (ho * wo) as f64 };
+        self.total += cout as f64 * pixels * (cin / g.max(1)) as f64 * (k * k) as f64;
     }
     fn bn(&mut self, c: usize, h: usize, w: usize) {
         if !self.fused {
-            self.total += 4.0 * (c * h * w) as f64;
+            let pixels = if self.weights { 1.0 } else { (h * w) as f64 };
+            self.total += 4.0 * c as f64 * pixels;
         }
     }
     /// Ultralytics `Conv`: conv + BN (BN gone when fused).
@@ -169,7 +173,9 @@ fn block_macs(m: &ModuleSpec, ci: usize, h: usize, w: usize, acc: &mut Macs) {
             }
             if *use_se {
                 let rd = crate::nn::Se::hidden(*c1);
-                acc.total += (c1 * ho * wo) as f64;
+                if !acc.weights {
+                    acc.total += (c1 * ho * wo) as f64;
+                }
                 acc.conv(*c1, rd, 1, 1, 1, 1);
                 acc.conv(rd, *c1, 1, 1, 1, 1);
             }
@@ -182,8 +188,22 @@ fn block_macs(m: &ModuleSpec, ci: usize, h: usize, w: usize, acc: &mut Macs) {
 
 /// GFLOPs of the model (unfused or fused) for an `h x w` input.
 pub fn gflops(spec: &ModelSpec, h: usize, w: usize, fused: bool) -> f64 {
+    macs(spec, h, w, fused, false) * 2.0 / 1e9
+}
+
+/// About how many numbers the unfused model holds (conv weights and BatchNorm tensors; biases left out):
+/// what building it would allocate, known before allocating.
+pub fn weight_count(spec: &ModelSpec) -> f64 {
+    macs(spec, 256, 256, false, true)
+}
+
+fn macs(spec: &ModelSpec, h: usize, w: usize, fused: bool, weights: bool) -> f64 {
     let shapes = layer_shapes(spec, h, w);
-    let mut acc = Macs { fused, total: 0.0 };
+    let mut acc = Macs {
+        fused,
+        total: 0.0,
+        weights,
+    };
     for l in &spec.layers {
         let src = |f: &Option<usize>| match f {
             None => {
@@ -219,5 +239,5 @@ pub fn gflops(spec: &ModelSpec, h: usize, w: usize, fused: bool) -> f64 {
             }
         }
     }
-    acc.total * 2.0 / 1e9
+    acc.total
 }

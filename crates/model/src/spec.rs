@@ -149,6 +149,8 @@ const MAX_CHANNELS: usize = 16_384;
 const MAX_KERNEL: usize = 64;
 const MAX_REPEATS: usize = 100;
 const MAX_BRANCHES: usize = 64;
+/// 8 GB of float32: 100x yolov8x.
+const MAX_WEIGHTS: f64 = 2e9;
 
 /// `guess_model_scale`: the scale letter after the version digits in a file stem (`yolov8n-mobileone` -> `n`).
 pub fn scale_from_name(path: &str) -> Option<String> {
@@ -981,6 +983,14 @@ impl ModelSpec {
                 }
                 _ => {}
             }
+        }
+        let weights = crate::shapes::weight_count(self);
+        if weights > MAX_WEIGHTS {
+            return Err(top(format!(
+                "the model would hold {:.3e} weights ({:.0} GB), more than the {MAX_WEIGHTS:.0e} allowed",
+                weights,
+                weights * 4.0 / 1e9
+            )));
         }
         Ok(())
     }

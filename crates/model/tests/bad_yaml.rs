@@ -137,3 +137,14 @@ head:
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("64x72"), "{said}");
 }
+
+#[test]
+fn a_model_too_large_to_allocate_is_refused_before_allocating() {
+    // Every value is in range on its own; together they need ~1e12 weights.
+    let big = BASE
+        .replace("[0.33, 0.25, 1024]", "[0.33, 1.0, 16384]")
+        .replace("[256, 3, 2]]", "[16384, 63, 2]]");
+    let (code, said) = info(&big, "too_big", "64");
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("weights") && said.contains("GB"), "{said}");
+}

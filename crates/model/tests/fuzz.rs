@@ -1,0 +1,88 @@
+//! Fuzzing the model YAML parser and the safetensors loader (see `data::fuzz`): mutations of the committed
+//! corpus in `tests/fuzz_corpus/` give an error or a model, never a panic, abort or hang.
+//! `YOLO_FUZZ_SECS` (default 8 per target) sets the budget; a failing input is saved under the temp folder.
+
+use data::fuzz::{budget, corpus, fuzz};
+use model::burn::tensor::Device;
+use model::weights::{load_state_dict, WeightsFile};
+use model::{ModelSpec, SpecOptions, YoloModel};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn seeds(target: &str) -> Vec<Vec<u8>> {
+    corpus(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fuzz_corpus")
+            .join(target),
+    )
+}
+
+fn crashes() -> PathBuf {
+    std::env::temp_dir().join("yolo-fuzz-crashes")
+}
+
+const HANG: Duration = Duration::from_secs(20);
+
+/// Models small enough to build in a fuzz loop (the parser caps the rest with an error of its own).
+fn small(spec: &ModelSpec) -> bool {
+    model::shapes::weight_count(spec) < 3e6
+}
+
+#[test]
+fn fuzz_model_yaml() {
+    let r = fuzz(
+        "model_yaml",
+        seeds("model_yaml"),
+        budget(8.0),
+        HANG,
+        &crashes(),
+        |b| {
+            let text = String::from_utf8_lossy(b);
+            for scale in [None, Some("t".to_string()), Some("n".to_string())] {
+                let opts = SpecOptions { scale, nc: None };
+                let Ok(spec) = ModelSpec::from_str(&text, "fuzz.yaml", &opts) else {
+                    continue;
+                };
+                let _ = model::shapes::gflops(&spec, 64, 64, false);
+                if spec.check_input(64, 64).is_ok() && small(&spec) {
+                    let m = YoloModel::new(&spec, &Device::flex());
+                    let _ = m.forward(model::burn::tensor::Tensor::zeros(
+                        [1, 3, 64, 64],
+                        &Device::flex(),
+                    ));
+                }
+            }
+        },
+    );
+    let r = r.unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("model_yaml: {} inputs (seed {})", r.executions, r.seed);
+}
+
+#[test]
+fn fuzz_safetensors() {
+    let r = fuzz(
+        "safetensors",
+        seeds("safetensors"),
+        budget(8.0),
+        HANG,
+        &crashes(),
+        |b| {
+            let Ok(file) = WeightsFile::from_bytes(b, "fuzz.safetensors") else {
+                return;
+            };
+            let Some(Ok(spec)) = file.spec(&SpecOptions::default()) else {
+                return;
+            };
+            if !small(&spec) {
+                return;
+            }
+            let mut m = YoloModel::new(&spec, &Device::flex());
+            if file.is_fused() {
+                m = m.fuse();
+            }
+            let _ = load_state_dict(&mut m, &file.tensors, "fuzz.safetensors");
+        },
+    );
+    let r = r.unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("safetensors: {} inputs (seed {})", r.executions, r.seed);
+}
