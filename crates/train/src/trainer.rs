@@ -489,7 +489,10 @@ impl Trainer {
         }
         let mut model = model.fork(&train_dev).train();
 
-        std::fs::write(self.run_dir.join("args.yaml"), serde_yaml::to_string(a)?)?;
+        write_atomic(
+            &self.run_dir.join("args.yaml"),
+            serde_yaml::to_string(a)?.as_bytes(),
+        )?;
         let csv_path = self.run_dir.join("results.csv");
         let mut results: Vec<EpochResult> = if resume {
             std::fs::read_to_string(&csv_path)
