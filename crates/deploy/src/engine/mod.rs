@@ -503,13 +503,26 @@ impl Engine {
         }
         let (h, w) = dims[self.input];
         {
+            // NCHW planes to NHWC pixels, rows split across threads for a single image.
             let inp = &mut ws.slots[self.slot_of[self.input]];
             let plane = h * w;
-            for p in 0..plane {
-                for c in 0..3 {
-                    inp[p * 3 + c] = x[c * plane + p];
+            let dst = Dst {
+                ptr: inp.as_mut_ptr(),
+                h,
+                w,
+                stride: 3,
+            };
+            let job = |y0: usize, y1: usize| {
+                // The whole view is captured, not its pointer field (the view is Sync).
+                let out = dst;
+                for p in y0 * w..y1 * w {
+                    for c in 0..3 {
+                        // SAFETY: p < h * w and the slot holds h * w * 3 floats; rows are disjoint.
+                        unsafe { *out.ptr.add(p * 3 + c) = x[c * plane + p] };
+                    }
                 }
-            }
+            };
+            par_ranges(h, parallel, &job);
         }
         let ptr = |ws: &mut Workspace, v: View| -> *mut f32 {
             // SAFETY: `off` is below the buffer's channel count, within the slot sized above.
