@@ -19,6 +19,29 @@ pub use config::DataConfig;
 pub use dataset::Dataset;
 pub use error::{DataError, Result};
 
+/// Temp files `PREFIX<pid>` left by a process that was killed mid-write (its pid no longer runs). Linux
+/// only (`/proc`); elsewhere they stay.
+fn remove_stale_temps(dir: &std::path::Path, prefix: &str) {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Asks long data work (the label scan) to stop: the binaries' Ctrl-C handler calls this.
@@ -44,7 +67,9 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let prefix = format!(".{name}.tmp");
+    remove_stale_temps(dir, &prefix);
+    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
     let written = std::fs::File::create(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
         f.sync_all()

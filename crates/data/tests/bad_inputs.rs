@@ -212,3 +212,20 @@ fn zero_sizes_on_the_command_line_are_refused_where_typed() {
         assert!(said.contains("invalid value"), "{args:?}: {said}");
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_temp_file_left_by_a_killed_writer_is_removed_by_the_next_write() {
+    let d = std::env::temp_dir().join(format!("yolo-stale-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    // A pid above the kernel's maximum (4194304) never runs.
+    let stale = d.join(".results.csv.tmp4294967");
+    std::fs::write(&stale, "half").unwrap();
+    let other = d.join(".other.csv.tmp4294967");
+    std::fs::write(&other, "not ours").unwrap();
+    data::write_atomic(&d.join("results.csv"), b"whole\n").unwrap();
+    assert!(!stale.exists(), "the dead writer's temp file is gone");
+    assert!(other.exists(), "another file's temp is left alone");
+    assert_eq!(std::fs::read(d.join("results.csv")).unwrap(), b"whole\n");
+    std::fs::remove_dir_all(&d).ok();
+}
