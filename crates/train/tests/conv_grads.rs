@@ -156,3 +156,29 @@ fn conv_gradients_equal_the_textbook_sums() {
         groups: 1,
     });
 }
+
+/// vendor/burn-flex's float32 sigmoid (parallel, vectorizable exp) against the float64 formula, NaN kept.
+#[test]
+fn flex_sigmoid_matches_the_formula() {
+    let mut xs: Vec<f32> = (0..200_001)
+        .map(|i| (i as f32 - 100_000.0) * 1e-3)
+        .collect();
+    xs.extend([-1000.0, 1000.0, 0.0, -0.0, 1e-9, f32::NAN]);
+    let n = xs.len();
+    let t = Tensor::<1>::from_data(TensorData::new(xs.clone(), [n]), &Device::flex());
+    let got = model::burn::tensor::activation::sigmoid(t)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    for (&x, &g) in xs.iter().zip(&got) {
+        if x.is_nan() {
+            assert!(g.is_nan(), "sigmoid(NaN) must be NaN");
+            continue;
+        }
+        let want = 1.0 / (1.0 + (-(x as f64)).exp());
+        assert!(
+            (g as f64 - want).abs() <= 2e-7 + 1e-6 * want,
+            "sigmoid({x}) = {g}, want {want}"
+        );
+    }
+}

@@ -273,19 +273,19 @@ fn ctrl_c_during_the_label_scan_stops_at_once() {
     let data = root.join("data");
     std::fs::create_dir_all(data.join("images/train")).unwrap();
     std::fs::create_dir_all(data.join("labels/train")).unwrap();
-    // Big noisy PNGs decode slowly enough that the scan takes seconds.
-    let mut img = image::RgbImage::new(800, 800);
+    // Big noisy JPEGs (tens of ms each to decode) make the scan take a minute.
+    let mut img = image::RgbImage::new(2000, 2000);
     for (i, p) in img.pixels_mut().enumerate() {
         let v = (i as u32).wrapping_mul(2_654_435_761);
         p.0 = [v as u8, (v >> 8) as u8, (v >> 16) as u8];
     }
     let mut bytes = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut bytes, image::ImageFormat::Png).unwrap();
-    let one = root.join("one.png");
+    img.write_to(&mut bytes, image::ImageFormat::Jpeg).unwrap();
+    let one = root.join("one.jpg");
     std::fs::write(&one, bytes.into_inner()).unwrap();
     // Links to one file: the scan decodes each, the disk holds one.
     for i in 0..1500 {
-        std::os::unix::fs::symlink(&one, data.join(format!("images/train/{i:05}.png"))).unwrap();
+        std::os::unix::fs::symlink(&one, data.join(format!("images/train/{i:05}.jpg"))).unwrap();
         std::fs::write(
             data.join(format!("labels/train/{i:05}.txt")),
             "0 0.5 0.5 0.2 0.2\n",
