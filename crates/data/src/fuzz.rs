@@ -130,6 +130,16 @@ pub fn corpus(dir: &Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// The seeds of `target` in a crate's `tests/fuzz_corpus/` (`crate_dir` is its `CARGO_MANIFEST_DIR`).
+pub fn seeds(crate_dir: &str, target: &str) -> Vec<Vec<u8>> {
+    corpus(&Path::new(crate_dir).join("tests/fuzz_corpus").join(target))
+}
+
+/// Where failing inputs are saved.
+pub fn crash_dir() -> PathBuf {
+    std::env::temp_dir().join("yolo-fuzz-crashes")
+}
+
 /// What a run did.
 #[derive(Debug)]
 pub struct Report {

@@ -2,20 +2,16 @@
 //! the committed corpus in `tests/fuzz_corpus/` give an error or a result, never a panic, abort or hang.
 //! `YOLO_FUZZ_SECS` (default 8 per target) sets the budget; a failing input is saved under the temp folder.
 
-use data::fuzz::{budget, corpus, fuzz};
-use std::path::{Path, PathBuf};
+use data::fuzz::{budget, fuzz};
+use std::path::PathBuf;
 use std::time::Duration;
 
 fn seeds(target: &str) -> Vec<Vec<u8>> {
-    corpus(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fuzz_corpus")
-            .join(target),
-    )
+    data::fuzz::seeds(env!("CARGO_MANIFEST_DIR"), target)
 }
 
 fn crashes() -> PathBuf {
-    std::env::temp_dir().join("yolo-fuzz-crashes")
+    data::fuzz::crash_dir()
 }
 
 const HANG: Duration = Duration::from_secs(20);
