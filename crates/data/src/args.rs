@@ -18,8 +18,15 @@ pub fn at_least_one(s: &str) -> Result<usize, String> {
 
 /// An image size: a multiple of the models' largest stride (32), at least 32 and at most 8192.
 pub fn image_size(s: &str) -> Result<usize, String> {
-    let n = at_least_one(s)?;
-    if n % MAX_STRIDE != 0 || n > 8192 {
+    check_image_size(at_least_one(s)?)
+}
+
+/// [`image_size`] for a number that did not come as text (a `--hyp` file, a resumed run).
+pub fn check_image_size(n: usize) -> Result<usize, String> {
+    if n == 0 {
+        return Err("must be at least 1".into());
+    }
+    if !n.is_multiple_of(MAX_STRIDE) || n > 8192 {
         return Err(format!(
             "must be a multiple of {MAX_STRIDE} between {MAX_STRIDE} and 8192 (the model's largest stride)"
         ));

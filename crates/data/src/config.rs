@@ -5,8 +5,9 @@ use crate::error::{DataError, Result};
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 
-/// Far past any real dataset (a typo must fail with a message, not allocate gigabytes of names).
-const MAX_CLASSES: u64 = 100_000;
+/// Far past any real dataset (a typo must fail with a message, not allocate gigabytes of names); the model
+/// YAML's `nc` has the same cap.
+pub const MAX_CLASSES: usize = 100_000;
 
 /// Image file extensions we read.
 pub const IMAGE_EXTS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
@@ -103,7 +104,7 @@ impl DataConfig {
                 pairs.into_iter().map(|(_, n)| n).collect()
             }
             None => match get("nc").and_then(|n| n.as_u64()) {
-                Some(nc) if nc > MAX_CLASSES => {
+                Some(nc) if nc > MAX_CLASSES as u64 => {
                     return Err(err(format!("nc {nc}: at most {MAX_CLASSES} classes")))
                 }
                 Some(nc) => (0..nc).map(|i| format!("class{i}")).collect(),

@@ -278,23 +278,19 @@ pub fn predict(
         None
     };
     let names_out = output_names(&paths);
-    let renamed = paths
+    let renamed: Vec<&String> = paths
         .iter()
         .zip(&names_out)
         .filter(|(p, n)| {
             p.file_stem()
                 .is_none_or(|s| s.to_string_lossy() != n.as_str())
         })
-        .count();
-    if renamed > 0 {
+        .map(|(_, n)| n)
+        .collect();
+    if let Some(example) = renamed.first() {
         eprintln!(
-            "{renamed} images share a file name with another: their outputs are named by their path (e.g. {})",
-            names_out
-                .iter()
-                .zip(&paths)
-                .find(|(n, p)| p.file_stem().is_none_or(|s| s.to_string_lossy() != n.as_str()))
-                .map(|(n, _)| n.as_str())
-                .unwrap_or("")
+            "{} images share a file name with another: their outputs are named by their path (e.g. {example})",
+            renamed.len()
         );
     }
     let rx = spawn_readers(Arc::new(paths), Arc::new(names_out), o.imgsz, o.workers);

@@ -300,12 +300,12 @@ impl Fixture {
     /// maps (nothing to check on a CPU without the engine's instruction sets).
     fn check_engine(
         &self,
-        fused: &YoloModel,
+        model: &YoloModel,
         form: &str,
-        fused_expected: &HostTensor,
+        expected: &HostTensor,
         report: &mut Report,
     ) -> Result<()> {
-        let engine = match Engine::new(fused) {
+        let engine = match Engine::new(model) {
             Ok(e) => e,
             Err(EngineError::NoSimd) => return Ok(()),
             Err(e) => bail!(
@@ -316,14 +316,14 @@ impl Fixture {
         let [h, w] = self.meta.imgsz;
         let (out, raw) = engine.run_with_raw(&self.input.data, 1, h, w)?;
         let ours = HostTensor {
-            shape: fused_expected.shape.clone(),
+            shape: expected.shape.clone(),
             data: out,
         };
         let level = format!("{:?}", engine.level());
         compare_output(
             &format!("{form} output (engine, {level})"),
             &ours,
-            fused_expected,
+            expected,
             report,
         );
         for (i, r) in raw.iter().enumerate() {

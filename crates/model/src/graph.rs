@@ -128,7 +128,7 @@ pub struct YoloModel {
 impl YoloModel {
     /// Builds the model with Ultralytics' initialisation (PyTorch default conv init, BN 1/0, Detect bias init).
     pub fn new(spec: &ModelSpec, device: &Device) -> YoloModel {
-        let strides = Self::strides_of(spec);
+        let strides = spec.strides();
         let layers = spec
             .layers
             .iter()
@@ -152,11 +152,6 @@ impl YoloModel {
             layers,
             spec: spec.clone(),
         }
-    }
-
-    /// Detect strides from a 256x256 dry run of the shapes, as Ultralytics does.
-    pub fn strides_of(spec: &ModelSpec) -> Vec<f32> {
-        spec.strides()
     }
 
     pub fn detect(&self) -> &Detect {

@@ -144,7 +144,7 @@ pub struct ModelSpec {
 }
 
 /// Limits far past any real model, so a typo fails with a message instead of an allocation abort.
-const MAX_NC: usize = 100_000;
+const MAX_NC: usize = data::config::MAX_CLASSES;
 const MAX_CHANNELS: usize = 16_384;
 const MAX_KERNEL: usize = 64;
 const MAX_REPEATS: usize = 100;

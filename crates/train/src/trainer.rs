@@ -101,7 +101,7 @@ impl Default for TrainArgs {
 impl TrainArgs {
     /// Refuses values that cannot run, whether they came from flags, a `--hyp` file or a resumed args.yaml.
     pub fn check(&self) -> std::result::Result<(), String> {
-        data::args::image_size(&self.imgsz.to_string())
+        data::args::check_image_size(self.imgsz)
             .map_err(|e| format!("imgsz {}: {e}", self.imgsz))?;
         for (k, v) in [
             ("epochs", self.epochs),

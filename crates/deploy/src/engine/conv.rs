@@ -182,13 +182,6 @@ unsafe fn run_tiles<I: Isa, const MR: usize>(
     let mut rows: Vec<[*const f32; MR]> = vec![[zeros.as_ptr(); MR]; taps];
     // MR <= 8 pixels x NR <= 48 channels.
     let mut tile = [0.0f32; 384];
-    // Few input channels (the 3-channel stem): the taps of each pixel are gathered into one contiguous row
-    // of `taps * cin` values, so the kernel runs one long inner loop instead of `taps` short ones. The packed
-    // weights' `[tap][c_in]` order is already that row's order.
-    // Measured on the stem: no faster than the tap loop, so only for a single channel.
-    let gather = pc.cin == 1 && taps > 1;
-    let kk = taps * pc.cin;
-    let mut gbuf = vec![0.0f32; if gather { MR * kk } else { 0 }];
     for t in t0..t1 {
         let m0 = t * MR;
         let valid = (m - m0).min(MR);
@@ -210,35 +203,14 @@ unsafe fn run_tiles<I: Isa, const MR: usize>(
                 }
             }
         }
-        let gathered: Option<(usize, [[*const f32; MR]; 1])> = if gather {
-            let mut ptrs = [gbuf.as_ptr(); MR];
-            for (r, p) in ptrs.iter_mut().enumerate() {
-                let row = gbuf.as_mut_ptr().add(r * kk);
-                let mut o = row;
-                for tap in rows.iter() {
-                    for c in 0..pc.cin {
-                        *o.add(c) = *tap[r].add(c);
-                    }
-                    o = o.add(pc.cin);
-                }
-                *p = row;
-            }
-            Some((kk, [ptrs]))
-        } else {
-            None
-        };
         for pn in &pc.panels {
             let b = pc.w.as_ptr().add(pn.offset);
             let bias = pc.bias.as_ptr().add(pn.col);
             let nr = pn.nv * I::LANES;
-            let (rows, cin) = match &gathered {
-                Some(g) => (&g.1[..], g.0),
-                None => (&rows[..], pc.cin),
-            };
             match pn.nv {
-                1 => kernel::<I, MR, 1>(rows, cin, b, bias, act, &mut tile),
-                2 => kernel::<I, MR, 2>(rows, cin, b, bias, act, &mut tile),
-                _ => kernel::<I, MR, 3>(rows, cin, b, bias, act, &mut tile),
+                1 => kernel::<I, MR, 1>(&rows, pc.cin, b, bias, act, &mut tile),
+                2 => kernel::<I, MR, 2>(&rows, pc.cin, b, bias, act, &mut tile),
+                _ => kernel::<I, MR, 3>(&rows, pc.cin, b, bias, act, &mut tile),
             }
             let ncols = (pc.cout - pn.col).min(nr);
             for r in 0..valid {

@@ -97,6 +97,20 @@ impl Lower {
         self.channels.len() - 1
     }
 
+    /// A dense (groups 1) convolution with packed weights.
+    fn dense(&mut self, cw: &ConvW, src: View, dst: View, act: Act, add: Option<View>) {
+        self.max_cin = self.max_cin.max(cw.cin_g);
+        self.ops.push(Op::Conv {
+            pc: PackedConv::new(
+                self.level, &cw.w, &cw.b, cw.cout, cw.cin_g, cw.k, cw.s, cw.p,
+            ),
+            src,
+            dst,
+            act,
+            add,
+        });
+    }
+
     fn conv2d(
         &mut self,
         c: &Conv2d,
@@ -109,14 +123,7 @@ impl Lower {
         let cw = conv_w(c, what)?;
         let cin = cw.cin_g * cw.groups;
         if cw.groups == 1 {
-            self.max_cin = self.max_cin.max(cin);
-            self.ops.push(Op::Conv {
-                pc: PackedConv::new(self.level, &cw.w, &cw.b, cw.cout, cin, cw.k, cw.s, cw.p),
-                src,
-                dst,
-                act,
-                add,
-            });
+            self.dense(&cw, src, dst, act, add);
         } else if cw.groups == cin && cw.cout == cin && add.is_none() {
             self.ops.push(Op::Depthwise {
                 pd: PackedDepthwise::new(self.level, &cw.w, &cw.b, cin, cw.k, cw.s, cw.p),
@@ -361,17 +368,13 @@ impl Lower {
                         "{what}: unequal first convolutions"
                     )));
                 }
-                let cin = wa.cin_g;
-                let w: Vec<f32> = wa.w.iter().chain(&wb.w).copied().collect();
-                let bias: Vec<f32> = wa.b.iter().chain(&wb.b).copied().collect();
-                self.max_cin = self.max_cin.max(cin);
-                self.ops.push(Op::Conv {
-                    pc: PackedConv::new(self.level, &w, &bias, c2 + c3, cin, wa.k, wa.s, wa.p),
-                    src: x,
-                    dst: View { buf: t0, off: 0 },
-                    act: Act::Silu,
-                    add: None,
-                });
+                let stacked = ConvW {
+                    w: wa.w.iter().chain(&wb.w).copied().collect(),
+                    b: wa.b.iter().chain(&wb.b).copied().collect(),
+                    cout: c2 + c3,
+                    ..wa
+                };
+                self.dense(&stacked, x, View { buf: t0, off: 0 }, Act::Silu, None);
             }
             let t1 = self.buf(c2 + c3);
             self.conv(

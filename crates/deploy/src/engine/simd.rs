@@ -15,18 +15,12 @@ pub enum Level {
 
 impl Level {
     /// The best level this CPU supports; `None` where neither is available (the burn path is used then).
+    /// With `YOLO_ENGINE_AVX2` set, AVX2 even where AVX-512 is there (to time or test that path).
     pub fn detect() -> Option<Level> {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::env::var_os("YOLO_ENGINE_AVX2").is_none() && is_x86_feature_detected!("avx512f")
-            {
-                return Some(Level::Avx512);
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Some(Level::Avx2);
-            }
-        }
-        None
+        let avx2_only = std::env::var_os("YOLO_ENGINE_AVX2").is_some();
+        Self::available()
+            .into_iter()
+            .find(|l| !(avx2_only && *l == Level::Avx512))
     }
 
     /// Every level this CPU can run, best first (tests run each).
