@@ -1,7 +1,9 @@
 //! Which backend a command runs on, from the `--device` flag every binary shares:
 //! `cpu` (burn-flex), `wgpu` (the adapter wgpu ranks best), `wgpu:N` or a bare `N` (the N-th hardware
 //! adapter, as Ultralytics' `--device 0`), `wgpu:cpu` (a software rasterizer such as Mesa's lavapipe, only on
-//! request: it is ~100x slower than burn-flex) and `auto` (the first hardware GPU, else the CPU).
+//! request: it is ~100x slower than burn-flex), `cuda` / `cuda:N` (builds with the `cuda` feature) and `auto`
+//! (the first hardware GPU, else the CPU). A comma list (`0,1`, `cuda:0,1`, `cpu,cpu`) names the devices of
+//! data-parallel training, as Ultralytics' `--device 0,1`.
 
 use crate::error::{ModelError, Result};
 use burn::tensor::Device;
@@ -39,6 +41,10 @@ pub fn pick(name: &str) -> Result<Picked> {
     match name.as_str() {
         "cpu" | "flex" => Ok(cpu("")),
         "auto" | "" => Ok(auto()),
+        other if other.starts_with("cuda") => cuda::pick(
+            other.trim_start_matches("cuda").trim_start_matches(':'),
+            other,
+        ),
         other => {
             let spec = other
                 .strip_prefix("wgpu")
@@ -48,7 +54,7 @@ pub fn pick(name: &str) -> Result<Picked> {
                 (None, Ok(_)) => other.to_string(),
                 (None, Err(_)) => {
                     return Err(ModelError::Other(format!(
-                        "--device {other}: expected auto, cpu, wgpu, wgpu:N, N or wgpu:cpu"
+                        "--device {other}: expected auto, cpu, wgpu, wgpu:N, N, wgpu:cpu, cuda or cuda:N (a comma list for several devices)"
                     )))
                 }
             };
@@ -59,9 +65,60 @@ pub fn pick(name: &str) -> Result<Picked> {
 
 /// [`pick`], printing the reason line: what the binaries call.
 pub fn select(name: &str) -> Result<Device> {
+    if name.contains(',') {
+        return Err(ModelError::Other(format!(
+            "--device {name}: this command runs on one device (several only for training)"
+        )));
+    }
     let picked = pick(name)?;
     eprintln!("{}", picked.reason);
     Ok(picked.device)
+}
+
+/// Resolves a comma list of devices: `0,1` (hardware GPUs 0 and 1), `cuda:0,1` or `wgpu:0,1` (the prefix
+/// carries over to the bare numbers after it), `cpu,cpu` (two replicas on the CPU, for testing). One name
+/// gives one device.
+pub fn pick_all(name: &str) -> Result<Vec<Picked>> {
+    let mut prefix = "";
+    let mut out = vec![];
+    for part in name.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err(ModelError::Other(format!(
+                "--device {name}: an empty entry in the list"
+            )));
+        }
+        let full = match part.split_once(':') {
+            Some((p, _)) => {
+                prefix = if p.eq_ignore_ascii_case("cuda") {
+                    "cuda:"
+                } else if p.eq_ignore_ascii_case("wgpu") {
+                    "wgpu:"
+                } else {
+                    ""
+                };
+                part.to_string()
+            }
+            None if part.parse::<usize>().is_ok() => format!("{prefix}{part}"),
+            None => {
+                prefix = "";
+                part.to_string()
+            }
+        };
+        out.push(pick(&full)?);
+    }
+    Ok(out)
+}
+
+/// [`pick_all`], printing one reason line per device.
+pub fn select_all(name: &str) -> Result<Vec<Device>> {
+    let picked = pick_all(name)?;
+    for (i, p) in picked.iter().enumerate() {
+        match picked.len() {
+            1 => eprintln!("{}", p.reason),
+            _ => eprintln!("replica {i}: {}", p.reason),
+        }
+    }
+    Ok(picked.into_iter().map(|p| p.device).collect())
 }
 
 #[cfg(feature = "wgpu")]
@@ -169,16 +226,74 @@ mod gpu {
     }
 }
 
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::{ModelError, Picked, Result};
+    use burn::tensor::{Device, DeviceType};
+
+    pub fn pick(spec: &str, flag: &str) -> Result<Picked> {
+        let i: usize = match spec {
+            "" => 0,
+            n => n.parse().map_err(|_| {
+                ModelError::Other(format!("--device {flag}: expected cuda or cuda:N"))
+            })?,
+        };
+        let found = Device::enumerate(DeviceType::Cuda).into_iter().count();
+        if i >= found {
+            return Err(ModelError::Other(format!(
+                "--device {flag}: there is no CUDA device {i} ({found} found; is the NVIDIA driver loaded?)"
+            )));
+        }
+        let device = Device::cuda(i);
+        let name = device
+            .identity()
+            .map(|d| d.name)
+            .unwrap_or_else(|| "unnamed device".into());
+        Ok(Picked {
+            device,
+            reason: format!("device: cuda:{i} ({name})"),
+            gpu: true,
+        })
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+mod cuda {
+    use super::{ModelError, Picked, Result};
+
+    pub fn pick(_spec: &str, flag: &str) -> Result<Picked> {
+        Err(ModelError::Other(format!(
+            "--device {flag}: this binary was built without the `cuda` feature; rebuild with `--features cuda` \
+             (README: CUDA), or use --device wgpu:N on the same GPU"
+        )))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::pick;
+    use super::{pick, pick_all, select};
 
     #[test]
     fn cpu_and_bad_names() {
         assert!(!pick("cpu").unwrap().gpu);
-        let e = pick("cuda:0").err().unwrap().to_string();
+        let e = pick("tpu:0").err().unwrap().to_string();
         assert!(e.contains("expected auto, cpu"), "{e}");
         let e = pick("wgpu:x").err().unwrap().to_string();
         assert!(e.starts_with("--device wgpu:x: "), "{e}");
+    }
+
+    #[test]
+    fn lists() {
+        assert_eq!(pick_all("cpu,cpu").unwrap().len(), 2);
+        assert_eq!(pick_all("cpu").unwrap().len(), 1);
+        let e = pick_all("cpu,,cpu").err().unwrap().to_string();
+        assert!(e.contains("empty entry"), "{e}");
+        let e = select("cpu,cpu").err().unwrap().to_string();
+        assert!(e.contains("one device"), "{e}");
+        #[cfg(not(feature = "cuda"))]
+        {
+            let e = pick_all("cuda:0,1").err().unwrap().to_string();
+            assert!(e.contains("without the `cuda` feature"), "{e}");
+        }
     }
 }

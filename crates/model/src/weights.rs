@@ -135,6 +135,45 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
     Ok(())
 }
 
+/// What [`load_matching`] loaded.
+#[derive(Debug, Clone)]
+pub struct Transfer {
+    /// Model tensors taken from the file.
+    pub loaded: usize,
+    /// Model tensors in all.
+    pub total: usize,
+    /// Model tensors left at their values (absent from the file, or another shape), in visit order.
+    pub kept: Vec<String>,
+}
+
+/// Loads the tensors of `sd` whose name and shape match the model's and keeps the others, as Ultralytics'
+/// `intersect_dicts` transfer of pretrained weights: a file trained for another class count gives everything
+/// but the class branch.
+pub fn load_matching(model: &mut YoloModel, sd: &StateDict, source: &str) -> Result<Transfer> {
+    let mut full = state_dict(model);
+    let known: HashSet<&str> = full.keys().map(String::as_str).collect();
+    let folded = fold_conv_biases_before_bn(sd, &known);
+    let sd = folded.as_ref().map(|(sd, _)| sd).unwrap_or(sd);
+    let mut order = Vec::new();
+    model.visit_named("model", &mut |k, _| order.push(k));
+    let mut kept = Vec::new();
+    for k in order {
+        match sd.get(&k) {
+            Some(t) if t.shape == full[&k].shape => {
+                full.insert(k, t.clone());
+            }
+            _ => kept.push(k),
+        }
+    }
+    let total = full.len();
+    load_state_dict(model, &full, source)?;
+    Ok(Transfer {
+        loaded: total - kept.len(),
+        total,
+        kept,
+    })
+}
+
 /// A conv bias right before a BatchNorm is redundant: `bn(Wx + b)` with running mean `m` equals `bn(Wx)` with
 /// running mean `m - b`, in eval and in training (the batch mean shifts by `b` too). Files written while our
 /// MobileOne branch convs still had a bias load into the bias-free model this way. `None` when there is none.

@@ -1,10 +1,13 @@
 //! Training and validation of YOLO models built by the `model` crate on data from the `data` crate:
 //! Ultralytics' detection loss (`loss`), detection metrics (`metrics`), the validation loop (`val`), plots
-//! (`plots`), the optimizer/EMA recipe (`optim`) and the training loop (`trainer`).
+//! (`plots`), the optimizer/EMA recipe (`optim`), data-parallel replicas (`parallel`), one step compared
+//! across devices (`parity`) and the training loop (`trainer`).
 
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod parallel;
+pub mod parity;
 pub mod plots;
 pub mod trainer;
 pub mod val;

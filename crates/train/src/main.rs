@@ -29,7 +29,8 @@ struct Cli {
     /// ours defaults to the batch so the 42 tiles of datasets/trees give enough optimizer steps).
     #[arg(long, value_parser = data::args::at_least_one)]
     nbs: Option<usize>,
-    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu.
+    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu,
+    /// cuda:N (`cuda` feature). A comma list (0,1 or cuda:0,1) trains data-parallel on those devices.
     #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long, value_parser = data::args::at_least_one)]
@@ -42,7 +43,8 @@ struct Cli {
     /// Continue a run: its folder (or its weights/last.safetensors).
     #[arg(long, num_args = 0..=1, default_missing_value = "")]
     resume: Option<String>,
-    /// Initial weights (our safetensors).
+    /// Initial weights (our safetensors). Tensors whose name and shape match are loaded (weights trained
+    /// for another class count: all but the class branch), as Ultralytics transfers them.
     #[arg(long)]
     weights: Option<String>,
     /// auto (Ultralytics 8.4: MuSGD for runs over 10k iterations, else AdamW), SGD, AdamW or MuSGD.
@@ -71,12 +73,16 @@ struct Cli {
     /// Augmented samples with their boxes drawn, written to the run folder at start (train_batchN.jpg).
     #[arg(long)]
     dump: Option<usize>,
+    /// Freeze the first N layers (their weights are not trained), as Ultralytics' `freeze=N`.
+    #[arg(long)]
+    freeze: Option<usize>,
 }
 
 fn main() -> Result<()> {
     model::alloc::keep_freed_memory();
     let c = Cli::parse();
-    let device = model::device::select(&c.device)?;
+    let mut devices = model::device::select_all(&c.device)?;
+    let device = devices.remove(0);
     let (mut args, run_dir) = match &c.resume {
         Some(r) => {
             let dir = if r.is_empty() {
@@ -135,7 +141,8 @@ fn main() -> Result<()> {
                 weight_decay,
                 warmup_epochs,
                 close_mosaic,
-                dump
+                dump,
+                freeze
             );
             if let Some(n) = c.nbs {
                 a.nbs = n;
@@ -167,6 +174,7 @@ fn main() -> Result<()> {
         resume: c.resume.is_some(),
         run_dir: run_dir.clone(),
         device,
+        extra_devices: devices,
         stop,
         max_steps: None,
     };

@@ -111,14 +111,44 @@ pub fn accumulate(acc: &mut GradMap, model: &mut YoloModel, grads: &Gradients) {
             Slot::W1(p) if p.is_require_grad() => p.val().grad(grads).map(AnyTensor::R1),
             _ => None,
         };
-        let Some(g) = g else { return };
-        let sum = match (acc.remove(&key), g) {
-            (Some(AnyTensor::R4(a)), AnyTensor::R4(b)) => AnyTensor::R4(a + b),
-            (Some(AnyTensor::R1(a)), AnyTensor::R1(b)) => AnyTensor::R1(a + b),
-            (_, g) => g,
-        };
-        acc.insert(key, sum);
+        if let Some(g) = g {
+            add_grad(acc, key, g);
+        }
     });
+}
+
+/// Adds one tensor's gradient to `acc` (on the same device).
+pub fn add_grad(acc: &mut GradMap, key: String, g: AnyTensor) {
+    let sum = match (acc.remove(&key), g) {
+        (Some(AnyTensor::R4(a)), AnyTensor::R4(b)) => AnyTensor::R4(a + b),
+        (Some(AnyTensor::R1(a)), AnyTensor::R1(b)) => AnyTensor::R1(a + b),
+        (_, g) => g,
+    };
+    acc.insert(key, sum);
+}
+
+/// Stops training the first `layers` layers (Ultralytics' `freeze=N`: every tensor under `model.{i}.` for
+/// `i < N`); returns how many parameters that froze. BatchNorm statistics still update, as in Ultralytics.
+pub fn freeze_layers(model: &mut YoloModel, layers: usize) -> usize {
+    let prefixes: Vec<String> = (0..layers).map(|i| format!("model.{i}.")).collect();
+    let mut n = 0;
+    model.visit_named("model", &mut |key, slot| {
+        if !prefixes.iter().any(|p| key.starts_with(p)) {
+            return;
+        }
+        match slot {
+            Slot::W4(p) => {
+                *p = p.clone().set_require_grad(false);
+                n += 1;
+            }
+            Slot::W1(p) => {
+                *p = p.clone().set_require_grad(false);
+                n += 1;
+            }
+            Slot::Stat(_) => {}
+        }
+    });
+    n
 }
 
 /// Muon's quintic Newton-Schulz iteration (5 steps, Ultralytics' coefficients): an approximate `U V^T` of

@@ -3,18 +3,19 @@
 //! validation and checkpoints, close_mosaic, fitness = mAP50-95. A run folder like Ultralytics' with
 //! atomic checkpoints; `resume` continues from the last completed epoch.
 
-use crate::loss::{detection_loss, LossGains};
-use crate::optim::{accumulate, Ema, GradMap, GroupLr, Optimizer, OptimizerKind};
+use crate::loss::LossGains;
+use crate::optim::{freeze_layers, Ema, GradMap, GroupLr, Optimizer, OptimizerKind};
+use crate::parallel::{LossSetup, Replicas};
 use crate::val::{validate, ValOptions};
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 use data::augment::{AugmentConfig, Augmenter};
 use data::loader::train_batches;
 use data::{DataConfig, Dataset};
 use model::weights::{
-    load_state_dict, save_model, state_dict, to_safetensors_bytes, write_atomic, HostTensor,
-    WeightsFile,
+    load_matching, load_state_dict, save_model, state_dict, to_safetensors_bytes, write_atomic,
+    HostTensor, WeightsFile,
 };
 use model::{ModelSpec, SpecOptions, YoloModel};
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,8 @@ pub struct TrainArgs {
     pub val: bool,
     /// Augmented training samples (boxes drawn) written to the run folder at start.
     pub dump: usize,
+    /// The first `freeze` layers are not trained (Ultralytics' `freeze=N`).
+    pub freeze: usize,
     #[serde(flatten)]
     pub augment: AugmentConfig,
 }
@@ -93,6 +96,7 @@ impl Default for TrainArgs {
             cache: true,
             val: true,
             dump: 3,
+            freeze: 0,
             augment: AugmentConfig::default(),
         }
     }
@@ -369,7 +373,10 @@ pub struct Trainer {
     /// that already holds a run is refused, so nothing is silently continued or overwritten.
     pub resume: bool,
     pub run_dir: PathBuf,
+    /// Where the model trains and validates (replica 0).
     pub device: Device,
+    /// More devices for data-parallel training (`--device 0,1`): each gets an equal share of every batch.
+    pub extra_devices: Vec<Device>,
     /// Set by Ctrl-C: the loop saves `last` and returns after the current batch.
     pub stop: Arc<AtomicBool>,
     /// Stop after this many optimizer steps in total (tests of resume), if set.
@@ -381,6 +388,13 @@ impl Trainer {
         let a = &self.args;
         let dev = &self.device;
         let train_dev = dev.clone().autodiff();
+        let n_dev = 1 + self.extra_devices.len();
+        if !a.batch.is_multiple_of(n_dev) {
+            bail!(
+                "--batch {} must be a multiple of the device count {n_dev} (each device trains an equal share)",
+                a.batch
+            );
+        }
         let wdir = self.run_dir.join("weights");
         std::fs::create_dir_all(&wdir)
             .with_context(|| format!("{}: cannot create", wdir.display()))?;
@@ -466,8 +480,26 @@ impl Trainer {
             );
         } else if let Some(w) = &a.weights {
             let f = WeightsFile::read(w)?;
-            load_state_dict(&mut model, &f.tensors, w)?;
-            eprintln!("initial weights from {w}");
+            let t = load_matching(&mut model, &f.tensors, w)?;
+            if t.loaded == 0 {
+                bail!("--weights {w}: no tensor matches the model by name and shape (is --config/--scale right?)");
+            }
+            eprintln!(
+                "initial weights from {w}: transferred {}/{} tensors",
+                t.loaded, t.total
+            );
+            if !t.kept.is_empty() {
+                let more = t.kept.len().saturating_sub(6);
+                eprintln!(
+                    "  kept their initial values (absent from the file or another shape): {}{}",
+                    t.kept[..t.kept.len().min(6)].join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
         }
         // A deep copy: a clone would share the BatchNorm running statistics with the trained model.
         let mut ema = Ema::new(YoloModel::new(&spec, dev));
@@ -487,7 +519,29 @@ impl Trainer {
             }
             ema.updates = ema_updates;
         }
+        if a.freeze >= spec.layers.len() {
+            bail!(
+                "--freeze {}: the model has {} layers (0..{}); freezing them all leaves nothing to train",
+                a.freeze,
+                spec.layers.len(),
+                spec.layers.len() - 1
+            );
+        }
+        if a.freeze > 0 {
+            let n = freeze_layers(&mut model, a.freeze);
+            eprintln!(
+                "freezing layers 0..{} ({n} tensors are not trained)",
+                a.freeze - 1
+            );
+        }
         let mut model = model.fork(&train_dev).train();
+        let mut replicas = Replicas::new(&spec, &self.extra_devices, &mut model);
+        if n_dev > 1 {
+            eprintln!(
+                "data-parallel on {n_dev} devices: {} images each per batch, gradients summed on replica 0",
+                a.batch / n_dev
+            );
+        }
 
         write_atomic(
             &self.run_dir.join("args.yaml"),
@@ -537,8 +591,7 @@ impl Trainer {
             cls_gain: a.cls,
             dfl_gain: a.dfl,
         };
-        let strides = model.detect().strides.clone();
-        let reg_max = model.detect().reg_max;
+        let loss_setup = LossSetup::of(&model, gains);
         if !resume {
             // A resume point before the first step, so even a run stopped in epoch 1 can continue.
             save_model(
@@ -610,30 +663,27 @@ impl Trainer {
                 } else {
                     lr = target;
                 }
-                let [bsz, _, h, w] = batch.shape;
-                let x =
-                    Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), &train_dev);
-                let raw = model.forward_raw(x);
-                let out =
-                    detection_loss(&raw, &strides, nc, reg_max, &batch.targets, (h, w), gains);
-                if out.components.iter().any(|c| !c.is_finite()) {
-                    bar.abandon();
-                    bail!(
-                        "loss is {:?} at epoch {}, batch {} (step {ni}); the last good checkpoint is {}",
-                        out.components,
-                        epoch + 1,
-                        i + 1,
-                        wdir.join("last.safetensors").display()
-                    );
-                }
-                let grads = out.total.backward();
-                accumulate(&mut acc, &mut model, &grads);
+                let [bsz, _, h, _] = batch.shape;
+                let out = replicas.step(&mut model, dev, &batch, &loss_setup, &mut acc);
+                let out = match out {
+                    Ok(o) => o,
+                    Err(e) => {
+                        bar.abandon();
+                        bail!(
+                            "{e} at epoch {}, batch {} (step {ni}); the last good checkpoint is {}",
+                            epoch + 1,
+                            i + 1,
+                            wdir.join("last.safetensors").display()
+                        );
+                    }
+                };
                 acc_n += 1;
                 if acc_n >= n_accumulate {
                     opt.step(&mut model, &acc, lr, momentum);
                     acc.clear();
                     acc_n = 0;
                     ema.update(&mut model);
+                    replicas.sync(&mut model);
                 }
                 for (t, c) in tloss.iter_mut().zip(out.components) {
                     *t = (*t * i as f64 + c as f64) / (i + 1) as f64;

@@ -34,6 +34,7 @@ fn trainer(a: TrainArgs, dir: PathBuf, max_steps: Option<u64>, resume: bool) -> 
         resume,
         run_dir: dir,
         device: Device::flex(),
+        extra_devices: vec![],
         stop: Arc::new(AtomicBool::new(false)),
         max_steps,
     }

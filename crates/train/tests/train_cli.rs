@@ -391,3 +391,81 @@ fn resume_reads_everything_from_the_one_state_file() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// Fine-tuning: `--weights` trained for 3 classes into a 4-class dataset transfers everything but the class
+/// branch, with a line saying so; `--freeze 2` leaves layers 0 and 1 at the initial weights while the rest
+/// trains (BatchNorm statistics still move, as in Ultralytics).
+#[test]
+fn weights_of_another_class_count_transfer_and_freeze_keeps_layers() {
+    let root: PathBuf = std::env::temp_dir().join(format!("yolo-train-ft-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let data = root.join("data");
+    data::synth::write_dataset(&data, 8, 8, 2, 64).unwrap();
+    let o = run(train_cmd(&data, &root.join("base"), 1));
+    assert!(o.status.success(), "{}", text(&o));
+    let base = root.join("base/weights/last.safetensors");
+
+    let four = root.join("four");
+    std::fs::create_dir_all(&four).unwrap();
+    let yaml = std::fs::read_to_string(data.join("data.yaml")).unwrap();
+    let yaml = yaml.replace(
+        "train: images/train",
+        &format!("path: {}\ntrain: images/train", data.display()),
+    );
+    std::fs::write(four.join("data.yaml"), format!("{yaml}  3: star\n")).unwrap();
+    let mut c = train_cmd(&four, &root.join("ft"), 1);
+    c.arg("--weights").arg(&base);
+    let o = run(c);
+    let s = text(&o);
+    assert!(o.status.success(), "{s}");
+    let line = s
+        .lines()
+        .find(|l| l.contains("transferred"))
+        .unwrap_or_else(|| panic!("{s}"));
+    let nums: Vec<usize> = line
+        .split_once("transferred ")
+        .unwrap()
+        .1
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|t| !t.is_empty())
+        .take(2)
+        .map(|t| t.parse().unwrap())
+        .collect();
+    assert!(nums[0] < nums[1] && nums[0] + 10 > nums[1], "{line}");
+    assert!(
+        s.contains(".cv3.0.2.weight"),
+        "the class branch is named: {s}"
+    );
+
+    let frozen = root.join("frozen");
+    let mut c = train_cmd(&data, &frozen, 1);
+    c.arg("--weights").arg(&base).args(["--freeze", "2"]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("freezing layers 0..1"), "{}", text(&o));
+    let a = WeightsFile::read(&base.to_string_lossy()).unwrap();
+    let b = WeightsFile::read(&frozen.join("weights/last.safetensors").to_string_lossy()).unwrap();
+    let diff = |prefix: &str| {
+        a.tensors
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix) && !k.contains("running_"))
+            .flat_map(|(k, t)| t.data.iter().zip(&b.tensors[k].data))
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+    };
+    assert!(
+        diff("model.0.") < 1e-6 && diff("model.1.") < 1e-6,
+        "frozen layers moved"
+    );
+    assert!(diff("model.2.") > 1e-4, "layer 2 trains");
+
+    let mut c = train_cmd(&data, &root.join("all"), 1);
+    c.args(["--freeze", "99"]);
+    let o = run(c);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("--freeze 99: the model has"),
+        "{}",
+        text(&o)
+    );
+    std::fs::remove_dir_all(&root).ok();
+}

@@ -1,0 +1,256 @@
+//! Data-parallel training on several devices (`--device 0,1`), with Ultralytics' DDP semantics: each batch
+//! is split evenly across the replicas; every replica runs forward, loss and backward on its share, so
+//! BatchNorm normalizes with its share's statistics and the running statistics kept are replica 0's (DDP
+//! broadcasts rank 0's buffers); the gradients are summed on device 0 (DDP averages the gradients of losses
+//! that Ultralytics multiplies by the world size, which is a sum); the optimizer steps once, on device 0, and
+//! the new weights are copied to the other replicas. Learning rate, accumulation and weight decay follow the
+//! total batch, as one device with the whole batch.
+//!
+//! The sum copies each replica's gradients to device 0, which works on every backend (flex, wgpu, CUDA):
+//! burn 0.22's collective `all_reduce` is implemented only for CUDA (NCCL), and a plain sum is what it computes.
+
+use crate::loss::{detection_loss, LossGains};
+use crate::optim::{accumulate, add_grad, AnyTensor, GradMap};
+use anyhow::{bail, Result};
+use data::loader::{Batch, Target};
+use model::burn::module::{Module, Param};
+use model::burn::tensor::{Device, Tensor, TensorData};
+use model::nn::{Named, Slot};
+use model::{ModelSpec, YoloModel};
+
+/// What the loss needs besides the model output.
+#[derive(Clone)]
+pub struct LossSetup {
+    pub strides: Vec<f32>,
+    pub nc: usize,
+    pub reg_max: usize,
+    pub gains: LossGains,
+}
+
+impl LossSetup {
+    pub fn of(model: &YoloModel, gains: LossGains) -> LossSetup {
+        LossSetup {
+            strides: model.detect().strides.clone(),
+            nc: model.nc(),
+            reg_max: model.detect().reg_max,
+            gains,
+        }
+    }
+}
+
+/// One replica's share of a batch: images `[n, 3, h, w]` and their targets, `batch_idx` counted within the share.
+pub struct Shard {
+    pub images: Vec<f32>,
+    pub shape: [usize; 4],
+    pub targets: Vec<Target>,
+}
+
+/// Splits a batch into `n` contiguous shares whose sizes differ by at most one (the first ones larger);
+/// shares that would be empty (a last batch smaller than `n`) are left out.
+pub fn split(batch: &Batch, n: usize) -> Vec<Shard> {
+    let [b, c, h, w] = batch.shape;
+    let per_image = c * h * w;
+    let n = n.max(1);
+    let mut out = Vec::with_capacity(n);
+    let mut start = 0;
+    for r in 0..n {
+        let len = b / n + usize::from(r < b % n);
+        if len == 0 {
+            continue;
+        }
+        let end = start + len;
+        out.push(Shard {
+            images: batch.images[start * per_image..end * per_image].to_vec(),
+            shape: [len, c, h, w],
+            targets: batch
+                .targets
+                .iter()
+                .filter(|t| (start..end).contains(&t.batch_idx))
+                .map(|t| Target {
+                    batch_idx: t.batch_idx - start,
+                    ..*t
+                })
+                .collect(),
+        });
+        start = end;
+    }
+    out
+}
+
+/// Forward, loss and backward of one share on `model` (on the autodiff device `train_dev`); adds the
+/// gradients to `acc` and returns the loss components.
+pub fn shard_step(
+    model: &mut YoloModel,
+    train_dev: &Device,
+    shard: &Shard,
+    loss: &LossSetup,
+    acc: &mut GradMap,
+) -> [f32; 3] {
+    let [_, _, h, w] = shard.shape;
+    let x = Tensor::<4>::from_data(
+        TensorData::new(shard.images.clone(), shard.shape),
+        train_dev,
+    );
+    let raw = model.forward_raw(x);
+    let out = detection_loss(
+        &raw,
+        &loss.strides,
+        loss.nc,
+        loss.reg_max,
+        &shard.targets,
+        (h, w),
+        loss.gains,
+    );
+    if out.components.iter().all(|c| c.is_finite()) {
+        let grads = out.total.backward();
+        accumulate(acc, model, &grads);
+    }
+    out.components
+}
+
+/// A replica beyond the first: its own copy of the model (its own BatchNorm statistics) on its device.
+struct Replica {
+    device: Device,
+    train_dev: Device,
+    model: YoloModel,
+}
+
+/// The replicas of data-parallel training; replica 0 is the trained model itself, held by the caller.
+pub struct Replicas {
+    extra: Vec<Replica>,
+}
+
+/// The result of one data-parallel forward/backward.
+pub struct ReplicaStep {
+    /// Loss components averaged over the replicas, weighted by their share of the batch.
+    pub components: [f32; 3],
+}
+
+impl Replicas {
+    /// Replicas on `devices` (those after device 0), their weights copied from `main`.
+    pub fn new(spec: &ModelSpec, devices: &[Device], main: &mut YoloModel) -> Replicas {
+        let mut r = Replicas {
+            extra: devices
+                .iter()
+                .map(|d| {
+                    let train_dev = d.clone().autodiff();
+                    Replica {
+                        device: d.clone(),
+                        model: YoloModel::new(spec, d).fork(&train_dev).train(),
+                        train_dev,
+                    }
+                })
+                .collect(),
+        };
+        r.sync(main);
+        r
+    }
+
+    /// How many devices train, replica 0 included.
+    pub fn count(&self) -> usize {
+        1 + self.extra.len()
+    }
+
+    /// Copies `main`'s trainable weights to every other replica (after each optimizer step).
+    pub fn sync(&mut self, main: &mut YoloModel) {
+        if self.extra.is_empty() {
+            return;
+        }
+        // Frozen layers (`--freeze`) stay frozen on every replica.
+        let mut weights = vec![];
+        main.visit_named("model", &mut |_, slot| match slot {
+            Slot::W4(p) => weights.push((AnyTensor::R4(p.val().inner()), p.is_require_grad())),
+            Slot::W1(p) => weights.push((AnyTensor::R1(p.val().inner()), p.is_require_grad())),
+            Slot::Stat(_) => {}
+        });
+        for rep in &mut self.extra {
+            let mut i = 0;
+            let dev = rep.device.clone();
+            rep.model.visit_named("model", &mut |_, slot| {
+                match (slot, &weights[i]) {
+                    (Slot::W4(p), (AnyTensor::R4(t), grad)) => {
+                        let t = t.clone().to_device(&dev).autodiff();
+                        *p = Param::initialized(p.id, t).set_require_grad(*grad);
+                    }
+                    (Slot::W1(p), (AnyTensor::R1(t), grad)) => {
+                        let t = t.clone().to_device(&dev).autodiff();
+                        *p = Param::initialized(p.id, t).set_require_grad(*grad);
+                    }
+                    (Slot::Stat(_), _) => return,
+                    _ => unreachable!("replicas are built from the same spec"),
+                }
+                i += 1;
+            });
+        }
+    }
+
+    /// Forward and backward of `batch` split across the replicas; every replica's gradients are summed into
+    /// `acc` (on replica 0's device). Replica 0 (`main`, on `train_dev`) runs on this thread, the others on
+    /// their own threads at the same time. Fails when any replica's loss is not finite.
+    pub fn step(
+        &mut self,
+        main: &mut YoloModel,
+        main_dev: &Device,
+        batch: &Batch,
+        loss: &LossSetup,
+        acc: &mut GradMap,
+    ) -> Result<ReplicaStep> {
+        let shards = split(batch, self.count());
+        let train_dev = main_dev.clone().autodiff();
+        let (first, rest) = shards.split_first().expect("a batch holds an image");
+        let (main_comp, extra) = std::thread::scope(|s| {
+            let handles: Vec<_> = self
+                .extra
+                .iter_mut()
+                .zip(rest)
+                .map(|(rep, shard)| {
+                    s.spawn(move || {
+                        let mut grads = GradMap::new();
+                        let c = shard_step(&mut rep.model, &rep.train_dev, shard, loss, &mut grads);
+                        (c, grads)
+                    })
+                })
+                .collect();
+            let main_comp = shard_step(main, &train_dev, first, loss, acc);
+            let extra: Vec<_> = handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect();
+            (main_comp, extra)
+        });
+        let mut weighted = main_comp.map(|c| c * first.shape[0] as f32);
+        let mut bad = vec![];
+        if main_comp.iter().any(|c| !c.is_finite()) {
+            bad.push((0, main_comp));
+        }
+        for (r, ((comp, grads), shard)) in extra.into_iter().zip(rest).enumerate() {
+            if comp.iter().any(|c| !c.is_finite()) {
+                bad.push((r + 1, comp));
+            }
+            for (w, c) in weighted.iter_mut().zip(comp) {
+                *w += c * shard.shape[0] as f32;
+            }
+            add_on(acc, grads, main_dev);
+        }
+        match bad.first() {
+            Some((_, comp)) if self.extra.is_empty() => bail!("loss is {comp:?}"),
+            Some((r, comp)) => bail!("replica {r}: loss is {comp:?}"),
+            None => {}
+        }
+        let images = batch.shape[0] as f32;
+        Ok(ReplicaStep {
+            components: weighted.map(|w| w / images),
+        })
+    }
+}
+
+/// Adds gradients from another device to `acc`, which lives on `device`.
+fn add_on(acc: &mut GradMap, grads: GradMap, device: &Device) {
+    for (key, g) in grads {
+        let g = match g {
+            AnyTensor::R4(t) => AnyTensor::R4(t.to_device(device)),
+            AnyTensor::R1(t) => AnyTensor::R1(t.to_device(device)),
+        };
+        add_grad(acc, key, g);
+    }
+}
