@@ -235,3 +235,51 @@ mod tests {
         );
     }
 }
+
+/// C's and Python's `%g` (label files): 6 significant digits, trailing zeros removed, exponent form below 1e-4 or from 1e6.
+pub fn fmt_g(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let exp = v.abs().log10().floor() as i32;
+    let e = format!("{v:.5e}");
+    let (mant, ex) = e.split_once('e').unwrap_or((&e, "0"));
+    let ex: i32 = ex.parse().unwrap_or(exp);
+    if !(-4..6).contains(&ex) {
+        let mant = trim(mant);
+        return format!("{mant}e{}{:02}", if ex < 0 { '-' } else { '+' }, ex.abs());
+    }
+    let decimals = (5 - ex).max(0) as usize;
+    trim(&format!("{v:.decimals$}")).to_string()
+}
+
+fn trim(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod fmt_g_tests {
+    use super::fmt_g;
+
+    #[test]
+    fn percent_g() {
+        for (v, s) in [
+            (0.5, "0.5"),
+            (0.123456789, "0.123457"),
+            (1.0, "1"),
+            (123456.0, "123456"),
+            (1234567.0, "1.23457e+06"),
+            (0.0001, "0.0001"),
+            (0.00001234, "1.234e-05"),
+            (0.999999999, "1"),
+            (0.000012345, "1.2345e-05"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(fmt_g(v), s, "{v}");
+        }
+    }
+}

@@ -62,6 +62,22 @@ enum Cmd {
         #[arg(long)]
         cache: bool,
     },
+    /// Convert COCO JSON or Pascal VOC annotations to a YOLO dataset (labels, images, data.yaml).
+    Convert {
+        /// coco or voc.
+        #[arg(long, value_parser = ["coco", "voc"])]
+        from: String,
+        /// The COCO annotation JSON, or the VOC folder (Annotations/ and JPEGImages/).
+        input: PathBuf,
+        /// COCO: the folder the JSON's file_name entries are relative to.
+        #[arg(long)]
+        images: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// The split folder name under images/ and labels/.
+        #[arg(long, default_value = "train")]
+        split: String,
+    },
     /// Generate the synthetic 3-class dataset.
     Synth {
         #[arg(long)]
@@ -148,6 +164,25 @@ fn main() -> Result<()> {
                 if cache { ", RAM cache" } else { "" },
                 images as f64 / s
             );
+        }
+        Cmd::Convert {
+            from,
+            input,
+            images,
+            out,
+            split,
+        } => {
+            let r = if from == "coco" {
+                let Some(images) = images else {
+                    anyhow::bail!(
+                        "--from coco needs --images DIR (where the JSON's file_name entries are)"
+                    );
+                };
+                data::convert::coco(&input, &images, &out, &split)?
+            } else {
+                data::convert::voc(&input, &out, &split)?
+            };
+            print!("{}", r.render());
         }
         Cmd::Synth {
             out,

@@ -9,4 +9,5 @@ pub mod export;
 pub mod onnx;
 pub mod predict;
 pub mod preprocess;
+pub mod tiles;
 pub mod verify;

@@ -99,6 +99,21 @@ enum Cmd {
         /// On the CPU, run the fused model through the inference engine (AVX-512/AVX2 kernels); false: burn.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         engine: bool,
+        /// Sliced inference for large images: tiles of N original pixels, each predicted alone, boxes merged.
+        #[arg(long, value_parser = data::args::at_least_one)]
+        tile: Option<usize>,
+        /// Fraction of a tile shared with its neighbour.
+        #[arg(long, default_value_t = 0.2, value_parser = overlap)]
+        overlap: f32,
+        /// How boxes of neighbouring tiles are combined: nmm (merge into their union) or nms (keep the best).
+        #[arg(long, value_enum, default_value_t = deploy::tiles::Merge::Nmm)]
+        tile_merge: deploy::tiles::Merge,
+        /// Boxes of one class match when their intersection covers more than this of the smaller one (1: never).
+        #[arg(long, default_value_t = 0.5, value_parser = fraction)]
+        tile_match: f32,
+        /// With --tile, also predict the whole image and merge its boxes in.
+        #[arg(long)]
+        tile_full: bool,
     },
     /// Latency of unfused vs fused on the same backend, as a table.
     Bench {
@@ -198,6 +213,11 @@ fn main() -> Result<()> {
             foreign,
             fuse,
             engine,
+            tile,
+            overlap,
+            tile_merge,
+            tile_match,
+            tile_full,
         } => {
             let dev = model::device::select(&dev)?;
 
@@ -244,6 +264,13 @@ fn main() -> Result<()> {
                     "finishing the batch, then writing what is done",
                 )),
                 engine,
+                tile: tile.map(|size| deploy::tiles::TileOptions {
+                    size,
+                    overlap,
+                    merge: tile_merge,
+                    match_thr: tile_match,
+                    full_pass: tile_full,
+                }),
             };
             let stats = deploy::predict::predict(&model, &loaded.names, paths, &opts, &dev)?;
             println!("results in {}", out.display());
@@ -343,4 +370,20 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--overlap`: a fraction in [0, 0.9].
+fn overlap(s: &str) -> std::result::Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.0..=0.9).contains(&v) => Ok(v),
+        _ => Err("expected a fraction between 0 and 0.9".into()),
+    }
+}
+
+/// `--tile-match`: a fraction in [0, 1].
+fn fraction(s: &str) -> std::result::Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err("expected a fraction between 0 and 1".into()),
+    }
 }

@@ -4,9 +4,11 @@
 //! thread, both behind bounded queues, so the forward pass stays busy and memory stays flat.
 
 use crate::engine::Engine;
+use crate::tiles::{merge, tile_rects, TileOptions};
 use anyhow::{bail, Context, Result};
 use data::config::IMAGE_EXTS;
 use data::image_ops::{letterbox_auto, read_rgb, to_chw, Letterbox};
+use data::labels::fmt_g;
 use image::RgbImage;
 use model::burn::tensor::{Device, Tensor, TensorData};
 use model::postprocess::{non_max_suppression, scale_to_original, Detection, NmsOptions};
@@ -32,6 +34,8 @@ pub struct PredictOptions {
     pub stop: Option<Arc<AtomicBool>>,
     /// On the CPU, run a fused model through [`crate::engine::Engine`] (burn where it cannot).
     pub engine: bool,
+    /// Sliced inference for large images (`--tile`).
+    pub tile: Option<TileOptions>,
 }
 
 /// Images named by `source`: an image, a folder (recursive, sorted), a glob, or a .txt list of paths.
@@ -63,13 +67,59 @@ pub fn collect_sources(source: &str) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// One network input made from an image: the whole image letterboxed, or one tile of it.
+struct View {
+    chw: Vec<f32>,
+    lb: Letterbox,
+    /// Where the view's pixel (0, 0) lies in the image.
+    offset: (f32, f32),
+}
+
 struct Prepared {
     path: PathBuf,
     name: String,
     image: RgbImage,
-    chw: Vec<f32>,
-    lb: Letterbox,
+    views: Vec<View>,
     decode_s: f64,
+}
+
+/// The network inputs of one image: itself letterboxed, or its tiles (and itself, with `full_pass`).
+fn views_of(image: &RgbImage, imgsz: usize, tile: Option<&TileOptions>) -> Vec<View> {
+    let whole = || {
+        let (boxed, lb) = letterbox_auto(image, imgsz, 32);
+        View {
+            chw: to_chw(&boxed),
+            lb,
+            offset: (0.0, 0.0),
+        }
+    };
+    let Some(t) = tile else {
+        return vec![whole()];
+    };
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let mut views: Vec<View> = tile_rects(w, h, t.size, t.overlap)
+        .into_iter()
+        .map(|[x0, y0, x1, y1]| {
+            let crop = image::imageops::crop_imm(
+                image,
+                x0 as u32,
+                y0 as u32,
+                (x1 - x0) as u32,
+                (y1 - y0) as u32,
+            )
+            .to_image();
+            let (boxed, lb) = letterbox_auto(&crop, imgsz, 32);
+            View {
+                chw: to_chw(&boxed),
+                lb,
+                offset: (x0 as f32, y0 as f32),
+            }
+        })
+        .collect();
+    if t.full_pass {
+        views.push(whole());
+    }
+    views
 }
 
 struct Finished {
@@ -115,29 +165,6 @@ impl PredictStats {
     }
 }
 
-/// Python's `%g`: 6 significant digits, no trailing zeros (Ultralytics' label lines).
-pub fn fmt_g(x: f32) -> String {
-    let x = x as f64;
-    if x == 0.0 {
-        return "0".into();
-    }
-    let exp = x.abs().log10().floor() as i32;
-    if !(-4..6).contains(&exp) {
-        let s = format!("{:.5e}", x);
-        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-        let m = m.trim_end_matches('0').trim_end_matches('.');
-        let e: i32 = e.parse().unwrap_or(0);
-        return format!("{m}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs());
-    }
-    let decimals = (5 - exp).max(0) as usize;
-    let s = format!("{:.*}", decimals, x);
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
 fn label_lines(dets: &[Detection], w: f32, h: f32, save_conf: bool) -> String {
     dets.iter()
         .map(|d| {
@@ -146,13 +173,13 @@ fn label_lines(dets: &[Detection], w: f32, h: f32, save_conf: bool) -> String {
             let mut s = format!(
                 "{} {} {} {} {}",
                 d.cls,
-                fmt_g(cx),
-                fmt_g(cy),
-                fmt_g(bw),
-                fmt_g(bh)
+                fmt_g(cx as f64),
+                fmt_g(cy as f64),
+                fmt_g(bw as f64),
+                fmt_g(bh as f64)
             );
             if save_conf {
-                s += &format!(" {}", fmt_g(d.conf));
+                s += &format!(" {}", fmt_g(d.conf as f64));
             }
             s + "\n"
         })
@@ -211,11 +238,13 @@ fn spawn_readers(
     names: Arc<Vec<String>>,
     imgsz: usize,
     workers: usize,
+    tile: Option<TileOptions>,
 ) -> Receiver<(usize, Result<Prepared>)> {
     let (tx, rx) = sync_channel(8);
     let next = Arc::new(Mutex::new(0usize));
     for _ in 0..workers.max(1) {
         let (tx, paths, names, next) = (tx.clone(), paths.clone(), names.clone(), next.clone());
+        let tile = tile.clone();
         std::thread::spawn(move || loop {
             let i = {
                 let Ok(mut n) = next.lock() else { return };
@@ -227,16 +256,12 @@ fn spawn_readers(
                 return;
             }
             let t = Instant::now();
-            let r = read_rgb(&paths[i]).map(|image| {
-                let (boxed, lb) = letterbox_auto(&image, imgsz, 32);
-                Prepared {
-                    path: paths[i].clone(),
-                    name: names[i].clone(),
-                    chw: to_chw(&boxed),
-                    image,
-                    lb,
-                    decode_s: t.elapsed().as_secs_f64(),
-                }
+            let r = read_rgb(&paths[i]).map(|image| Prepared {
+                path: paths[i].clone(),
+                name: names[i].clone(),
+                views: views_of(&image, imgsz, tile.as_ref()),
+                image,
+                decode_s: t.elapsed().as_secs_f64(),
             });
             if tx.send((i, r)).is_err() {
                 return;
@@ -293,7 +318,13 @@ pub fn predict(
             renamed.len()
         );
     }
-    let rx = spawn_readers(Arc::new(paths), Arc::new(names_out), o.imgsz, o.workers);
+    let rx = spawn_readers(
+        Arc::new(paths),
+        Arc::new(names_out),
+        o.imgsz,
+        o.workers,
+        o.tile.clone(),
+    );
 
     // Writer: drawing, encoding and file output off the forward thread.
     let (wtx, wrx) = sync_channel::<Finished>(8);
@@ -356,18 +387,16 @@ pub fn predict(
     let mut pending: std::collections::BTreeMap<usize, Result<Prepared>> = Default::default();
     let mut next = 0usize;
     let mut batch: Vec<Prepared> = Vec::new();
-    let run_batch = |batch: &mut Vec<Prepared>, stats: &mut PredictStats| -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let (h, w) = batch[0].lb.size;
+    // One forward over views of one shape; per view, its detections in image pixels.
+    let forward = |views: &[&View], what: &dyn Fn() -> String, stats: &mut PredictStats| {
+        let (h, w) = views[0].lb.size;
         let t = Instant::now();
-        let flat: Vec<f32> = batch.iter().flat_map(|p| p.chw.iter().copied()).collect();
+        let flat: Vec<f32> = views.iter().flat_map(|v| v.chw.iter().copied()).collect();
         let host = match &engine {
-            Some(e) => e.run(&flat, batch.len(), h, w)?,
+            Some(e) => e.run(&flat, views.len(), h, w)?,
             None => {
                 let x =
-                    Tensor::<4>::from_data(TensorData::new(flat, [batch.len(), 3, h, w]), device);
+                    Tensor::<4>::from_data(TensorData::new(flat, [views.len(), 3, h, w]), device);
                 model
                     .forward(x)
                     .into_data()
@@ -376,45 +405,95 @@ pub fn predict(
                     .map_err(|e| anyhow::anyhow!("{e:?}"))?
             }
         };
-        let a = host.len() / batch.len() / (4 + nc);
+        let a = host.len() / views.len() / (4 + nc);
         stats.forward_s += t.elapsed().as_secs_f64();
         if !stats.non_finite && host.iter().any(|v| !v.is_finite()) {
             stats.non_finite = true;
-            let names: Vec<String> = batch.iter().map(|p| p.path.display().to_string()).collect();
             eprintln!(
-                "warning: the model's output has NaN or infinite values (batch of {}); such boxes are dropped. \
+                "warning: the model's output has NaN or infinite values ({}); such boxes are dropped. \
                  Check the weights (a diverged training run?)",
-                names.join(", ")
+                what()
             );
         }
-        for (bi, p) in batch.drain(..).enumerate() {
-            let t = Instant::now();
-            let dets: Vec<Detection> = non_max_suppression(
-                &host[bi * (4 + nc) * a..(bi + 1) * (4 + nc) * a],
-                nc,
-                a,
-                &o.nms,
-            )
+        let t = Instant::now();
+        let dets = views
             .iter()
-            .map(|d| scale_to_original(d, p.lb.gain, p.lb.pad, p.lb.orig))
-            .collect();
-            stats.nms_s += t.elapsed().as_secs_f64();
-            stats.decode_s += p.decode_s;
-            stats.detections += dets.len();
-            stats.images += 1;
-            if wtx
-                .send(Finished {
-                    path: p.path,
-                    name: p.name,
-                    image: p.image,
-                    dets,
+            .enumerate()
+            .map(|(vi, v)| {
+                non_max_suppression(
+                    &host[vi * (4 + nc) * a..(vi + 1) * (4 + nc) * a],
+                    nc,
+                    a,
+                    &o.nms,
+                )
+                .iter()
+                .map(|d| {
+                    let d = scale_to_original(d, v.lb.gain, v.lb.pad, v.lb.orig);
+                    Detection {
+                        x1: d.x1 + v.offset.0,
+                        y1: d.y1 + v.offset.1,
+                        x2: d.x2 + v.offset.0,
+                        y2: d.y2 + v.offset.1,
+                        ..d
+                    }
                 })
-                .is_err()
-            {
-                bail!("the output writer stopped");
-            }
+                .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>();
+        stats.nms_s += t.elapsed().as_secs_f64();
+        Ok::<_, anyhow::Error>(dets)
+    };
+    let finish = |p: Prepared, dets: Vec<Detection>, stats: &mut PredictStats| {
+        stats.decode_s += p.decode_s;
+        stats.detections += dets.len();
+        stats.images += 1;
+        let f = Finished {
+            path: p.path,
+            name: p.name,
+            image: p.image,
+            dets,
+        };
+        if wtx.send(f).is_err() {
+            bail!("the output writer stopped");
         }
         Ok(())
+    };
+    let run_batch = |batch: &mut Vec<Prepared>, stats: &mut PredictStats| -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let views: Vec<&View> = batch.iter().map(|p| &p.views[0]).collect();
+        let names = || {
+            let n: Vec<String> = batch.iter().map(|p| p.path.display().to_string()).collect();
+            format!("batch of {}", n.join(", "))
+        };
+        let dets = forward(&views, &names, stats)?;
+        for (p, d) in batch.drain(..).zip(dets) {
+            finish(p, d, stats)?;
+        }
+        Ok(())
+    };
+    // A tiled image: its views in batches of one shape, then the boxes of all tiles merged.
+    let run_tiled = |p: Prepared, t: &TileOptions, stats: &mut PredictStats| -> Result<()> {
+        let mut all = Vec::new();
+        let mut by_shape: Vec<Vec<&View>> = Vec::new();
+        for v in &p.views {
+            match by_shape.iter_mut().find(|g| g[0].lb.size == v.lb.size) {
+                Some(g) => g.push(v),
+                None => by_shape.push(vec![v]),
+            }
+        }
+        let what = || format!("tiles of {}", p.path.display());
+        for group in by_shape {
+            for chunk in group.chunks(o.batch.max(1)) {
+                all.extend(forward(chunk, &what, stats)?.into_iter().flatten());
+            }
+        }
+        let t0 = Instant::now();
+        let mut dets = merge(all, t.merge, t.match_thr);
+        dets.truncate(o.nms.max_det);
+        stats.nms_s += t0.elapsed().as_secs_f64();
+        finish(p, dets, stats)
     };
     while next < total {
         if o.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst)) {
@@ -438,8 +517,13 @@ pub fn predict(
                 stats.skipped += 1;
             }
             Ok(p) => {
+                if let Some(t) = &o.tile {
+                    run_tiled(p, t, &mut stats)?;
+                    continue;
+                }
                 // Ultralytics letterboxes each image to its own minimal rectangle; a batch holds one shape.
-                if batch.first().is_some_and(|b| b.lb.size != p.lb.size) || batch.len() >= o.batch {
+                let size = |p: &Prepared| p.views[0].lb.size;
+                if batch.first().is_some_and(|b| size(b) != size(&p)) || batch.len() >= o.batch {
                     run_batch(&mut batch, &mut stats)?;
                 }
                 batch.push(p);
@@ -463,18 +547,4 @@ pub fn predict(
     }
     stats.wall_s = start.elapsed().as_secs_f64();
     Ok(stats)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fmt_g;
-
-    #[test]
-    fn g_format_matches_python() {
-        assert_eq!(fmt_g(0.5), "0.5");
-        assert_eq!(fmt_g(0.1234567), "0.123457");
-        assert_eq!(fmt_g(1.0), "1");
-        assert_eq!(fmt_g(0.000012345), "1.2345e-05");
-        assert_eq!(fmt_g(0.0), "0");
-    }
 }

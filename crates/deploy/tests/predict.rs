@@ -51,6 +51,7 @@ fn opts(out: PathBuf, batch: usize) -> PredictOptions {
         workers: 2,
         stop: None,
         engine: true,
+        tile: None,
     }
 }
 

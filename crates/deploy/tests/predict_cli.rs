@@ -218,3 +218,102 @@ fn same_named_images_from_different_folders_keep_their_own_outputs() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `--tile`: a 2x2 mosaic of four val tiles, cut into its four 400 px tiles (no overlap), gives exactly the boxes
+/// of the four tiles predicted one by one, shifted into the mosaic (the trained fixture model, real detections).
+#[test]
+fn tiled_prediction_equals_the_tiles_predicted_alone() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let weights = root.join("tests/fixtures/trained_mobileone/weights.safetensors");
+    let val = root.join("../../datasets/trees/images/val");
+    let dir = std::env::temp_dir().join(format!("yolo-predict-tile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("tiles")).unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(&val)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    let mut mosaic = image::RgbImage::new(800, 800);
+    for (k, p) in names.iter().take(4).enumerate() {
+        let img = image::open(p).unwrap().to_rgb8();
+        assert_eq!(img.dimensions(), (400, 400));
+        let (x, y) = ((k % 2) as i64 * 400, (k / 2) as i64 * 400);
+        image::imageops::replace(&mut mosaic, &img, x, y);
+        img.save(dir.join(format!("tiles/{k}.png"))).unwrap();
+    }
+    mosaic.save(dir.join("mosaic.png")).unwrap();
+    let predict = |source: &Path, out: &str, tile: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .args(["predict", "--weights"])
+            .arg(&weights)
+            .arg("--source")
+            .arg(source)
+            .args([
+                "--imgsz",
+                "416",
+                "--conf",
+                "0.02",
+                "--save-txt",
+                "--save-conf",
+            ])
+            .args(["--no-save-img", "--device", "cpu", "--out"])
+            .arg(dir.join(out))
+            .args(tile)
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(o.status.success(), "{s}");
+    };
+    predict(&dir.join("tiles"), "alone", &[]);
+    // --tile-match 1: no merging (boxes of one tile can contain each other; merging would join those too).
+    let plain = ["--tile", "400", "--overlap", "0", "--tile-match", "1"];
+    predict(&dir.join("mosaic.png"), "tiled", &plain);
+    predict(
+        &dir.join("mosaic.png"),
+        "merged",
+        &["--tile", "400", "--overlap", "0"],
+    );
+    let rows = |p: &Path| -> Vec<[f64; 6]> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: Vec<f64> = l.split_whitespace().map(|x| x.parse().unwrap()).collect();
+                [v[0], v[1], v[2], v[3], v[4], v[5]]
+            })
+            .collect()
+    };
+    let mut want = vec![];
+    for k in 0..4 {
+        let (x, y) = ((k % 2) as f64 * 400.0, (k / 2) as f64 * 400.0);
+        for r in rows(&dir.join(format!("alone/labels/{k}.txt"))) {
+            // Tile-normalized xywh to mosaic-normalized.
+            want.push([
+                r[0],
+                (r[1] * 400.0 + x) / 800.0,
+                (r[2] * 400.0 + y) / 800.0,
+                r[3] / 2.0,
+                r[4] / 2.0,
+                r[5],
+            ]);
+        }
+    }
+    let got = rows(&dir.join("tiled/labels/mosaic.txt"));
+    assert!(want.len() > 20, "{} boxes", want.len());
+    assert_eq!(got.len(), want.len());
+    let merged = rows(&dir.join("merged/labels/mosaic.txt")).len();
+    assert!(
+        merged > 0 && merged < want.len(),
+        "merging joins some: {merged}"
+    );
+    for w in &want {
+        assert!(
+            got.iter().any(|g| g[0] == w[0]
+                && (g[5] - w[5]).abs() < 1e-4
+                && (1..5).all(|i| (g[i] - w[i]).abs() < 2e-5)),
+            "{w:?} not among the tiled boxes"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

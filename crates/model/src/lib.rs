@@ -1,8 +1,10 @@
 //! YOLOv8 models from Ultralytics YAML on burn: parsing (`spec`), the layer graph (`graph`, `nn`), deploy-time
 //! fusion and MobileOne reparameterization (`fuse`), shapes/FLOPs (`shapes`), summaries (`info`), NMS and
-//! box scaling (`postprocess`) and safetensors weights under Ultralytics' `state_dict` names (`weights`).
+//! box scaling (`postprocess`) and safetensors weights under Ultralytics' `state_dict` names (`weights`), also
+//! read from Ultralytics' `.pt` checkpoints (`checkpoint`).
 
 pub mod alloc;
+pub mod checkpoint;
 pub mod cli;
 pub mod device;
 pub mod error;
@@ -10,6 +12,7 @@ pub mod fuse;
 pub mod graph;
 pub mod info;
 pub mod nn;
+pub mod pickle;
 pub mod postprocess;
 pub mod shapes;
 pub mod spec;

@@ -280,11 +280,15 @@ fn half_to_f32(h: u16) -> f32 {
 }
 
 impl WeightsFile {
+    /// Reads our safetensors files and Ultralytics' `.pt` checkpoints (told apart by their first bytes).
     pub fn read(path: &str) -> Result<WeightsFile> {
         let bytes = std::fs::read(path).map_err(|e| ModelError::Io {
             path: path.to_string(),
             msg: e.to_string(),
         })?;
+        if crate::checkpoint::is_torch_zip(&bytes) {
+            return crate::checkpoint::read(path);
+        }
         Self::from_bytes(&bytes, path)
     }
 

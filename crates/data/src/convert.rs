@@ -1,0 +1,328 @@
+//! Other annotation formats to a YOLO dataset (`data convert`): COCO JSON as Ultralytics' `convert_coco`
+//! (boxes only; crowd annotations and boxes of zero width or height skipped; repeated rows written once;
+//! numbers as `%g`) and Pascal VOC XML as Ultralytics' VOC converter (objects marked difficult skipped; VOC's
+//! 1-based pixel coordinates). The images are linked (or copied) beside the labels, a data.yaml keeps the class
+//! names, and every object left out is counted by reason.
+
+use crate::error::{DataError, Result};
+use crate::labels::fmt_g;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+/// What a conversion wrote and left out.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub images: usize,
+    pub boxes: usize,
+    pub names: Vec<String>,
+    /// Objects (or images) left out, by reason.
+    pub skipped: BTreeMap<String, usize>,
+    pub out: PathBuf,
+}
+
+impl Report {
+    fn skip(&mut self, why: &str) {
+        *self.skipped.entry(why.to_string()).or_default() += 1;
+    }
+
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "wrote {} images, {} boxes, {} classes to {}\n",
+            self.images,
+            self.boxes,
+            self.names.len(),
+            self.out.display()
+        );
+        for (why, n) in &self.skipped {
+            s += &format!("  skipped {n}: {why}\n");
+        }
+        s
+    }
+}
+
+fn bad(path: &Path, msg: impl Into<String>) -> DataError {
+    DataError::Io {
+        path: path.display().to_string(),
+        msg: msg.into(),
+    }
+}
+
+/// Puts `src` at `dst`: a hard link where the file system allows, else a copy.
+fn place(src: &Path, dst: &Path) -> Result<()> {
+    if dst.exists() {
+        std::fs::remove_file(dst).map_err(|e| bad(dst, e.to_string()))?;
+    }
+    if std::fs::hard_link(src, dst).is_err() {
+        std::fs::copy(src, dst)
+            .map_err(|e| bad(dst, format!("cannot copy {}: {e}", src.display())))?;
+    }
+    Ok(())
+}
+
+fn write_yaml(out: &Path, split: &str, names: &[String]) -> Result<()> {
+    let mut y = format!(
+        "# Converted by `data convert`; train and val name the same images until you split them.\n\
+         train: images/{split}\nval: images/{split}\nnames:\n"
+    );
+    for (i, n) in names.iter().enumerate() {
+        y += &format!("  {i}: {}\n", serde_json::to_string(n).unwrap_or_default());
+    }
+    let p = out.join("data.yaml");
+    crate::write_atomic(&p, y.as_bytes()).map_err(|e| bad(&p, e.to_string()))
+}
+
+fn dirs(out: &Path, split: &str) -> Result<(PathBuf, PathBuf)> {
+    let (img, lab) = (
+        out.join("images").join(split),
+        out.join("labels").join(split),
+    );
+    for d in [&img, &lab] {
+        std::fs::create_dir_all(d).map_err(|e| bad(d, format!("cannot create: {e}")))?;
+    }
+    Ok((img, lab))
+}
+
+/// COCO JSON (`ann`) with its images under `images` to a YOLO dataset in `out` (split `split`). Classes are
+/// the categories in id order (on COCO itself this is Ultralytics' 91-to-80 map; on ids 1..K it is `id - 1`).
+pub fn coco(ann: &Path, images: &Path, out: &Path, split: &str) -> Result<Report> {
+    let text = std::fs::read_to_string(ann).map_err(|e| bad(ann, e.to_string()))?;
+    let j: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(ann, format!("not JSON: {e}")))?;
+    let list = |k: &str| {
+        j.get(k)
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| bad(ann, format!("no \"{k}\" list: not a COCO annotation file")))
+    };
+    let mut cats: Vec<(i64, String)> = list("categories")?
+        .iter()
+        .filter_map(|c| Some((c.get("id")?.as_i64()?, c.get("name")?.as_str()?.to_string())))
+        .collect();
+    cats.sort();
+    let class_of: HashMap<i64, usize> = cats.iter().enumerate().map(|(i, c)| (c.0, i)).collect();
+    let mut r = Report {
+        names: cats.into_iter().map(|c| c.1).collect(),
+        out: out.to_path_buf(),
+        ..Default::default()
+    };
+    let mut anns: HashMap<i64, Vec<&serde_json::Value>> = HashMap::new();
+    for a in list("annotations")? {
+        match a.get("image_id").and_then(|v| v.as_i64()) {
+            Some(id) => anns.entry(id).or_default().push(a),
+            None => r.skip("annotation without an image_id"),
+        }
+    }
+    let (img_dir, lab_dir) = dirs(out, split)?;
+    let mut seen_ids = BTreeSet::new();
+    for (k, img) in list("images")?.iter().enumerate() {
+        let (Some(id), Some(file), Some(w), Some(h)) = (
+            img.get("id").and_then(|v| v.as_i64()),
+            img.get("file_name").and_then(|v| v.as_str()),
+            img.get("width").and_then(|v| v.as_f64()),
+            img.get("height").and_then(|v| v.as_f64()),
+        ) else {
+            return Err(bad(
+                ann,
+                format!("images[{k}]: needs id, file_name, width and height"),
+            ));
+        };
+        seen_ids.insert(id);
+        let src = images.join(file);
+        if !src.is_file() {
+            r.skip("image file missing (its objects too)");
+            continue;
+        }
+        let name = Path::new(file).file_name().unwrap_or_default();
+        place(&src, &img_dir.join(name))?;
+        r.images += 1;
+        let mut rows: Vec<String> = Vec::new();
+        for a in anns.get(&id).map(Vec::as_slice).unwrap_or_default() {
+            if a.get("iscrowd").and_then(|v| v.as_i64()).unwrap_or(0) != 0 {
+                r.skip("crowd annotation (iscrowd)");
+                continue;
+            }
+            let b: Vec<f64> = a
+                .get("bbox")
+                .and_then(|v| v.as_array())
+                .map(|v| v.iter().filter_map(|x| x.as_f64()).collect())
+                .unwrap_or_default();
+            if b.len() != 4 {
+                r.skip("annotation without a 4-number bbox");
+                continue;
+            }
+            let (cx, cy, bw, bh) = (
+                (b[0] + b[2] / 2.0) / w,
+                (b[1] + b[3] / 2.0) / h,
+                b[2] / w,
+                b[3] / h,
+            );
+            if bw <= 0.0 || bh <= 0.0 {
+                r.skip("box of zero width or height");
+                continue;
+            }
+            let Some(cls) = a
+                .get("category_id")
+                .and_then(|v| v.as_i64())
+                .and_then(|c| class_of.get(&c))
+            else {
+                r.skip("category_id not in categories");
+                continue;
+            };
+            let row = format!(
+                "{cls} {} {} {} {}",
+                fmt_g(cx),
+                fmt_g(cy),
+                fmt_g(bw),
+                fmt_g(bh)
+            );
+            if rows.contains(&row) {
+                r.skip("repeated box (written once)");
+                continue;
+            }
+            rows.push(row);
+        }
+        if !rows.is_empty() {
+            r.boxes += rows.len();
+            let p = lab_dir.join(Path::new(name).with_extension("txt"));
+            crate::write_atomic(&p, (rows.join("\n") + "\n").as_bytes())
+                .map_err(|e| bad(&p, e.to_string()))?;
+        }
+    }
+    for (id, a) in &anns {
+        if !seen_ids.contains(id) {
+            for _ in a.iter() {
+                r.skip("image_id not in images");
+            }
+        }
+    }
+    write_yaml(out, split, &r.names)?;
+    Ok(r)
+}
+
+fn child<'a, 'i>(n: roxmltree::Node<'a, 'i>, tag: &str) -> Option<roxmltree::Node<'a, 'i>> {
+    n.children().find(|c| c.has_tag_name(tag))
+}
+
+fn text_of(n: roxmltree::Node, tag: &str) -> Option<String> {
+    child(n, tag)
+        .and_then(|c| c.text())
+        .map(|t| t.trim().to_string())
+}
+
+/// Pascal VOC (`dir/Annotations/*.xml`, `dir/JPEGImages/`) to a YOLO dataset in `out`. Classes are the
+/// object names found, sorted.
+pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
+    let ann_dir = dir.join("Annotations");
+    let mut xmls: Vec<PathBuf> = std::fs::read_dir(&ann_dir)
+        .map_err(|e| {
+            bad(
+                &ann_dir,
+                format!("cannot list ({e}): expected a VOC folder with Annotations/"),
+            )
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml")))
+        .collect();
+    xmls.sort();
+    let docs: Vec<(PathBuf, String)> = xmls
+        .into_iter()
+        .map(|p| {
+            let t = std::fs::read_to_string(&p).map_err(|e| bad(&p, e.to_string()))?;
+            Ok((p, t))
+        })
+        .collect::<Result<_>>()?;
+    let mut names = BTreeSet::new();
+    let mut parsed = Vec::new();
+    for (p, t) in &docs {
+        let doc = roxmltree::Document::parse(t).map_err(|e| bad(p, format!("not XML: {e}")))?;
+        for o in doc
+            .root_element()
+            .children()
+            .filter(|c| c.has_tag_name("object"))
+        {
+            if let Some(n) = text_of(o, "name") {
+                names.insert(n);
+            }
+        }
+        parsed.push((p, doc));
+    }
+    let names: Vec<String> = names.into_iter().collect();
+    let mut r = Report {
+        names: names.clone(),
+        out: out.to_path_buf(),
+        ..Default::default()
+    };
+    let (img_dir, lab_dir) = dirs(out, split)?;
+    for (p, doc) in parsed {
+        let root = doc.root_element();
+        let stem = p
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let file = text_of(root, "filename").unwrap_or(format!("{stem}.jpg"));
+        let src = dir.join("JPEGImages").join(&file);
+        if !src.is_file() {
+            r.skip("image file missing (its objects too)");
+            continue;
+        }
+        let size = child(root, "size");
+        let num = |tag: &str| {
+            size.and_then(|s| text_of(s, tag))
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        let (w, h) = match (num("width"), num("height")) {
+            (Some(w), Some(h)) if w > 0.0 && h > 0.0 => (w, h),
+            _ => {
+                let (w, h) = image::image_dimensions(&src).map_err(|e| {
+                    bad(
+                        &src,
+                        format!("no <size> in {} and unreadable: {e}", p.display()),
+                    )
+                })?;
+                (w as f64, h as f64)
+            }
+        };
+        place(&src, &img_dir.join(&file))?;
+        r.images += 1;
+        let mut rows = Vec::new();
+        for o in root.children().filter(|c| c.has_tag_name("object")) {
+            let Some(name) = text_of(o, "name") else {
+                r.skip("object without a name");
+                continue;
+            };
+            if text_of(o, "difficult").and_then(|d| d.parse::<i64>().ok()) == Some(1) {
+                r.skip("difficult object");
+                continue;
+            }
+            let Some(bb) = child(o, "bndbox") else {
+                r.skip("object without a bndbox");
+                continue;
+            };
+            let v: Vec<Option<f64>> = ["xmin", "xmax", "ymin", "ymax"]
+                .iter()
+                .map(|t| text_of(bb, t).and_then(|s| s.parse().ok()))
+                .collect();
+            let [Some(x0), Some(x1), Some(y0), Some(y1)] = v[..] else {
+                r.skip("bndbox without four numbers");
+                continue;
+            };
+            let cls = names.iter().position(|n| *n == name).unwrap_or(0);
+            let (cx, cy) = ((x0 + x1) / 2.0 - 1.0, (y0 + y1) / 2.0 - 1.0);
+            rows.push(format!(
+                "{cls} {} {} {} {}",
+                cx / w,
+                cy / h,
+                (x1 - x0) / w,
+                (y1 - y0) / h
+            ));
+        }
+        if !rows.is_empty() {
+            r.boxes += rows.len();
+            let lp = lab_dir.join(Path::new(&file).with_extension("txt"));
+            crate::write_atomic(&lp, (rows.join("\n") + "\n").as_bytes())
+                .map_err(|e| bad(&lp, e.to_string()))?;
+        }
+    }
+    write_yaml(out, split, &r.names)?;
+    Ok(r)
+}

@@ -1,0 +1,134 @@
+//! `data convert` through the binary against labels made by the real Ultralytics converters
+//! (`scripts/make_convert_fixture.py`: `convert_coco` and VOC.yaml's `convert_label`) from annotations of the
+//! datasets/trees val tiles, with crowd, zero-size, repeated and difficult objects in them; the result loads
+//! as a dataset with the class names kept.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_data");
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/convert")
+}
+
+fn rows(p: &Path) -> Vec<Vec<f64>> {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
+        .collect()
+}
+
+/// Every expected label file has a twin in `got` with the same rows (within 1e-9), and no other file exists.
+fn same_labels(expected: &Path, got: &Path) -> usize {
+    let mut n = 0;
+    let mut names: Vec<_> = std::fs::read_dir(expected)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    for name in &names {
+        let (a, b) = (rows(&expected.join(name)), rows(&got.join(name)));
+        assert_eq!(a.len(), b.len(), "{name:?}: rows");
+        for (ra, rb) in a.iter().zip(&b) {
+            assert_eq!(ra.len(), rb.len());
+            for (x, y) in ra.iter().zip(rb) {
+                assert!((x - y).abs() < 1e-9, "{name:?}: {ra:?} vs {rb:?}");
+            }
+        }
+        n += a.len();
+    }
+    let written = std::fs::read_dir(got).unwrap().count();
+    assert_eq!(written, names.len(), "label files written");
+    n
+}
+
+fn convert(args: &[&str], extra: &[&Path]) -> String {
+    let o = Command::new(BIN)
+        .arg("convert")
+        .args(args)
+        .args(extra)
+        .output()
+        .unwrap();
+    let s = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{s}");
+    s
+}
+
+#[test]
+fn coco_and_voc_match_ultralytics_converters() {
+    let tmp = std::env::temp_dir().join(format!("yolo-convert-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let images = root().join("datasets/trees/images/val");
+
+    let out = tmp.join("coco");
+    let ann = fixture().join("coco/instances_val.json");
+    let s = convert(
+        &["--from", "coco", "--split", "val"],
+        &[
+            &ann,
+            Path::new("--images"),
+            &images,
+            Path::new("--out"),
+            &out,
+        ],
+    );
+    let n = same_labels(&fixture().join("coco_expected"), &out.join("labels/val"));
+    assert!(n > 50, "{n} boxes");
+    for why in [
+        "crowd annotation",
+        "box of zero width or height",
+        "repeated box",
+    ] {
+        assert!(s.contains(why), "{why} counted: {s}");
+    }
+    let cfg = data::DataConfig::from_file(&out.join("data.yaml")).unwrap();
+    assert_eq!(cfg.names, ["Tree", "Snag"]);
+    let ds = data::Dataset::load(&cfg, "val").unwrap();
+    assert_eq!(ds.len(), 14);
+
+    // VOC: the fixture's Annotations/ with the tiles as JPEGImages/.
+    let voc = tmp.join("voc-in");
+    std::fs::create_dir_all(voc.join("JPEGImages")).unwrap();
+    copy_dir(&fixture().join("voc/Annotations"), &voc.join("Annotations"));
+    copy_dir(&images, &voc.join("JPEGImages"));
+    let out = tmp.join("voc");
+    let s = convert(&["--from", "voc"], &[&voc, Path::new("--out"), &out]);
+    let n = same_labels(&fixture().join("voc_expected"), &out.join("labels/train"));
+    assert!(n > 50, "{n} boxes");
+    assert!(s.contains("difficult object"), "{s}");
+    let cfg = data::DataConfig::from_file(&out.join("data.yaml")).unwrap();
+    assert_eq!(cfg.names, ["Snag", "Tree"]);
+
+    // Not a COCO file: an error naming it.
+    let o = Command::new(BIN)
+        .args(["convert", "--from", "coco"])
+        .arg(root().join("datasets/trees/data.yaml"))
+        .arg("--images")
+        .arg(&images)
+        .arg("--out")
+        .arg(tmp.join("bad"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("data.yaml: not JSON"), "{e}");
+    std::fs::remove_dir_all(&tmp).ok();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+    }
+}

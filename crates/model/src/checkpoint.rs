@@ -1,0 +1,192 @@
+//! Ultralytics `.pt` checkpoints read without Python: a zip holding a pickled dict whose `ema` (else `model`)
+//! is the pickled `DetectionModel` in float16. The tensors come out under the names of its `state_dict()`
+//! (Ultralytics' keys, as ours), converted to float32; the model's `yaml` dict and `names` become the metadata
+//! our safetensors files carry, so `--weights best.pt` alone is enough, as `scripts/pt_to_safetensors.py`
+//! makes it. The tensors are read by burn's `pytorch-reader`, the model's plain attributes by `pickle` (no code
+//! runs: classes are only named).
+
+use crate::error::{ModelError, Result};
+use crate::pickle::Value;
+use crate::weights::{meta, HostTensor, StateDict, WeightsFile};
+use pytorch_reader::PytorchReader;
+use std::collections::HashMap;
+
+/// Whether `bytes` open like a zip (a PyTorch >= 1.6 checkpoint).
+pub fn is_torch_zip(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"PK\x03\x04")
+}
+
+fn err(path: &str, msg: impl Into<String>) -> ModelError {
+    ModelError::Io {
+        path: path.to_string(),
+        msg: msg.into(),
+    }
+}
+
+/// A plain pickle value as YAML (objects and tensors are left out).
+fn to_yaml(v: &Value) -> Option<serde_yaml::Value> {
+    use serde_yaml::Value as Y;
+    Some(match v {
+        Value::None => Y::Null,
+        Value::Bool(b) => Y::Bool(*b),
+        Value::Int(i) => Y::Number((*i).into()),
+        Value::Float(f) => Y::Number((*f).into()),
+        Value::Str(s) => Y::String(s.clone()),
+        Value::List(l) => Y::Sequence(l.borrow().iter().filter_map(to_yaml).collect()),
+        Value::Tuple(l) => Y::Sequence(l.iter().filter_map(to_yaml).collect()),
+        Value::Dict(d) => {
+            let mut m = serde_yaml::Mapping::new();
+            for (k, v) in d.borrow().iter() {
+                if let (Some(k), Some(v)) = (to_yaml(k), to_yaml(v)) {
+                    m.insert(k, v);
+                }
+            }
+            Y::Mapping(m)
+        }
+        Value::Bytes(_) | Value::Global(_) | Value::Object(_) => return None,
+    })
+}
+
+/// Class names from `{0: "a", 1: "b"}` or a list.
+fn names_of(v: &Value) -> Option<Vec<String>> {
+    let s = |v: &Value| match v {
+        Value::Str(s) => Some(s.clone()),
+        _ => None,
+    };
+    match v {
+        Value::List(l) => l.borrow().iter().map(s).collect(),
+        Value::Dict(d) => {
+            let mut kv: Vec<(i64, String)> = d
+                .borrow()
+                .iter()
+                .filter_map(|(k, v)| match k {
+                    Value::Int(i) => Some((*i, s(v)?)),
+                    _ => None,
+                })
+                .collect();
+            kv.sort();
+            Some(kv.into_iter().map(|(_, s)| s).collect())
+        }
+        _ => None,
+    }
+}
+
+/// Reads an Ultralytics checkpoint (`ema` preferred over `model`, as Ultralytics loads them).
+pub fn read(path: &str) -> Result<WeightsFile> {
+    let root = crate::pickle::load(&data_pkl(path)?)
+        .map_err(|e| err(path, format!("not a readable PyTorch checkpoint ({e})")))?;
+    let key = ["ema", "model"]
+        .into_iter()
+        .find(|k| matches!(root.get(k), Some(Value::Object(_))))
+        .ok_or_else(|| {
+            err(
+                path,
+                "a PyTorch file, but not an Ultralytics checkpoint (no `ema` or `model` object in it)",
+            )
+        })?;
+    let model = root.get(key).unwrap_or(Value::None);
+    let reader = PytorchReader::with_top_level_key(path, key)
+        .map_err(|e| err(path, format!("not a readable PyTorch checkpoint ({e})")))?;
+    let mut tensors = StateDict::new();
+    for (name, t) in reader.tensors() {
+        if name.ends_with("num_batches_tracked") {
+            continue;
+        }
+        let bytes = t
+            .read()
+            .map_err(|e| err(path, format!("tensor {name}: {e}")))?;
+        let data = to_f32(&bytes, t.dtype()).ok_or_else(|| {
+            err(
+                path,
+                format!("tensor {name}: {:?} is not a float type", t.dtype()),
+            )
+        })?;
+        tensors.insert(
+            name.clone(),
+            HostTensor {
+                shape: t.shape().to_vec(),
+                data,
+            },
+        );
+    }
+    let mut metadata = HashMap::new();
+    metadata.insert(meta::FORMAT.to_string(), meta::FORMAT_VALUE.to_string());
+    if let Some(yaml @ Value::Dict(_)) = model.get("yaml") {
+        let Some(serde_yaml::Value::Mapping(mut y)) = to_yaml(&yaml) else {
+            return Err(err(path, "the model's yaml is not a dict"));
+        };
+        let scale = match y.remove("scale") {
+            Some(serde_yaml::Value::String(s)) => s,
+            _ => String::new(),
+        };
+        y.remove("yaml_file");
+        y.remove("channels");
+        if let Some(nc) = y.get("nc").and_then(|v| v.as_u64()) {
+            metadata.insert(meta::NC.to_string(), nc.to_string());
+        }
+        let text = serde_yaml::to_string(&y).map_err(|e| err(path, format!("model yaml: {e}")))?;
+        metadata.insert(meta::YAML.to_string(), text);
+        metadata.insert(meta::SCALE.to_string(), scale);
+    }
+    if let Some(names) = model.get("names").and_then(|n| names_of(&n)) {
+        metadata.insert(
+            meta::NAMES.to_string(),
+            serde_json::to_string(&names).unwrap_or_default(),
+        );
+    }
+    let fused = !tensors
+        .keys()
+        .any(|k| k.contains(".bn.") || k.contains("bn_layer"));
+    metadata.insert(meta::FUSED.to_string(), fused.to_string());
+    Ok(WeightsFile {
+        path: path.to_string(),
+        tensors,
+        metadata,
+    })
+}
+
+fn to_f32(b: &[u8], dtype: pytorch_reader::DType) -> Option<Vec<f32>> {
+    use pytorch_reader::DType as D;
+    Some(match dtype {
+        D::F32 => b
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+        D::F16 => b
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        D::BF16 => b
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        D::F64 => b
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
+            .collect(),
+        _ => return None,
+    })
+}
+
+/// The pickle of a checkpoint (`*/data.pkl` in its zip).
+fn data_pkl(path: &str) -> Result<Vec<u8>> {
+    let f = std::fs::File::open(path).map_err(|e| err(path, e.to_string()))?;
+    let mut z = zip::ZipArchive::new(f).map_err(|e| {
+        err(
+            path,
+            format!("not a readable PyTorch checkpoint (zip: {e})"),
+        )
+    })?;
+    let name = (0..z.len())
+        .filter_map(|i| {
+            z.name_for_index(i)
+                .and_then(|n| n.ok())
+                .map(|n| n.to_string())
+        })
+        .find(|n| n == "data.pkl" || n.ends_with("/data.pkl"))
+        .ok_or_else(|| err(path, "no data.pkl inside: not a PyTorch checkpoint"))?;
+    let mut entry = z.by_name(&name).map_err(|e| err(path, e.to_string()))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| err(path, e.to_string()))?;
+    Ok(bytes)
+}
