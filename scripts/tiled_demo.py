@@ -6,7 +6,7 @@
 
 The three val scenes and their Pascal VOC annotations come out of the deepforest wheel and go through
 `data convert --from voc` (every crown class becomes `tree`); `deploy predict` runs on each whole scene
-(letterboxed to --imgsz) and with `--tile` (tiles the size the model was trained on, 20% overlap, merged by NMM);
+(letterboxed to --imgsz) and with `--tile` (tiles the size the model was trained on, 20% overlap; merged by NMS, or NMM as SAHI's default);
 mAP50 and mAP50-95 are computed by Ultralytics' own `match_predictions` and `ap_per_class`. Prints a markdown table.
 """
 
@@ -92,9 +92,12 @@ def main():
                              capture_output=True, text=True).stdout.strip())
         images, labels = ds / "images/train", ds / "labels/train"
         rows = []
+        tile = ["--tile", str(a.tile), "--overlap", "0.2"]
         for name, extra in [(f"whole image at {a.imgsz}", []),
-                            (f"--tile {a.tile} --overlap 0.2 at {a.imgsz}", ["--tile", str(a.tile), "--overlap", "0.2"]),
-                            (f"--tile {a.tile} --overlap 0.2 --tile-full", ["--tile", str(a.tile), "--overlap", "0.2", "--tile-full"])]:
+                            (f"`--tile {a.tile} --overlap 0.2` (NMS, IOS 0.5)", tile),
+                            (f"same, `--tile-match 0.8`", tile + ["--tile-match", "0.8"]),
+                            (f"same, `--tile-merge nmm` (SAHI's default)", tile + ["--tile-merge", "nmm"]),
+                            (f"same, `--tile-full`", tile + ["--tile-full"])]:
             out = t / f"pred{len(rows)}"
             r = subprocess.run([a.deploy, "predict", "--weights", a.weights, "--source", str(images), "--imgsz", str(a.imgsz),
                                 "--conf", str(a.conf), "--save-txt", "--save-conf", "--no-save-img", "--device", "cpu",

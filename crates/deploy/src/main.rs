@@ -105,8 +105,9 @@ enum Cmd {
         /// Fraction of a tile shared with its neighbour.
         #[arg(long, default_value_t = 0.2, value_parser = overlap)]
         overlap: f32,
-        /// How boxes of neighbouring tiles are combined: nmm (merge into their union) or nms (keep the best).
-        #[arg(long, value_enum, default_value_t = deploy::tiles::Merge::Nmm)]
+        /// How boxes of neighbouring tiles are combined: nms (keep the best) or nmm (SAHI's default: merge into
+        /// their union; poor on dense scenes, where it joins neighbours).
+        #[arg(long, value_enum, default_value_t = deploy::tiles::Merge::Nms)]
         tile_merge: deploy::tiles::Merge,
         /// Boxes of one class match when their intersection covers more than this of the smaller one (1: never).
         #[arg(long, default_value_t = 0.5, value_parser = fraction)]

@@ -79,47 +79,38 @@ struct Prepared {
     path: PathBuf,
     name: String,
     image: RgbImage,
-    views: Vec<View>,
+    /// The letterboxed image; none in tiled mode, where tiles are cut as they run.
+    view: Option<View>,
     decode_s: f64,
 }
 
-/// The network inputs of one image: itself letterboxed, or its tiles (and itself, with `full_pass`).
-fn views_of(image: &RgbImage, imgsz: usize, tile: Option<&TileOptions>) -> Vec<View> {
-    let whole = || {
-        let (boxed, lb) = letterbox_auto(image, imgsz, 32);
-        View {
-            chw: to_chw(&boxed),
-            lb,
-            offset: (0.0, 0.0),
-        }
-    };
-    let Some(t) = tile else {
-        return vec![whole()];
-    };
-    let (w, h) = (image.width() as usize, image.height() as usize);
-    let mut views: Vec<View> = tile_rects(w, h, t.size, t.overlap)
-        .into_iter()
-        .map(|[x0, y0, x1, y1]| {
-            let crop = image::imageops::crop_imm(
-                image,
-                x0 as u32,
-                y0 as u32,
-                (x1 - x0) as u32,
-                (y1 - y0) as u32,
-            )
-            .to_image();
-            let (boxed, lb) = letterbox_auto(&crop, imgsz, 32);
-            View {
-                chw: to_chw(&boxed),
-                lb,
-                offset: (x0 as f32, y0 as f32),
-            }
-        })
-        .collect();
-    if t.full_pass {
-        views.push(whole());
+/// The whole image letterboxed to the network size.
+fn whole_view(image: &RgbImage, imgsz: usize) -> View {
+    let (boxed, lb) = letterbox_auto(image, imgsz, 32);
+    View {
+        chw: to_chw(&boxed),
+        lb,
+        offset: (0.0, 0.0),
     }
-    views
+}
+
+/// The tile `[x0, y0, x1, y1]` of an image, letterboxed to the network size.
+fn tile_view(image: &RgbImage, r: [usize; 4], imgsz: usize) -> View {
+    let [x0, y0, x1, y1] = r;
+    let crop = image::imageops::crop_imm(
+        image,
+        x0 as u32,
+        y0 as u32,
+        (x1 - x0) as u32,
+        (y1 - y0) as u32,
+    )
+    .to_image();
+    let (boxed, lb) = letterbox_auto(&crop, imgsz, 32);
+    View {
+        chw: to_chw(&boxed),
+        lb,
+        offset: (x0 as f32, y0 as f32),
+    }
 }
 
 struct Finished {
@@ -238,13 +229,12 @@ fn spawn_readers(
     names: Arc<Vec<String>>,
     imgsz: usize,
     workers: usize,
-    tile: Option<TileOptions>,
+    tile: bool,
 ) -> Receiver<(usize, Result<Prepared>)> {
     let (tx, rx) = sync_channel(8);
     let next = Arc::new(Mutex::new(0usize));
     for _ in 0..workers.max(1) {
         let (tx, paths, names, next) = (tx.clone(), paths.clone(), names.clone(), next.clone());
-        let tile = tile.clone();
         std::thread::spawn(move || loop {
             let i = {
                 let Ok(mut n) = next.lock() else { return };
@@ -256,10 +246,11 @@ fn spawn_readers(
                 return;
             }
             let t = Instant::now();
+            // Tiles are cut when they run, a batch at a time: a large scene holds hundreds.
             let r = read_rgb(&paths[i]).map(|image| Prepared {
                 path: paths[i].clone(),
                 name: names[i].clone(),
-                views: views_of(&image, imgsz, tile.as_ref()),
+                view: (!tile).then(|| whole_view(&image, imgsz)),
                 image,
                 decode_s: t.elapsed().as_secs_f64(),
             });
@@ -323,7 +314,7 @@ pub fn predict(
         Arc::new(names_out),
         o.imgsz,
         o.workers,
-        o.tile.clone(),
+        o.tile.is_some(),
     );
 
     // Writer: drawing, encoding and file output off the forward thread.
@@ -462,7 +453,7 @@ pub fn predict(
         if batch.is_empty() {
             return Ok(());
         }
-        let views: Vec<&View> = batch.iter().map(|p| &p.views[0]).collect();
+        let views: Vec<&View> = batch.iter().filter_map(|p| p.view.as_ref()).collect();
         let names = || {
             let n: Vec<String> = batch.iter().map(|p| p.path.display().to_string()).collect();
             format!("batch of {}", n.join(", "))
@@ -475,23 +466,27 @@ pub fn predict(
     };
     // A tiled image: its views in batches of one shape, then the boxes of all tiles merged.
     let run_tiled = |p: Prepared, t: &TileOptions, stats: &mut PredictStats| -> Result<()> {
-        let mut all = Vec::new();
-        let mut by_shape: Vec<Vec<&View>> = Vec::new();
-        for v in &p.views {
-            match by_shape.iter_mut().find(|g| g[0].lb.size == v.lb.size) {
-                Some(g) => g.push(v),
-                None => by_shape.push(vec![v]),
-            }
-        }
         let what = || format!("tiles of {}", p.path.display());
-        for group in by_shape {
-            for chunk in group.chunks(o.batch.max(1)) {
-                all.extend(forward(chunk, &what, stats)?.into_iter().flatten());
-            }
+        let (w, h) = (p.image.width() as usize, p.image.height() as usize);
+        let mut all = Vec::new();
+        // Tiles are all t.size square (smaller only for an image smaller than a tile): one shape per batch.
+        for rects in tile_rects(w, h, t.size, t.overlap).chunks(o.batch.max(1)) {
+            let t0 = Instant::now();
+            let views: Vec<View> = rects
+                .iter()
+                .map(|r| tile_view(&p.image, *r, o.imgsz))
+                .collect();
+            stats.decode_s += t0.elapsed().as_secs_f64();
+            let refs: Vec<&View> = views.iter().collect();
+            all.extend(forward(&refs, &what, stats)?.into_iter().flatten());
+        }
+        if t.full_pass {
+            let v = whole_view(&p.image, o.imgsz);
+            all.extend(forward(&[&v], &what, stats)?.into_iter().flatten());
         }
         let t0 = Instant::now();
-        let mut dets = merge(all, t.merge, t.match_thr);
-        dets.truncate(o.nms.max_det);
+        // --max-det holds per tile (as SAHI): a scene can hold far more objects than one network input.
+        let dets = merge(all, t.merge, t.match_thr);
         stats.nms_s += t0.elapsed().as_secs_f64();
         finish(p, dets, stats)
     };
@@ -522,7 +517,7 @@ pub fn predict(
                     continue;
                 }
                 // Ultralytics letterboxes each image to its own minimal rectangle; a batch holds one shape.
-                let size = |p: &Prepared| p.views[0].lb.size;
+                let size = |p: &Prepared| p.view.as_ref().map(|v| v.lb.size);
                 if batch.first().is_some_and(|b| size(b) != size(&p)) || batch.len() >= o.batch {
                     run_batch(&mut batch, &mut stats)?;
                 }

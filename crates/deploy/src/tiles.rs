@@ -7,11 +7,11 @@ use model::postprocess::Detection;
 /// How boxes from different tiles that cover the same object are combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Merge {
+    /// Non-maximum suppression: the lower-scored matches are dropped (our default).
+    Nms,
     /// Non-maximum merging (SAHI's default, GREEDYNMM): a box absorbs the lower-scored boxes of its class
     /// that it matches, growing to their union; the score stays the highest.
     Nmm,
-    /// Non-maximum suppression: the lower-scored matches are dropped.
-    Nms,
 }
 
 /// Tiling settings (`predict --tile N`).
