@@ -22,7 +22,22 @@ pub struct Report {
 
 impl Report {
     fn skip(&mut self, why: &str) {
-        *self.skipped.entry(why.to_string()).or_default() += 1;
+        self.skip_n(why, 1);
+    }
+
+    fn skip_n(&mut self, why: &str, n: usize) {
+        *self.skipped.entry(why.to_string()).or_default() += n;
+    }
+
+    /// Writes the label file of image `file` (none for an image without boxes, a background).
+    fn write_labels(&mut self, lab_dir: &Path, file: &Path, rows: &[String]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.boxes += rows.len();
+        let p = lab_dir.join(file.with_extension("txt"));
+        crate::write_atomic(&p, (rows.join("\n") + "\n").as_bytes())
+            .map_err(|e| bad(&p, e.to_string()))
     }
 
     pub fn render(&self) -> String {
@@ -180,18 +195,11 @@ pub fn coco(ann: &Path, images: &Path, out: &Path, split: &str) -> Result<Report
             }
             rows.push(row);
         }
-        if !rows.is_empty() {
-            r.boxes += rows.len();
-            let p = lab_dir.join(Path::new(name).with_extension("txt"));
-            crate::write_atomic(&p, (rows.join("\n") + "\n").as_bytes())
-                .map_err(|e| bad(&p, e.to_string()))?;
-        }
+        r.write_labels(&lab_dir, Path::new(name), &rows)?;
     }
     for (id, a) in &anns {
         if !seen_ids.contains(id) {
-            for _ in a.iter() {
-                r.skip("image_id not in images");
-            }
+            r.skip_n("image_id not in images", a.len());
         }
     }
     write_yaml(out, split, &r.names)?;
@@ -245,9 +253,8 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
         }
         parsed.push((p, doc));
     }
-    let names: Vec<String> = names.into_iter().collect();
     let mut r = Report {
-        names: names.clone(),
+        names: names.into_iter().collect(),
         out: out.to_path_buf(),
         ..Default::default()
     };
@@ -306,7 +313,7 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
                 r.skip("bndbox without four numbers");
                 continue;
             };
-            let cls = names.iter().position(|n| *n == name).unwrap_or(0);
+            let cls = r.names.iter().position(|n| *n == name).unwrap_or(0);
             let (cx, cy) = ((x0 + x1) / 2.0 - 1.0, (y0 + y1) / 2.0 - 1.0);
             rows.push(format!(
                 "{cls} {} {} {} {}",
@@ -316,12 +323,7 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
                 (y1 - y0) / h
             ));
         }
-        if !rows.is_empty() {
-            r.boxes += rows.len();
-            let lp = lab_dir.join(Path::new(&file).with_extension("txt"));
-            crate::write_atomic(&lp, (rows.join("\n") + "\n").as_bytes())
-                .map_err(|e| bad(&lp, e.to_string()))?;
-        }
+        r.write_labels(&lab_dir, Path::new(&file), &rows)?;
     }
     write_yaml(out, split, &r.names)?;
     Ok(r)

@@ -103,14 +103,14 @@ enum Cmd {
         #[arg(long, value_parser = data::args::at_least_one)]
         tile: Option<usize>,
         /// Fraction of a tile shared with its neighbour.
-        #[arg(long, default_value_t = 0.2, value_parser = overlap)]
+        #[arg(long, default_value_t = 0.2, value_parser = |s: &str| fraction(s, 0.9))]
         overlap: f32,
         /// How boxes of neighbouring tiles are combined: nms (keep the best) or nmm (SAHI's default: merge into
         /// their union; poor on dense scenes, where it joins neighbours).
         #[arg(long, value_enum, default_value_t = deploy::tiles::Merge::Nms)]
         tile_merge: deploy::tiles::Merge,
         /// Boxes of one class match when their intersection covers more than this of the smaller one (1: never).
-        #[arg(long, default_value_t = 0.5, value_parser = fraction)]
+        #[arg(long, default_value_t = 0.5, value_parser = |s: &str| fraction(s, 1.0))]
         tile_match: f32,
         /// With --tile, also predict the whole image and merge its boxes in.
         #[arg(long)]
@@ -373,18 +373,10 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// `--overlap`: a fraction in [0, 0.9].
-fn overlap(s: &str) -> std::result::Result<f32, String> {
+/// `--overlap` (up to 0.9) and `--tile-match` (up to 1): a fraction in [0, max].
+fn fraction(s: &str, max: f32) -> std::result::Result<f32, String> {
     match s.parse::<f32>() {
-        Ok(v) if (0.0..=0.9).contains(&v) => Ok(v),
-        _ => Err("expected a fraction between 0 and 0.9".into()),
-    }
-}
-
-/// `--tile-match`: a fraction in [0, 1].
-fn fraction(s: &str) -> std::result::Result<f32, String> {
-    match s.parse::<f32>() {
-        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
-        _ => Err("expected a fraction between 0 and 1".into()),
+        Ok(v) if (0.0..=max).contains(&v) => Ok(v),
+        _ => Err(format!("expected a fraction between 0 and {max}")),
     }
 }

@@ -45,12 +45,12 @@ pub fn tile_rects(w: usize, h: usize, size: usize, overlap: f32) -> Vec<[usize; 
             v.push(lo);
             lo = hi - step_back;
         }
-        v.dedup();
         v
     };
+    let xs = starts(w);
     let mut out = Vec::new();
     for y in starts(h) {
-        for x in starts(w) {
+        for &x in &xs {
             out.push([x, y, (x + size).min(w), (y + size).min(h)]);
         }
     }

@@ -7,13 +7,16 @@
 
 use crate::error::{ModelError, Result};
 use crate::pickle::Value;
-use crate::weights::{meta, HostTensor, StateDict, WeightsFile};
+use crate::weights::{fused_by_names, meta, HostTensor, StateDict, WeightsFile};
 use pytorch_reader::PytorchReader;
 use std::collections::HashMap;
 
-/// Whether `bytes` open like a zip (a PyTorch >= 1.6 checkpoint).
-pub fn is_torch_zip(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"PK\x03\x04")
+/// Whether the file opens like a zip (a PyTorch >= 1.6 checkpoint); reads its first four bytes only.
+pub fn is_torch_zip(path: &str) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+        .is_ok_and(|_| &magic == b"PK\x03\x04")
 }
 
 fn err(path: &str, msg: impl Into<String>) -> ModelError {
@@ -134,9 +137,7 @@ pub fn read(path: &str) -> Result<WeightsFile> {
             serde_json::to_string(&names).unwrap_or_default(),
         );
     }
-    let fused = !tensors
-        .keys()
-        .any(|k| k.contains(".bn.") || k.contains("bn_layer"));
+    let fused = fused_by_names(tensors.keys().map(String::as_str));
     metadata.insert(meta::FUSED.to_string(), fused.to_string());
     Ok(WeightsFile {
         path: path.to_string(),

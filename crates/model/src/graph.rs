@@ -255,11 +255,9 @@ impl YoloModel {
     }
 
     pub fn is_fused(&mut self) -> bool {
-        let mut bn = false;
-        self.visit_named("model", &mut |k, _| {
-            bn |= k.contains(".bn.") || k.contains("bn_layer")
-        });
-        !bn
+        let mut names = Vec::new();
+        self.visit_named("model", &mut |k, _| names.push(k));
+        crate::weights::fused_by_names(names.iter().map(String::as_str))
     }
 }
 

@@ -211,7 +211,8 @@ pub fn load(b: &[u8]) -> Result<Value, String> {
                     l.borrow_mut().push(v);
                 }
             }
-            b'e' => {
+            // APPENDS; ADDITEMS (a set is read as a list)
+            b'e' | 0x90 => {
                 let items = pop_mark(&mut stack)?;
                 if let Value::List(l) = peek(&stack)? {
                     l.borrow_mut().extend(items);
@@ -236,12 +237,6 @@ pub fn load(b: &[u8]) -> Result<Value, String> {
                 }
             }
             0x8f => stack.push(Item::V(Value::List(Default::default()))), // EMPTY_SET
-            0x90 => {
-                let items = pop_mark(&mut stack)?;
-                if let Value::List(l) = peek(&stack)? {
-                    l.borrow_mut().extend(items);
-                }
-            }
             0x91 => {
                 let items = pop_mark(&mut stack)?;
                 stack.push(Item::V(Value::List(Rc::new(RefCell::new(items)))))
@@ -249,35 +244,13 @@ pub fn load(b: &[u8]) -> Result<Value, String> {
             b'R' | 0x81 => {
                 let args = pop(&mut stack)?;
                 let f = pop(&mut stack)?;
-                let class = match &f {
-                    Value::Global(g) => g.to_string(),
-                    _ => String::new(),
-                };
-                // An OrderedDict (every module table) is filled by SETITEMS afterwards.
-                let v = if class == "collections.OrderedDict" {
-                    Value::Dict(Default::default())
-                } else {
-                    Value::Object(Rc::new(RefCell::new(Object {
-                        class,
-                        args,
-                        state: Value::None,
-                    })))
-                };
-                stack.push(Item::V(v))
+                stack.push(Item::V(instance(&f, args)))
             }
             0x92 => {
                 let _kwargs = pop(&mut stack)?;
                 let args = pop(&mut stack)?;
                 let f = pop(&mut stack)?;
-                let class = match &f {
-                    Value::Global(g) => g.to_string(),
-                    _ => String::new(),
-                };
-                stack.push(Item::V(Value::Object(Rc::new(RefCell::new(Object {
-                    class,
-                    args,
-                    state: Value::None,
-                })))))
+                stack.push(Item::V(instance(&f, args)))
             }
             b'b' => {
                 let state = pop(&mut stack)?;
@@ -287,11 +260,7 @@ pub fn load(b: &[u8]) -> Result<Value, String> {
             }
             b'Q' => {
                 let pid = pop(&mut stack)?;
-                stack.push(Item::V(Value::Object(Rc::new(RefCell::new(Object {
-                    class: "persistent".into(),
-                    args: pid,
-                    state: Value::None,
-                })))))
+                stack.push(Item::V(object("persistent".into(), pid)))
             }
             b'0' => {
                 pop(&mut stack)?;
@@ -307,6 +276,28 @@ pub fn load(b: &[u8]) -> Result<Value, String> {
                 ))
             }
         }
+    }
+}
+
+fn object(class: String, args: Value) -> Value {
+    Value::Object(Rc::new(RefCell::new(Object {
+        class,
+        args,
+        state: Value::None,
+    })))
+}
+
+/// What calling `f` (a class or function named by `GLOBAL`) with `args` gives: an object standing for the
+/// call, or an empty dict for an OrderedDict (every module table), which SETITEMS then fills.
+fn instance(f: &Value, args: Value) -> Value {
+    let class = match f {
+        Value::Global(g) => g.to_string(),
+        _ => String::new(),
+    };
+    if class == "collections.OrderedDict" {
+        Value::Dict(Default::default())
+    } else {
+        object(class, args)
     }
 }
 

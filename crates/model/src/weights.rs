@@ -31,6 +31,12 @@ pub mod meta {
     pub const FORMAT_VALUE: &str = "yolo-burn/ultralytics-state-dict";
 }
 
+/// Whether tensors with these names form a fused model: none belongs to a BatchNorm (a Conv's `.bn.`, a
+/// MobileOne branch's `bn_layer`).
+pub fn fused_by_names<'a>(mut names: impl Iterator<Item = &'a str>) -> bool {
+    !names.any(|k| k.contains(".bn.") || k.contains("bn_layer"))
+}
+
 /// Copies a tensor to the host as f32.
 pub fn host<const D: usize>(t: Tensor<D>) -> HostTensor {
     let shape = t.dims().to_vec();
@@ -282,13 +288,13 @@ fn half_to_f32(h: u16) -> f32 {
 impl WeightsFile {
     /// Reads our safetensors files and Ultralytics' `.pt` checkpoints (told apart by their first bytes).
     pub fn read(path: &str) -> Result<WeightsFile> {
+        if crate::checkpoint::is_torch_zip(path) {
+            return crate::checkpoint::read(path);
+        }
         let bytes = std::fs::read(path).map_err(|e| ModelError::Io {
             path: path.to_string(),
             msg: e.to_string(),
         })?;
-        if crate::checkpoint::is_torch_zip(&bytes) {
-            return crate::checkpoint::read(path);
-        }
         Self::from_bytes(&bytes, path)
     }
 
@@ -344,10 +350,7 @@ impl WeightsFile {
     pub fn is_fused(&self) -> bool {
         match self.metadata.get(meta::FUSED) {
             Some(v) => v == "true",
-            None => !self
-                .tensors
-                .keys()
-                .any(|k| k.contains(".bn.") || k.contains("bn_layer")),
+            None => fused_by_names(self.tensors.keys().map(String::as_str)),
         }
     }
 

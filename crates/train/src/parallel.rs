@@ -39,6 +39,7 @@ impl LossSetup {
 }
 
 /// One replica's share of a batch: images `[n, 3, h, w]` and their targets, `batch_idx` counted within the share.
+#[derive(Debug, Clone)]
 pub struct Shard {
     pub images: Vec<f32>,
     pub shape: [usize; 4],
@@ -46,11 +47,18 @@ pub struct Shard {
 }
 
 /// Splits a batch into `n` contiguous shares whose sizes differ by at most one (the first ones larger);
-/// shares that would be empty (a last batch smaller than `n`) are left out.
-pub fn split(batch: &Batch, n: usize) -> Vec<Shard> {
+/// shares that would be empty (a last batch smaller than `n`) are left out. One share takes the batch's
+/// buffers as they are (the single-device path copies nothing).
+pub fn split(batch: Batch, n: usize) -> Vec<Shard> {
     let [b, c, h, w] = batch.shape;
+    if n <= 1 || b <= 1 {
+        return vec![Shard {
+            images: batch.images,
+            shape: batch.shape,
+            targets: batch.targets,
+        }];
+    }
     let per_image = c * h * w;
-    let n = n.max(1);
     let mut out = Vec::with_capacity(n);
     let mut start = 0;
     for r in 0..n {
@@ -82,15 +90,12 @@ pub fn split(batch: &Batch, n: usize) -> Vec<Shard> {
 pub fn shard_step(
     model: &mut YoloModel,
     train_dev: &Device,
-    shard: &Shard,
+    shard: Shard,
     loss: &LossSetup,
     acc: &mut GradMap,
 ) -> [f32; 3] {
     let [_, _, h, w] = shard.shape;
-    let x = Tensor::<4>::from_data(
-        TensorData::new(shard.images.clone(), shard.shape),
-        train_dev,
-    );
+    let x = Tensor::<4>::from_data(TensorData::new(shard.images, shard.shape), train_dev);
     let raw = model.forward_raw(x);
     let out = detection_loss(
         &raw,
@@ -191,18 +196,20 @@ impl Replicas {
         &mut self,
         main: &mut YoloModel,
         main_dev: &Device,
-        batch: &Batch,
+        batch: Batch,
         loss: &LossSetup,
         acc: &mut GradMap,
     ) -> Result<ReplicaStep> {
-        let shards = split(batch, self.count());
+        let images = batch.shape[0];
+        let mut shards = split(batch, self.count());
+        let sizes: Vec<usize> = shards.iter().map(|s| s.shape[0]).collect();
+        let first = shards.remove(0);
         let train_dev = main_dev.clone().autodiff();
-        let (first, rest) = shards.split_first().expect("a batch holds an image");
         let (main_comp, extra) = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .extra
                 .iter_mut()
-                .zip(rest)
+                .zip(shards)
                 .map(|(rep, shard)| {
                     s.spawn(move || {
                         let mut grads = GradMap::new();
@@ -218,28 +225,29 @@ impl Replicas {
                 .collect();
             (main_comp, extra)
         });
-        let mut weighted = main_comp.map(|c| c * first.shape[0] as f32);
-        let mut bad = vec![];
-        if main_comp.iter().any(|c| !c.is_finite()) {
-            bad.push((0, main_comp));
-        }
-        for (r, ((comp, grads), shard)) in extra.into_iter().zip(rest).enumerate() {
-            if comp.iter().any(|c| !c.is_finite()) {
-                bad.push((r + 1, comp));
-            }
-            for (w, c) in weighted.iter_mut().zip(comp) {
-                *w += c * shard.shape[0] as f32;
-            }
+        let mut comps = vec![main_comp];
+        for (comp, grads) in extra {
+            comps.push(comp);
             add_on(acc, grads, main_dev);
         }
-        match bad.first() {
-            Some((_, comp)) if self.extra.is_empty() => bail!("loss is {comp:?}"),
-            Some((r, comp)) => bail!("replica {r}: loss is {comp:?}"),
-            None => {}
+        if let Some((r, comp)) = comps
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.iter().any(|v| !v.is_finite()))
+        {
+            match self.extra.is_empty() {
+                true => bail!("loss is {comp:?}"),
+                false => bail!("replica {r}: loss is {comp:?}"),
+            }
         }
-        let images = batch.shape[0] as f32;
+        let mut weighted = [0f32; 3];
+        for (comp, n) in comps.iter().zip(&sizes) {
+            for (w, c) in weighted.iter_mut().zip(comp) {
+                *w += c * *n as f32;
+            }
+        }
         Ok(ReplicaStep {
-            components: weighted.map(|w| w / images),
+            components: weighted.map(|w| w / images as f32),
         })
     }
 }

@@ -58,7 +58,7 @@ pub fn one_step(spec: &ModelSpec, device: &Device, init: &StateDict, batch: &Sha
     };
     let setup = LossSetup::of(&model, gains);
     let mut acc = GradMap::new();
-    let loss = shard_step(&mut model, &train_dev, batch, &setup, &mut acc);
+    let loss = shard_step(&mut model, &train_dev, batch.clone(), &setup, &mut acc);
     let gradient_count = acc.len();
     let mut opt = Optimizer::new(OptimizerKind::Sgd, 0.9, 5e-4);
     opt.step(&mut model, &acc, GroupLr::uniform([0.05; 3]), 0.9);

@@ -664,7 +664,7 @@ impl Trainer {
                     lr = target;
                 }
                 let [bsz, _, h, _] = batch.shape;
-                let out = replicas.step(&mut model, dev, &batch, &loss_setup, &mut acc);
+                let out = replicas.step(&mut model, dev, batch, &loss_setup, &mut acc);
                 let out = match out {
                     Ok(o) => o,
                     Err(e) => {

@@ -99,14 +99,6 @@ fn batch_of(images: &[usize]) -> Batch {
     }
 }
 
-fn whole(b: &Batch) -> Shard {
-    Shard {
-        images: b.images.clone(),
-        shape: b.shape,
-        targets: b.targets.clone(),
-    }
-}
-
 /// A model with the weights `init`, ready to train on `device`.
 fn trainable(init: &StateDict, device: &Device) -> YoloModel {
     let mut m = YoloModel::new(&spec(), device);
@@ -139,7 +131,7 @@ fn max_rel_diff(a: &GradMap, b: &GradMap) -> f32 {
 #[test]
 fn split_keeps_every_image_and_target() {
     let b = batch_of(&[0, 1, 2, 3, 0]);
-    let shards = split(&b, 2);
+    let shards = split(b, 2);
     assert_eq!(shards.len(), 2);
     assert_eq!((shards[0].shape[0], shards[1].shape[0]), (3, 2));
     assert_eq!(shards[0].images, batch_of(&[0, 1, 2]).images);
@@ -152,7 +144,7 @@ fn split_keeps_every_image_and_target() {
         "image 3 has no targets; image 0 is 1 here"
     );
     // A last batch smaller than the replica count: no empty shares.
-    assert_eq!(split(&batch_of(&[1]), 2).len(), 1);
+    assert_eq!(split(batch_of(&[1]), 2).len(), 1);
 }
 
 #[test]
@@ -168,7 +160,7 @@ fn two_replicas_on_a_doubled_batch_equal_one_device() {
     let want_loss = shard_step(
         &mut one,
         &cpu.clone().autodiff(),
-        &whole(&batch),
+        split(batch.clone(), 1).remove(0),
         &setup,
         &mut want,
     );
@@ -178,7 +170,7 @@ fn two_replicas_on_a_doubled_batch_equal_one_device() {
     assert_eq!(reps.count(), 2);
     let mut got = GradMap::new();
     let out = reps
-        .step(&mut main, &cpu, &batch, &setup, &mut got)
+        .step(&mut main, &cpu, batch.clone(), &setup, &mut got)
         .unwrap();
     let d = max_rel_diff(&want, &got);
     eprintln!(
@@ -197,7 +189,7 @@ fn distinct_halves_sum_their_gradients_and_replicas_follow_the_step() {
     cpu.seed(9);
     let init = state_dict(&mut YoloModel::new(&spec(), &cpu));
     let batch = batch_of(&[0, 1, 2, 3]);
-    let halves = split(&batch, 2);
+    let halves = split(batch.clone(), 2);
     let ad = cpu.clone().autodiff();
 
     let mut reference = trainable(&init, &cpu);
@@ -208,11 +200,11 @@ fn distinct_halves_sum_their_gradients_and_replicas_follow_the_step() {
     let mut opt = Optimizer::new(OptimizerKind::Sgd, 0.9, 5e-4);
     for step in 0..2 {
         let mut want = GradMap::new();
-        let l0 = shard_step(&mut reference, &ad, &halves[0], &setup, &mut want);
-        let l1 = shard_step(&mut reference, &ad, &halves[1], &setup, &mut want);
+        let l0 = shard_step(&mut reference, &ad, halves[0].clone(), &setup, &mut want);
+        let l1 = shard_step(&mut reference, &ad, halves[1].clone(), &setup, &mut want);
         let mut got = GradMap::new();
         let out = reps
-            .step(&mut main, &cpu, &batch, &setup, &mut got)
+            .step(&mut main, &cpu, batch.clone(), &setup, &mut got)
             .unwrap();
         let d = max_rel_diff(&want, &got);
         eprintln!("step {step}: gradients differ by {d:.2e}");
