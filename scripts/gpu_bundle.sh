@@ -10,7 +10,9 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/yolo-target}"
 B=gpu-bundle
 rm -rf "$B" && mkdir -p "$B/bin" "$B/debs" "$B/wheels"
 
-cargo build --release -p train --bin bench_step -p deploy -p data
+cargo build --release -p train --bin bench_step -p data
+# Without the `video` feature: the GPU machine has no FFmpeg libraries to link at run time.
+cargo build --release -p deploy --no-default-features --features wgpu
 for bin in bench_step deploy data; do
     strip -o "$B/bin/$bin" "$CARGO_TARGET_DIR/release/$bin"
     xz -T0 -6 "$B/bin/$bin"

@@ -11,6 +11,10 @@ pub const MAX_CLASSES: usize = 100_000;
 
 /// Image file extensions we read.
 pub const IMAGE_EXTS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
+/// Ultralytics' VID_FORMATS: the video files `predict --source` reads (through FFmpeg).
+pub const VIDEO_EXTS: &[&str] = &[
+    "asf", "avi", "gif", "m4v", "mkv", "mov", "mp4", "mpeg", "mpg", "ts", "wmv", "webm",
+];
 
 #[derive(Debug, Clone)]
 pub struct DataConfig {
@@ -158,17 +162,22 @@ impl DataConfig {
     }
 }
 
-fn is_image(p: &Path) -> bool {
+/// Whether the file's extension (any case) is one of `exts`.
+pub fn has_ext(p: &Path, exts: &[&str]) -> bool {
     p.extension()
         .and_then(|e| e.to_str())
-        .map(|e| IMAGE_EXTS.contains(&e.to_ascii_lowercase().as_str()))
-        .unwrap_or(false)
+        .is_some_and(|e| exts.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// Collects images below `dir`. A folder reached twice (a symlink loop, or two links to one folder) is read
-/// once: `seen` holds the canonical paths visited.
-fn walk(
+fn is_image(p: &Path) -> bool {
+    has_ext(p, IMAGE_EXTS)
+}
+
+/// Collects the files below `dir` whose extension is one of `exts`. A folder reached twice (a symlink loop, or
+/// two links to one folder) is read once: `seen` holds the canonical paths visited.
+pub fn walk(
     dir: &Path,
+    exts: &[&str],
     out: &mut Vec<PathBuf>,
     seen: &mut std::collections::HashSet<PathBuf>,
 ) -> std::io::Result<()> {
@@ -181,8 +190,8 @@ fn walk(
     entries.sort();
     for p in entries {
         if p.is_dir() {
-            walk(&p, out, seen)?;
-        } else if is_image(&p) {
+            walk(&p, exts, out, seen)?;
+        } else if has_ext(&p, exts) {
             out.push(p);
         }
     }
@@ -199,7 +208,7 @@ pub fn image_files(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
             msg: e.to_string(),
         };
         if s.is_dir() {
-            walk(s, &mut out, &mut Default::default()).map_err(io)?;
+            walk(s, IMAGE_EXTS, &mut out, &mut Default::default()).map_err(io)?;
         } else if s.extension().and_then(|e| e.to_str()) == Some("txt") {
             let base = s.parent().unwrap_or(Path::new("."));
             let text = std::fs::read_to_string(s).map_err(io)?;

@@ -1,7 +1,7 @@
 //! Deploy-side tools for YOLO models built by the `model` crate: parity verification against fixtures made by
 //! the real Ultralytics package (`verify`), verified fusion and export to safetensors, burn records and ONNX
 //! (`export`, `onnx`), image preprocessing (`preprocess`), a CPU inference engine (`engine`), batch prediction
-//! over folders (`predict`) and latency benchmarks (`bench`).
+//! over folders, videos and streams (`predict`, `sources`, `video`) and latency benchmarks (`bench`).
 
 pub mod bench;
 pub mod engine;
@@ -9,5 +9,8 @@ pub mod export;
 pub mod onnx;
 pub mod predict;
 pub mod preprocess;
+pub mod sources;
 pub mod tiles;
 pub mod verify;
+#[cfg(feature = "video")]
+pub mod video;

@@ -52,13 +52,22 @@ enum Cmd {
         #[arg(long)]
         image: Option<PathBuf>,
     },
-    /// Detect objects in images: annotated images, labels/*.txt, predictions.json.
+    /// Detect objects in images, videos and streams: annotated images and videos, labels/*.txt,
+    /// predictions.json.
     Predict {
         #[arg(long)]
         weights: String,
-        /// An image, a folder (recursive), a glob or a .txt list of image paths.
+        /// An image or video file, a folder (recursive), a glob, a .txt list of files, a stream URL (rtsp://,
+        /// rtmp://, http://, tcp://, file://...), a .streams list of URLs, or a camera index (0: /dev/video0).
         #[arg(long)]
         source: String,
+        /// Keep every n-th frame of a video or stream.
+        #[arg(long, default_value_t = 1, value_parser = data::args::at_least_one)]
+        vid_stride: usize,
+        /// Predict every frame of a stream; by default frames that arrive while the model is busy are dropped
+        /// so the results stay live.
+        #[arg(long)]
+        stream_buffer: bool,
         /// Output folder (default runs/predict/predict, predict2, ... as Ultralytics numbers them).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -197,6 +206,8 @@ fn main() -> Result<()> {
         Cmd::Predict {
             weights,
             source,
+            vid_stride,
+            stream_buffer,
             out,
             imgsz,
             conf,
@@ -241,7 +252,7 @@ fn main() -> Result<()> {
             } else {
                 loaded.model
             };
-            let paths = deploy::predict::collect_sources(&source)?;
+            let sources = deploy::sources::collect_sources(&source)?;
             let out = out
                 .unwrap_or_else(|| model::cli::next_run_dir(Path::new("runs/predict"), "predict"));
             let opts = deploy::predict::PredictOptions {
@@ -272,12 +283,16 @@ fn main() -> Result<()> {
                     match_thr: tile_match,
                     full_pass: tile_full,
                 }),
+                vid_stride,
+                stream_buffer,
             };
-            let stats = deploy::predict::predict(&model, &loaded.names, paths, &opts, &dev)?;
+            let stats = deploy::predict::predict(&model, &loaded.names, sources, &opts, &dev)?;
             println!("results in {}", out.display());
             println!("{}", stats.line());
             if stats.interrupted {
-                eprintln!("interrupted: the outputs above cover the images done before Ctrl-C");
+                eprintln!(
+                    "interrupted: the outputs above cover the images and frames done before Ctrl-C"
+                );
                 std::process::exit(130);
             }
         }

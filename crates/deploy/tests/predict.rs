@@ -52,6 +52,8 @@ fn opts(out: PathBuf, batch: usize) -> PredictOptions {
         stop: None,
         engine: true,
         tile: None,
+        vid_stride: 1,
+        stream_buffer: false,
     }
 }
 

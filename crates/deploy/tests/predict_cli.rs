@@ -199,7 +199,7 @@ fn same_named_images_from_different_folders_keep_their_own_outputs() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(o.status.success(), "{said}");
-    assert!(said.contains("3 images share a file name"), "{said}");
+    assert!(said.contains("3 inputs share a file name"), "{said}");
     let mut labels: Vec<String> = std::fs::read_dir(out.join("labels"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

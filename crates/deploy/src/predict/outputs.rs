@@ -1,0 +1,286 @@
+//! What a prediction run writes: annotated images and videos, `labels/*.txt` (Ultralytics' format, `%g`
+//! numbers), `predictions.json`, all on one writer thread off the forward pass.
+
+use super::{Finished, FrameOf, PredictOptions, Source};
+use anyhow::{Context, Result};
+use data::labels::fmt_g;
+use model::postprocess::Detection;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+pub(super) fn label_lines(dets: &[Detection], w: f32, h: f32, save_conf: bool) -> String {
+    dets.iter()
+        .map(|d| {
+            let (cx, cy) = ((d.x1 + d.x2) / 2.0 / w, (d.y1 + d.y2) / 2.0 / h);
+            let (bw, bh) = ((d.x2 - d.x1) / w, (d.y2 - d.y1) / h);
+            let mut s = format!(
+                "{} {} {} {} {}",
+                d.cls,
+                fmt_g(cx as f64),
+                fmt_g(cy as f64),
+                fmt_g(bw as f64),
+                fmt_g(bh as f64)
+            );
+            if save_conf {
+                s += &format!(" {}", fmt_g(d.conf as f64));
+            }
+            s + "\n"
+        })
+        .collect()
+}
+
+/// The name each image's outputs get (`labels/NAME.txt`, `NAME.jpg`): its stem, as Ultralytics names them;
+/// where stems repeat (`a/x.jpg`, `b/x.jpg`, `x.png`), the path below the sources' common folder with `_`
+/// for separators and the extension kept, so no output overwrites another.
+pub fn output_names(paths: &[PathBuf]) -> Vec<String> {
+    let stem = |p: &PathBuf| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut count: std::collections::HashMap<String, usize> = Default::default();
+    for p in paths {
+        *count.entry(stem(p)).or_default() += 1;
+    }
+    let common: PathBuf = paths
+        .iter()
+        .filter_map(|p| p.parent())
+        .map(Path::to_path_buf)
+        .reduce(|a, b| {
+            a.components()
+                .zip(b.components())
+                .take_while(|(x, y)| x == y)
+                .map(|(x, _)| x)
+                .collect()
+        })
+        .unwrap_or_default();
+    paths
+        .iter()
+        .map(|p| {
+            let s = stem(p);
+            if count[&s] < 2 {
+                return s;
+            }
+            let rel = p.strip_prefix(&common).unwrap_or(p);
+            rel.to_string_lossy()
+                .chars()
+                .map(|c| {
+                    if c == '/' || c == '\\' || c == '.' {
+                        '_'
+                    } else {
+                        c
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Output names for every source: files by [`output_names`], streams and cameras by their URL's stem or index,
+/// with `-2`, `-3`... where two streams would share one.
+pub(super) fn source_names(sources: &[Source]) -> Vec<String> {
+    let files: Vec<PathBuf> = sources
+        .iter()
+        .filter_map(|s| s.path().map(Path::to_path_buf))
+        .collect();
+    let mut file_names = output_names(&files).into_iter();
+    let mut taken = std::collections::HashSet::new();
+    let names: Vec<String> = sources
+        .iter()
+        .map(|s| {
+            let name = match s.path() {
+                Some(_) => file_names.next().unwrap_or_default(),
+                None => {
+                    let base = s.stream_base();
+                    let mut name = base.clone();
+                    let mut k = 1;
+                    while taken.contains(&name) {
+                        k += 1;
+                        name = format!("{base}-{k}");
+                    }
+                    name
+                }
+            };
+            taken.insert(name.clone());
+            name
+        })
+        .collect();
+    let renamed: Vec<&String> = sources
+        .iter()
+        .zip(&names)
+        .filter(|(s, n)| {
+            s.path().is_some_and(|p| {
+                p.file_stem()
+                    .is_none_or(|st| st.to_string_lossy() != n.as_str())
+            })
+        })
+        .map(|(_, n)| n)
+        .collect();
+    if let Some(example) = renamed.first() {
+        eprintln!(
+            "{} inputs share a file name with another: their outputs are named by their path (e.g. {example})",
+            renamed.len()
+        );
+    }
+    names
+}
+
+pub(super) fn create_dirs(o: &PredictOptions) -> Result<()> {
+    let dir = if o.save_txt {
+        o.out.join("labels")
+    } else {
+        o.out.clone()
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))
+}
+
+/// What the writer thread did.
+pub(super) struct Written {
+    pub save_s: f64,
+    pub json: Vec<serde_json::Value>,
+    /// One line per annotated video written.
+    pub videos: Vec<String>,
+}
+
+fn draw(img: &mut image::RgbImage, dets: &[Detection], names: &[String]) {
+    for d in dets.iter().rev() {
+        let name = names
+            .get(d.cls)
+            .cloned()
+            .unwrap_or_else(|| d.cls.to_string());
+        data::draw::draw_labeled_box(
+            img,
+            [d.x1, d.y1, d.x2, d.y2],
+            &format!("{name} {:.2}", d.conf),
+            data::draw::class_color(d.cls),
+        );
+    }
+}
+
+/// The annotated video being written (frames arrive in order, one video after another).
+#[cfg(feature = "video")]
+type OpenVideo = Option<(String, PathBuf, crate::video::VideoWriter)>;
+#[cfg(not(feature = "video"))]
+type OpenVideo = Option<(String, PathBuf, ())>;
+
+#[cfg(feature = "video")]
+fn close_video(open: &mut OpenVideo, done: &mut Vec<String>) -> Result<()> {
+    if let Some((_, path, w)) = open.take() {
+        let n = w.finish()?;
+        done.push(format!("video: {} ({n} frames)", path.display()));
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "video"))]
+fn close_video(_open: &mut OpenVideo, _done: &mut Vec<String>) -> Result<()> {
+    Ok(())
+}
+
+/// Appends an annotated frame to its video, starting the file at the video's first frame.
+#[cfg(feature = "video")]
+fn write_frame(
+    open: &mut OpenVideo,
+    done: &mut Vec<String>,
+    out: &Path,
+    frame: &FrameOf,
+    img: &image::RgbImage,
+) -> Result<()> {
+    if open
+        .as_ref()
+        .is_none_or(|(base, _, _)| *base != frame.video.base)
+    {
+        close_video(open, done)?;
+        let path = out.join(format!("{}.avi", frame.video.base));
+        let w =
+            crate::video::VideoWriter::create(&path, img.width(), img.height(), frame.video.fps)?;
+        *open = Some((frame.video.base.clone(), path, w));
+    }
+    if let Some((_, _, w)) = open {
+        w.write(img)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "video"))]
+fn write_frame(
+    _open: &mut OpenVideo,
+    _done: &mut Vec<String>,
+    _out: &Path,
+    _frame: &FrameOf,
+    _img: &image::RgbImage,
+) -> Result<()> {
+    Ok(())
+}
+
+/// Starts the writer: drawing, encoding and file output off the forward thread.
+pub(super) fn spawn_writer(
+    o: &PredictOptions,
+    names: Vec<String>,
+) -> (SyncSender<Finished>, JoinHandle<Result<Written>>) {
+    let (wtx, wrx) = sync_channel::<Finished>(8);
+    let (out, save_img, save_txt, save_conf) = (o.out.clone(), o.save_img, o.save_txt, o.save_conf);
+    let writer = std::thread::spawn(move || -> Result<Written> {
+        let mut w = Written {
+            save_s: 0.0,
+            json: Vec::new(),
+            videos: Vec::new(),
+        };
+        let mut open: OpenVideo = None;
+        for f in wrx {
+            let t = Instant::now();
+            let stem = f.name.clone();
+            let (iw, ih) = (f.image.width() as f32, f.image.height() as f32);
+            for d in &f.dets {
+                let bbox =
+                    [d.x1, d.y1, d.x2 - d.x1, d.y2 - d.y1].map(|v| (v * 1000.0).round() / 1000.0);
+                let mut j = serde_json::json!({
+                    "image_id": stem.parse::<u64>().map(serde_json::Value::from).unwrap_or_else(|_| stem.clone().into()),
+                    "file_name": f.path.file_name().map(|s| s.to_string_lossy().into_owned()),
+                    "category_id": d.cls,
+                    "category_name": names.get(d.cls),
+                    "bbox": bbox,
+                    "score": (d.conf * 1e5).round() / 1e5,
+                });
+                if let Some(frame) = &f.frame {
+                    j["frame"] = frame.index.into();
+                }
+                w.json.push(j);
+            }
+            // A frame without detections gets no label file (as Ultralytics); an image gets an empty one, the
+            // record that it was looked at.
+            if save_txt && !(f.frame.is_some() && f.dets.is_empty()) {
+                let p = out.join("labels").join(format!("{stem}.txt"));
+                std::fs::write(&p, label_lines(&f.dets, iw, ih, save_conf))
+                    .with_context(|| format!("{}: cannot write", p.display()))?;
+            }
+            if save_img {
+                let mut img = f.image;
+                draw(&mut img, &f.dets, &names);
+                match &f.frame {
+                    Some(frame) => write_frame(&mut open, &mut w.videos, &out, frame, &img)?,
+                    None => {
+                        let p = out.join(format!("{stem}.jpg"));
+                        img.save(&p)
+                            .with_context(|| format!("{}: cannot write", p.display()))?;
+                    }
+                }
+            }
+            w.save_s += t.elapsed().as_secs_f64();
+        }
+        close_video(&mut open, &mut w.videos)?;
+        Ok(w)
+    });
+    (wtx, writer)
+}
+
+pub(super) fn write_json(o: &PredictOptions, json: &[serde_json::Value]) -> Result<()> {
+    if o.save_json {
+        let p = o.out.join("predictions.json");
+        let bytes = serde_json::to_vec_pretty(json)?;
+        data::write_atomic(&p, &bytes).with_context(|| format!("{}: cannot write", p.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,400 @@
+//! Video files, streams and cameras through FFmpeg's libraries (cargo feature `video`, on by default): frames
+//! decoded to RGB in order, every `stride`-th one kept as Ultralytics' `vid_stride` keeps them (the last of each
+//! group), and annotated frames written as MJPEG in AVI, what Ultralytics' predict writes on Linux.
+
+use ffmpeg::format::Pixel;
+use ffmpeg::software::scaling::{self, Flags};
+use ffmpeg_next as ffmpeg;
+use image::RgbImage;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    #[error("{name}: {what}")]
+    Ffmpeg {
+        name: String,
+        what: &'static str,
+        #[source]
+        err: ffmpeg::Error,
+    },
+    #[error("{0}: FFmpeg takes UTF-8 names only")]
+    NotUtf8(String),
+    #[error("{0}: no video stream")]
+    NoVideo(String),
+    #[error("{0}: this FFmpeg has no {1}")]
+    Missing(String, &'static str),
+    #[error("{0}: {1}")]
+    Io(String, String),
+}
+
+fn init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // An error here leaves FFmpeg's own lazy initialisation, which is enough for FFmpeg >= 4.
+        let _ = ffmpeg::init();
+        // Warnings such as "deprecated pixel format" are FFmpeg's business, not the user's.
+        ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
+    });
+}
+
+/// Where frames come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    File(PathBuf),
+    /// `rtsp://`, `rtmp://`, `http(s)://`, `tcp://`, `udp://`, `file://`...: read as it arrives.
+    Url(String),
+    /// A camera by index, `/dev/videoN` through Video4Linux2.
+    Camera(u32),
+}
+
+impl Location {
+    pub fn display(&self) -> String {
+        match self {
+            Location::File(p) => p.display().to_string(),
+            Location::Url(u) => u.clone(),
+            Location::Camera(i) => format!("camera {i} (/dev/video{i})"),
+        }
+    }
+}
+
+fn ff<'a>(name: &'a str, what: &'static str) -> impl FnOnce(ffmpeg::Error) -> VideoError + 'a {
+    move |err| VideoError::Ffmpeg {
+        name: name.to_string(),
+        what,
+        err,
+    }
+}
+
+fn is_again(e: &ffmpeg::Error) -> bool {
+    matches!(e, ffmpeg::Error::Other { errno } if *errno == ffmpeg::util::error::EAGAIN)
+}
+
+/// Decodes one video stream, frame by frame.
+pub struct VideoReader {
+    name: String,
+    input: ffmpeg::format::context::Input,
+    decoder: ffmpeg::decoder::Video,
+    stream: usize,
+    scaler: Option<(scaling::Context, (Pixel, u32, u32))>,
+    stride: usize,
+    decoded: usize,
+    eof_sent: bool,
+    fps: f64,
+    frames: Option<usize>,
+    /// Packets the decoder refused (damaged data); decoding goes on after them.
+    pub bad_packets: usize,
+}
+
+impl VideoReader {
+    pub fn open(location: &Location, stride: usize) -> Result<Self, VideoError> {
+        init();
+        let name = location.display();
+        let input = match location {
+            Location::File(p) => {
+                let s = p
+                    .to_str()
+                    .ok_or_else(|| VideoError::NotUtf8(name.clone()))?;
+                ffmpeg::format::input(&s).map_err(ff(&name, "cannot open"))?
+            }
+            Location::Url(u) => {
+                let mut opts = ffmpeg::Dictionary::new();
+                // A stream that stops sending ends the run after 10 s instead of hanging it.
+                opts.set("rw_timeout", "10000000");
+                ffmpeg::format::input_with_dictionary(u, opts).map_err(ff(&name, "cannot open"))?
+            }
+            Location::Camera(i) => {
+                let v4l2 = ffmpeg::device::input::video()
+                    .find(|f| f.name().split(',').any(|n| n == "v4l2"))
+                    .ok_or_else(|| VideoError::Missing(name.clone(), "Video4Linux2 input"))?;
+                let dev = format!("/dev/video{i}");
+                match ffmpeg::format::open(&dev, &v4l2).map_err(ff(&name, "cannot open"))? {
+                    ffmpeg::format::context::Context::Input(i) => i,
+                    ffmpeg::format::context::Context::Output(_) => {
+                        return Err(VideoError::NoVideo(name));
+                    }
+                }
+            }
+        };
+        let st = input
+            .streams()
+            .best(ffmpeg::media::Type::Video)
+            .ok_or_else(|| VideoError::NoVideo(name.clone()))?;
+        let stream = st.index();
+        let rate = |r: ffmpeg::Rational| {
+            (r.denominator() != 0)
+                .then(|| f64::from(r))
+                .filter(|f| *f > 0.0)
+        };
+        let fps = rate(st.avg_frame_rate())
+            .or_else(|| rate(st.rate()))
+            .unwrap_or(30.0);
+        // OpenCV's CAP_PROP_FRAME_COUNT: the container's count, else duration x fps.
+        let count = if st.frames() > 0 {
+            Some(st.frames() as usize)
+        } else if st.duration() > 0 {
+            Some((st.duration() as f64 * f64::from(st.time_base()) * fps).round() as usize)
+        } else {
+            None
+        };
+        let stride = stride.max(1);
+        let decoder = ffmpeg::codec::context::Context::from_parameters(st.parameters())
+            .and_then(|c| c.decoder().video())
+            .map_err(ff(&name, "no decoder for its video codec"))?;
+        Ok(VideoReader {
+            name,
+            input,
+            decoder,
+            stream,
+            scaler: None,
+            stride,
+            decoded: 0,
+            eof_sent: false,
+            fps,
+            frames: count.map(|c| c / stride),
+            bad_packets: 0,
+        })
+    }
+
+    /// Frames per second, as the container states it.
+    pub fn fps(&self) -> f64 {
+        self.fps
+    }
+
+    /// How many frames `next_frame` will give, where the container says how many it holds.
+    pub fn frames(&self) -> Option<usize> {
+        self.frames
+    }
+
+    /// The next kept frame; `None` at the end.
+    pub fn next_frame(&mut self) -> Result<Option<RgbImage>, VideoError> {
+        let mut decoded = ffmpeg::frame::Video::empty();
+        loop {
+            match self.decoder.receive_frame(&mut decoded) {
+                Ok(()) => {
+                    self.decoded += 1;
+                    if self.decoded.is_multiple_of(self.stride) {
+                        return self.convert(&decoded).map(Some);
+                    }
+                    continue;
+                }
+                Err(ffmpeg::Error::Eof) => return Ok(None),
+                Err(e) if is_again(&e) => {}
+                Err(e) => return Err(ff(&self.name, "cannot decode")(e)),
+            }
+            if self.eof_sent {
+                return Ok(None);
+            }
+            let mut packet = ffmpeg::Packet::empty();
+            match packet.read(&mut self.input) {
+                Ok(()) if packet.stream() == self.stream => {
+                    if let Err(e) = self.decoder.send_packet(&packet) {
+                        if !matches!(e, ffmpeg::Error::InvalidData) {
+                            return Err(ff(&self.name, "cannot decode")(e));
+                        }
+                        self.bad_packets += 1;
+                    }
+                }
+                Ok(()) => {}
+                Err(ffmpeg::Error::Eof) => {
+                    self.decoder
+                        .send_eof()
+                        .map_err(ff(&self.name, "cannot decode"))?;
+                    self.eof_sent = true;
+                }
+                Err(e) => return Err(ff(&self.name, "cannot read")(e)),
+            }
+        }
+    }
+
+    fn convert(&mut self, frame: &ffmpeg::frame::Video) -> Result<RgbImage, VideoError> {
+        let key = (frame.format(), frame.width(), frame.height());
+        if self.scaler.as_ref().is_none_or(|(_, k)| *k != key) {
+            // OpenCV's capture converts with bicubic filtering; for chroma-subsampled formats the filter
+            // decides how chroma is upsampled, so the same one keeps our frames next to theirs.
+            let ctx = scaling::Context::get(
+                key.0,
+                key.1,
+                key.2,
+                Pixel::RGB24,
+                key.1,
+                key.2,
+                Flags::BICUBIC,
+            )
+            .map_err(ff(&self.name, "cannot convert its pixel format"))?;
+            self.scaler = Some((ctx, key));
+        }
+        let mut rgb = ffmpeg::frame::Video::empty();
+        if let Some((ctx, _)) = &mut self.scaler {
+            ctx.run(frame, &mut rgb)
+                .map_err(ff(&self.name, "cannot convert its pixel format"))?;
+        }
+        let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+        let (stride, data) = (rgb.stride(0), rgb.data(0));
+        let mut buf = Vec::with_capacity(w * h * 3);
+        for y in 0..h {
+            buf.extend_from_slice(&data[y * stride..y * stride + w * 3]);
+        }
+        RgbImage::from_raw(w as u32, h as u32, buf)
+            .ok_or_else(|| VideoError::Io(self.name.clone(), "frame buffer size mismatch".into()))
+    }
+}
+
+/// Writes RGB frames as an MJPEG AVI. The file appears under its name only once finished (temp file +
+/// rename), so an interrupted run never leaves a truncated video that looks complete.
+pub struct VideoWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    output: ffmpeg::format::context::Output,
+    encoder: ffmpeg::encoder::Video,
+    scaler: Option<(scaling::Context, (u32, u32))>,
+    size: (u32, u32),
+    stream: usize,
+    time_base: ffmpeg::Rational,
+    next_pts: i64,
+    finished: bool,
+}
+
+impl VideoWriter {
+    pub fn create(path: &Path, width: u32, height: u32, fps: f64) -> Result<Self, VideoError> {
+        init();
+        let name = path.display().to_string();
+        let tmp = path.with_extension(format!("avi.tmp{}", std::process::id()));
+        let tmp_s = tmp
+            .to_str()
+            .ok_or_else(|| VideoError::NotUtf8(name.clone()))?;
+        let mut output =
+            ffmpeg::format::output_as(&tmp_s, "avi").map_err(ff(&name, "cannot create"))?;
+        let codec = ffmpeg::encoder::find(ffmpeg::codec::Id::MJPEG)
+            .ok_or_else(|| VideoError::Missing(name.clone(), "MJPEG encoder"))?;
+        let global_header = output
+            .format()
+            .flags()
+            .contains(ffmpeg::format::Flags::GLOBAL_HEADER);
+        let rate = ffmpeg::Rational::new((fps.max(1.0) * 1000.0).round() as i32, 1000).reduce();
+        let time_base = rate.invert();
+        // 4:2:0 JPEG needs even sizes: a frame of odd size is scaled to the even size below it.
+        let size = (width.max(2) & !1, height.max(2) & !1);
+        let mut enc = ffmpeg::codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .map_err(ff(&name, "cannot set up the MJPEG encoder"))?;
+        enc.set_width(size.0);
+        enc.set_height(size.1);
+        enc.set_format(Pixel::YUVJ420P);
+        enc.set_frame_rate(Some(rate));
+        enc.set_time_base(time_base);
+        // About 2 bits a pixel: JPEG quality in the 90s, near OpenCV's default of 95.
+        enc.set_bit_rate((f64::from(size.0 * size.1) * fps.max(1.0) * 2.0) as usize);
+        if global_header {
+            enc.set_flags(ffmpeg::codec::Flags::GLOBAL_HEADER);
+        }
+        let encoder = enc
+            .open_as(codec)
+            .map_err(ff(&name, "cannot open the MJPEG encoder"))?;
+        let stream = {
+            let mut ost = output
+                .add_stream(codec)
+                .map_err(ff(&name, "cannot add a stream"))?;
+            ost.set_parameters(&encoder);
+            ost.set_time_base(time_base);
+            ost.index()
+        };
+        output
+            .write_header()
+            .map_err(ff(&name, "cannot write the header"))?;
+        Ok(VideoWriter {
+            path: path.to_path_buf(),
+            tmp,
+            output,
+            encoder,
+            scaler: None,
+            size,
+            stream,
+            time_base,
+            next_pts: 0,
+            finished: false,
+        })
+    }
+
+    pub fn write(&mut self, img: &RgbImage) -> Result<(), VideoError> {
+        let name = self.path.display().to_string();
+        let (w, h) = img.dimensions();
+        if self.scaler.as_ref().is_none_or(|(_, k)| *k != (w, h)) {
+            let ctx = scaling::Context::get(
+                Pixel::RGB24,
+                w,
+                h,
+                Pixel::YUVJ420P,
+                self.size.0,
+                self.size.1,
+                Flags::BILINEAR,
+            )
+            .map_err(ff(&name, "cannot convert frames"))?;
+            self.scaler = Some((ctx, (w, h)));
+        }
+        let mut rgb = ffmpeg::frame::Video::new(Pixel::RGB24, w, h);
+        let stride = rgb.stride(0);
+        let row = w as usize * 3;
+        let dst = rgb.data_mut(0);
+        for (y, src) in img.as_raw().chunks_exact(row).enumerate() {
+            dst[y * stride..y * stride + row].copy_from_slice(src);
+        }
+        let mut yuv = ffmpeg::frame::Video::empty();
+        if let Some((ctx, _)) = &mut self.scaler {
+            ctx.run(&rgb, &mut yuv)
+                .map_err(ff(&name, "cannot convert frames"))?;
+        }
+        yuv.set_pts(Some(self.next_pts));
+        self.next_pts += 1;
+        self.encoder
+            .send_frame(&yuv)
+            .map_err(ff(&name, "cannot encode"))?;
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Result<(), VideoError> {
+        let name = self.path.display().to_string();
+        let dst = self
+            .output
+            .stream(self.stream)
+            .map(|s| s.time_base())
+            .unwrap_or(self.time_base);
+        let mut packet = ffmpeg::Packet::empty();
+        while self.encoder.receive_packet(&mut packet).is_ok() {
+            packet.set_stream(self.stream);
+            packet.rescale_ts(self.time_base, dst);
+            packet
+                .write_interleaved(&mut self.output)
+                .map_err(ff(&name, "cannot write"))?;
+        }
+        Ok(())
+    }
+
+    /// Flushes the encoder, writes the index and moves the file into place. Returns frames written.
+    pub fn finish(mut self) -> Result<usize, VideoError> {
+        let name = self.path.display().to_string();
+        self.encoder
+            .send_eof()
+            .map_err(ff(&name, "cannot encode"))?;
+        self.drain()?;
+        self.output
+            .write_trailer()
+            .map_err(ff(&name, "cannot write the index"))?;
+        let frames = self.next_pts as usize;
+        let (tmp, path) = (self.tmp.clone(), self.path.clone());
+        self.finished = true;
+        // Closes the file before the rename.
+        drop(self);
+        std::fs::rename(&tmp, &path).map_err(|e| VideoError::Io(name, e.to_string()))?;
+        Ok(frames)
+    }
+}
+
+impl Drop for VideoWriter {
+    fn drop(&mut self) {
+        // A writer dropped unfinished (an error upstream) leaves no temp file behind.
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}

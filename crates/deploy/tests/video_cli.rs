@@ -1,0 +1,177 @@
+//! `deploy predict` on videos and streams, against what Ultralytics' predict wrote for the same clip
+//! (`scripts/make_video_fixture.py`: a lossless 10-frame clip, the Ultralytics-trained weights of
+//! fixtures/trained_mobileone, imgsz 192, conf 0.02, every frame and vid_stride 3).
+#![cfg(feature = "video")]
+
+use deploy::video::{Location, VideoReader};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn temp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("yolo-video-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Runs predict on `source` with the fixture's settings; returns stdout + stderr.
+fn predict(source: &str, out: &Path, extra: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_deploy"))
+        .arg("predict")
+        .arg("--weights")
+        .arg(fixtures().join("trained_mobileone/weights.safetensors"))
+        .args(["--source", source, "--imgsz", "192", "--conf", "0.02"])
+        .args(["--save-txt", "--save-conf", "--device", "cpu", "--out"])
+        .arg(out)
+        .args(extra)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{said}");
+    said
+}
+
+fn rows(p: &Path) -> Vec<Vec<f64>> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').map(|x| x.parse().unwrap()).collect())
+        .collect()
+}
+
+/// The label files under `got` are exactly those under `want` (names), with the same boxes.
+fn assert_same_labels(got: &Path, want: &Path) {
+    let names = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(got), names(want), "label files");
+    for n in names(want) {
+        let (g, w) = (rows(&got.join(&n)), rows(&want.join(&n)));
+        assert_eq!(g.len(), w.len(), "{n}");
+        for (a, b) in g.iter().zip(&w) {
+            assert_eq!(a[0], b[0], "{n}: class");
+            for (x, y) in a[1..].iter().zip(&b[1..]) {
+                assert!((x - y).abs() <= 2e-6, "{n}: {a:?} vs {b:?}");
+            }
+        }
+    }
+}
+
+fn frames_of(p: &Path) -> (usize, (u32, u32), f64) {
+    let mut r = VideoReader::open(&Location::File(p.to_path_buf()), 1).unwrap();
+    let mut n = 0;
+    let mut size = (0, 0);
+    while let Some(f) = r.next_frame().unwrap() {
+        n += 1;
+        size = f.dimensions();
+    }
+    (n, size, r.fps())
+}
+
+#[test]
+fn video_frames_and_labels_equal_ultralytics() {
+    let clip = fixtures().join("video/clip.avi");
+    let dir = temp("file");
+    let said = predict(clip.to_str().unwrap(), &dir.join("all"), &[]);
+    assert!(said.contains("10 frames of 1 video(s)"), "{said}");
+    assert_same_labels(
+        &dir.join("all/labels"),
+        &fixtures().join("video/labels_stride1"),
+    );
+    // The annotated video: every frame, the source's size and rate, readable by a decoder.
+    assert_eq!(frames_of(&dir.join("all/clip.avi")), (10, (192, 128), 10.0));
+
+    // vid_stride 3 keeps frames 3, 6, 9 (the last of each group), numbered 1, 2, 3; the video plays at 10/3 fps.
+    predict(
+        clip.to_str().unwrap(),
+        &dir.join("s3"),
+        &["--vid-stride", "3", "--batch", "2"],
+    );
+    assert_same_labels(
+        &dir.join("s3/labels"),
+        &fixtures().join("video/labels_stride3"),
+    );
+    let (n, _, fps) = frames_of(&dir.join("s3/clip.avi"));
+    assert_eq!(n, 3);
+    assert!((fps - 10.0 / 3.0).abs() < 1e-3, "{fps}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_stream_url_is_read_as_it_arrives() {
+    let clip = fixtures().join("video/clip.avi");
+    let dir = temp("stream");
+    let url = format!("file://{}", clip.canonicalize().unwrap().display());
+    // With --stream-buffer no frame is dropped: the same labels as the file, named by the URL's stem.
+    let said = predict(&url, &dir.join("buffered"), &["--stream-buffer"]);
+    assert!(said.contains("10 frames of 1 video(s)"), "{said}");
+    assert_same_labels(
+        &dir.join("buffered/labels"),
+        &fixtures().join("video/labels_stride1"),
+    );
+    // A stream is saved at 30 fps, as Ultralytics saves one.
+    assert_eq!(
+        frames_of(&dir.join("buffered/clip.avi")),
+        (10, (192, 128), 30.0)
+    );
+    // Live (the default): frames that arrive while the model is busy may be dropped; the frames kept are
+    // numbered in the order processed and the count adds up.
+    let said = predict(&url, &dir.join("live"), &["--batch", "1"]);
+    let kept: usize = said
+        .split(" frames of 1 video(s)")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no frame count in:\n{said}"));
+    let dropped: usize = said
+        .split(" dropped to stay live")
+        .next()
+        .filter(|s| s.len() < said.len())
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(kept >= 1 && kept + dropped == 10, "{said}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_folder_of_images_and_videos_skips_a_broken_video() {
+    let dir = temp("folder");
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(fixtures().join("video/clip.avi"), src.join("clip.avi")).unwrap();
+    std::fs::write(src.join("broken.mp4"), b"not a video at all").unwrap();
+    let img = image::RgbImage::from_pixel(64, 64, image::Rgb([90, 140, 60]));
+    img.save(src.join("still.png")).unwrap();
+    let said = predict(src.to_str().unwrap(), &dir.join("out"), &[]);
+    assert!(said.contains("broken.mp4: cannot open"), "{said}");
+    assert!(
+        said.contains("1 images (1 skipped), 10 frames of 1 video(s)"),
+        "{said}"
+    );
+    assert!(dir.join("out/labels/still.txt").exists());
+    assert!(dir.join("out/still.jpg").exists());
+    assert!(dir.join("out/labels/clip_10.txt").exists());
+    assert_eq!(frames_of(&dir.join("out/clip.avi")).0, 10);
+    // No temp file of the video writer stays behind.
+    let left: Vec<_> = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -1,0 +1,70 @@
+"""A short video and what Ultralytics' predict writes for it, for `deploy predict --source clip.avi`.
+
+The clip is a 192x128 window panning across a datasets/trees val tile (10 frames), written by OpenCV as FFV1 in AVI:
+lossless and stored as BGR, so OpenCV's decoder and ours see the same pixels and the labels can be compared
+number by number. The package predicts it with the Ultralytics-trained checkpoint whose weights are
+crates/deploy/tests/fixtures/trained_mobileone/weights.safetensors (see make_trained_fixture.py), twice at imgsz
+192 (no resize, no padding): every frame, and with vid_stride 3; its labels/*.txt (named `clip_<frame>.txt`)
+are copied next to the clip.
+
+    python scripts/make_video_fixture.py /var/tmp/ul/mo/weights/best.pt   # writes crates/deploy/tests/fixtures/video/
+"""
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "crates/deploy/tests/fixtures/video"
+SCENE = ROOT / "datasets/trees/images/val/2019_YELL_2_541000_4977000_image_crop_r0_c0.jpg"
+W, H, FRAMES = 192, 128, 10
+CONF = 0.02
+
+
+def write_clip(path: Path):
+    scene = cv2.imread(str(SCENE))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 10.0, (W, H))
+    assert writer.isOpened(), "OpenCV cannot write FFV1"
+    frames = []
+    for i in range(FRAMES):
+        x, y = 20 * i, 12 * i
+        frame = np.ascontiguousarray(scene[y : y + H, x : x + W])
+        writer.write(frame)
+        frames.append(frame)
+    writer.release()
+    # Lossless means the package reads back exactly the frames written.
+    cap = cv2.VideoCapture(str(path))
+    for i, want in enumerate(frames):
+        ok, got = cap.read()
+        assert ok and np.array_equal(got, want), f"frame {i} does not read back exactly"
+    assert not cap.read()[0]
+
+
+def main():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import mobileone
+
+    mobileone.register()
+    from ultralytics import YOLO
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    clip = OUT / "clip.avi"
+    write_clip(clip)
+    for stride in (1, 3):
+        with tempfile.TemporaryDirectory() as t:
+            model = YOLO(sys.argv[1])
+            model.predict(source=str(clip), imgsz=192, conf=CONF, vid_stride=stride, save_txt=True,
+                          save_conf=True, save=False, project=t, name="p", exist_ok=True, device="cpu",
+                          verbose=False)
+            dst = OUT / f"labels_stride{stride}"
+            shutil.rmtree(dst, ignore_errors=True)
+            shutil.copytree(Path(t) / "p/labels", dst)
+            print(f"vid_stride {stride}:", sorted(p.name for p in dst.iterdir()))
+
+
+if __name__ == "__main__":
+    main()
