@@ -175,3 +175,88 @@ fn a_folder_of_images_and_videos_skips_a_broken_video() {
     assert!(left.is_empty(), "{left:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A longer video generated here from the val tiles (our MJPEG writer): predicting it with --vid-stride 4 gives,
+/// frame for frame, what predicting the kept frames as images gives, and predictions.json names every frame.
+#[test]
+fn a_video_made_from_the_val_tiles_predicts_like_its_frames() {
+    use deploy::video::VideoWriter;
+    let dir = temp("long");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/trees/images/val");
+    let mut tiles: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    tiles.sort();
+    let (n, w, h) = (240usize, 160u32, 128u32);
+    let mut writer = VideoWriter::create(&dir.join("long.avi"), w, h, 25.0).unwrap();
+    let mut scene = image::RgbImage::new(1, 1);
+    for i in 0..n {
+        if i % 20 == 0 {
+            scene = image::open(&tiles[i / 20 % tiles.len()]).unwrap().to_rgb8();
+        }
+        let x = (i % 20) as u32 * 12;
+        let frame = image::imageops::crop_imm(&scene, x, x / 2, w, h).to_image();
+        writer.write(&frame).unwrap();
+    }
+    assert_eq!(writer.finish().unwrap(), n);
+
+    // The frames --vid-stride 4 keeps, as images named like the frames' outputs.
+    std::fs::create_dir_all(dir.join("frames")).unwrap();
+    let mut r = VideoReader::open(&Location::File(dir.join("long.avi")), 4).unwrap();
+    let mut k = 0;
+    while let Some(f) = r.next_frame().unwrap() {
+        k += 1;
+        f.save(dir.join(format!("frames/long_{k}.png"))).unwrap();
+    }
+    assert_eq!(k, n / 4);
+
+    let said = predict(
+        dir.join("long.avi").to_str().unwrap(),
+        &dir.join("video"),
+        &["--vid-stride", "4", "--save-json", "--batch", "4"],
+    );
+    assert!(
+        said.contains(&format!("{} frames of 1 video(s)", n / 4)),
+        "{said}"
+    );
+    predict(
+        dir.join("frames").to_str().unwrap(),
+        &dir.join("images"),
+        &["--no-save-img"],
+    );
+    // Images get a label file even when empty; frames only with detections (as Ultralytics).
+    let mut with_boxes = 0;
+    for k in 1..=n / 4 {
+        let name = format!("long_{k}.txt");
+        let img = rows(&dir.join("images/labels").join(&name));
+        let vid = dir.join("video/labels").join(&name);
+        if img.is_empty() {
+            assert!(!vid.exists(), "{name}: no boxes, no file");
+            continue;
+        }
+        with_boxes += 1;
+        assert_eq!(rows(&vid), img, "{name}");
+    }
+    assert!(with_boxes >= 10, "only {with_boxes} frames with boxes");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("video/predictions.json")).unwrap())
+            .unwrap();
+    let mut frames: Vec<u64> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["file_name"], "long.avi");
+            let f = d["frame"].as_u64().unwrap();
+            assert_eq!(d["image_id"], format!("long_{f}"));
+            f
+        })
+        .collect();
+    frames.dedup();
+    assert_eq!(frames.len(), with_boxes);
+    let (kept, size, fps) = frames_of(&dir.join("video/long.avi"));
+    assert_eq!((kept, size), (n / 4, (w, h)));
+    assert!((fps - 25.0 / 4.0).abs() < 1e-3, "{fps}");
+    std::fs::remove_dir_all(&dir).ok();
+}

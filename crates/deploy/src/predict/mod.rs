@@ -170,8 +170,13 @@ impl PredictStats {
         } else {
             String::new()
         };
+        let unit = match (self.images > 0, self.frames > 0) {
+            (true, true) => "image or frame",
+            (false, true) => "frame",
+            _ => "image",
+        };
         format!(
-            "{} images ({} skipped){videos}, {} detections in {:.2} s: {:.1} images/s; per image {:.1} ms \
+            "{} images ({} skipped){videos}, {} detections in {:.2} s: {:.1} {unit}s/s; per {unit} {:.1} ms \
              decode+letterbox, {:.1} ms forward, {:.1} ms NMS, {:.1} ms draw+save (decode and saving overlap the \
              forward pass)",
             self.images,
@@ -493,7 +498,6 @@ pub fn predict(
     result?;
     let written = written?;
     stats.save_s = written.save_s;
-    outputs::write_json(o, &written.json)?;
     for v in &written.videos {
         eprintln!("{v}");
     }

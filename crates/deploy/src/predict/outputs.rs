@@ -139,9 +139,66 @@ pub(super) fn create_dirs(o: &PredictOptions) -> Result<()> {
 /// What the writer thread did.
 pub(super) struct Written {
     pub save_s: f64,
-    pub json: Vec<serde_json::Value>,
     /// One line per annotated video written.
     pub videos: Vec<String>,
+}
+
+/// predictions.json written as the detections come (a long video would otherwise hold them all in memory),
+/// into a temp file renamed into place at the end, as [`data::write_atomic`] does.
+struct JsonOut {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+    count: usize,
+}
+
+impl JsonOut {
+    fn create(out: &Path) -> Result<Self> {
+        let path = out.join("predictions.json");
+        let tmp = out.join(format!(".predictions.json.tmp{}", std::process::id()));
+        let file = std::fs::File::create(&tmp)
+            .with_context(|| format!("{}: cannot create", tmp.display()))?;
+        Ok(JsonOut {
+            path,
+            tmp,
+            file: std::io::BufWriter::new(file),
+            count: 0,
+        })
+    }
+
+    /// Appends one element of the pretty-printed array (the layout `serde_json::to_vec_pretty` gives).
+    fn push(&mut self, v: &serde_json::Value) -> Result<()> {
+        use std::io::Write;
+        let text = serde_json::to_string_pretty(v)?;
+        let sep = if self.count == 0 { "[\n" } else { ",\n" };
+        let indented: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
+        write!(self.file, "{sep}{}", indented.join("\n"))
+            .with_context(|| format!("{}: cannot write", self.tmp.display()))?;
+        self.count += 1;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        use std::io::Write;
+        let end = if self.count == 0 { "[]" } else { "\n]" };
+        let done = self
+            .file
+            .write_all(end.as_bytes())
+            .and_then(|_| self.file.flush())
+            .and_then(|_| self.file.get_ref().sync_all())
+            .and_then(|_| std::fs::rename(&self.tmp, &self.path));
+        if done.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        done.with_context(|| format!("{}: cannot write", self.path.display()))
+    }
+}
+
+impl Drop for JsonOut {
+    fn drop(&mut self) {
+        // Unfinished (the writer failed): no temp file stays behind. After `finish` it is already renamed.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
 }
 
 fn draw(img: &mut image::RgbImage, dets: &[Detection], names: &[String]) {
@@ -221,19 +278,26 @@ pub(super) fn spawn_writer(
     names: Vec<String>,
 ) -> (SyncSender<Finished>, JoinHandle<Result<Written>>) {
     let (wtx, wrx) = sync_channel::<Finished>(8);
-    let (out, save_img, save_txt, save_conf) = (o.out.clone(), o.save_img, o.save_txt, o.save_conf);
+    let (out, save_img, save_txt, save_conf, save_json) = (
+        o.out.clone(),
+        o.save_img,
+        o.save_txt,
+        o.save_conf,
+        o.save_json,
+    );
     let writer = std::thread::spawn(move || -> Result<Written> {
         let mut w = Written {
             save_s: 0.0,
-            json: Vec::new(),
             videos: Vec::new(),
         };
+        let mut json = save_json.then(|| JsonOut::create(&out)).transpose()?;
         let mut open: OpenVideo = None;
         for f in wrx {
             let t = Instant::now();
             let stem = f.name.clone();
             let (iw, ih) = (f.image.width() as f32, f.image.height() as f32);
-            for d in &f.dets {
+            for d in f.dets.iter() {
+                let Some(json) = &mut json else { break };
                 let bbox =
                     [d.x1, d.y1, d.x2 - d.x1, d.y2 - d.y1].map(|v| (v * 1000.0).round() / 1000.0);
                 let mut j = serde_json::json!({
@@ -247,7 +311,7 @@ pub(super) fn spawn_writer(
                 if let Some(frame) = &f.frame {
                     j["frame"] = frame.index.into();
                 }
-                w.json.push(j);
+                json.push(&j)?;
             }
             // A frame without detections gets no label file (as Ultralytics); an image gets an empty one, the
             // record that it was looked at.
@@ -271,16 +335,10 @@ pub(super) fn spawn_writer(
             w.save_s += t.elapsed().as_secs_f64();
         }
         close_video(&mut open, &mut w.videos)?;
+        if let Some(json) = json {
+            json.finish()?;
+        }
         Ok(w)
     });
     (wtx, writer)
-}
-
-pub(super) fn write_json(o: &PredictOptions, json: &[serde_json::Value]) -> Result<()> {
-    if o.save_json {
-        let p = o.out.join("predictions.json");
-        let bytes = serde_json::to_vec_pretty(json)?;
-        data::write_atomic(&p, &bytes).with_context(|| format!("{}: cannot write", p.display()))?;
-    }
-    Ok(())
 }
