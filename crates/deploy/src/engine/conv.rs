@@ -6,17 +6,23 @@
 //! the residual add run on the tile before it is stored, so a Conv+BN+SiLU(+add) is one pass over memory.
 
 use super::simd::{Isa, Level, MR_256, MR_512};
+use super::winograd::Winograd;
 use super::{par_ranges, Act, Dst, Src};
 
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
 
+/// Winograd for 3x3 stride-1 convolutions unless `YOLO_ENGINE_DIRECT` is set (to time or test the direct path).
+fn winograd_enabled() -> bool {
+    std::env::var_os("YOLO_ENGINE_DIRECT").is_none()
+}
+
 /// One column panel: output channels `col..col + lanes * nv`, weights at `offset` in [`PackedConv::w`].
 #[derive(Debug, Clone)]
-struct Panel {
-    col: usize,
-    nv: usize,
-    offset: usize,
+pub(super) struct Panel {
+    pub col: usize,
+    pub nv: usize,
+    pub offset: usize,
 }
 
 /// A convolution's weights packed for one [`Level`].
@@ -32,6 +38,8 @@ pub struct PackedConv {
     w: Vec<f32>,
     /// Bias per panel column (zero beyond `cout`), indexed like the panels' columns.
     bias: Vec<f32>,
+    /// 3x3 stride-1 padding-1 convolutions run through Winograd's F(2x2, 3x3) instead.
+    wino: Option<Winograd>,
 }
 
 impl PackedConv {
@@ -86,6 +94,8 @@ impl PackedConv {
         }
         let mut b = vec![0.0f32; padded];
         b[..cout].copy_from_slice(bias);
+        let wino = (k == 3 && s == 1 && p == 1 && winograd_enabled())
+            .then(|| Winograd::new(weight, cout, cin, &panels, lanes));
         PackedConv {
             k,
             s,
@@ -96,6 +106,7 @@ impl PackedConv {
             panels,
             w,
             bias: b,
+            wino,
         }
     }
 
@@ -111,14 +122,34 @@ impl PackedConv {
         parallel: bool,
     ) {
         debug_assert!(zeros.len() >= self.cin);
+        if let Some(wg) = &self.wino {
+            return wg.run(
+                self.level,
+                &self.panels,
+                &self.bias,
+                self.cin,
+                self.cout,
+                src,
+                dst,
+                act,
+                add,
+                zeros,
+                parallel,
+            );
+        }
         let m = dst.h * dst.w;
-        let mr = self.level.mr();
+        let narrow = self.narrow();
+        let mr = if narrow { MR_NARROW } else { self.level.mr() };
         let tiles = m.div_ceil(mr);
         let job = |t0: usize, t1: usize| {
             // SAFETY: the caller's views are valid for their geometry and tiles write disjoint rows; the
             // kernel's ISA was detected at build time.
             unsafe {
                 match self.level {
+                    #[cfg(target_arch = "x86_64")]
+                    Level::Avx512 if narrow => {
+                        run_avx512_narrow(self, src, dst, act, add, zeros, t0, t1)
+                    }
                     #[cfg(target_arch = "x86_64")]
                     Level::Avx512 => run_avx512(self, src, dst, act, add, zeros, t0, t1),
                     #[cfg(target_arch = "x86_64")]
@@ -130,6 +161,32 @@ impl PackedConv {
         };
         par_ranges(tiles, parallel, &job);
     }
+}
+
+/// Output pixels per tile for a convolution whose output channels fit one AVX-512 vector (the stem's 16):
+/// 24 accumulators instead of 8, so each weight load feeds three times the multiply-adds.
+const MR_NARROW: usize = 24;
+
+impl PackedConv {
+    fn narrow(&self) -> bool {
+        self.level == Level::Avx512 && self.panels.iter().all(|p| p.nv == 1)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_avx512_narrow(
+    pc: &PackedConv,
+    src: Src,
+    dst: Dst,
+    act: Act,
+    add: Option<Src>,
+    zeros: &[f32],
+    t0: usize,
+    t1: usize,
+) {
+    run_tiles::<Avx512, MR_NARROW>(pc, src, dst, act, add, zeros, t0, t1)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -180,7 +237,7 @@ unsafe fn run_tiles<I: Isa, const MR: usize>(
     let taps = k * k;
     let m = dst.h * dst.w;
     let mut rows: Vec<[*const f32; MR]> = vec![[zeros.as_ptr(); MR]; taps];
-    // MR <= 8 pixels x NR <= 48 channels.
+    // MR pixels x NR <= 48 channels (MR_NARROW only with one 16-channel vector).
     let mut tile = [0.0f32; 384];
     for t in t0..t1 {
         let m0 = t * MR;
@@ -209,8 +266,10 @@ unsafe fn run_tiles<I: Isa, const MR: usize>(
             let nr = pn.nv * I::LANES;
             match pn.nv {
                 1 => kernel::<I, MR, 1>(&rows, pc.cin, b, bias, act, &mut tile),
-                2 => kernel::<I, MR, 2>(&rows, pc.cin, b, bias, act, &mut tile),
-                _ => kernel::<I, MR, 3>(&rows, pc.cin, b, bias, act, &mut tile),
+                // Wider panels only with the 8- and 6-row tiles (`narrow` takes one-vector panels).
+                2 if MR <= MR_512 => kernel::<I, MR, 2>(&rows, pc.cin, b, bias, act, &mut tile),
+                _ if MR <= MR_512 => kernel::<I, MR, 3>(&rows, pc.cin, b, bias, act, &mut tile),
+                _ => unreachable!("a narrow convolution has one-vector panels"),
             }
             let ncols = (pc.cout - pn.col).min(nr);
             for r in 0..valid {
@@ -261,7 +320,7 @@ unsafe fn store_row<I: Isa, const ADD: bool>(
 /// purpose: fully unrolled, they keep every accumulator in a register.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-unsafe fn kernel<I: Isa, const MR: usize, const NV: usize>(
+pub(super) unsafe fn kernel<I: Isa, const MR: usize, const NV: usize>(
     rows: &[[*const f32; MR]],
     cin: usize,
     b: *const f32,

@@ -17,6 +17,7 @@ mod ops;
 mod simd;
 #[cfg(test)]
 mod tests;
+mod winograd;
 
 pub use simd::Level;
 
