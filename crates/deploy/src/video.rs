@@ -24,7 +24,7 @@ pub enum VideoError {
     #[error("{0}: this FFmpeg has no {1}")]
     Missing(String, &'static str),
     #[error("{0}: {1}")]
-    Io(String, String),
+    Msg(String, String),
 }
 
 fn init() {
@@ -102,6 +102,15 @@ impl VideoReader {
                 opts.set("rw_timeout", "10000000");
                 ffmpeg::format::input_with_dictionary(u, opts).map_err(ff(&name, "cannot open"))?
             }
+            #[cfg(not(feature = "camera"))]
+            Location::Camera(_) => {
+                return Err(VideoError::Msg(
+                    name,
+                    "cameras need deploy built with `--features camera` (FFmpeg's libavdevice)"
+                        .into(),
+                ))
+            }
+            #[cfg(feature = "camera")]
             Location::Camera(i) => {
                 let v4l2 = ffmpeg::device::input::video()
                     .find(|f| f.name().split(',').any(|n| n == "v4l2"))
@@ -235,7 +244,7 @@ impl VideoReader {
             buf.extend_from_slice(&data[y * stride..y * stride + w * 3]);
         }
         RgbImage::from_raw(w as u32, h as u32, buf)
-            .ok_or_else(|| VideoError::Io(self.name.clone(), "frame buffer size mismatch".into()))
+            .ok_or_else(|| VideoError::Msg(self.name.clone(), "frame buffer size mismatch".into()))
     }
 }
 
@@ -385,7 +394,7 @@ impl VideoWriter {
         self.finished = true;
         // Closes the file before the rename.
         drop(self);
-        std::fs::rename(&tmp, &path).map_err(|e| VideoError::Io(name, e.to_string()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| VideoError::Msg(name, e.to_string()))?;
         Ok(frames)
     }
 }

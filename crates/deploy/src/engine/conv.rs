@@ -96,6 +96,10 @@ impl PackedConv {
         b[..cout].copy_from_slice(bias);
         let wino = (k == 3 && s == 1 && p == 1 && winograd_enabled())
             .then(|| Winograd::new(weight, cout, cin, &panels, lanes));
+        if wino.is_some() {
+            // Only the transformed weights are read from here on.
+            w = Vec::new();
+        }
         PackedConv {
             k,
             s,
