@@ -1,7 +1,12 @@
-//! Small helpers shared by the command-line tools of the workspace.
+//! Small helpers shared by the command-line tools of the workspace, and the `model` commands (info), so the
+//! `model` and `yolo` binaries share them.
 
+use crate::burn::tensor::Device;
+use crate::info::{model_info, render_table};
 use crate::spec::SpecOptions;
-use crate::weights::LoadOptions;
+use crate::weights::{load_model, LoadOptions};
+use crate::{ModelSpec, YoloModel};
+use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -86,4 +91,78 @@ mod tests {
         assert_eq!(super::parse_hw("384, 640"), Ok((384, 640)));
         assert!(super::parse_hw("a").is_err() && super::parse_hw("1,2,3").is_err());
     }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Per-layer table (idx, from, n, params, module, args), parameters and GFLOPs, unfused and fused.
+    Info(InfoArgs),
+}
+
+/// Per-layer table (idx, from, n, params, module, args), parameters and GFLOPs, unfused and fused.
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    /// Model YAML (a scaled name like yolov8n-mobileone.yaml picks the scale).
+    #[arg(long, required_unless_present = "weights")]
+    config: Option<String>,
+    /// Our safetensors file (its embedded YAML is used).
+    #[arg(long)]
+    weights: Option<String>,
+    /// Scale letter (n/s/m/l/x); default: from the file name, else the first in `scales`.
+    #[arg(long)]
+    scale: Option<String>,
+    #[arg(long)]
+    nc: Option<usize>,
+    /// Image size: one number (square) or H,W.
+    #[arg(long, default_value = "640")]
+    imgsz: String,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs one `model` command.
+pub fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Info(a) => {
+            let InfoArgs {
+                config,
+                weights,
+                scale,
+                nc,
+                imgsz,
+                json,
+            } = a;
+            let (h, w) = crate::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?;
+            let opts = SpecOptions { scale, nc };
+            let device = Device::flex();
+            let model = match (&weights, &config) {
+                (Some(w), _) => {
+                    let lo = LoadOptions {
+                        config: config.clone(),
+                        spec: opts,
+                    };
+                    let loaded = load_model(w, &lo, &device)?;
+                    if loaded.model.clone().is_fused() {
+                        anyhow::bail!(
+                            "{w}: a fused model; info needs the unfused (training) weights"
+                        );
+                    }
+                    loaded.model
+                }
+                (None, Some(c)) => YoloModel::new(&ModelSpec::from_file(c, &opts)?, &device),
+                (None, None) => unreachable!("clap requires one"),
+            };
+            model
+                .spec
+                .check_input(h, w)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", model.spec.source))?;
+            let info = model_info(&model, h, w);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                print!("{}", render_table(&info));
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,8 +1,10 @@
 //! Training and validation of YOLO models built by the `model` crate on data from the `data` crate:
 //! Ultralytics' detection loss (`loss`), detection metrics (`metrics`), the validation loop (`val`), plots
 //! (`plots`), the optimizer/EMA recipe (`optim`), data-parallel replicas (`parallel`), one step compared
-//! across devices (`parity`) and the training loop (`trainer`).
+//! across devices (`parity`) the training loop (`trainer`) and the
+//! `train`/`val` commands (`cli`).
 
+pub mod cli;
 pub mod loss;
 pub mod metrics;
 pub mod optim;

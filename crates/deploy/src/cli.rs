@@ -1,0 +1,408 @@
+//! The `deploy` commands (verify, export, predict, bench) as a library, so the `deploy` and `yolo` binaries
+//! share their arguments and code.
+
+use crate::bench::Variant;
+use crate::export::{export, ExportOptions, Format};
+use crate::verify::Fixture;
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use model::burn::tensor::Device;
+use model::cli::ForeignModelArgs;
+use model::weights::load_model;
+use model::{ModelSpec, SpecOptions, YoloModel};
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Check the burn forward (unfused and fused) against a fixture made by scripts/make_fixture.py.
+    Verify(VerifyArgs),
+    /// Reparameterize + fuse, check fused == unfused, then write the requested formats.
+    Export(ExportArgs),
+    /// Detect objects in images, videos and streams: annotated images and videos, labels/*.txt,
+    /// predictions.json.
+    Predict(PredictArgs),
+    /// Latency of unfused vs fused on the same backend, as a table.
+    Bench(BenchArgs),
+}
+
+/// Check the burn forward (unfused and fused) against a fixture made by scripts/make_fixture.py.
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    fixture: PathBuf,
+    /// Model YAML to use instead of the one the fixture names.
+    #[arg(long)]
+    config: Option<String>,
+}
+
+/// Reparameterize + fuse, check fused == unfused, then write the requested formats.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    #[arg(long)]
+    weights: String,
+    #[command(flatten)]
+    foreign: ForeignModelArgs,
+    #[arg(long)]
+    out: PathBuf,
+    /// Comma-separated: safetensors, onnx, burn.
+    #[arg(long, default_value = "safetensors,onnx,burn")]
+    format: String,
+    /// Export (and ONNX input) size: N or H,W.
+    #[arg(long, default_value = "640")]
+    imgsz: String,
+    /// Write the unfused model instead (safetensors/burn only).
+    #[arg(long)]
+    no_fuse: bool,
+    /// Image for the pre-export check (default: a built-in aerial photo).
+    #[arg(long)]
+    image: Option<PathBuf>,
+}
+
+/// Detect objects in images, videos and streams: annotated images and videos, labels/*.txt,
+/// predictions.json.
+#[derive(clap::Args, Debug)]
+pub struct PredictArgs {
+    #[arg(long)]
+    weights: String,
+    /// An image or video file, a folder (recursive), a glob, a .txt list of files, a stream URL (rtsp://,
+    /// rtmp://, http://, tcp://, file://...), a .streams list of URLs, or a camera index (0: /dev/video0).
+    #[arg(long)]
+    source: String,
+    /// Keep every n-th frame of a video or stream.
+    #[arg(long, default_value_t = 1, value_parser = data::args::at_least_one)]
+    vid_stride: usize,
+    /// Predict every frame of a stream; by default frames that arrive while the model is busy are dropped
+    /// so the results stay live.
+    #[arg(long)]
+    stream_buffer: bool,
+    /// Output folder (default runs/predict/predict, predict2, ... as Ultralytics numbers them).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value_t = 640, value_parser = data::args::image_size)]
+    imgsz: usize,
+    #[arg(long, default_value_t = 0.25)]
+    conf: f32,
+    #[arg(long, default_value_t = 0.7)]
+    iou: f32,
+    #[arg(long, default_value_t = 300, value_parser = data::args::at_least_one)]
+    max_det: usize,
+    /// Keep only these class ids, e.g. 0,2.
+    #[arg(long)]
+    classes: Option<String>,
+    #[arg(long)]
+    agnostic_nms: bool,
+    #[arg(long, default_value_t = 8, value_parser = data::args::at_least_one)]
+    batch: usize,
+    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long)]
+    save_txt: bool,
+    #[arg(long)]
+    save_conf: bool,
+    #[arg(long)]
+    save_json: bool,
+    #[arg(long)]
+    no_save_img: bool,
+    /// Decoding threads.
+    #[arg(long, default_value_t = 2, value_parser = data::args::at_least_one)]
+    workers: usize,
+    #[command(flatten)]
+    foreign: ForeignModelArgs,
+    /// Fuse Conv+BN and MobileOne branches before running (same outputs, faster).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    fuse: bool,
+    /// On the CPU, run the fused model through the inference engine (AVX-512/AVX2 kernels); false: burn.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    engine: bool,
+    /// Sliced inference for large images: tiles of N original pixels, each predicted alone, boxes merged.
+    #[arg(long, value_parser = data::args::at_least_one)]
+    tile: Option<usize>,
+    /// Fraction of a tile shared with its neighbour.
+    #[arg(long, default_value_t = 0.2, value_parser = |s: &str| fraction(s, 0.9))]
+    overlap: f32,
+    /// How boxes of neighbouring tiles are combined: nms (keep the best) or nmm (SAHI's default: merge into
+    /// their union; poor on dense scenes, where it joins neighbours).
+    #[arg(long, value_enum, default_value_t = crate::tiles::Merge::Nms)]
+    tile_merge: crate::tiles::Merge,
+    /// Boxes of one class match when their intersection covers more than this of the smaller one (1: never).
+    #[arg(long, default_value_t = 0.5, value_parser = |s: &str| fraction(s, 1.0))]
+    tile_match: f32,
+    /// With --tile, also predict the whole image and merge its boxes in.
+    #[arg(long)]
+    tile_full: bool,
+}
+
+/// Latency of unfused vs fused on the same backend, as a table.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    #[arg(long)]
+    config: String,
+    #[arg(long)]
+    scale: Option<String>,
+    #[arg(long)]
+    nc: Option<usize>,
+    #[arg(long, default_value = "640")]
+    imgsz: String,
+    /// Comma-separated batch sizes.
+    #[arg(long, default_value = "1,8")]
+    batch: String,
+    /// auto, cpu, wgpu, wgpu:N (or N), wgpu:cpu.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    #[arg(long, default_value_t = 10, value_parser = data::args::at_least_one)]
+    iters: usize,
+    /// Also print per-layer times (batch = the first of --batch).
+    #[arg(long)]
+    layers: bool,
+    /// Time only the inference engine (unfused and fused); burn is skipped.
+    #[arg(long)]
+    engine_only: bool,
+    /// Print the rows as JSON (for scripts/bench_peers.py).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs one `deploy` command.
+pub fn run(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Verify(a) => {
+            let VerifyArgs { fixture, config } = a;
+            let fx = Fixture::load(&fixture, config.as_deref())?;
+            let report = fx.verify(&Device::flex())?;
+            print!("{}", report.render());
+            if !report.ok() {
+                eprintln!("{}: out of tolerance", fixture.display());
+                std::process::exit(1);
+            }
+            println!("{}: all checks pass", fixture.display());
+        }
+        Cmd::Export(a) => {
+            let ExportArgs {
+                weights,
+                foreign,
+                out,
+                format,
+                imgsz,
+                no_fuse,
+                image,
+            } = a;
+            let dev = Device::flex();
+            let formats = format
+                .split(',')
+                .map(str::parse)
+                .collect::<Result<Vec<Format>>>()?;
+            let loaded = load_model(&weights, &foreign.load_options(), &dev)?;
+            let stem = Path::new(&weights)
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into());
+            let opts = ExportOptions {
+                formats,
+                imgsz: model::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?,
+                fuse: !no_fuse,
+                out,
+                stem,
+                image,
+            };
+            let s = export(loaded.model, &loaded.names, &opts, &dev)?;
+            for f in &s.files {
+                println!("wrote {}", f.display());
+            }
+        }
+        Cmd::Predict(a) => {
+            let PredictArgs {
+                weights,
+                source,
+                vid_stride,
+                stream_buffer,
+                out,
+                imgsz,
+                conf,
+                iou,
+                max_det,
+                classes,
+                agnostic_nms,
+                batch,
+                device: dev,
+                save_txt,
+                save_conf,
+                save_json,
+                no_save_img,
+                workers,
+                foreign,
+                fuse,
+                engine,
+                tile,
+                overlap,
+                tile_merge,
+                tile_match,
+                tile_full,
+            } = a;
+            let dev = model::device::select(&dev)?;
+
+            let classes = classes
+                .map(|c| {
+                    c.split(',')
+                        .map(|x| x.trim().parse::<usize>())
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .with_context(|| format!("--classes {c}: expected ids like 0,2"))
+                })
+                .transpose()?;
+            let loaded = load_model(&weights, &foreign.load_options(), &dev)?;
+            loaded
+                .model
+                .spec
+                .check_input(imgsz, imgsz)
+                .map_err(|e| anyhow::anyhow!("{weights}: {e}"))?;
+            let model = if fuse {
+                loaded.model.fuse()
+            } else {
+                loaded.model
+            };
+            let sources = crate::sources::collect_sources(&source)?;
+            let out = out
+                .unwrap_or_else(|| model::cli::next_run_dir(Path::new("runs/predict"), "predict"));
+            let opts = crate::predict::PredictOptions {
+                imgsz,
+                nms: model::postprocess::NmsOptions {
+                    conf,
+                    iou,
+                    max_det,
+                    classes,
+                    agnostic: agnostic_nms,
+                    ..model::postprocess::NmsOptions::predict()
+                },
+                batch: batch.max(1),
+                out: out.clone(),
+                save_img: !no_save_img,
+                save_txt,
+                save_conf,
+                save_json,
+                workers,
+                stop: Some(model::cli::ctrl_c_flag(
+                    "finishing the batch, then writing what is done",
+                )),
+                engine,
+                tile: tile.map(|size| crate::tiles::TileOptions {
+                    size,
+                    overlap,
+                    merge: tile_merge,
+                    match_thr: tile_match,
+                    full_pass: tile_full,
+                }),
+                vid_stride,
+                stream_buffer,
+            };
+            let stats = crate::predict::predict(&model, &loaded.names, sources, &opts, &dev)?;
+            println!("results in {}", out.display());
+            println!("{}", stats.line());
+            if stats.interrupted {
+                eprintln!(
+                    "interrupted: the outputs above cover the images and frames done before Ctrl-C"
+                );
+                std::process::exit(130);
+            }
+        }
+        Cmd::Bench(a) => {
+            let BenchArgs {
+                config,
+                scale,
+                nc,
+                imgsz,
+                batch,
+                device: dev,
+                warmup,
+                iters,
+                layers,
+                engine_only,
+                json,
+            } = a;
+            let dev = model::device::select(&dev)?;
+            let (h, w) = model::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?;
+            let batches = batch
+                .split(',')
+                .map(data::args::at_least_one)
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("--batch {batch}: {e} (expected sizes like 1,8)"))?;
+            let spec = ModelSpec::from_file(&config, &SpecOptions { scale, nc })?;
+            spec.check_input(h, w)
+                .map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
+            let unfused = YoloModel::new(&spec, &dev);
+            let fused = unfused.clone().fuse();
+            eprintln!(
+                "{} scale {} at {h}x{w}, backend {dev:?}, {iters} timed runs each (alternating)",
+                spec.source, spec.scale
+            );
+            let cfg = crate::bench::BenchConfig {
+                h,
+                w,
+                batches: batches.clone(),
+                warmup,
+                iters,
+            };
+            let lower = |m: &YoloModel| match crate::engine::Engine::new(m) {
+                Ok(e) => Some(e),
+                Err(e) => {
+                    eprintln!("engine: {e}");
+                    None
+                }
+            };
+            let (engine, engine_unfused) = (lower(&fused), lower(&unfused));
+            let mut variants = Vec::new();
+            if !engine_only {
+                variants.push(Variant::burn("burn unfused", &unfused, &dev));
+                variants.push(Variant::burn("burn fused", &fused, &dev));
+            }
+            if let Some(e) = &engine_unfused {
+                variants.push(Variant::engine("engine unfused", e));
+            }
+            if let Some(e) = &engine {
+                variants.push(Variant::engine("engine fused", e));
+            }
+            let rows = crate::bench::bench(&variants, &cfg, &dev);
+            if json {
+                println!("{}", serde_json::to_string(&rows)?);
+            } else {
+                print!("{}", crate::bench::render(&rows));
+            }
+            if layers {
+                if let Some(e) = &engine {
+                    let x = vec![0.5f32; 3 * h * w];
+                    let prof = e.profile(&x, h, w, iters)?;
+                    let total: f64 = prof.iter().map(|p| p.1).sum();
+                    println!("engine, one image, per operation:");
+                    for (i, (what, ms)) in prof.iter().enumerate() {
+                        println!(
+                            "{i:>4}  {what:<48}{ms:>9.2} ms {:>5.1}%",
+                            100.0 * ms / total
+                        );
+                    }
+                    println!("      {:<48}{total:>9.2} ms", "total");
+                }
+                if engine_only {
+                    return Ok(());
+                }
+                let x = model::burn::tensor::Tensor::<4>::random(
+                    [batches[0], 3, h, w],
+                    model::burn::tensor::Distribution::Uniform(0.0, 1.0),
+                    &dev,
+                );
+                let tu = crate::bench::layer_times(&unfused, &x, iters);
+                let tf = crate::bench::layer_times(&fused, &x, iters);
+                print!("{}", crate::bench::render_layers(&unfused, &tu, &tf));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--overlap` (up to 0.9) and `--tile-match` (up to 1): a fraction in [0, max].
+fn fraction(s: &str, max: f32) -> std::result::Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.0..=max).contains(&v) => Ok(v),
+        _ => Err(format!("expected a fraction between 0 and {max}")),
+    }
+}

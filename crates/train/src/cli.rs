@@ -1,0 +1,291 @@
+//! The `train` and `val` commands as a library, so the `train`, `val` and `yolo` binaries share their
+//! arguments and code.
+
+use crate::trainer::{resolve_config, TrainArgs, Trainer};
+use crate::val::{render, to_json, validate, ValOptions};
+use anyhow::{bail, Context, Result};
+use data::{DataConfig, Dataset};
+use model::weights::load_model;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Train a YOLO detector (Ultralytics' loss and recipe). With no flags: yolov8-mobileone n on datasets/trees.
+#[derive(clap::Args, Debug)]
+pub struct TrainCli {
+    /// Model YAML; a bare name resolves from configs/ (yolov8n-mobileone.yaml = scale n).
+    #[arg(long)]
+    config: Option<String>,
+    #[arg(long)]
+    data: Option<String>,
+    #[arg(long)]
+    scale: Option<String>,
+    #[arg(long, value_parser = data::args::at_least_one)]
+    epochs: Option<usize>,
+    #[arg(long, value_parser = data::args::image_size)]
+    imgsz: Option<usize>,
+    #[arg(long, value_parser = data::args::at_least_one)]
+    batch: Option<usize>,
+    /// Nominal batch size for gradient accumulation and weight-decay scaling (Ultralytics default 64;
+    /// ours defaults to the batch so the 42 tiles of datasets/trees give enough optimizer steps).
+    #[arg(long, value_parser = data::args::at_least_one)]
+    nbs: Option<usize>,
+    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu,
+    /// cuda:N (`cuda` feature). A comma list (0,1 or cuda:0,1) trains data-parallel on those devices.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long, value_parser = data::args::at_least_one)]
+    workers: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Run folder (default runs/train/train, train2, ...).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue a run: its folder (or its weights/last.safetensors).
+    #[arg(long, num_args = 0..=1, default_missing_value = "")]
+    resume: Option<String>,
+    /// Initial weights (our safetensors). Tensors whose name and shape match are loaded (weights trained
+    /// for another class count: all but the class branch), as Ultralytics transfers them.
+    #[arg(long)]
+    weights: Option<String>,
+    /// auto (Ultralytics 8.4: MuSGD for runs over 10k iterations, else AdamW), SGD, AdamW or MuSGD.
+    #[arg(long)]
+    optimizer: Option<String>,
+    #[arg(long)]
+    lr0: Option<f64>,
+    #[arg(long)]
+    lrf: Option<f64>,
+    #[arg(long)]
+    momentum: Option<f64>,
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    #[arg(long)]
+    warmup_epochs: Option<f64>,
+    #[arg(long)]
+    close_mosaic: Option<usize>,
+    #[arg(long)]
+    cos_lr: bool,
+    /// Hyperparameters in a YAML file with Ultralytics' key names (lr0, momentum, mosaic, hsv_h, ...).
+    #[arg(long)]
+    hyp: Option<PathBuf>,
+    /// Skip validation after each epoch.
+    #[arg(long)]
+    no_val: bool,
+    /// Augmented samples with their boxes drawn, written to the run folder at start (train_batchN.jpg).
+    #[arg(long)]
+    dump: Option<usize>,
+    /// Freeze the first N layers (their weights are not trained), as Ultralytics' `freeze=N`.
+    #[arg(long)]
+    freeze: Option<usize>,
+}
+
+pub fn train(c: TrainCli) -> Result<()> {
+    let mut devices = model::device::select_all(&c.device)?;
+    let device = devices.remove(0);
+    let (mut args, run_dir) = match &c.resume {
+        Some(r) => {
+            let dir = if r.is_empty() {
+                let latest = std::fs::read_dir("runs/train")
+                    .context("--resume: no runs/train folder")?
+                    .filter_map(|e| e.ok())
+                    .filter(|e| e.path().join("weights/last.state.safetensors").exists())
+                    .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
+                latest
+                    .map(|e| e.path())
+                    .context("--resume: no resumable run in runs/train")?
+            } else {
+                let p = PathBuf::from(r);
+                if p.is_file() {
+                    p.parent()
+                        .and_then(Path::parent)
+                        .map(Path::to_path_buf)
+                        .unwrap_or(p)
+                } else {
+                    p
+                }
+            };
+            let st = model::weights::WeightsFile::read(
+                &dir.join("weights/last.state.safetensors").to_string_lossy(),
+            )
+            .with_context(|| {
+                format!(
+                    "--resume {}: not a run folder with a checkpoint",
+                    dir.display()
+                )
+            })?;
+            let args: TrainArgs =
+                serde_json::from_str(st.metadata.get("args").context("checkpoint without args")?)?;
+            (args, dir)
+        }
+        None => {
+            let mut a = match &c.hyp {
+                Some(p) => TrainArgs::from_hyp_file(p)?,
+                None => TrainArgs::default(),
+            };
+            macro_rules! set {
+                ($($f:ident),*) => { $(if let Some(v) = c.$f.clone() { a.$f = v; })* };
+            }
+            set!(
+                config,
+                data,
+                epochs,
+                imgsz,
+                batch,
+                workers,
+                seed,
+                optimizer,
+                lr0,
+                lrf,
+                momentum,
+                weight_decay,
+                warmup_epochs,
+                close_mosaic,
+                dump,
+                freeze
+            );
+            if let Some(n) = c.nbs {
+                a.nbs = n;
+            } else if c.batch.is_some() && c.hyp.is_none() {
+                a.nbs = a.batch;
+            }
+            a.scale = c.scale.clone().or(a.scale);
+            a.weights = c.weights.clone();
+            a.cos_lr |= c.cos_lr;
+            a.val &= !c.no_val;
+            a.config = resolve_config(&a.config);
+            let dir = c
+                .out
+                .clone()
+                .unwrap_or_else(|| model::cli::next_run_dir(Path::new("runs/train"), "train"));
+            a.out = dir.display().to_string();
+            (a, dir)
+        }
+    };
+    args.check()
+        .map_err(|e| anyhow::anyhow!("training arguments: {e}"))?;
+    args.out = run_dir.display().to_string();
+    eprintln!("run folder {}", run_dir.display());
+    let stop = model::cli::ctrl_c_flag(
+        "finishing the batch, then saving; the last completed epoch stays resumable",
+    );
+    let t = Trainer {
+        args,
+        resume: c.resume.is_some(),
+        run_dir: run_dir.clone(),
+        device,
+        extra_devices: devices,
+        stop,
+        max_steps: None,
+    };
+    let outcome = match t.run() {
+        Err(e) if matches!(e.downcast_ref(), Some(data::DataError::Interrupted { .. })) => {
+            eprintln!("{e}");
+            std::process::exit(130);
+        }
+        r => r?,
+    };
+    if outcome.interrupted {
+        eprintln!(
+            "interrupted; continue with: train --resume {0}   (from a checkout: cargo run --release -p train -- --resume {0})",
+            run_dir.display()
+        );
+        std::process::exit(130);
+    }
+    if let Some(r) = outcome.results.last() {
+        println!(
+            "final (epoch {}): P {:.4} R {:.4} mAP50 {:.4} mAP50-95 {:.4}",
+            r.epoch + 1,
+            r.p,
+            r.r,
+            r.map50,
+            r.map
+        );
+    }
+    Ok(())
+}
+
+/// Validate YOLO weights on a dataset split (Ultralytics' metrics).
+#[derive(clap::Args, Debug)]
+pub struct ValCli {
+    /// Our safetensors (unfused, fused or converted from Ultralytics).
+    #[arg(long)]
+    weights: String,
+    #[arg(long, default_value = "datasets/trees/data.yaml")]
+    data: PathBuf,
+    #[arg(long, default_value = "val")]
+    split: String,
+    #[arg(long, default_value_t = 640, value_parser = data::args::image_size)]
+    imgsz: usize,
+    #[arg(long, default_value_t = 16, value_parser = data::args::at_least_one)]
+    batch: usize,
+    #[arg(long, default_value_t = 0.001)]
+    conf: f32,
+    #[arg(long, default_value_t = 0.7)]
+    iou: f32,
+    #[arg(long, default_value_t = 300, value_parser = data::args::at_least_one)]
+    max_det: usize,
+    #[arg(long, default_value_t = 2, value_parser = data::args::at_least_one)]
+    workers: usize,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Write PR_curve.png and confusion_matrix.png into --out.
+    #[arg(long)]
+    plots: bool,
+    #[arg(long, default_value = "runs/val")]
+    out: PathBuf,
+    #[command(flatten)]
+    foreign: model::cli::ForeignModelArgs,
+    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+pub fn val(a: ValCli) -> Result<()> {
+    let device = model::device::select(&a.device)?;
+    let loaded = load_model(&a.weights, &a.foreign.load_options(), &device)?;
+    let spec = &loaded.model.spec;
+    spec.check_input(a.imgsz, a.imgsz)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.weights))?;
+    let cfg = DataConfig::from_file(&a.data)?;
+    if cfg.nc() != loaded.model.nc() {
+        bail!(
+            "{}: the model has {} classes but {} names {}",
+            a.weights,
+            loaded.model.nc(),
+            a.data.display(),
+            cfg.nc()
+        );
+    }
+    let ds = Arc::new(Dataset::load(&cfg, &a.split)?);
+    eprint!("{}", ds.report());
+    let opts = ValOptions {
+        imgsz: a.imgsz,
+        batch: a.batch,
+        conf: a.conf,
+        iou: a.iou,
+        max_det: a.max_det,
+        workers: a.workers,
+        with_loss: None,
+    };
+    let r = validate(&loaded.model, ds, &opts, &device)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&r, &cfg.names))?
+        );
+    } else {
+        print!("{}", render(&r, &cfg.names));
+    }
+    if a.plots {
+        std::fs::create_dir_all(&a.out)
+            .with_context(|| format!("{}: cannot create", a.out.display()))?;
+        crate::plots::pr_curve(&a.out.join("PR_curve.png"), &r.metrics, &cfg.names)?;
+        crate::plots::confusion(
+            &a.out.join("confusion_matrix.png"),
+            &r.confusion,
+            &cfg.names,
+        )?;
+        eprintln!("plots in {}", a.out.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Ultralytics' `key=value` arguments rewritten as our `--key value` flags.
+
+/// Rewrites `key=value` arguments after the verb: `save_txt=True` -> `--save-txt`, `=False` dropped,
+/// `imgsz=320` -> `--imgsz 320`, and `model=` -> `--weights` for a weights file (`.pt`, `.safetensors`) or
+/// `--config` for a YAML. A leading task word (`yolo detect predict ...`) is skipped; `--flags` pass as they are.
+pub fn translate(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut it = args.into_iter();
+    let mut out: Vec<String> = it.next().into_iter().collect();
+    let mut rest: Vec<String> = it.collect();
+    if rest.first().is_some_and(|t| t == "detect") {
+        rest.remove(0);
+    }
+    for (i, a) in rest.into_iter().enumerate() {
+        let kv = (i > 0 && !a.starts_with('-'))
+            .then(|| a.split_once('='))
+            .flatten()
+            .filter(|(k, _)| {
+                k.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && k.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            });
+        let Some((key, value)) = kv else {
+            out.push(a);
+            continue;
+        };
+        let key = match key {
+            "model" if value.ends_with(".yaml") || value.ends_with(".yml") => "config".to_string(),
+            "model" => "weights".to_string(),
+            k => k.replace('_', "-"),
+        };
+        match value {
+            "True" | "true" => out.push(format!("--{key}")),
+            "False" | "false" => {}
+            v => {
+                out.push(format!("--{key}"));
+                out.push(v.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::translate;
+
+    fn t(s: &str) -> Vec<String> {
+        translate(s.split(' ').map(String::from))
+    }
+
+    #[test]
+    fn key_value_arguments_become_flags() {
+        assert_eq!(
+            t("yolo detect predict model=best.pt source=a/b=c.jpg imgsz=320 save_txt=True save_conf=False --conf 0.1"),
+            t("yolo predict --weights best.pt --source a/b=c.jpg --imgsz 320 --save-txt --conf 0.1")
+        );
+        assert_eq!(
+            t("yolo train model=yolov8n-mobileone.yaml epochs=3 cos_lr=true"),
+            t("yolo train --config yolov8n-mobileone.yaml --epochs 3 --cos-lr")
+        );
+        // The verb itself and positional paths are left alone.
+        assert_eq!(
+            t("yolo convert --from voc VOC/"),
+            t("yolo convert --from voc VOC/")
+        );
+    }
+}

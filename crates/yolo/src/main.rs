@@ -1,0 +1,58 @@
+//! `yolo`: the workspace's commands under one binary with Ultralytics' verbs, and its `key=value` argument
+//! style (`yolo predict model=best.pt source=clip.mp4 imgsz=320 save_txt=True`) next to `--flags`. Each verb
+//! takes the same arguments as the binary it comes from (`train`, `val`, `deploy`, `data`, `model`).
+
+mod args;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "yolo",
+    about = "YOLO detectors in Rust: train, validate, predict, export",
+    after_help = "Ultralytics' key=value style works too, e.g. `yolo predict model=best.pt source=clip.mp4 \
+                  imgsz=320 save_txt=True` (model= is --weights for a weights file, --config for a YAML)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    verb: Verb,
+}
+
+#[derive(Subcommand)]
+enum Verb {
+    /// Train a detector (Ultralytics' loss and recipe); with no flags, yolov8-mobileone n on datasets/trees.
+    Train(train::cli::TrainCli),
+    /// P, R, mAP50 and mAP50-95 of weights on a dataset split.
+    Val(train::cli::ValCli),
+    /// Detect objects in images, videos and streams.
+    Predict(deploy::cli::PredictArgs),
+    /// Reparameterize and fuse, check, and write safetensors, ONNX and burn records.
+    Export(deploy::cli::ExportArgs),
+    /// Per-layer table, parameters and GFLOPs of a model, unfused and fused.
+    Info(model::cli::InfoArgs),
+    /// Validate a dataset split and print its summary.
+    Check(data::cli::CheckArgs),
+    /// Latency of the unfused and the fused model.
+    Bench(deploy::cli::BenchArgs),
+    /// Convert COCO JSON or Pascal VOC annotations to a YOLO dataset.
+    Convert(data::cli::ConvertArgs),
+    /// Check a model against a parity fixture made by the Ultralytics package.
+    Verify(deploy::cli::VerifyArgs),
+}
+
+fn main() -> Result<()> {
+    model::alloc::keep_freed_memory();
+    let cli = Cli::parse_from(args::translate(std::env::args()));
+    match cli.verb {
+        Verb::Train(a) => train::cli::train(a),
+        Verb::Val(a) => train::cli::val(a),
+        Verb::Predict(a) => deploy::cli::run(deploy::cli::Cmd::Predict(a)),
+        Verb::Export(a) => deploy::cli::run(deploy::cli::Cmd::Export(a)),
+        Verb::Info(a) => model::cli::run(model::cli::Cmd::Info(a)),
+        Verb::Check(a) => data::cli::run(data::cli::Cmd::Check(a)),
+        Verb::Bench(a) => deploy::cli::run(deploy::cli::Cmd::Bench(a)),
+        Verb::Convert(a) => data::cli::run(data::cli::Cmd::Convert(a)),
+        Verb::Verify(a) => deploy::cli::run(deploy::cli::Cmd::Verify(a)),
+    }
+}

@@ -1,0 +1,142 @@
+//! The `yolo` binary, driven the way an Ultralytics user drives `yolo`: verbs with key=value arguments,
+//! checked against numbers made by the Ultralytics package.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn yolo(args: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_yolo"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "yolo {args:?}:\n{said}");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `yolo info model=... json=True` reports Ultralytics' own parameter counts (crates/model/tests/fixtures).
+#[test]
+fn info_with_key_value_arguments_matches_ultralytics() {
+    let fixture: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(root().join("crates/model/tests/fixtures/info.json")).unwrap(),
+    )
+    .unwrap();
+    let want = fixture["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["config"] == "configs/yolov8.yaml" && m["scale"] == "n" && m["nc"] == 80)
+        .unwrap();
+    let got: serde_json::Value =
+        serde_json::from_str(&yolo(&["info", "model=configs/yolov8.yaml", "json=True"])).unwrap();
+    assert_eq!(got["parameters"], want["parameters"]);
+    assert_eq!(got["fused_parameters"], want["fused_parameters"]);
+    // The same verb with --flags.
+    let flags: serde_json::Value = serde_json::from_str(&yolo(&[
+        "info",
+        "--config",
+        "configs/yolov8.yaml",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(got, flags);
+}
+
+/// `yolo detect predict model=W source=DIR ...` finds what Ultralytics' predict found with the same weights
+/// (crates/deploy/tests/fixtures/trained_mobileone: its detections on the val tiles at imgsz 320, conf 0.01).
+#[test]
+fn predict_with_key_value_arguments_matches_ultralytics() {
+    let fx = root().join("crates/deploy/tests/fixtures/trained_mobileone");
+    let want: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fx.join("predictions.json")).unwrap()).unwrap();
+    let run = want["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["imgsz"] == 320 && r["conf"] == 0.01)
+        .unwrap();
+    let out = std::env::temp_dir().join(format!("yolo-cli-predict-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let weights = format!("model={}", fx.join("weights.safetensors").display());
+    let out_arg = format!("out={}", out.display());
+    yolo(&[
+        "detect",
+        "predict",
+        &weights,
+        "source=datasets/trees/images/val",
+        "imgsz=320",
+        "conf=0.01",
+        "save_json=True",
+        "save_txt=True",
+        "device=cpu",
+        &out_arg,
+    ]);
+    let ours: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("predictions.json")).unwrap()).unwrap();
+    let ours = ours.as_array().unwrap();
+    let theirs = run["detections"].as_array().unwrap();
+    assert!(
+        theirs.len() > 1000,
+        "{} detections in the fixture",
+        theirs.len()
+    );
+    let iou = |a: [f64; 4], b: [f64; 4]| {
+        let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+        let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+        let i = iw * ih;
+        i / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - i)
+    };
+    let matched = theirs
+        .iter()
+        .filter(|t| {
+            let tb: Vec<f64> = t["xyxy"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            ours.iter().any(|o| {
+                let b: Vec<f64> = o["bbox"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect();
+                o["file_name"] == t["file_name"]
+                    && o["category_id"] == t["cls"]
+                    && iou(
+                        [b[0], b[1], b[0] + b[2], b[1] + b[3]],
+                        [tb[0], tb[1], tb[2], tb[3]],
+                    ) >= 0.9
+                    && (o["score"].as_f64().unwrap() - t["conf"].as_f64().unwrap()).abs() <= 0.01
+            })
+        })
+        .count();
+    let rate = matched as f64 / theirs.len() as f64;
+    eprintln!("matched {matched} of {}", theirs.len());
+    assert!(rate >= 0.95, "matched {matched} of {}", theirs.len());
+    assert!(out.join("labels").read_dir().unwrap().count() == 14);
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn check_reports_the_dataset() {
+    let o = Command::new(env!("CARGO_BIN_EXE_yolo"))
+        .args(["check", "data=datasets/trees/data.yaml", "split=val"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains("val: 14 images found"), "{said}");
+    assert!(said.contains("520 boxes"), "{said}");
+}
