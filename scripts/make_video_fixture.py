@@ -7,6 +7,12 @@ crates/deploy/tests/fixtures/trained_mobileone/weights.safetensors (see make_tra
 192 (no resize, no padding): every frame, and with vid_stride 3; its labels/*.txt (named `clip_<frame>.txt`)
 are copied next to the clip.
 
+A phone records portrait video as landscape frames plus a display matrix that says "turn 90 degrees to show".
+rotated.mp4 stores the same panning window turned a quarter counter-clockwise (MPEG-4 part 2, 6 frames) and its
+track header carries the matrix of a 90-degree clockwise display rotation (patched into the `tkhd` box, as a
+phone writes it); OpenCV (so Ultralytics) turns the frames upright, and labels_rotated/ holds what the package
+predicts on them.
+
     python scripts/make_video_fixture.py /var/tmp/ul/mo/weights/best.pt   # writes crates/deploy/tests/fixtures/video/
 """
 
@@ -44,6 +50,29 @@ def write_clip(path: Path):
     assert not cap.read()[0]
 
 
+def write_rotated(path: Path):
+    import struct
+
+    scene = cv2.imread(str(SCENE))
+    tmp = path.with_suffix(".tmp.mp4")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (H, W))
+    for i in range(6):
+        frame = np.ascontiguousarray(scene[12 * i : 12 * i + H, 20 * i : 20 * i + W])
+        writer.write(np.ascontiguousarray(cv2.rotate(frame, cv2.ROTATE_90_COUNTERCLOCKWISE)))
+    writer.release()
+    data = bytearray(tmp.read_bytes())
+    tmp.unlink()
+    i = data.find(b"tkhd")
+    # size/type, version+flags, times and ids (v0: 20 bytes, v1: 32), reserved, layer, group, volume, reserved.
+    off = i + 4 + 4 + (32 if data[i + 4] == 1 else 20) + 8 + 2 + 2 + 2 + 2
+    assert struct.unpack(">9i", data[off : off + 36]) == (65536, 0, 0, 0, 65536, 0, 0, 0, 1 << 30)
+    data[off : off + 36] = struct.pack(">9i", 0, 65536, 0, -65536, 0, 0, 0, 0, 1 << 30)
+    path.write_bytes(bytes(data))
+    cap = cv2.VideoCapture(str(path))
+    ok, frame = cap.read()
+    assert ok and frame.shape == (H, W, 3), "OpenCV does not turn the frames upright"
+
+
 def main():
     sys.path.insert(0, str(ROOT / "scripts"))
     import mobileone
@@ -54,6 +83,15 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     clip = OUT / "clip.avi"
     write_clip(clip)
+    write_rotated(OUT / "rotated.mp4")
+    with tempfile.TemporaryDirectory() as t:
+        YOLO(sys.argv[1]).predict(source=str(OUT / "rotated.mp4"), imgsz=192, conf=CONF, save_txt=True,
+                                  save_conf=True, save=False, project=t, name="p", exist_ok=True, device="cpu",
+                                  verbose=False)
+        dst = OUT / "labels_rotated"
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(Path(t) / "p/labels", dst)
+        print("rotated:", sorted(p.name for p in dst.iterdir()))
     for stride in (1, 3):
         with tempfile.TemporaryDirectory() as t:
             model = YOLO(sys.argv[1])

@@ -81,6 +81,8 @@ pub struct VideoReader {
     eof_sent: bool,
     fps: f64,
     frames: Option<usize>,
+    /// Clockwise quarter turns that display the frames upright (a phone video's display matrix).
+    quarter_turns: u32,
     /// Packets the decoder refused (damaged data); decoding goes on after them.
     pub bad_packets: usize,
 }
@@ -146,6 +148,10 @@ impl VideoReader {
             None
         };
         let stride = stride.max(1);
+        let quarter_turns = st
+            .side_data()
+            .find(|sd| sd.kind() == ffmpeg::codec::packet::side_data::Type::DisplayMatrix)
+            .map_or(0, |sd| quarter_turns(sd.data()));
         let decoder = ffmpeg::codec::context::Context::from_parameters(st.parameters())
             .and_then(|c| c.decoder().video())
             .map_err(ff(&name, "no decoder for its video codec"))?;
@@ -160,6 +166,7 @@ impl VideoReader {
             eof_sent: false,
             fps,
             frames: count.map(|c| c / stride),
+            quarter_turns,
             bad_packets: 0,
         })
     }
@@ -243,9 +250,42 @@ impl VideoReader {
         for y in 0..h {
             buf.extend_from_slice(&data[y * stride..y * stride + w * 3]);
         }
-        RgbImage::from_raw(w as u32, h as u32, buf)
-            .ok_or_else(|| VideoError::Msg(self.name.clone(), "frame buffer size mismatch".into()))
+        let img = RgbImage::from_raw(w as u32, h as u32, buf).ok_or_else(|| {
+            VideoError::Msg(self.name.clone(), "frame buffer size mismatch".into())
+        })?;
+        Ok(match self.quarter_turns {
+            1 => image::imageops::rotate90(&img),
+            2 => image::imageops::rotate180(&img),
+            3 => image::imageops::rotate270(&img),
+            _ => img,
+        })
     }
+
+    /// Clockwise quarter turns applied to every frame (from the stream's display matrix), as OpenCV's
+    /// capture and the ffmpeg command apply them.
+    pub fn quarter_turns(&self) -> u32 {
+        self.quarter_turns
+    }
+}
+
+/// Clockwise quarter turns (0-3) that show frames stored under a display matrix (nine native-endian int32:
+/// 16.16 fixed point, 2.30 for the last column) upright: FFmpeg's `av_display_rotation_get` negated, rounded to
+/// a multiple of 90 degrees, as the ffmpeg command's autorotate and OpenCV's `CAP_PROP_ORIENTATION_AUTO` do.
+fn quarter_turns(matrix: &[u8]) -> u32 {
+    if matrix.len() < 36 {
+        return 0;
+    }
+    let m: Vec<f64> = matrix[..36]
+        .chunks_exact(4)
+        .map(|b| f64::from(i32::from_ne_bytes([b[0], b[1], b[2], b[3]])) / 65536.0)
+        .collect();
+    let (s0, s1) = (m[0].hypot(m[3]), m[1].hypot(m[4]));
+    if s0 == 0.0 || s1 == 0.0 {
+        return 0;
+    }
+    // av_display_rotation_get gives the counter-clockwise angle; displaying upright turns clockwise by it.
+    let theta = (m[1] / s1).atan2(m[0] / s0).to_degrees();
+    ((theta / 90.0).round() as i64).rem_euclid(4) as u32
 }
 
 /// Writes RGB frames as an MJPEG AVI. The file appears under its name only once finished (temp file +
@@ -405,5 +445,28 @@ impl Drop for VideoWriter {
         if !self.finished {
             let _ = std::fs::remove_file(&self.tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quarter_turns;
+
+    fn matrix(m: [i32; 9]) -> Vec<u8> {
+        m.iter().flat_map(|v| v.to_ne_bytes()).collect()
+    }
+
+    #[test]
+    fn display_matrices_give_quarter_turns() {
+        const ONE: i32 = 65536;
+        const W: i32 = 1 << 30;
+        // What a phone writes for 90 (held upright), 180, 270 and 0 degrees of display rotation.
+        assert_eq!(quarter_turns(&matrix([0, ONE, 0, -ONE, 0, 0, 0, 0, W])), 1);
+        assert_eq!(quarter_turns(&matrix([-ONE, 0, 0, 0, -ONE, 0, 0, 0, W])), 2);
+        assert_eq!(quarter_turns(&matrix([0, -ONE, 0, ONE, 0, 0, 0, 0, W])), 3);
+        assert_eq!(quarter_turns(&matrix([ONE, 0, 0, 0, ONE, 0, 0, 0, W])), 0);
+        // Degenerate or short side data is ignored.
+        assert_eq!(quarter_turns(&matrix([0; 9])), 0);
+        assert_eq!(quarter_turns(&[1, 2, 3]), 0);
     }
 }

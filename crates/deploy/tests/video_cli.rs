@@ -260,3 +260,21 @@ fn a_video_made_from_the_val_tiles_predicts_like_its_frames() {
     assert!((fps - 25.0 / 4.0).abs() < 1e-3, "{fps}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A phone-style video (frames stored turned, a display matrix saying how to show them) is predicted upright,
+/// as OpenCV (so Ultralytics) reads it: the same label files and boxes as the package's.
+#[test]
+fn a_rotated_video_is_predicted_upright() {
+    let clip = fixtures().join("video/rotated.mp4");
+    let r = VideoReader::open(&Location::File(clip.clone()), 1).unwrap();
+    assert_eq!(r.quarter_turns(), 1);
+    let dir = temp("rotated");
+    predict(clip.to_str().unwrap(), &dir, &[]);
+    assert_same_labels(
+        &dir.join("labels"),
+        &fixtures().join("video/labels_rotated"),
+    );
+    let (n, size, _) = frames_of(&dir.join("rotated.avi"));
+    assert_eq!((n, size), (6, (192, 128)));
+    std::fs::remove_dir_all(&dir).ok();
+}
