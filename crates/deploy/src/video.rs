@@ -155,6 +155,7 @@ impl VideoReader {
         let decoder = ffmpeg::codec::context::Context::from_parameters(st.parameters())
             .and_then(|c| c.decoder().video())
             .map_err(ff(&name, "no decoder for its video codec"))?;
+        check_size(&name, decoder.width(), decoder.height())?;
         Ok(VideoReader {
             name,
             input,
@@ -224,6 +225,8 @@ impl VideoReader {
 
     fn convert(&mut self, frame: &ffmpeg::frame::Video) -> Result<RgbImage, VideoError> {
         let key = (frame.format(), frame.width(), frame.height());
+        // A stream may change size mid-way; each size is checked before its frames are converted.
+        check_size(&self.name, key.1, key.2)?;
         if self.scaler.as_ref().is_none_or(|(_, k)| *k != key) {
             // OpenCV's capture converts with bicubic filtering; for chroma-subsampled formats the filter
             // decides how chroma is upsampled, so the same one keeps our frames next to theirs.
@@ -266,6 +269,19 @@ impl VideoReader {
     pub fn quarter_turns(&self) -> u32 {
         self.quarter_turns
     }
+}
+
+/// Frames larger than the image limit (PIL's decompression-bomb size, as for images) are refused before a
+/// buffer is made for them: eight such frames queued would be gigabytes.
+fn check_size(name: &str, w: u32, h: u32) -> Result<(), VideoError> {
+    let max = data::image_ops::MAX_PIXELS;
+    if u64::from(w) * u64::from(h) > max {
+        return Err(VideoError::Msg(
+            name.to_string(),
+            format!("frames of {w}x{h} pixels, more than the {max} allowed for an image"),
+        ));
+    }
+    Ok(())
 }
 
 /// Clockwise quarter turns (0-3) that show frames stored under a display matrix (nine native-endian int32:
