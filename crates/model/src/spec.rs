@@ -342,58 +342,265 @@ fn as_int_or_pair(a: &Arg, what: &str, ctx: &Ctx) -> Result<usize> {
     as_usize(a, what, ctx)
 }
 
-/// Options for turning a YAML file into a spec.
-#[derive(Debug, Clone, Default)]
-pub struct SpecOptions {
-    pub scale: Option<String>,
-    pub nc: Option<usize>,
-}
-
-impl ModelSpec {
-    /// Reads a model YAML file. A scaled name that does not exist (`yolov8n-mobileone.yaml`) resolves to its
-    /// unified file, with the scale taken from the name unless `opts.scale` says otherwise.
-    pub fn from_file(path: &str, opts: &SpecOptions) -> Result<ModelSpec> {
-        let mut file = path.to_string();
-        if !Path::new(&file).exists() {
-            let unified = unified_name(path);
-            if Path::new(&unified).exists() {
-                file = unified;
-            } else {
-                return Err(ModelError::Io {
-                    path: path.to_string(),
-                    msg: "no such model YAML file".into(),
-                });
+/// The module of a row whose first argument is c2 (Conv, Bottleneck, C2f, C3, SPPF, SPP, MobileOneBlock):
+/// `r` holds the arguments after c2, as the row wrote them; `n` is C2f's and C3's scaled repeat count.
+fn base_module(
+    mname: &str,
+    r: &[Arg],
+    c1: usize,
+    c2: usize,
+    n: usize,
+    ctx: &Ctx,
+) -> Result<ModuleSpec> {
+    Ok(match mname {
+        "Conv" => {
+            check_arity(r, 0, 6, "[c2, k=1, s=1, p=None, g=1, d=1, act=True]", ctx)?;
+            let k = r
+                .first()
+                .map(|a| as_int_or_pair(a, "k", ctx))
+                .transpose()?
+                .unwrap_or(1);
+            let s = r
+                .get(1)
+                .map(|a| as_usize(a, "s", ctx))
+                .transpose()?
+                .unwrap_or(1);
+            let d = r
+                .get(4)
+                .map(|a| as_usize(a, "d", ctx))
+                .transpose()?
+                .unwrap_or(1);
+            let p = match r.get(2) {
+                None | Some(Arg::None) => {
+                    let ke = if d > 1 { d * (k - 1) + 1 } else { k };
+                    ke / 2
+                }
+                Some(a) => as_usize(a, "p", ctx)?,
+            };
+            let g = r
+                .get(3)
+                .map(|a| as_usize(a, "g", ctx))
+                .transpose()?
+                .unwrap_or(1);
+            let act = r
+                .get(5)
+                .map(|a| as_bool(a, "act", ctx))
+                .transpose()?
+                .unwrap_or(true);
+            if g == 0 || !c1.is_multiple_of(g) || !c2.is_multiple_of(g) {
+                return Err(ctx.err(format!("groups {g} must divide c1 {c1} and c2 {c2}")));
+            }
+            if k == 0 || s == 0 {
+                return Err(ctx.err("k and s must be at least 1"));
+            }
+            ModuleSpec::Conv {
+                c1,
+                c2,
+                k,
+                s,
+                p,
+                g,
+                d,
+                act,
             }
         }
-        let text = std::fs::read_to_string(&file).map_err(|e| ModelError::Io {
-            path: file.clone(),
-            msg: e.to_string(),
-        })?;
-        let mut opts = opts.clone();
-        if opts.scale.is_none() {
-            opts.scale = scale_from_name(path);
+        "Bottleneck" => {
+            check_arity(r, 0, 4, "[c2, shortcut=True, g=1, k=(3, 3), e=0.5]", ctx)?;
+            let shortcut = r
+                .first()
+                .map(|a| as_bool(a, "shortcut", ctx))
+                .transpose()?
+                .unwrap_or(true);
+            let g = r
+                .get(1)
+                .map(|a| as_usize(a, "g", ctx))
+                .transpose()?
+                .unwrap_or(1);
+            let k = match r.get(2) {
+                None => (3, 3),
+                Some(Arg::List(v)) if v.len() == 2 => {
+                    (as_usize(&v[0], "k", ctx)?, as_usize(&v[1], "k", ctx)?)
+                }
+                Some(other) => {
+                    return Err(ctx.err(format!("k: expected a pair like [3, 3], got {other}")))
+                }
+            };
+            let e = r
+                .get(3)
+                .map(|a| as_f64(a, "e", ctx))
+                .transpose()?
+                .unwrap_or(0.5);
+            ModuleSpec::Bottleneck {
+                c1,
+                c2,
+                shortcut,
+                g,
+                k,
+                e,
+            }
         }
-        Self::from_str(&text, path, &opts)
-    }
+        "C2f" | "C3" => {
+            check_arity(r, 0, 3, "[c2, shortcut, g=1, e=0.5]", ctx)?;
+            let default_sc = mname == "C3";
+            let shortcut = r
+                .first()
+                .map(|a| as_bool(a, "shortcut", ctx))
+                .transpose()?
+                .unwrap_or(default_sc);
+            let g = r
+                .get(1)
+                .map(|a| as_usize(a, "g", ctx))
+                .transpose()?
+                .unwrap_or(1);
+            let e = r
+                .get(2)
+                .map(|a| as_f64(a, "e", ctx))
+                .transpose()?
+                .unwrap_or(0.5);
+            if mname == "C2f" {
+                ModuleSpec::C2f {
+                    c1,
+                    c2,
+                    n,
+                    shortcut,
+                    g,
+                    e,
+                }
+            } else {
+                ModuleSpec::C3 {
+                    c1,
+                    c2,
+                    n,
+                    shortcut,
+                    g,
+                    e,
+                }
+            }
+        }
+        "SPPF" => {
+            check_arity(r, 0, 3, "[c2, k=5, n=3, shortcut=False]", ctx)?;
+            let k = r
+                .first()
+                .map(|a| as_usize(a, "k", ctx))
+                .transpose()?
+                .unwrap_or(5);
+            let np = r
+                .get(1)
+                .map(|a| as_usize(a, "n", ctx))
+                .transpose()?
+                .unwrap_or(3);
+            let shortcut = r
+                .get(2)
+                .map(|a| as_bool(a, "shortcut", ctx))
+                .transpose()?
+                .unwrap_or(false);
+            // parse_model restores SiLU on cv1 for the classic rows (<= 3 constructor args).
+            let cv1_act = r.len() + 2 <= 3;
+            ModuleSpec::Sppf {
+                c1,
+                c2,
+                k,
+                n: np,
+                shortcut,
+                cv1_act,
+            }
+        }
+        "SPP" => {
+            check_arity(r, 0, 1, "[c2, k=(5, 9, 13)]", ctx)?;
+            let k = match r.first() {
+                None => vec![5, 9, 13],
+                Some(Arg::List(v)) => v
+                    .iter()
+                    .map(|a| as_usize(a, "k", ctx))
+                    .collect::<Result<_>>()?,
+                Some(other) => {
+                    return Err(ctx.err(format!("k: expected a list of kernel sizes, got {other}")))
+                }
+            };
+            ModuleSpec::Spp { c1, c2, k }
+        }
+        "MobileOneBlock" => {
+            // The seed's signature: MobileOneBlock(c1, c2, k, stride=1, dilation=1,
+            // padding_mode='zeros', deploy=False, use_se=False).
+            const SIG: &str =
+                "[c2, k, stride=1, dilation=1, padding_mode='zeros', deploy=False, use_se=False]";
+            check_arity(r, 1, 6, SIG, ctx)?;
+            let k = as_usize(&r[0], "k (number of branches)", ctx)?;
+            let stride = r
+                .get(1)
+                .map(|a| as_usize(a, "stride", ctx))
+                .transpose()?
+                .unwrap_or(1);
+            if let Some(d) = r.get(2) {
+                if !matches!(d, Arg::Int(1)) {
+                    return Err(ctx.err(format!(
+                            "dilation: got {d}, only 1 is supported (the seed's training branches ignore it); \
+                             use_se is the 7th argument: {SIG}"
+                        )));
+                }
+            }
+            if let Some(m) = r.get(3) {
+                if !matches!(m, Arg::Str(s) if s.trim_matches(['"', '\'']) == "zeros") {
+                    return Err(
+                        ctx.err(format!("padding_mode: got {m}, only 'zeros' is supported"))
+                    );
+                }
+            }
+            if r.get(4)
+                .map(|a| as_bool(a, "deploy", ctx))
+                .transpose()?
+                .unwrap_or(false)
+            {
+                return Err(ctx.err(
+                        "deploy=True rows are not supported: build the unfused model and fuse it (export)",
+                    ));
+            }
+            let use_se = r
+                .get(5)
+                .map(|a| as_bool(a, "use_se", ctx))
+                .transpose()?
+                .unwrap_or(false);
+            if k == 0 {
+                return Err(ctx.err("k (number of branches) must be at least 1"));
+            }
+            if stride == 0 {
+                return Err(ctx.err("stride must be at least 1"));
+            }
+            ModuleSpec::MobileOne {
+                c1,
+                c2,
+                k,
+                stride,
+                use_se,
+            }
+        }
+        other => {
+            return Err(ctx.err(format!(
+                "{other} is not a module with c2 as its first argument"
+            )))
+        }
+    })
+}
 
-    /// Parses YAML text; `source` names the file in error messages.
-    pub fn from_str(text: &str, source: &str, opts: &SpecOptions) -> Result<ModelSpec> {
-        let root: Value = serde_yaml::from_str(text).map_err(|e| ModelError::Yaml {
-            file: source.to_string(),
-            row: None,
-            msg: e.to_string(),
-        })?;
-        let top = Ctx { source, row: 0 };
+/// The model-wide keys of a model YAML: nc (or the override), reg_max, and the scale's depth, width and
+/// max_channels (`scales`, or the older depth_multiple/width_multiple with no channel cap).
+struct Header {
+    nc: usize,
+    reg_max: usize,
+    scale: String,
+    depth: f64,
+    width: f64,
+    max_channels: f64,
+}
+
+impl Header {
+    fn parse(map: &serde_yaml::Mapping, opts: &SpecOptions, source: &str) -> Result<Header> {
         let top_err = |msg: String| ModelError::Yaml {
             file: source.to_string(),
             row: None,
             msg,
         };
-        let map = root
-            .as_mapping()
-            .ok_or_else(|| top_err("the model YAML must be a mapping".into()))?;
         let get = |k: &str| map.get(Value::String(k.to_string()));
-
         let mut nc = match get("nc") {
             None => 80,
             Some(v) => v
@@ -465,6 +672,151 @@ impl ModelSpec {
                 (opts.scale.clone().unwrap_or_default(), d, w, f64::INFINITY)
             }
         };
+        Ok(Header {
+            nc,
+            reg_max,
+            scale,
+            depth,
+            width,
+            max_channels,
+        })
+    }
+}
+
+/// A row's `from`: one index or a list, each -1 (the previous layer) or a layer before row `i` (negative
+/// counts back). Returns the values as written, whether they were a list, and the layers they name (None for -1).
+#[allow(clippy::type_complexity)]
+fn parse_from(v: &Value, i: usize, ctx: &Ctx) -> Result<(Vec<i64>, bool, Vec<Option<usize>>)> {
+    let (from_raw, from_is_list) = match v {
+        Value::Number(n) => (
+            vec![n
+                .as_i64()
+                .ok_or_else(|| ctx.err("from: expected an integer"))?],
+            false,
+        ),
+        Value::Sequence(v) => (
+            v.iter()
+                .map(|x| {
+                    x.as_i64()
+                        .ok_or_else(|| ctx.err(format!("from: expected integers, got {x:?}")))
+                })
+                .collect::<Result<Vec<_>>>()?,
+            true,
+        ),
+        other => {
+            return Err(ctx.err(format!(
+                "from: expected an integer or a list of integers, got {other:?}"
+            )))
+        }
+    };
+    if from_raw.is_empty() {
+        return Err(ctx.err("from: empty list"));
+    }
+    let mut from = Vec::new();
+    for &f in &from_raw {
+        if f == -1 {
+            from.push(None);
+            continue;
+        }
+        let abs = if f < 0 { i as i64 + f } else { f };
+        if abs < 0 || abs >= i as i64 {
+            return Err(ctx.err(format!(
+                "from: {f} does not name an earlier layer (layer {i} can read layers 0..{})",
+                i as i64 - 1
+            )));
+        }
+        from.push(Some(abs as usize));
+    }
+    Ok((from_raw, from_is_list, from))
+}
+
+/// nn.Upsample's `[size=None, scale_factor, mode='nearest']`: the integer scale factor.
+fn upsample_scale(args: &[Arg], ctx: &Ctx) -> Result<usize> {
+    check_arity(args, 1, 3, "[size=None, scale_factor, mode='nearest']", ctx)?;
+    if args.first() != Some(&Arg::None) {
+        return Err(ctx.err("nn.Upsample: only size=None with a scale_factor is supported"));
+    }
+    let scale = match args.get(1) {
+        Some(Arg::Int(s)) if *s >= 1 => *s as usize,
+        Some(Arg::Float(x)) if *x >= 1.0 && x.fract() == 0.0 => *x as usize,
+        other => {
+            return Err(ctx.err(format!(
+                "nn.Upsample: scale_factor must be a positive integer, got {}",
+                other.map(|a| a.to_string()).unwrap_or("nothing".into())
+            )))
+        }
+    };
+    match args.get(2) {
+        None => {}
+        Some(Arg::Str(m)) if m == "nearest" => {}
+        Some(other) => {
+            return Err(ctx.err(format!(
+                "nn.Upsample: only mode 'nearest' is supported, got {other}"
+            )))
+        }
+    }
+    Ok(scale)
+}
+
+/// Options for turning a YAML file into a spec.
+#[derive(Debug, Clone, Default)]
+pub struct SpecOptions {
+    pub scale: Option<String>,
+    pub nc: Option<usize>,
+}
+
+impl ModelSpec {
+    /// Reads a model YAML file. A scaled name that does not exist (`yolov8n-mobileone.yaml`) resolves to its
+    /// unified file, with the scale taken from the name unless `opts.scale` says otherwise.
+    pub fn from_file(path: &str, opts: &SpecOptions) -> Result<ModelSpec> {
+        let mut file = path.to_string();
+        if !Path::new(&file).exists() {
+            let unified = unified_name(path);
+            if Path::new(&unified).exists() {
+                file = unified;
+            } else {
+                return Err(ModelError::Io {
+                    path: path.to_string(),
+                    msg: "no such model YAML file".into(),
+                });
+            }
+        }
+        let text = std::fs::read_to_string(&file).map_err(|e| ModelError::Io {
+            path: file.clone(),
+            msg: e.to_string(),
+        })?;
+        let mut opts = opts.clone();
+        if opts.scale.is_none() {
+            opts.scale = scale_from_name(path);
+        }
+        Self::from_str(&text, path, &opts)
+    }
+
+    /// Parses YAML text; `source` names the file in error messages.
+    pub fn from_str(text: &str, source: &str, opts: &SpecOptions) -> Result<ModelSpec> {
+        let root: Value = serde_yaml::from_str(text).map_err(|e| ModelError::Yaml {
+            file: source.to_string(),
+            row: None,
+            msg: e.to_string(),
+        })?;
+        let top_err = |msg: String| ModelError::Yaml {
+            file: source.to_string(),
+            row: None,
+            msg,
+        };
+        let map = root
+            .as_mapping()
+            .ok_or_else(|| top_err("the model YAML must be a mapping".into()))?;
+        let get = |k: &str| map.get(Value::String(k.to_string()));
+
+        let Header {
+            nc,
+            reg_max,
+            scale,
+            depth,
+            width,
+            max_channels,
+        } = Header::parse(map, opts, source)?;
 
         let mut rows: Vec<&Value> = Vec::new();
         for key in ["backbone", "head"] {
@@ -478,7 +830,6 @@ impl ModelSpec {
                 None => return Err(top_err(format!("missing '{key}'"))),
             }
         }
-        let _ = &top;
 
         let locals: Vec<(&str, Arg)> = vec![
             ("nc", Arg::Int(nc as i64)),
@@ -504,49 +855,8 @@ impl ModelSpec {
                     seq.len()
                 )));
             }
-            // from
-            let (from_raw, from_is_list) = match &seq[0] {
-                Value::Number(n) => (
-                    vec![n
-                        .as_i64()
-                        .ok_or_else(|| ctx.err("from: expected an integer"))?],
-                    false,
-                ),
-                Value::Sequence(v) => (
-                    v.iter()
-                        .map(|x| {
-                            x.as_i64().ok_or_else(|| {
-                                ctx.err(format!("from: expected integers, got {x:?}"))
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?,
-                    true,
-                ),
-                other => {
-                    return Err(ctx.err(format!(
-                        "from: expected an integer or a list of integers, got {other:?}"
-                    )))
-                }
-            };
-            if from_raw.is_empty() {
-                return Err(ctx.err("from: empty list"));
-            }
-            let mut from = Vec::new();
-            for &f in &from_raw {
-                if f == -1 {
-                    from.push(None);
-                    continue;
-                }
-                let abs = if f < 0 { i as i64 + f } else { f };
-                if abs < 0 || abs >= i as i64 {
-                    return Err(ctx.err(format!(
-                        "from: {f} does not name an earlier layer (layer {i} can read layers 0..{})",
-                        i as i64 - 1
-                    )));
-                }
-                from.push(Some(abs as usize));
-                save.insert(abs as usize);
-            }
+            let (from_raw, from_is_list, from) = parse_from(&seq[0], i, &ctx)?;
+            save.extend(from.iter().flatten().copied());
             let ch_of = |f: &Option<usize>| -> usize {
                 match f {
                     None => *ch.last().unwrap_or(&3),
@@ -620,109 +930,7 @@ impl ModelSpec {
                         args.insert(2, Arg::Int(n as i64));
                         repeats = 1;
                     }
-                    let r = &rest;
-                    module = match mname.as_str() {
-                        "Conv" => {
-                            check_arity(r, 0, 6, "[c2, k=1, s=1, p=None, g=1, d=1, act=True]", &ctx)?;
-                            let k = r.first().map(|a| as_int_or_pair(a, "k", &ctx)).transpose()?.unwrap_or(1);
-                            let s = r.get(1).map(|a| as_usize(a, "s", &ctx)).transpose()?.unwrap_or(1);
-                            let d = r.get(4).map(|a| as_usize(a, "d", &ctx)).transpose()?.unwrap_or(1);
-                            let p = match r.get(2) {
-                                None | Some(Arg::None) => {
-                                    let ke = if d > 1 { d * (k - 1) + 1 } else { k };
-                                    ke / 2
-                                }
-                                Some(a) => as_usize(a, "p", &ctx)?,
-                            };
-                            let g = r.get(3).map(|a| as_usize(a, "g", &ctx)).transpose()?.unwrap_or(1);
-                            let act = r.get(5).map(|a| as_bool(a, "act", &ctx)).transpose()?.unwrap_or(true);
-                            if g == 0 || c1 % g != 0 || c2 % g != 0 {
-                                return Err(ctx.err(format!("groups {g} must divide c1 {c1} and c2 {c2}")));
-                            }
-                            if k == 0 || s == 0 {
-                                return Err(ctx.err("k and s must be at least 1"));
-                            }
-                            ModuleSpec::Conv { c1, c2, k, s, p, g, d, act }
-                        }
-                        "Bottleneck" => {
-                            check_arity(r, 0, 4, "[c2, shortcut=True, g=1, k=(3, 3), e=0.5]", &ctx)?;
-                            let shortcut = r.first().map(|a| as_bool(a, "shortcut", &ctx)).transpose()?.unwrap_or(true);
-                            let g = r.get(1).map(|a| as_usize(a, "g", &ctx)).transpose()?.unwrap_or(1);
-                            let k = match r.get(2) {
-                                None => (3, 3),
-                                Some(Arg::List(v)) if v.len() == 2 => {
-                                    (as_usize(&v[0], "k", &ctx)?, as_usize(&v[1], "k", &ctx)?)
-                                }
-                                Some(other) => return Err(ctx.err(format!("k: expected a pair like [3, 3], got {other}"))),
-                            };
-                            let e = r.get(3).map(|a| as_f64(a, "e", &ctx)).transpose()?.unwrap_or(0.5);
-                            ModuleSpec::Bottleneck { c1, c2, shortcut, g, k, e }
-                        }
-                        "C2f" | "C3" => {
-                            check_arity(&rest, 0, 3, "[c2, shortcut, g=1, e=0.5]", &ctx)?;
-                            let default_sc = mname == "C3";
-                            let shortcut = r.first().map(|a| as_bool(a, "shortcut", &ctx)).transpose()?.unwrap_or(default_sc);
-                            let g = r.get(1).map(|a| as_usize(a, "g", &ctx)).transpose()?.unwrap_or(1);
-                            let e = r.get(2).map(|a| as_f64(a, "e", &ctx)).transpose()?.unwrap_or(0.5);
-                            if mname == "C2f" {
-                                ModuleSpec::C2f { c1, c2, n, shortcut, g, e }
-                            } else {
-                                ModuleSpec::C3 { c1, c2, n, shortcut, g, e }
-                            }
-                        }
-                        "SPPF" => {
-                            check_arity(&rest, 0, 3, "[c2, k=5, n=3, shortcut=False]", &ctx)?;
-                            let k = r.first().map(|a| as_usize(a, "k", &ctx)).transpose()?.unwrap_or(5);
-                            let np = r.get(1).map(|a| as_usize(a, "n", &ctx)).transpose()?.unwrap_or(3);
-                            let shortcut = r.get(2).map(|a| as_bool(a, "shortcut", &ctx)).transpose()?.unwrap_or(false);
-                            // parse_model restores SiLU on cv1 for the classic rows (<= 3 constructor args).
-                            let cv1_act = args.len() <= 3;
-                            ModuleSpec::Sppf { c1, c2, k, n: np, shortcut, cv1_act }
-                        }
-                        "SPP" => {
-                            check_arity(&rest, 0, 1, "[c2, k=(5, 9, 13)]", &ctx)?;
-                            let k = match r.first() {
-                                None => vec![5, 9, 13],
-                                Some(Arg::List(v)) => v.iter().map(|a| as_usize(a, "k", &ctx)).collect::<Result<_>>()?,
-                                Some(other) => return Err(ctx.err(format!("k: expected a list of kernel sizes, got {other}"))),
-                            };
-                            ModuleSpec::Spp { c1, c2, k }
-                        }
-                        _ => {
-                            // The seed's signature: MobileOneBlock(c1, c2, k, stride=1, dilation=1,
-                            // padding_mode='zeros', deploy=False, use_se=False).
-                            const SIG: &str = "[c2, k, stride=1, dilation=1, padding_mode='zeros', deploy=False, use_se=False]";
-                            check_arity(&rest, 1, 6, SIG, &ctx)?;
-                            let k = as_usize(&r[0], "k (number of branches)", &ctx)?;
-                            let stride = r.get(1).map(|a| as_usize(a, "stride", &ctx)).transpose()?.unwrap_or(1);
-                            if let Some(d) = r.get(2) {
-                                if !matches!(d, Arg::Int(1)) {
-                                    return Err(ctx.err(format!(
-                                        "dilation: got {d}, only 1 is supported (the seed's training branches ignore it); \
-                                         use_se is the 7th argument: {SIG}"
-                                    )));
-                                }
-                            }
-                            if let Some(m) = r.get(3) {
-                                if !matches!(m, Arg::Str(s) if s.trim_matches(['"', '\'']) == "zeros") {
-                                    return Err(ctx.err(format!("padding_mode: got {m}, only 'zeros' is supported")));
-                                }
-                            }
-                            if r.get(4).map(|a| as_bool(a, "deploy", &ctx)).transpose()?.unwrap_or(false) {
-                                return Err(ctx.err(
-                                    "deploy=True rows are not supported: build the unfused model and fuse it (export)",
-                                ));
-                            }
-                            let use_se = r.get(5).map(|a| as_bool(a, "use_se", &ctx)).transpose()?.unwrap_or(false);
-                            if k == 0 {
-                                return Err(ctx.err("k (number of branches) must be at least 1"));
-                            }
-                            if stride == 0 {
-                                return Err(ctx.err("stride must be at least 1"));
-                            }
-                            ModuleSpec::MobileOne { c1, c2, k, stride, use_se }
-                        }
-                    };
+                    module = base_module(mname.as_str(), &rest, c1, c2, n, &ctx)?;
                     if repeats > 1 && c1 != c2 {
                         return Err(ctx.err(format!(
                             "repeats {repeats} stacks identical {mname} blocks, so c1 ({c1}) must equal c2 ({c2}); \
@@ -742,27 +950,7 @@ impl ModelSpec {
                 }
                 "nn.Upsample" => {
                     let c1 = ch_of(&single_from()?);
-                    check_arity(&args, 1, 3, "[size=None, scale_factor, mode='nearest']", &ctx)?;
-                    if args.first() != Some(&Arg::None) {
-                        return Err(ctx.err("nn.Upsample: only size=None with a scale_factor is supported"));
-                    }
-                    let scale = match args.get(1) {
-                        Some(Arg::Int(s)) if *s >= 1 => *s as usize,
-                        Some(Arg::Float(x)) if *x >= 1.0 && x.fract() == 0.0 => *x as usize,
-                        other => {
-                            return Err(ctx.err(format!(
-                                "nn.Upsample: scale_factor must be a positive integer, got {}",
-                                other.map(|a| a.to_string()).unwrap_or("nothing".into())
-                            )))
-                        }
-                    };
-                    match args.get(2) {
-                        None => {}
-                        Some(Arg::Str(m)) if m == "nearest" => {}
-                        Some(other) => {
-                            return Err(ctx.err(format!("nn.Upsample: only mode 'nearest' is supported, got {other}")))
-                        }
-                    }
+                    let scale = upsample_scale(&args, &ctx)?;
                     module = ModuleSpec::Upsample { scale };
                     c_out = c1;
                 }
