@@ -65,7 +65,8 @@ pub struct PredictArgs {
     #[arg(long)]
     weights: String,
     /// An image or video file, a folder (recursive), a glob, a .txt list of files, a stream URL (rtsp://,
-    /// rtmp://, http://, tcp://, file://...), a .streams list of URLs, or a camera index (0: /dev/video0).
+    /// rtmp://, http://, tcp://, file://...), a .streams list of URLs, or a camera index (0: /dev/video0;
+    /// needs the `camera` feature).
     #[arg(long)]
     source: String,
     /// Keep every n-th frame of a video or stream.
@@ -93,7 +94,8 @@ pub struct PredictArgs {
     agnostic_nms: bool,
     #[arg(long, default_value_t = 8, value_parser = data::args::at_least_one)]
     batch: usize,
-    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu.
+    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu,
+    /// cuda:N (`cuda` feature).
     #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long)]
@@ -147,7 +149,7 @@ pub struct BenchArgs {
     /// Comma-separated batch sizes.
     #[arg(long, default_value = "1,8")]
     batch: String,
-    /// auto, cpu, wgpu, wgpu:N (or N), wgpu:cpu.
+    /// auto, cpu, wgpu, wgpu:N (or N), wgpu:cpu, cuda:N (`cuda` feature).
     #[arg(long, default_value = "auto")]
     device: String,
     #[arg(long, default_value_t = 2)]

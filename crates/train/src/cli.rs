@@ -235,7 +235,8 @@ pub struct ValCli {
     out: PathBuf,
     #[command(flatten)]
     foreign: model::cli::ForeignModelArgs,
-    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu.
+    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu,
+    /// cuda:N (`cuda` feature).
     #[arg(long, default_value = "auto")]
     device: String,
 }
