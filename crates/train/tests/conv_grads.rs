@@ -166,11 +166,21 @@ fn flex_sigmoid_matches_the_formula() {
     xs.extend([-1000.0, 1000.0, 0.0, -0.0, 1e-9, f32::NAN]);
     let n = xs.len();
     let t = Tensor::<1>::from_data(TensorData::new(xs.clone(), [n]), &Device::flex());
-    let got = model::burn::tensor::activation::sigmoid(t)
+    // A shared input (as SiLU's: x is kept for the product) takes the copying path, a unique one the in-place.
+    let kept = t.clone();
+    let shared = model::burn::tensor::activation::sigmoid(t)
         .into_data()
         .try_into_vec::<f32>()
         .unwrap();
-    for (&x, &g) in xs.iter().zip(&got) {
+    let unique = model::burn::tensor::activation::sigmoid(kept)
+        .into_data()
+        .try_into_vec::<f32>()
+        .unwrap();
+    assert_eq!(
+        shared.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        unique.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+    for (&x, &g) in xs.iter().zip(&unique) {
         if x.is_nan() {
             assert!(g.is_nan(), "sigmoid(NaN) must be NaN");
             continue;
@@ -181,4 +191,47 @@ fn flex_sigmoid_matches_the_formula() {
             "sigmoid({x}) = {g}, want {want}"
         );
     }
+}
+
+/// vendor/burn-flex's elementwise ops split over threads past 64K-256K elements (in-place SIMD, non-SIMD binary,
+/// broadcast in place, unary): the same values as computed one element at a time here.
+#[test]
+fn flex_parallel_elementwise_ops_match_serial_sums() {
+    let dev = Device::flex();
+    let (n, c, h, w) = (4, 64, 40, 40);
+    let len = n * c * h * w;
+    let xs: Vec<f32> = (0..len)
+        .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+        .collect();
+    let ys: Vec<f32> = (0..len)
+        .map(|i| ((i * 104729) % 997) as f32 * 1e-3 + 0.1)
+        .collect();
+    let gs: Vec<f32> = (0..c).map(|i| i as f32 * 0.01 - 0.3).collect();
+    let x = || Tensor::<4>::from_data(TensorData::new(xs.clone(), [n, c, h, w]), &dev);
+    let y = || Tensor::<4>::from_data(TensorData::new(ys.clone(), [n, c, h, w]), &dev);
+    let g = Tensor::<4>::from_data(TensorData::new(gs.clone(), [1, c, 1, 1]), &dev);
+    let vec = |t: Tensor<4>| t.into_data().try_into_vec::<f32>().unwrap();
+    let close = |got: &[f32], want: &dyn Fn(usize) -> f32, what: &str| {
+        for (i, &v) in got.iter().enumerate() {
+            let e = want(i);
+            assert!(
+                (v - e).abs() <= 1e-6 * (1.0 + e.abs()),
+                "{what}[{i}]: {v} vs {e}"
+            );
+        }
+    };
+    close(&vec(x() + y()), &|i| xs[i] + ys[i], "add");
+    close(
+        &vec(x().abs().powf(y())),
+        &|i| xs[i].abs().powf(ys[i]),
+        "abs, powf",
+    );
+    // Per-channel broadcast, as BatchNorm's scale: in place into the unique x.
+    let ch = |i: usize| (i / (h * w)) % c;
+    close(
+        &vec(x() * g.clone()),
+        &|i| xs[i] * gs[ch(i)],
+        "broadcast mul",
+    );
+    close(&vec(x().exp()), &|i| xs[i].exp(), "exp");
 }

@@ -262,6 +262,40 @@ where
 /// strided — and monomorphized per call site so LLVM autovectorizes it.
 pub(crate) fn zip_apply_inplace<D, S, F>(nest: &ZipNest, dst: &mut [D], src: &[S], op: F)
 where
+    D: Copy + Send,
+    S: Copy + Sync,
+    F: Fn(D, S) -> D + Send + Sync,
+{
+    // yolo-burn patch: large nests split along their outermost dim over all cores (it ran on one). The
+    // destination is dense, so each block of outer rows owns one contiguous slice of it.
+    #[cfg(feature = "rayon")]
+    if nest.ndim >= 2 && !nest.shape[..nest.ndim].contains(&0) {
+        let rows = nest.shape[0];
+        let row_len = nest.lhs_strides[0] as usize;
+        if rows >= 2 && rows * row_len >= crate::ops::PARALLEL_THRESHOLD {
+            use rayon::prelude::*;
+            let per = rows.div_ceil(rayon::current_num_threads() * 4).max(1);
+            let base = nest.lhs_offset;
+            dst[base..base + rows * row_len]
+                .par_chunks_mut(per * row_len)
+                .enumerate()
+                .for_each(|(ci, block)| {
+                    let mut sub = *nest;
+                    sub.shape[0] = block.len() / row_len;
+                    sub.lhs_offset = 0;
+                    sub.rhs_offset = (nest.rhs_offset as isize
+                        + (ci * per) as isize * nest.rhs_strides[0])
+                        as usize;
+                    zip_apply_inplace_serial(&sub, block, src, &op);
+                });
+            return;
+        }
+    }
+    zip_apply_inplace_serial(nest, dst, src, op)
+}
+
+fn zip_apply_inplace_serial<D, S, F>(nest: &ZipNest, dst: &mut [D], src: &[S], op: F)
+where
     D: Copy,
     S: Copy,
     F: Fn(D, S) -> D,

@@ -115,6 +115,16 @@ impl ActivationOps<Flex> for Flex {
             sigmoid_f32_in_place(xs);
             return tensor;
         }
+        // A shared input (SiLU keeps x for its product): the same kernel into a new buffer.
+        if tensor.dtype() == DType::F32
+            && tensor.layout().is_contiguous()
+            && tensor.layout().start_offset() == 0
+        {
+            let mut out = tensor.storage::<f32>()[..n].to_vec();
+            sigmoid_f32_in_place(&mut out);
+            let layout = crate::Layout::contiguous(tensor.layout().shape().clone());
+            return crate::FlexTensor::new(Bytes::from_elems(out), layout, DType::F32);
+        }
         unary_op(tensor, sigmoid_f32, sigmoid_f64)
     }
 

@@ -35,8 +35,8 @@ pub fn binary_op<F32Op, F64Op>(
     simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32, f32) -> f32 + Copy,
-    F64Op: Fn(f64, f64) -> f64 + Copy,
+    F32Op: Fn(f32, f32) -> f32 + Copy + Send + Sync,
+    F64Op: Fn(f64, f64) -> f64 + Copy + Send + Sync,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "binary_op: dtype mismatch");
 
@@ -67,7 +67,7 @@ fn binary_op_f32<Op>(
     simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    Op: Fn(f32, f32) -> f32,
+    Op: Fn(f32, f32) -> f32 + Send + Sync,
 {
     // In-place SIMD fast path: lhs unique contiguous at offset 0, rhs
     // contiguous (no broadcast).
@@ -138,7 +138,7 @@ fn binary_op_f32<Op>(
     _simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    Op: Fn(f32, f32) -> f32,
+    Op: Fn(f32, f32) -> f32 + Send + Sync,
 {
     binary_op_typed(lhs, rhs, op)
 }
@@ -147,7 +147,7 @@ where
 pub(crate) fn binary_op_typed<E, Op>(mut lhs: FlexTensor, mut rhs: FlexTensor, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
-    Op: Fn(E, E) -> E,
+    Op: Fn(E, E) -> E + Send + Sync,
 {
     // In-place fast path: lhs unique, contiguous at offset 0, rhs contiguous
     if lhs.is_unique()
@@ -159,6 +159,20 @@ where
         let rhs_storage: &[E] = rhs.storage();
         let r_slice = &rhs_storage[r_start..r_end];
         let lhs_storage: &mut [E] = lhs.storage_mut();
+        // yolo-burn patch: over all cores for large tensors (it ran on one).
+        #[cfg(feature = "rayon")]
+        if l_end >= super::PARALLEL_THRESHOLD {
+            use rayon::prelude::*;
+            lhs_storage[..l_end]
+                .par_chunks_mut(1 << 14)
+                .zip(r_slice.par_chunks(1 << 14))
+                .for_each(|(ls, rs)| {
+                    for (l, &r) in ls.iter_mut().zip(rs) {
+                        *l = op(*l, r);
+                    }
+                });
+            return lhs;
+        }
         for (l, &r) in lhs_storage[..l_end].iter_mut().zip(r_slice) {
             *l = op(*l, r);
         }
@@ -208,6 +222,18 @@ where
         (Some((l_start, l_end)), Some((r_start, r_end))) => {
             let l_slice = &lhs_storage[l_start..l_end];
             let r_slice = &rhs_storage[r_start..r_end];
+            // yolo-burn patch: over all cores for large tensors (it ran on one).
+            #[cfg(feature = "rayon")]
+            if l_slice.len() >= super::PARALLEL_THRESHOLD {
+                use rayon::prelude::*;
+                let mut out = Vec::with_capacity(l_slice.len());
+                l_slice
+                    .par_iter()
+                    .zip(r_slice.par_iter())
+                    .map(|(&a, &b)| op(a, b))
+                    .collect_into_vec(&mut out);
+                return make_tensor(out, shape, dtype);
+            }
             l_slice
                 .iter()
                 .zip(r_slice)
@@ -356,7 +382,7 @@ fn make_tensor<E: bytemuck::Pod + Send + Sync>(
 /// Supports all integer dtypes: I64, I32, I16, I8, U64, U32, U16, U8.
 pub fn int_binary_op<Op>(lhs: FlexTensor, rhs: FlexTensor, op: Op) -> FlexTensor
 where
-    Op: Fn(i64, i64) -> i64 + Copy,
+    Op: Fn(i64, i64) -> i64 + Copy + Send + Sync,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "int_binary_op: dtype mismatch");
 
