@@ -198,6 +198,26 @@ pub fn walk(
     Ok(())
 }
 
+/// The paths a .txt list names, one a line (blank lines skipped); relative ones are relative to the list's
+/// folder, as Ultralytics reads them.
+pub fn list_file(list: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let base = list.parent().unwrap_or(Path::new("."));
+    let text = std::fs::read_to_string(list)?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|line| {
+            let p = Path::new(line);
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        })
+        .collect())
+}
+
 /// Image files of a split entry: a folder (recursive), a .txt list (paths relative to the list's folder), or
 /// one image. Sorted, without duplicates.
 pub fn image_files(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
@@ -210,16 +230,7 @@ pub fn image_files(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
         if s.is_dir() {
             walk(s, IMAGE_EXTS, &mut out, &mut Default::default()).map_err(io)?;
         } else if s.extension().and_then(|e| e.to_str()) == Some("txt") {
-            let base = s.parent().unwrap_or(Path::new("."));
-            let text = std::fs::read_to_string(s).map_err(io)?;
-            for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-                let p = Path::new(line);
-                out.push(if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    base.join(p)
-                });
-            }
+            out.extend(list_file(s).map_err(io)?);
         } else if s.is_file() && is_image(s) {
             out.push(s.clone());
         } else {

@@ -3,7 +3,7 @@
 //! then videos, each sorted (Ultralytics' order).
 
 use anyhow::{bail, Context, Result};
-use data::config::{has_ext, walk, IMAGE_EXTS, VIDEO_EXTS};
+use data::config::{has_ext, list_file, walk, IMAGE_EXTS, VIDEO_EXTS};
 use std::path::{Path, PathBuf};
 
 /// One input of a prediction run.
@@ -134,16 +134,7 @@ pub fn collect_sources(source: &str) -> Result<Vec<Source>> {
     } else if p.is_file() && has_ext(p, &["streams"]) {
         return stream_list(p);
     } else if p.is_file() && has_ext(p, &["txt"]) {
-        let base = p.parent().unwrap_or(Path::new("."));
-        let text = std::fs::read_to_string(p).with_context(|| format!("{source}: cannot read"))?;
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let q = Path::new(line);
-            files.push(if q.is_absolute() {
-                q.to_path_buf()
-            } else {
-                base.join(q)
-            });
-        }
+        files = list_file(p).with_context(|| format!("{source}: cannot read"))?;
     } else if p.is_file() {
         files.push(p.to_path_buf());
     } else if source.contains(['*', '?', '[']) {

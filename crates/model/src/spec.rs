@@ -338,6 +338,14 @@ fn check_arity(args: &[Arg], min: usize, max: usize, sig: &str, ctx: &Ctx) -> Re
     Ok(())
 }
 
+/// Argument `i` of a row parsed by `parse`, or `default` where the row leaves it out.
+fn optional<T>(r: &[Arg], i: usize, default: T, parse: impl Fn(&Arg) -> Result<T>) -> Result<T> {
+    r.get(i)
+        .map(parse)
+        .transpose()
+        .map(|v| v.unwrap_or(default))
+}
+
 fn as_int_or_pair(a: &Arg, what: &str, ctx: &Ctx) -> Result<usize> {
     as_usize(a, what, ctx)
 }
@@ -355,21 +363,9 @@ fn base_module(
     Ok(match mname {
         "Conv" => {
             check_arity(r, 0, 6, "[c2, k=1, s=1, p=None, g=1, d=1, act=True]", ctx)?;
-            let k = r
-                .first()
-                .map(|a| as_int_or_pair(a, "k", ctx))
-                .transpose()?
-                .unwrap_or(1);
-            let s = r
-                .get(1)
-                .map(|a| as_usize(a, "s", ctx))
-                .transpose()?
-                .unwrap_or(1);
-            let d = r
-                .get(4)
-                .map(|a| as_usize(a, "d", ctx))
-                .transpose()?
-                .unwrap_or(1);
+            let k = optional(r, 0, 1, |a| as_int_or_pair(a, "k", ctx))?;
+            let s = optional(r, 1, 1, |a| as_usize(a, "s", ctx))?;
+            let d = optional(r, 4, 1, |a| as_usize(a, "d", ctx))?;
             let p = match r.get(2) {
                 None | Some(Arg::None) => {
                     let ke = if d > 1 { d * (k - 1) + 1 } else { k };
@@ -377,16 +373,8 @@ fn base_module(
                 }
                 Some(a) => as_usize(a, "p", ctx)?,
             };
-            let g = r
-                .get(3)
-                .map(|a| as_usize(a, "g", ctx))
-                .transpose()?
-                .unwrap_or(1);
-            let act = r
-                .get(5)
-                .map(|a| as_bool(a, "act", ctx))
-                .transpose()?
-                .unwrap_or(true);
+            let g = optional(r, 3, 1, |a| as_usize(a, "g", ctx))?;
+            let act = optional(r, 5, true, |a| as_bool(a, "act", ctx))?;
             if g == 0 || !c1.is_multiple_of(g) || !c2.is_multiple_of(g) {
                 return Err(ctx.err(format!("groups {g} must divide c1 {c1} and c2 {c2}")));
             }
@@ -406,16 +394,8 @@ fn base_module(
         }
         "Bottleneck" => {
             check_arity(r, 0, 4, "[c2, shortcut=True, g=1, k=(3, 3), e=0.5]", ctx)?;
-            let shortcut = r
-                .first()
-                .map(|a| as_bool(a, "shortcut", ctx))
-                .transpose()?
-                .unwrap_or(true);
-            let g = r
-                .get(1)
-                .map(|a| as_usize(a, "g", ctx))
-                .transpose()?
-                .unwrap_or(1);
+            let shortcut = optional(r, 0, true, |a| as_bool(a, "shortcut", ctx))?;
+            let g = optional(r, 1, 1, |a| as_usize(a, "g", ctx))?;
             let k = match r.get(2) {
                 None => (3, 3),
                 Some(Arg::List(v)) if v.len() == 2 => {
@@ -425,11 +405,7 @@ fn base_module(
                     return Err(ctx.err(format!("k: expected a pair like [3, 3], got {other}")))
                 }
             };
-            let e = r
-                .get(3)
-                .map(|a| as_f64(a, "e", ctx))
-                .transpose()?
-                .unwrap_or(0.5);
+            let e = optional(r, 3, 0.5, |a| as_f64(a, "e", ctx))?;
             ModuleSpec::Bottleneck {
                 c1,
                 c2,
@@ -442,21 +418,9 @@ fn base_module(
         "C2f" | "C3" => {
             check_arity(r, 0, 3, "[c2, shortcut, g=1, e=0.5]", ctx)?;
             let default_sc = mname == "C3";
-            let shortcut = r
-                .first()
-                .map(|a| as_bool(a, "shortcut", ctx))
-                .transpose()?
-                .unwrap_or(default_sc);
-            let g = r
-                .get(1)
-                .map(|a| as_usize(a, "g", ctx))
-                .transpose()?
-                .unwrap_or(1);
-            let e = r
-                .get(2)
-                .map(|a| as_f64(a, "e", ctx))
-                .transpose()?
-                .unwrap_or(0.5);
+            let shortcut = optional(r, 0, default_sc, |a| as_bool(a, "shortcut", ctx))?;
+            let g = optional(r, 1, 1, |a| as_usize(a, "g", ctx))?;
+            let e = optional(r, 2, 0.5, |a| as_f64(a, "e", ctx))?;
             if mname == "C2f" {
                 ModuleSpec::C2f {
                     c1,
@@ -479,21 +443,9 @@ fn base_module(
         }
         "SPPF" => {
             check_arity(r, 0, 3, "[c2, k=5, n=3, shortcut=False]", ctx)?;
-            let k = r
-                .first()
-                .map(|a| as_usize(a, "k", ctx))
-                .transpose()?
-                .unwrap_or(5);
-            let np = r
-                .get(1)
-                .map(|a| as_usize(a, "n", ctx))
-                .transpose()?
-                .unwrap_or(3);
-            let shortcut = r
-                .get(2)
-                .map(|a| as_bool(a, "shortcut", ctx))
-                .transpose()?
-                .unwrap_or(false);
+            let k = optional(r, 0, 5, |a| as_usize(a, "k", ctx))?;
+            let np = optional(r, 1, 3, |a| as_usize(a, "n", ctx))?;
+            let shortcut = optional(r, 2, false, |a| as_bool(a, "shortcut", ctx))?;
             // parse_model restores SiLU on cv1 for the classic rows (<= 3 constructor args).
             let cv1_act = r.len() + 2 <= 3;
             ModuleSpec::Sppf {
@@ -526,11 +478,7 @@ fn base_module(
                 "[c2, k, stride=1, dilation=1, padding_mode='zeros', deploy=False, use_se=False]";
             check_arity(r, 1, 6, SIG, ctx)?;
             let k = as_usize(&r[0], "k (number of branches)", ctx)?;
-            let stride = r
-                .get(1)
-                .map(|a| as_usize(a, "stride", ctx))
-                .transpose()?
-                .unwrap_or(1);
+            let stride = optional(r, 1, 1, |a| as_usize(a, "stride", ctx))?;
             if let Some(d) = r.get(2) {
                 if !matches!(d, Arg::Int(1)) {
                     return Err(ctx.err(format!(
@@ -546,20 +494,12 @@ fn base_module(
                     );
                 }
             }
-            if r.get(4)
-                .map(|a| as_bool(a, "deploy", ctx))
-                .transpose()?
-                .unwrap_or(false)
-            {
+            if optional(r, 4, false, |a| as_bool(a, "deploy", ctx))? {
                 return Err(ctx.err(
                         "deploy=True rows are not supported: build the unfused model and fuse it (export)",
                     ));
             }
-            let use_se = r
-                .get(5)
-                .map(|a| as_bool(a, "use_se", ctx))
-                .transpose()?
-                .unwrap_or(false);
+            let use_se = optional(r, 5, false, |a| as_bool(a, "use_se", ctx))?;
             if k == 0 {
                 return Err(ctx.err("k (number of branches) must be at least 1"));
             }

@@ -314,8 +314,7 @@ impl Runner<'_> {
             format!("batch of {}", n.join(", "))
         };
         let dets = self.net.forward(&views, &names, &mut self.stats)?;
-        let batch: Vec<Prepared> = self.batch.drain(..).collect();
-        for (p, d) in batch.into_iter().zip(dets) {
+        for (p, d) in std::mem::take(&mut self.batch).into_iter().zip(dets) {
             self.finish(p, d)?;
         }
         Ok(())
@@ -360,8 +359,9 @@ impl Runner<'_> {
     }
 
     fn push(&mut self, p: Prepared) -> Result<()> {
-        if let Some(t) = self.net.o.tile.clone() {
-            return self.run_tiled(p, &t);
+        let o = self.net.o;
+        if let Some(t) = &o.tile {
+            return self.run_tiled(p, t);
         }
         // Ultralytics letterboxes each image to its own minimal rectangle; a batch holds one shape.
         let size = |p: &Prepared| p.view.as_ref().map(|v| v.lb.size);
