@@ -70,7 +70,8 @@ pub(super) fn spawn_video_reader(
     use crate::video::{Location, VideoReader};
     use std::sync::mpsc::TrySendError;
 
-    let live = !matches!(source, Source::Video(_)) && !o.stream_buffer;
+    let is_file = matches!(source, Source::Video(_));
+    let live = !is_file && !o.stream_buffer;
     let (tx, rx) = sync_channel(if live { o.batch.max(1) } else { 8 });
     let (imgsz, tile, stride) = (o.imgsz, o.tile.is_some(), o.vid_stride.max(1));
     std::thread::spawn(move || {
@@ -90,7 +91,6 @@ pub(super) fn spawn_video_reader(
                 return;
             }
         };
-        let is_file = matches!(source, Source::Video(_));
         // Ultralytics saves a stream at 30 fps; either way skipped frames must not shorten the video.
         let fps = if is_file { reader.fps() } else { 30.0 };
         let video = Arc::new(VideoOut {
