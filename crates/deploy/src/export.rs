@@ -218,6 +218,7 @@ pub fn export(
                 max_abs: 0.0,
                 tol: 0.0,
             }],
+            notes: vec![],
         }
     };
     eprint!("{}", report.render());

@@ -5,8 +5,10 @@
 //! `x * Sigmoid(x)` and the DFL decode as Reshape/Softmax/Mul/ReduceSum, all plain ONNX ops.
 
 use anyhow::{bail, Result};
-use model::graph::{Block, Layer};
-use model::nn::{Bottleneck, Conv, Conv2d, HeadBranch, MobileOneBlock, Se};
+use model::graph::Layer;
+use model::lowering::Lowering;
+use model::modules::convtranspose::ConvTranspose;
+use model::nn::{BlockModule, Conv2d, HeadBranch};
 use model::weights::host;
 use model::YoloModel;
 use onnx_protobuf::{
@@ -134,37 +136,6 @@ impl Builder {
         self.node("Mul", &[x, &s], vec![])
     }
 
-    fn conv(&mut self, x: &str, c: &Conv) -> Result<String> {
-        if c.bn.is_some() {
-            bail!("ONNX export needs a fused model (a Conv still has its BatchNorm)");
-        }
-        let y = self.conv2d(x, &c.conv);
-        Ok(if c.act { self.silu(&y) } else { y })
-    }
-
-    fn bottleneck(&mut self, x: &str, b: &Bottleneck) -> Result<String> {
-        let y = self.conv(x, &b.cv1)?;
-        let y = self.conv(&y, &b.cv2)?;
-        Ok(if b.add {
-            self.node("Add", &[x, &y], vec![])
-        } else {
-            y
-        })
-    }
-
-    fn maxpool(&mut self, x: &str, k: usize) -> String {
-        let (k, p) = (k as i64, (k / 2) as i64);
-        self.node(
-            "MaxPool",
-            &[x],
-            vec![
-                ("kernel_shape", Attr::Ints(vec![k, k])),
-                ("strides", Attr::Ints(vec![1, 1])),
-                ("pads", Attr::Ints(vec![p; 4])),
-            ],
-        )
-    }
-
     fn concat(&mut self, xs: &[String], axis: i64) -> String {
         let refs: Vec<&str> = xs.iter().map(String::as_str).collect();
         self.node("Concat", &refs, vec![("axis", Attr::Int(axis))])
@@ -180,82 +151,98 @@ impl Builder {
         )
     }
 
-    fn se(&mut self, x: &str, se: &Se) -> String {
-        let s = self.node("GlobalAveragePool", &[x], vec![]);
-        let s = self.conv2d(&s, &se.reduce);
-        let s = self.node("Relu", &[&s], vec![]);
-        let s = self.conv2d(&s, &se.expand);
-        let s = self.node("Sigmoid", &[&s], vec![]);
-        self.node("Mul", &[x, &s], vec![])
-    }
-
-    fn mobileone(&mut self, x: &str, m: &MobileOneBlock) -> Result<String> {
-        let Some(f) = &m.fused else {
-            bail!("ONNX export needs a fused model (a MobileOneBlock still has its branches)");
-        };
-        let mut y = self.conv2d(x, &f.dw_reparam);
-        if let Some(se) = &m.se {
-            y = self.se(&y, se);
-        }
-        let y = self.node("Relu", &[&y], vec![]);
-        let y = self.conv2d(&y, &f.pw_reparam);
-        Ok(self.node("Relu", &[&y], vec![]))
-    }
-
-    fn block(&mut self, x: &str, b: &Block) -> Result<String> {
-        Ok(match b {
-            Block::Conv(c) => self.conv(x, c)?,
-            Block::Bottleneck(m) => self.bottleneck(x, m)?,
-            Block::C2f(m) => {
-                let y = self.conv(x, &m.cv1)?;
-                let mut ys = self.split(&y, &[m.c as i64, m.c as i64], 1);
-                for bn in &m.m {
-                    let last = ys.last().expect("two halves").clone();
-                    ys.push(self.bottleneck(&last, bn)?);
-                }
-                let cat = self.concat(&ys, 1);
-                self.conv(&cat, &m.cv2)?
-            }
-            Block::C3(m) => {
-                let mut a = self.conv(x, &m.cv1)?;
-                for bn in &m.m {
-                    a = self.bottleneck(&a, bn)?;
-                }
-                let b = self.conv(x, &m.cv2)?;
-                let cat = self.concat(&[a, b], 1);
-                self.conv(&cat, &m.cv3)?
-            }
-            Block::Sppf(m) => {
-                let mut ys = vec![self.conv(x, &m.cv1)?];
-                for _ in 0..m.n {
-                    let last = ys.last().expect("cv1 output").clone();
-                    ys.push(self.maxpool(&last, m.k));
-                }
-                let cat = self.concat(&ys, 1);
-                let y = self.conv(&cat, &m.cv2)?;
-                if m.add {
-                    self.node("Add", &[&y, x], vec![])
-                } else {
-                    y
-                }
-            }
-            Block::Spp(m) => {
-                let y = self.conv(x, &m.cv1)?;
-                let mut ys = vec![y.clone()];
-                for &k in &m.k {
-                    ys.push(self.maxpool(&y, k));
-                }
-                let cat = self.concat(&ys, 1);
-                self.conv(&cat, &m.cv2)?
-            }
-            Block::MobileOne(m) => self.mobileone(x, m)?,
-        })
-    }
-
     fn head_branch(&mut self, x: &str, h: &HeadBranch) -> Result<String> {
-        let y = self.conv(x, &h.c0)?;
-        let y = self.conv(&y, &h.c1)?;
-        Ok(self.conv2d(&y, &h.out))
+        let x = x.to_string();
+        let y = h.c0.lower(self, &x)?;
+        let y = h.c1.lower(self, &y)?;
+        Ok(Builder::conv2d(self, &y, &h.out))
+    }
+}
+
+/// Every block's own lowering ([`model::modules::BlockModule::lower`]) writes ONNX nodes through this.
+impl Lowering for Builder {
+    type V = String;
+
+    fn conv2d(&mut self, x: &String, c: &Conv2d) -> String {
+        Builder::conv2d(self, x, c)
+    }
+
+    fn conv_transpose2d(&mut self, x: &String, c: &ConvTranspose) -> String {
+        let w = host(c.weight.val());
+        let k = w.shape[2] as i64;
+        let wn = self.init_f32("w", &w.shape, &w.data);
+        let b = host(c.bias.val());
+        let bn = self.init_f32("b", &b.shape, &b.data);
+        let (s, p) = (c.stride as i64, c.padding as i64);
+        self.node(
+            "ConvTranspose",
+            &[x.as_str(), &wn, &bn],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![k, k])),
+                ("strides", Attr::Ints(vec![s, s])),
+                ("pads", Attr::Ints(vec![p; 4])),
+            ],
+        )
+    }
+
+    fn silu(&mut self, x: &String) -> String {
+        Builder::silu(self, x)
+    }
+
+    fn relu(&mut self, x: &String) -> String {
+        self.node("Relu", &[x.as_str()], vec![])
+    }
+
+    fn sigmoid(&mut self, x: &String) -> String {
+        self.node("Sigmoid", &[x.as_str()], vec![])
+    }
+
+    fn add(&mut self, a: &String, b: &String) -> String {
+        self.node("Add", &[a.as_str(), b.as_str()], vec![])
+    }
+
+    fn mul(&mut self, a: &String, b: &String) -> String {
+        self.node("Mul", &[a.as_str(), b.as_str()], vec![])
+    }
+
+    fn concat(&mut self, xs: &[String]) -> String {
+        Builder::concat(self, xs, 1)
+    }
+
+    fn split(&mut self, x: &String, sizes: &[usize]) -> Vec<String> {
+        let sizes: Vec<i64> = sizes.iter().map(|&s| s as i64).collect();
+        Builder::split(self, x, &sizes, 1)
+    }
+
+    fn max_pool(&mut self, x: &String, k: usize, s: usize, p: usize) -> String {
+        let (k, s, p) = (k as i64, s as i64, p as i64);
+        self.node(
+            "MaxPool",
+            &[x.as_str()],
+            vec![
+                ("kernel_shape", Attr::Ints(vec![k, k])),
+                ("strides", Attr::Ints(vec![s, s])),
+                ("pads", Attr::Ints(vec![p; 4])),
+            ],
+        )
+    }
+
+    fn zero_pad(&mut self, x: &String, pad: (usize, usize, usize, usize)) -> String {
+        let (l, r, t, b) = pad;
+        // ONNX pads: all begins (N, C, H, W), then all ends.
+        let pads = self.init_i64(
+            "pads",
+            &[0, 0, t as i64, l as i64, 0, 0, b as i64, r as i64],
+        );
+        self.node(
+            "Pad",
+            &[x.as_str(), pads.as_str()],
+            vec![("mode", Attr::Str("constant"))],
+        )
+    }
+
+    fn global_avg_pool(&mut self, x: &String) -> String {
+        self.node("GlobalAveragePool", &[x.as_str()], vec![])
     }
 }
 
@@ -298,11 +285,11 @@ pub fn export_onnx(model: &YoloModel, h: usize, w: usize) -> Result<Vec<u8>> {
                 .expect("save list covers every from index"),
         };
         match layer {
-            Layer::Single(blk) => x = b.block(&input(&ls.from[0], &x), blk)?,
+            Layer::Single(blk) => x = blk.lower(&mut b, &input(&ls.from[0], &x))?,
             Layer::Stack(bs) => {
                 let mut y = input(&ls.from[0], &x);
                 for blk in bs {
-                    y = b.block(&y, blk)?;
+                    y = blk.lower(&mut b, &y)?;
                 }
                 x = y;
             }

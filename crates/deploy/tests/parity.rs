@@ -42,7 +42,8 @@ fn every_fixture_matches_ultralytics() {
             dir.display(),
             report.render()
         );
-        assert!(report.checks.len() >= 10);
+        // Two levels (YOLOv3-tiny) and no engine kernels for its blocks: 9 checks.
+        assert!(report.checks.len() >= 9, "{}", dir.display());
     }
 }
 

@@ -1,109 +1,10 @@
 //! A YOLO model built from a [`ModelSpec`]: the layer list, its forward pass and its named tensors.
 
-use crate::nn::{
-    upsample_nearest, Bottleneck, C2f, Conv, Detect, MobileOneBlock, Named, Slot, Spp, Sppf, C3,
-};
+pub use crate::modules::Block;
+use crate::nn::{upsample_nearest, Detect, Named, Slot};
 use crate::spec::{ModelSpec, ModuleSpec};
 use burn::module::{Module, Param, RunningState};
 use burn::tensor::{Device, FloatDType, Tensor};
-
-/// A block that can be stacked (`nn.Sequential` of n copies when a row repeats it).
-// Built once per layer, so the size gap between variants costs nothing worth boxing for.
-#[allow(clippy::large_enum_variant)]
-#[derive(Module, Debug)]
-pub enum Block {
-    Conv(Conv),
-    Bottleneck(Bottleneck),
-    C2f(C2f),
-    C3(C3),
-    Sppf(Sppf),
-    Spp(Spp),
-    MobileOne(MobileOneBlock),
-}
-
-impl Block {
-    fn new(spec: &ModuleSpec, device: &Device) -> Option<Block> {
-        Some(match spec.clone() {
-            ModuleSpec::Conv {
-                c1,
-                c2,
-                k,
-                s,
-                p,
-                g,
-                d,
-                act,
-            } => Block::Conv(Conv::new(c1, c2, k, s, p, g, d, act, device)),
-            ModuleSpec::Bottleneck {
-                c1,
-                c2,
-                shortcut,
-                g,
-                k,
-                e,
-            } => Block::Bottleneck(Bottleneck::new(c1, c2, shortcut, g, k, e, device)),
-            ModuleSpec::C2f {
-                c1,
-                c2,
-                n,
-                shortcut,
-                g,
-                e,
-            } => Block::C2f(C2f::new(c1, c2, n, shortcut, g, e, device)),
-            ModuleSpec::C3 {
-                c1,
-                c2,
-                n,
-                shortcut,
-                g,
-                e,
-            } => Block::C3(C3::new(c1, c2, n, shortcut, g, e, device)),
-            ModuleSpec::Sppf {
-                c1,
-                c2,
-                k,
-                n,
-                shortcut,
-                cv1_act,
-            } => Block::Sppf(Sppf::new(c1, c2, k, n, shortcut, cv1_act, device)),
-            ModuleSpec::Spp { c1, c2, k } => Block::Spp(Spp::new(c1, c2, k, device)),
-            ModuleSpec::MobileOne {
-                c1,
-                c2,
-                k,
-                stride,
-                use_se,
-            } => Block::MobileOne(MobileOneBlock::new(c1, c2, k, stride, use_se, device)),
-            _ => return None,
-        })
-    }
-
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        match self {
-            Block::Conv(m) => m.forward(x),
-            Block::Bottleneck(m) => m.forward(x),
-            Block::C2f(m) => m.forward(x),
-            Block::C3(m) => m.forward(x),
-            Block::Sppf(m) => m.forward(x),
-            Block::Spp(m) => m.forward(x),
-            Block::MobileOne(m) => m.forward(x),
-        }
-    }
-}
-
-impl Named for Block {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        match self {
-            Block::Conv(m) => m.visit_named(prefix, f),
-            Block::Bottleneck(m) => m.visit_named(prefix, f),
-            Block::C2f(m) => m.visit_named(prefix, f),
-            Block::C3(m) => m.visit_named(prefix, f),
-            Block::Sppf(m) => m.visit_named(prefix, f),
-            Block::Spp(m) => m.visit_named(prefix, f),
-            Block::MobileOne(m) => m.visit_named(prefix, f),
-        }
-    }
-}
 
 /// One row of the graph.
 #[allow(clippy::large_enum_variant)]
@@ -135,11 +36,16 @@ impl YoloModel {
             .map(|l| match &l.module {
                 ModuleSpec::Upsample { scale } => Layer::Upsample(*scale),
                 ModuleSpec::Concat => Layer::Concat(1),
-                ModuleSpec::Detect { nc, reg_max, ch } => {
-                    Layer::Detect(Detect::new(*nc, *reg_max, ch, strides.clone(), device))
-                }
-                m => {
-                    let mk = || Block::new(m, device).expect("every other spec is a block");
+                ModuleSpec::Detect { nc, reg_max, ch } => Layer::Detect(Detect::new(
+                    *nc,
+                    *reg_max,
+                    ch,
+                    strides.clone(),
+                    spec.act,
+                    device,
+                )),
+                ModuleSpec::Block(m) => {
+                    let mk = || m.build(device);
                     if l.repeats > 1 {
                         Layer::Stack((0..l.repeats).map(|_| mk()).collect())
                     } else {
@@ -228,10 +134,10 @@ impl YoloModel {
     /// Learnable parameter count (BN running statistics excluded), as Ultralytics counts it.
     pub fn parameter_count(&mut self) -> usize {
         let mut n = 0;
-        self.visit_named("model", &mut |_, slot| match slot {
-            Slot::W4(p) => n += p.shape().num_elements(),
-            Slot::W1(p) => n += p.shape().num_elements(),
-            Slot::Stat(_) => {}
+        self.visit_named("model", &mut |_, slot| {
+            if slot.is_parameter() {
+                n += slot.numel();
+            }
         });
         n
     }
@@ -241,11 +147,11 @@ impl YoloModel {
     pub fn cast_to(&self, dtype: FloatDType, device: &Device) -> YoloModel {
         let mut m = self.clone().to_device(device);
         m.visit_named("model", &mut |_, slot| match slot {
-            Slot::W4(p) => {
+            Slot::W4(p) | Slot::Frozen(p) => {
                 let t = p.val().cast(dtype);
                 *p = Param::from_tensor(t).set_require_grad(false);
             }
-            Slot::W1(p) => {
+            Slot::W1(p) | Slot::Norm(p) => {
                 let t = p.val().cast(dtype);
                 *p = Param::from_tensor(t).set_require_grad(false);
             }
@@ -254,10 +160,15 @@ impl YoloModel {
         m
     }
 
+    /// Whether no norm layer is left (every BatchNorm folded, every MobileOne branch reparameterized).
     pub fn is_fused(&mut self) -> bool {
-        let mut names = Vec::new();
-        self.visit_named("model", &mut |k, _| names.push(k));
-        crate::weights::fused_by_names(names.iter().map(String::as_str))
+        let mut norms = 0;
+        self.visit_named("model", &mut |_, slot| {
+            if matches!(slot, Slot::Norm(_) | Slot::Stat(_)) {
+                norms += 1;
+            }
+        });
+        norms == 0
     }
 }
 

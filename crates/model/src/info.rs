@@ -32,15 +32,13 @@ pub struct ModelInfo {
 fn count(layer: &mut Layer) -> (usize, usize) {
     let mut n = 0;
     let mut frozen = 0;
-    let mut f = |k: String, slot: Slot<'_>| match slot {
-        Slot::W4(p) => {
-            n += p.shape().num_elements();
-            if k.ends_with("dfl.conv.weight") {
-                frozen += p.shape().num_elements();
-            }
+    let mut f = |_: String, slot: Slot<'_>| {
+        if slot.is_parameter() {
+            n += slot.numel();
         }
-        Slot::W1(p) => n += p.shape().num_elements(),
-        Slot::Stat(_) => {}
+        if matches!(slot, Slot::Frozen(_)) {
+            frozen += slot.numel();
+        }
     };
     match layer {
         Layer::Single(b) => b.visit_named("", &mut f),

@@ -1,5 +1,5 @@
-//! YOLOv8 models from Ultralytics YAML on burn: parsing (`spec`), the layer graph (`graph`, `nn`), deploy-time
-//! fusion and MobileOne reparameterization (`fuse`), shapes/FLOPs (`shapes`), summaries (`info`), NMS and
+//! YOLOv8 models from Ultralytics YAML on burn: parsing (`spec`), the blocks a row can name, one file each
+//! (`modules`), the layer graph (`graph`, `nn`), deploy-time fusion and MobileOne reparameterization (`fuse`), shapes/FLOPs (`shapes`), summaries (`info`), NMS and
 //! box scaling (`postprocess`) and safetensors weights under Ultralytics' `state_dict` names (`weights`), also
 //! read from Ultralytics' `.pt` checkpoints (`checkpoint`).
 
@@ -11,12 +11,15 @@ pub mod error;
 pub mod fuse;
 pub mod graph;
 pub mod info;
+pub mod lowering;
+pub mod modules;
 pub mod nn;
 pub mod pickle;
 pub mod postprocess;
 pub mod shapes;
 pub mod spec;
 pub mod weights;
+pub mod yaml_args;
 
 pub use burn;
 pub use error::{ModelError, Result};

@@ -4,59 +4,19 @@
 //! scale without building a model.
 
 use crate::error::{ModelError, Result};
+use crate::modules::{self, check_channels, BlockKind, Role, Row};
+use crate::nn::Act;
+use crate::yaml_args::{
+    args_display, as_f64, as_usize, check_arity, make_divisible, resolve_arg, Arg, Ctx,
+};
 use serde_yaml::Value;
 use std::path::Path;
 
 /// One YAML row after depth/width scaling and argument resolution.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModuleSpec {
-    Conv {
-        c1: usize,
-        c2: usize,
-        k: usize,
-        s: usize,
-        p: usize,
-        g: usize,
-        d: usize,
-        act: bool,
-    },
-    Bottleneck {
-        c1: usize,
-        c2: usize,
-        shortcut: bool,
-        g: usize,
-        k: (usize, usize),
-        e: f64,
-    },
-    C2f {
-        c1: usize,
-        c2: usize,
-        n: usize,
-        shortcut: bool,
-        g: usize,
-        e: f64,
-    },
-    C3 {
-        c1: usize,
-        c2: usize,
-        n: usize,
-        shortcut: bool,
-        g: usize,
-        e: f64,
-    },
-    Sppf {
-        c1: usize,
-        c2: usize,
-        k: usize,
-        n: usize,
-        shortcut: bool,
-        cv1_act: bool,
-    },
-    Spp {
-        c1: usize,
-        c2: usize,
-        k: Vec<usize>,
-    },
+    /// A registered block ([`crate::modules`]).
+    Block(BlockKind),
     Upsample {
         scale: usize,
     },
@@ -66,42 +26,23 @@ pub enum ModuleSpec {
         reg_max: usize,
         ch: Vec<usize>,
     },
-    MobileOne {
-        c1: usize,
-        c2: usize,
-        k: usize,
-        stride: usize,
-        use_se: bool,
-    },
 }
 
 impl ModuleSpec {
     /// The class path Ultralytics prints in its model table.
     pub fn type_name(&self) -> &'static str {
         match self {
-            ModuleSpec::Conv { .. } => "ultralytics.nn.modules.conv.Conv",
-            ModuleSpec::Bottleneck { .. } => "ultralytics.nn.modules.block.Bottleneck",
-            ModuleSpec::C2f { .. } => "ultralytics.nn.modules.block.C2f",
-            ModuleSpec::C3 { .. } => "ultralytics.nn.modules.block.C3",
-            ModuleSpec::Sppf { .. } => "ultralytics.nn.modules.block.SPPF",
-            ModuleSpec::Spp { .. } => "ultralytics.nn.modules.block.SPP",
+            ModuleSpec::Block(b) => b.type_name(),
             ModuleSpec::Upsample { .. } => "torch.nn.modules.upsampling.Upsample",
             ModuleSpec::Concat => "ultralytics.nn.modules.conv.Concat",
             ModuleSpec::Detect { .. } => "ultralytics.nn.modules.head.Detect",
-            ModuleSpec::MobileOne { .. } => "mobileone.MobileOneBlock",
         }
     }
 
     /// Input channels -> output channels where a module changes them.
     pub fn out_channels(&self, c_in: usize) -> usize {
         match self {
-            ModuleSpec::Conv { c2, .. }
-            | ModuleSpec::Bottleneck { c2, .. }
-            | ModuleSpec::C2f { c2, .. }
-            | ModuleSpec::C3 { c2, .. }
-            | ModuleSpec::Sppf { c2, .. }
-            | ModuleSpec::Spp { c2, .. }
-            | ModuleSpec::MobileOne { c2, .. } => *c2,
+            ModuleSpec::Block(b) => b.c_out(),
             _ => c_in,
         }
     }
@@ -138,6 +79,8 @@ pub struct ModelSpec {
     pub width: f64,
     pub max_channels: f64,
     pub reg_max: usize,
+    /// The activation of every `act=True` conv (the YAML's `activation:`, SiLU by default).
+    pub act: Act,
     pub layers: Vec<LayerSpec>,
     /// Layers whose outputs later rows read (Ultralytics' `save` list).
     pub save: Vec<usize>,
@@ -145,10 +88,9 @@ pub struct ModelSpec {
 
 /// Limits far past any real model, so a typo fails with a message instead of an allocation abort.
 const MAX_NC: usize = data::config::MAX_CLASSES;
-const MAX_CHANNELS: usize = 16_384;
-const MAX_KERNEL: usize = 64;
 const MAX_REPEATS: usize = 100;
-const MAX_BRANCHES: usize = 64;
+/// nn.Upsample's largest scale factor.
+const MAX_SCALE: usize = 64;
 /// 8 GB of float32: 100x yolov8x.
 const MAX_WEIGHTS: f64 = 2e9;
 
@@ -200,332 +142,11 @@ pub fn unified_name(path: &str) -> String {
     }
 }
 
-fn make_divisible(x: f64, divisor: usize) -> usize {
-    ((x / divisor as f64).ceil() as usize) * divisor
-}
-
-/// A row argument after Ultralytics' string resolution (`"nc"`, `"None"`, `"True"` ...).
-#[derive(Debug, Clone, PartialEq)]
-enum Arg {
-    None,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Str(String),
-    List(Vec<Arg>),
-}
-
-impl std::fmt::Display for Arg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Arg::None => write!(f, "None"),
-            Arg::Bool(b) => write!(f, "{}", if *b { "True" } else { "False" }),
-            Arg::Int(i) => write!(f, "{i}"),
-            Arg::Float(x) => write!(f, "{x:?}"),
-            Arg::Str(s) => write!(f, "'{s}'"),
-            Arg::List(v) => {
-                write!(f, "[")?;
-                for (i, a) in v.iter().enumerate() {
-                    if i > 0 {
-                        write!(f, ", ")?;
-                    }
-                    write!(f, "{a}")?;
-                }
-                write!(f, "]")
-            }
-        }
-    }
-}
-
-fn args_display(args: &[Arg]) -> String {
-    Arg::List(args.to_vec()).to_string()
-}
-
-struct Ctx<'a> {
-    source: &'a str,
-    row: usize,
-}
-
-impl Ctx<'_> {
-    fn err(&self, msg: impl Into<String>) -> ModelError {
-        ModelError::Yaml {
-            file: self.source.to_string(),
-            row: Some(self.row),
-            msg: msg.into(),
-        }
-    }
-}
-
-fn resolve_arg(v: &Value, locals: &[(&str, Arg)], ctx: &Ctx) -> Result<Arg> {
-    Ok(match v {
-        Value::Null => Arg::None,
-        Value::Bool(b) => Arg::Bool(*b),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Arg::Int(i)
-            } else {
-                Arg::Float(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        Value::String(s) => {
-            if let Some((_, a)) = locals.iter().find(|(k, _)| *k == s.as_str()) {
-                a.clone()
-            } else {
-                literal_eval(s)
-            }
-        }
-        Value::Sequence(seq) => Arg::List(
-            seq.iter()
-                .map(|x| resolve_arg(x, locals, ctx))
-                .collect::<Result<_>>()?,
-        ),
-        other => return Err(ctx.err(format!("unsupported argument {other:?}"))),
-    })
-}
-
-/// The subset of Python's `ast.literal_eval` that model YAML uses; anything else stays a string.
-fn literal_eval(s: &str) -> Arg {
-    let t = s.trim();
-    match t {
-        "None" => return Arg::None,
-        "True" => return Arg::Bool(true),
-        "False" => return Arg::Bool(false),
-        _ => {}
-    }
-    if let Ok(i) = t.parse::<i64>() {
-        return Arg::Int(i);
-    }
-    if let Ok(x) = t.parse::<f64>() {
-        return Arg::Float(x);
-    }
-    Arg::Str(s.to_string())
-}
-
-fn as_usize(a: &Arg, what: &str, ctx: &Ctx) -> Result<usize> {
-    match a {
-        Arg::Int(i) if *i >= 0 => Ok(*i as usize),
-        other => Err(ctx.err(format!(
-            "{what}: expected a non-negative integer, got {other}"
-        ))),
-    }
-}
-
-fn as_bool(a: &Arg, what: &str, ctx: &Ctx) -> Result<bool> {
-    match a {
-        Arg::Bool(b) => Ok(*b),
-        Arg::Int(0) => Ok(false),
-        Arg::Int(1) => Ok(true),
-        other => Err(ctx.err(format!("{what}: expected True or False, got {other}"))),
-    }
-}
-
-fn as_f64(a: &Arg, what: &str, ctx: &Ctx) -> Result<f64> {
-    match a {
-        Arg::Int(i) => Ok(*i as f64),
-        Arg::Float(x) => Ok(*x),
-        other => Err(ctx.err(format!("{what}: expected a number, got {other}"))),
-    }
-}
-
-fn check_arity(args: &[Arg], min: usize, max: usize, sig: &str, ctx: &Ctx) -> Result<()> {
-    if args.len() < min || args.len() > max {
-        return Err(ctx.err(format!(
-            "wrong number of args: got {} ({}), expected {sig}",
-            args.len(),
-            args_display(args)
-        )));
-    }
-    Ok(())
-}
-
-/// Argument `i` of a row parsed by `parse`, or `default` where the row leaves it out.
-fn optional<T>(r: &[Arg], i: usize, default: T, parse: impl Fn(&Arg) -> Result<T>) -> Result<T> {
-    r.get(i)
-        .map(parse)
-        .transpose()
-        .map(|v| v.unwrap_or(default))
-}
-
-fn as_int_or_pair(a: &Arg, what: &str, ctx: &Ctx) -> Result<usize> {
-    as_usize(a, what, ctx)
-}
-
-/// The module of a row whose first argument is c2 (Conv, Bottleneck, C2f, C3, SPPF, SPP, MobileOneBlock):
-/// `r` holds the arguments after c2, as the row wrote them; `n` is C2f's and C3's scaled repeat count.
-fn base_module(
-    mname: &str,
-    r: &[Arg],
-    c1: usize,
-    c2: usize,
-    n: usize,
-    ctx: &Ctx,
-) -> Result<ModuleSpec> {
-    Ok(match mname {
-        "Conv" => {
-            check_arity(r, 0, 6, "[c2, k=1, s=1, p=None, g=1, d=1, act=True]", ctx)?;
-            let k = optional(r, 0, 1, |a| as_int_or_pair(a, "k", ctx))?;
-            let s = optional(r, 1, 1, |a| as_usize(a, "s", ctx))?;
-            let d = optional(r, 4, 1, |a| as_usize(a, "d", ctx))?;
-            let p = match r.get(2) {
-                None | Some(Arg::None) => {
-                    let ke = if d > 1 { d * (k - 1) + 1 } else { k };
-                    ke / 2
-                }
-                Some(a) => as_usize(a, "p", ctx)?,
-            };
-            let g = optional(r, 3, 1, |a| as_usize(a, "g", ctx))?;
-            let act = optional(r, 5, true, |a| as_bool(a, "act", ctx))?;
-            if g == 0 || !c1.is_multiple_of(g) || !c2.is_multiple_of(g) {
-                return Err(ctx.err(format!("groups {g} must divide c1 {c1} and c2 {c2}")));
-            }
-            if k == 0 || s == 0 {
-                return Err(ctx.err("k and s must be at least 1"));
-            }
-            ModuleSpec::Conv {
-                c1,
-                c2,
-                k,
-                s,
-                p,
-                g,
-                d,
-                act,
-            }
-        }
-        "Bottleneck" => {
-            check_arity(r, 0, 4, "[c2, shortcut=True, g=1, k=(3, 3), e=0.5]", ctx)?;
-            let shortcut = optional(r, 0, true, |a| as_bool(a, "shortcut", ctx))?;
-            let g = optional(r, 1, 1, |a| as_usize(a, "g", ctx))?;
-            let k = match r.get(2) {
-                None => (3, 3),
-                Some(Arg::List(v)) if v.len() == 2 => {
-                    (as_usize(&v[0], "k", ctx)?, as_usize(&v[1], "k", ctx)?)
-                }
-                Some(other) => {
-                    return Err(ctx.err(format!("k: expected a pair like [3, 3], got {other}")))
-                }
-            };
-            let e = optional(r, 3, 0.5, |a| as_f64(a, "e", ctx))?;
-            ModuleSpec::Bottleneck {
-                c1,
-                c2,
-                shortcut,
-                g,
-                k,
-                e,
-            }
-        }
-        "C2f" | "C3" => {
-            check_arity(r, 0, 3, "[c2, shortcut, g=1, e=0.5]", ctx)?;
-            let default_sc = mname == "C3";
-            let shortcut = optional(r, 0, default_sc, |a| as_bool(a, "shortcut", ctx))?;
-            let g = optional(r, 1, 1, |a| as_usize(a, "g", ctx))?;
-            let e = optional(r, 2, 0.5, |a| as_f64(a, "e", ctx))?;
-            if mname == "C2f" {
-                ModuleSpec::C2f {
-                    c1,
-                    c2,
-                    n,
-                    shortcut,
-                    g,
-                    e,
-                }
-            } else {
-                ModuleSpec::C3 {
-                    c1,
-                    c2,
-                    n,
-                    shortcut,
-                    g,
-                    e,
-                }
-            }
-        }
-        "SPPF" => {
-            check_arity(r, 0, 3, "[c2, k=5, n=3, shortcut=False]", ctx)?;
-            let k = optional(r, 0, 5, |a| as_usize(a, "k", ctx))?;
-            let np = optional(r, 1, 3, |a| as_usize(a, "n", ctx))?;
-            let shortcut = optional(r, 2, false, |a| as_bool(a, "shortcut", ctx))?;
-            // parse_model restores SiLU on cv1 for the classic rows (<= 3 constructor args).
-            let cv1_act = r.len() + 2 <= 3;
-            ModuleSpec::Sppf {
-                c1,
-                c2,
-                k,
-                n: np,
-                shortcut,
-                cv1_act,
-            }
-        }
-        "SPP" => {
-            check_arity(r, 0, 1, "[c2, k=(5, 9, 13)]", ctx)?;
-            let k = match r.first() {
-                None => vec![5, 9, 13],
-                Some(Arg::List(v)) => v
-                    .iter()
-                    .map(|a| as_usize(a, "k", ctx))
-                    .collect::<Result<_>>()?,
-                Some(other) => {
-                    return Err(ctx.err(format!("k: expected a list of kernel sizes, got {other}")))
-                }
-            };
-            ModuleSpec::Spp { c1, c2, k }
-        }
-        "MobileOneBlock" => {
-            // The seed's signature: MobileOneBlock(c1, c2, k, stride=1, dilation=1,
-            // padding_mode='zeros', deploy=False, use_se=False).
-            const SIG: &str =
-                "[c2, k, stride=1, dilation=1, padding_mode='zeros', deploy=False, use_se=False]";
-            check_arity(r, 1, 6, SIG, ctx)?;
-            let k = as_usize(&r[0], "k (number of branches)", ctx)?;
-            let stride = optional(r, 1, 1, |a| as_usize(a, "stride", ctx))?;
-            if let Some(d) = r.get(2) {
-                if !matches!(d, Arg::Int(1)) {
-                    return Err(ctx.err(format!(
-                            "dilation: got {d}, only 1 is supported (the seed's training branches ignore it); \
-                             use_se is the 7th argument: {SIG}"
-                        )));
-                }
-            }
-            if let Some(m) = r.get(3) {
-                if !matches!(m, Arg::Str(s) if s.trim_matches(['"', '\'']) == "zeros") {
-                    return Err(
-                        ctx.err(format!("padding_mode: got {m}, only 'zeros' is supported"))
-                    );
-                }
-            }
-            if optional(r, 4, false, |a| as_bool(a, "deploy", ctx))? {
-                return Err(ctx.err(
-                        "deploy=True rows are not supported: build the unfused model and fuse it (export)",
-                    ));
-            }
-            let use_se = optional(r, 5, false, |a| as_bool(a, "use_se", ctx))?;
-            if k == 0 {
-                return Err(ctx.err("k (number of branches) must be at least 1"));
-            }
-            if stride == 0 {
-                return Err(ctx.err("stride must be at least 1"));
-            }
-            ModuleSpec::MobileOne {
-                c1,
-                c2,
-                k,
-                stride,
-                use_se,
-            }
-        }
-        other => {
-            return Err(ctx.err(format!(
-                "{other} is not a module with c2 as its first argument"
-            )))
-        }
-    })
-}
-
 /// The model-wide keys of a model YAML: nc (or the override), reg_max, and the scale's depth, width and
 /// max_channels (`scales`, or the older depth_multiple/width_multiple with no channel cap).
 struct Header {
     nc: usize,
+    act: Act,
     reg_max: usize,
     scale: String,
     depth: f64,
@@ -554,11 +175,14 @@ impl Header {
         if nc == 0 {
             return Err(top_err("nc must be at least 1".into()));
         }
-        if let Some(act) = get("activation") {
-            return Err(top_err(format!(
-                "activation: {act:?} is not supported (only the default SiLU)"
-            )));
-        }
+        let act = match get("activation") {
+            None | Some(Value::Null) => Act::Silu,
+            Some(v) => v.as_str().and_then(Act::from_yaml).ok_or_else(|| {
+                top_err(format!(
+                    "activation: {v:?} is not supported (nn.SiLU() or nn.ReLU(), as Conv.default_act)"
+                ))
+            })?,
+        };
         let reg_max = match get("reg_max") {
             None => 16,
             Some(v) => v
@@ -614,6 +238,7 @@ impl Header {
         };
         Ok(Header {
             nc,
+            act,
             reg_max,
             scale,
             depth,
@@ -751,6 +376,7 @@ impl ModelSpec {
 
         let Header {
             nc,
+            act,
             reg_max,
             scale,
             depth,
@@ -856,45 +482,61 @@ impl ModelSpec {
             let mut repeats = n;
             let module;
             let c_out;
-            match mname.as_str() {
-                "Conv" | "Bottleneck" | "C2f" | "C3" | "SPPF" | "SPP" | "MobileOneBlock" => {
+            match (mname.as_str(), modules::role(&mname)) {
+                (_, Some(role)) => {
                     let c1 = ch_of(&single_from()?);
-                    let c2 = scale_c2(&args)?;
-                    let rest: Vec<Arg> = args[1..].to_vec();
-                    args = std::iter::once(Arg::Int(c1 as i64))
-                        .chain(std::iter::once(Arg::Int(c2 as i64)))
-                        .chain(rest.iter().cloned())
-                        .collect();
-                    let is_repeat = matches!(mname.as_str(), "C2f" | "C3");
-                    if is_repeat {
+                    let c2 = if role == Role::SameChannels {
+                        c1
+                    } else {
+                        let c2 = scale_c2(&args)?;
+                        let rest: Vec<Arg> = args[1..].to_vec();
+                        args = [Arg::Int(c1 as i64), Arg::Int(c2 as i64)]
+                            .into_iter()
+                            .chain(rest)
+                            .collect();
+                        c2
+                    };
+                    if role == Role::C2FirstRepeat {
                         args.insert(2, Arg::Int(n as i64));
                         repeats = 1;
                     }
-                    module = base_module(mname.as_str(), &rest, c1, c2, n, &ctx)?;
-                    if repeats > 1 && c1 != c2 {
+                    // The block's own arguments, as the row wrote them.
+                    let own: Vec<Arg> = match role {
+                        Role::SameChannels => args.clone(),
+                        Role::C2First => args[2..].to_vec(),
+                        Role::C2FirstRepeat => args[3..].to_vec(),
+                    };
+                    let row = Row {
+                        args: &own,
+                        c1,
+                        c2,
+                        n,
+                        act,
+                        ctx: &ctx,
+                    };
+                    let block = modules::parse(&mname, &row).expect("registered name")?;
+                    if repeats > 1 && block.c_out() != c1 {
                         return Err(ctx.err(format!(
-                            "repeats {repeats} stacks identical {mname} blocks, so c1 ({c1}) must equal c2 ({c2}); \
-                             split the row into a first block and a repeated one"
+                            "repeats {repeats} stacks identical {mname} blocks, so c1 ({c1}) must equal c2 ({}); \
+                             split the row into a first block and a repeated one",
+                            block.c_out()
                         )));
                     }
-                    if repeats > 1 {
-                        let strided = matches!(module, ModuleSpec::Conv { s, .. } if s != 1)
-                            || matches!(module, ModuleSpec::MobileOne { stride, .. } if stride != 1);
-                        if strided {
-                            return Err(ctx.err(format!(
-                                "repeats {repeats} stacks identical {mname} blocks, so each would downsample; use stride 1 for repeated rows"
-                            )));
-                        }
+                    if repeats > 1 && block.out_hw(64, 64) != (64, 64) {
+                        return Err(ctx.err(format!(
+                            "repeats {repeats} stacks identical {mname} blocks, so each would change the map size; use stride 1 for repeated rows"
+                        )));
                     }
-                    c_out = c2;
+                    c_out = block.c_out();
+                    module = ModuleSpec::Block(block);
                 }
-                "nn.Upsample" => {
+                ("nn.Upsample", None) => {
                     let c1 = ch_of(&single_from()?);
                     let scale = upsample_scale(&args, &ctx)?;
                     module = ModuleSpec::Upsample { scale };
                     c_out = c1;
                 }
-                "Concat" => {
+                ("Concat", None) => {
                     check_arity(&args, 0, 1, "[dimension=1]", &ctx)?;
                     if let Some(a) = args.first() {
                         if as_usize(a, "dimension", &ctx)? != 1 {
@@ -904,7 +546,7 @@ impl ModelSpec {
                     module = ModuleSpec::Concat;
                     c_out = from.iter().map(ch_of).sum();
                 }
-                "Detect" => {
+                ("Detect", None) => {
                     check_arity(&args, 1, 1, "[nc]", &ctx)?;
                     let dnc = as_usize(&args[0], "nc", &ctx)?;
                     let chs: Vec<usize> = from.iter().map(ch_of).collect();
@@ -914,25 +556,21 @@ impl ModelSpec {
                     if dnc == 0 {
                         return Err(ctx.err("Detect: nc must be at least 1"));
                     }
-                    module = ModuleSpec::Detect { nc: dnc, reg_max, ch: chs };
+                    module = ModuleSpec::Detect {
+                        nc: dnc,
+                        reg_max,
+                        ch: chs,
+                    };
                     c_out = 0;
                 }
-                other => {
+                (other, None) => {
                     return Err(ctx.err(format!(
-                        "unknown module '{other}' (supported: Conv, Bottleneck, C2f, C3, SPPF, SPP, nn.Upsample, Concat, Detect, MobileOneBlock)"
+                        "unknown module '{other}' (supported: {}, nn.Upsample, Concat, Detect)",
+                        modules::NAMES.join(", ")
                     )))
                 }
             }
-            if repeats > 1
-                && !matches!(
-                    module,
-                    ModuleSpec::Conv { .. }
-                        | ModuleSpec::Bottleneck { .. }
-                        | ModuleSpec::MobileOne { .. }
-                        | ModuleSpec::Sppf { .. }
-                        | ModuleSpec::Spp { .. }
-                )
-            {
+            if repeats > 1 && !matches!(module, ModuleSpec::Block(_)) {
                 return Err(ctx.err(format!("repeats {repeats} is not supported for {mname}")));
             }
             if i == 0 {
@@ -971,6 +609,7 @@ impl ModelSpec {
             width,
             max_channels,
             reg_max,
+            act,
             layers,
             save: save.into_iter().collect(),
         };
@@ -1013,35 +652,6 @@ impl ModelSpec {
                 source: &self.source,
                 row: l.index,
             };
-            let chan = |what: &str, c: usize| -> Result<()> {
-                if c == 0 || c > MAX_CHANNELS {
-                    return Err(ctx.err(format!(
-                        "{what} is {c} channels after scaling: must be between 1 and {MAX_CHANNELS}"
-                    )));
-                }
-                Ok(())
-            };
-            let kernel = |what: &str, k: usize| -> Result<()> {
-                if k == 0 || k > MAX_KERNEL {
-                    return Err(ctx.err(format!("{what} {k}: must be between 1 and {MAX_KERNEL}")));
-                }
-                Ok(())
-            };
-            let expand = |c2: usize, e: f64| -> Result<usize> {
-                let c = (c2 as f64 * e) as usize;
-                if e.is_nan() || e <= 0.0 || c == 0 {
-                    return Err(ctx.err(format!(
-                        "e {e}: the hidden width int({c2} * e) must be at least 1 channel"
-                    )));
-                }
-                Ok(c)
-            };
-            let groups = |g: usize, a: usize, b: usize| -> Result<()> {
-                if g == 0 || !a.is_multiple_of(g) || !b.is_multiple_of(g) {
-                    return Err(ctx.err(format!("groups {g} must divide {a} and {b}")));
-                }
-                Ok(())
-            };
             if l.repeats.max(l.n_display) > MAX_REPEATS {
                 return Err(ctx.err(format!(
                     "repeats {}: at most {MAX_REPEATS}",
@@ -1049,52 +659,12 @@ impl ModelSpec {
                 )));
             }
             if !matches!(l.module, ModuleSpec::Detect { .. }) {
-                chan("the output", l.c_out)?;
+                check_channels("the output", l.c_out, &ctx)?;
             }
             match &l.module {
-                ModuleSpec::Conv { k, s, p, d, .. } => {
-                    kernel("k", *k)?;
-                    if *s > MAX_KERNEL || *d == 0 || *d > MAX_KERNEL || *p > d * k {
-                        return Err(ctx.err(format!(
-                            "s {s}, p {p}, d {d}: stride and dilation must be between 1 and {MAX_KERNEL}, padding at most d * k"
-                        )));
-                    }
-                }
-                ModuleSpec::Bottleneck { c2, g, k, e, .. } => {
-                    let c_ = expand(*c2, *e)?;
-                    kernel("k", k.0)?;
-                    kernel("k", k.1)?;
-                    groups(*g, c_, *c2)?;
-                }
-                ModuleSpec::C2f { c2, g, e, .. } | ModuleSpec::C3 { c2, g, e, .. } => {
-                    let c = expand(*c2, *e)?;
-                    groups(*g, c, c)?;
-                }
-                ModuleSpec::Sppf { c1, k, .. } => {
-                    kernel("k", *k)?;
-                    if k % 2 == 0 {
-                        return Err(ctx.err(format!(
-                            "k {k}: SPPF pools with stride 1 and padding k // 2, so an even k changes the map size; use an odd k"
-                        )));
-                    }
-                    chan("c1 // 2", c1 / 2)?;
-                }
-                ModuleSpec::Spp { c1, k, .. } => {
-                    for &kk in k {
-                        kernel("k", kk)?;
-                        if kk % 2 == 0 {
-                            return Err(ctx.err(format!("k {kk}: SPP kernels must be odd")));
-                        }
-                    }
-                    chan("c1 // 2", c1 / 2)?;
-                }
-                ModuleSpec::MobileOne { k, stride, .. } if *k > MAX_BRANCHES || *stride > 2 => {
-                    return Err(ctx.err(format!(
-                        "k {k}, stride {stride}: at most {MAX_BRANCHES} branches and stride 1 or 2"
-                    )));
-                }
-                ModuleSpec::Upsample { scale } if *scale > MAX_KERNEL => {
-                    return Err(ctx.err(format!("scale_factor {scale}: at most {MAX_KERNEL}")));
+                ModuleSpec::Block(b) => b.check(&ctx)?,
+                ModuleSpec::Upsample { scale } if *scale > MAX_SCALE => {
+                    return Err(ctx.err(format!("scale_factor {scale}: at most {MAX_SCALE}")));
                 }
                 ModuleSpec::Detect { nc, ch, .. } => {
                     if *nc > MAX_NC {
@@ -1106,7 +676,7 @@ impl ModelSpec {
                         ));
                     }
                     for &c in ch {
-                        chan("a Detect input", c)?;
+                        check_channels("a Detect input", c, &ctx)?;
                     }
                 }
                 _ => {}
@@ -1226,12 +796,14 @@ mod tests {
         let spec = ModelSpec::from_str(text, "se.yaml", &SpecOptions::default()).unwrap();
         assert!(matches!(
             spec.layers[0].module,
-            ModuleSpec::MobileOne {
-                k: 4,
-                stride: 2,
-                use_se: true,
-                ..
-            }
+            ModuleSpec::Block(BlockKind::MobileOne(
+                crate::modules::mobileone::MobileOneSpec {
+                    k: 4,
+                    stride: 2,
+                    use_se: true,
+                    ..
+                }
+            ))
         ));
         let e = bad("  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 2, MobileOneBlock, [32, 1, 1]]");
         assert!(

@@ -31,8 +31,9 @@ pub mod meta {
     pub const FORMAT_VALUE: &str = "yolo-burn/ultralytics-state-dict";
 }
 
-/// Whether tensors with these names form a fused model: none belongs to a BatchNorm (a Conv's `.bn.`, a
-/// MobileOne branch's `bn_layer`).
+/// Whether the tensors of a weights file without our metadata (Ultralytics' own files) form a fused model:
+/// none has a BatchNorm's name (a Conv's `.bn.`, a MobileOne branch's `bn_layer`). A file holds only names;
+/// a built model says it by its tensors' kinds ([`crate::YoloModel::is_fused`]).
 pub fn fused_by_names<'a>(mut names: impl Iterator<Item = &'a str>) -> bool {
     !names.any(|k| k.contains(".bn.") || k.contains("bn_layer"))
 }
@@ -53,8 +54,8 @@ pub fn state_dict(model: &mut YoloModel) -> StateDict {
     let mut sd = StateDict::new();
     model.visit_named("model", &mut |k, slot| {
         let t = match slot {
-            Slot::W4(p) => host(p.val()),
-            Slot::W1(p) => host(p.val()),
+            Slot::W4(p) | Slot::Frozen(p) => host(p.val()),
+            Slot::W1(p) | Slot::Norm(p) => host(p.val()),
             Slot::Stat(s) => host(s.value_sync()),
         };
         sd.insert(k, t);
@@ -68,8 +69,8 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
     let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
     model.visit_named("model", &mut |k, slot| {
         let shape = match slot {
-            Slot::W4(p) => p.val().dims().to_vec(),
-            Slot::W1(p) => p.val().dims().to_vec(),
+            Slot::W4(p) | Slot::Frozen(p) => p.val().dims().to_vec(),
+            Slot::W1(p) | Slot::Norm(p) => p.val().dims().to_vec(),
             Slot::Stat(s) => s.value().dims().to_vec(),
         };
         expected.push((k, shape));
@@ -127,14 +128,16 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
         let t = &sd[&k];
         let data = TensorData::new(t.data.clone(), t.shape.clone());
         match slot {
-            Slot::W4(p) => {
-                // Asking the old tensor would say "no gradient" for every weight on a plain (non-autodiff)
-                // device, freezing them for training; only the DFL projection is frozen.
-                let frozen = k.ends_with("dfl.conv.weight");
+            // Asking the old tensor would say "no gradient" for every weight on a plain (non-autodiff) device,
+            // freezing them for training; the kind says what is frozen.
+            Slot::W4(p) => *p = Param::from_tensor(Tensor::<4>::from_data(data, &device)),
+            Slot::Frozen(p) => {
                 *p = Param::from_tensor(Tensor::<4>::from_data(data, &device))
-                    .set_require_grad(!frozen);
+                    .set_require_grad(false)
             }
-            Slot::W1(p) => *p = Param::from_tensor(Tensor::<1>::from_data(data, &device)),
+            Slot::W1(p) | Slot::Norm(p) => {
+                *p = Param::from_tensor(Tensor::<1>::from_data(data, &device))
+            }
             Slot::Stat(s) => *s = RunningState::new(Tensor::<1>::from_data(data, &device)),
         }
     });
@@ -215,8 +218,8 @@ fn model_device(model: &mut YoloModel) -> Device {
     model.visit_named("model", &mut |_, slot| {
         if dev.is_none() {
             dev = Some(match slot {
-                Slot::W4(p) => p.device(),
-                Slot::W1(p) => p.device(),
+                Slot::W4(p) | Slot::Frozen(p) => p.device(),
+                Slot::W1(p) | Slot::Norm(p) => p.device(),
                 Slot::Stat(s) => s.value().device(),
             });
         }

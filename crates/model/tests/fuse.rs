@@ -35,7 +35,7 @@ fn randomize_bn(m: &mut YoloModel) {
                 &s.value().device(),
             ));
         }
-        Slot::W1(p) if k.contains("bn") && k.ends_with("weight") => {
+        Slot::Norm(p) => {
             let n = p.val().dims()[0];
             *p = model::burn::module::Param::from_tensor(Tensor::random(
                 [n],
@@ -103,7 +103,9 @@ fn fusing_mobileone_keeps_the_output_with_and_without_se() {
     );
     assert!(matches!(
         se.layers[2].module,
-        model::spec::ModuleSpec::MobileOne { use_se: true, .. }
+        model::spec::ModuleSpec::Block(model::modules::BlockKind::MobileOne(
+            model::modules::mobileone::MobileOneSpec { use_se: true, .. }
+        ))
     ));
     check_fusion(YoloModel::new(&se, &d), 64, 64);
 }

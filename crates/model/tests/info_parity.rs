@@ -1,5 +1,7 @@
-//! `info` against Ultralytics' own summaries (tests/fixtures/info.json, made by scripts/make_info_fixture.py):
-//! parameter counts exactly, GFLOPs within 1%, unfused and fused, every scale of both configs.
+//! `info` against Ultralytics' own summaries: parameter counts exactly, GFLOPs within 1%, unfused and fused.
+//! tests/fixtures/info.json (scripts/make_info_fixture.py): every scale of both configs; family_info.json
+//! (scripts/make_family_fixtures.py): Ultralytics' own YOLO family YAMLs, unchanged (configs/ultralytics),
+//! strides included.
 
 use model::burn::tensor::Device;
 use model::info::model_info;
@@ -13,29 +15,49 @@ fn root() -> &'static Path {
 
 #[test]
 fn parameters_and_gflops_match_ultralytics() {
+    check_summaries("info.json", 14);
+}
+
+#[test]
+fn ultralytics_family_yamls_match_the_package() {
+    check_summaries("family_info.json", 10);
+}
+
+fn check_summaries(fixture: &str, min_rows: usize) {
     let text = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/info.json"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(fixture),
     )
     .expect("info fixture");
     let fx: Value = serde_json::from_str(&text).expect("json");
     let rows = fx["models"].as_array().expect("models");
-    assert!(
-        rows.len() >= 14,
-        "fixture covers both configs at every scale"
-    );
+    assert!(rows.len() >= min_rows, "{fixture}: {} rows", rows.len());
     let mut worst_gflops = 0f64;
     for r in rows {
         let cfg = root().join(r["config"].as_str().unwrap());
         let scale = r["scale"].as_str().unwrap().to_string();
+        // The family YAMLs without `scales` (YOLOv3) use their own multiples.
+        let scale_opt = (!scale.is_empty()).then(|| scale.clone());
         let nc = r["nc"].as_u64().unwrap() as usize;
         let spec = ModelSpec::from_file(
             cfg.to_str().unwrap(),
             &SpecOptions {
-                scale: Some(scale.clone()),
+                scale: scale_opt,
                 nc: Some(nc),
             },
         )
-        .expect("spec");
+        .unwrap_or_else(|e| panic!("{}: {e}", cfg.display()));
+        if let Some(strides) = r.get("strides") {
+            let ours: Vec<u64> = spec.strides().iter().map(|s| *s as u64).collect();
+            let theirs: Vec<u64> = strides
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_u64().unwrap())
+                .collect();
+            assert_eq!(ours, theirs, "{} strides", cfg.display());
+        }
         let info = model_info(&YoloModel::new(&spec, &Device::flex()), 640, 640);
         let what = format!("{} scale {scale} nc {nc}", r["config"]);
         assert_eq!(

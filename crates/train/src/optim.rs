@@ -33,14 +33,13 @@ impl OptimizerKind {
     }
 }
 
-/// Ultralytics' parameter groups: 0 = weights (decayed), 1 = norm-layer weights, 2 = biases.
-pub fn group_of(key: &str) -> usize {
-    if key.ends_with(".bias") {
-        2
-    } else if key.contains(".bn.") || key.contains("bn_layer.") {
-        1
-    } else {
-        0
+/// Ultralytics' parameter groups: 0 = weights (decayed), 1 = norm-layer weights, 2 = biases; from the kind
+/// the module gave the tensor.
+pub fn group_of(slot: &Slot) -> usize {
+    match slot {
+        Slot::W4(_) | Slot::Frozen(_) => 0,
+        Slot::Norm(_) => 1,
+        Slot::W1(_) | Slot::Stat(_) => 2,
     }
 }
 
@@ -108,7 +107,9 @@ pub fn accumulate(acc: &mut GradMap, model: &mut YoloModel, grads: &Gradients) {
     model.visit_named("model", &mut |key, slot| {
         let g = match slot {
             Slot::W4(p) if p.is_require_grad() => p.val().grad(grads).map(AnyTensor::R4),
-            Slot::W1(p) if p.is_require_grad() => p.val().grad(grads).map(AnyTensor::R1),
+            Slot::W1(p) | Slot::Norm(p) if p.is_require_grad() => {
+                p.val().grad(grads).map(AnyTensor::R1)
+            }
             _ => None,
         };
         if let Some(g) = g {
@@ -141,11 +142,11 @@ pub fn freeze_layers(model: &mut YoloModel, layers: usize) -> usize {
                 *p = p.clone().set_require_grad(false);
                 n += 1;
             }
-            Slot::W1(p) => {
+            Slot::W1(p) | Slot::Norm(p) => {
                 *p = p.clone().set_require_grad(false);
                 n += 1;
             }
-            Slot::Stat(_) => {}
+            Slot::Stat(_) | Slot::Frozen(_) => {}
         }
     });
     n
@@ -266,40 +267,45 @@ impl Optimizer {
             1.0
         };
         self.steps += 1;
-        model.visit_named("model", &mut |key, slot| match slot {
-            Slot::W4(p) => {
-                let Some(AnyTensor::R4(g)) = grads.get(&key) else {
-                    return;
-                };
-                let w = self.update(&key, p.val().inner(), g.clone() * clip, true, lr, momentum);
-                *p = Param::initialized(p.id, w.detach().autodiff().require_grad());
+        model.visit_named("model", &mut |key, slot| {
+            let group = group_of(&slot);
+            match slot {
+                Slot::W4(p) => {
+                    let Some(AnyTensor::R4(g)) = grads.get(&key) else {
+                        return;
+                    };
+                    let w =
+                        self.update(&key, p.val().inner(), g.clone() * clip, group, lr, momentum);
+                    *p = Param::initialized(p.id, w.detach().autodiff().require_grad());
+                }
+                Slot::W1(p) | Slot::Norm(p) => {
+                    let Some(AnyTensor::R1(g)) = grads.get(&key) else {
+                        return;
+                    };
+                    let n = g.dims()[0];
+                    let w = AnyTensor::R1(p.val().inner()).into4();
+                    let g = AnyTensor::R1(g.clone() * clip).into4();
+                    let w = self.update(&key, w, g, group, lr, momentum).reshape([n]);
+                    *p = Param::initialized(p.id, w.detach().autodiff().require_grad());
+                }
+                Slot::Stat(_) | Slot::Frozen(_) => {}
             }
-            Slot::W1(p) => {
-                let Some(AnyTensor::R1(g)) = grads.get(&key) else {
-                    return;
-                };
-                let n = g.dims()[0];
-                let w = AnyTensor::R1(p.val().inner()).into4();
-                let g = AnyTensor::R1(g.clone() * clip).into4();
-                let w = self.update(&key, w, g, false, lr, momentum).reshape([n]);
-                *p = Param::initialized(p.id, w.detach().autodiff().require_grad());
-            }
-            Slot::Stat(_) => {}
         });
         norm
     }
 
-    /// The new value of tensor `key` (a conv filter when `filter`) after one step with gradient `g`.
+    /// The new value of tensor `key` (in optimizer group `group`, see [`group_of`]; group 0 are the conv
+    /// filters) after one step with gradient `g`.
     pub fn update(
         &mut self,
         key: &str,
         w: Tensor<4>,
         g: Tensor<4>,
-        filter: bool,
+        group: usize,
         lr: GroupLr,
         momentum: f64,
     ) -> Tensor<4> {
-        let group = group_of(key);
+        let filter = group == 0;
         let boosted = self
             .boosted_prefix
             .as_deref()
@@ -396,8 +402,8 @@ impl Optimizer {
 pub fn plain_tensors(model: &mut YoloModel) -> Vec<AnyTensor> {
     let mut v = Vec::new();
     model.visit_named("model", &mut |_, slot| match slot {
-        Slot::W4(p) => v.push(AnyTensor::R4(p.val().inner())),
-        Slot::W1(p) => v.push(AnyTensor::R1(p.val().inner())),
+        Slot::W4(p) | Slot::Frozen(p) => v.push(AnyTensor::R4(p.val().inner())),
+        Slot::W1(p) | Slot::Norm(p) => v.push(AnyTensor::R1(p.val().inner())),
         Slot::Stat(s) => v.push(AnyTensor::R1(s.value_sync().inner())),
     });
     v
@@ -431,11 +437,11 @@ impl Ema {
             let s = &src[i];
             i += 1;
             match (slot, s) {
-                (Slot::W4(p), AnyTensor::R4(t)) => {
+                (Slot::W4(p) | Slot::Frozen(p), AnyTensor::R4(t)) => {
                     let v = p.val() * d + t.clone() * (1.0 - d);
                     *p = Param::initialized(p.id, v);
                 }
-                (Slot::W1(p), AnyTensor::R1(t)) => {
+                (Slot::W1(p) | Slot::Norm(p), AnyTensor::R1(t)) => {
                     let v = p.val() * d + t.clone() * (1.0 - d);
                     *p = Param::initialized(p.id, v);
                 }

@@ -164,8 +164,12 @@ impl Replicas {
         // Frozen layers (`--freeze`) stay frozen on every replica.
         let mut weights = vec![];
         main.visit_named("model", &mut |_, slot| match slot {
-            Slot::W4(p) => weights.push((AnyTensor::R4(p.val().inner()), p.is_require_grad())),
-            Slot::W1(p) => weights.push((AnyTensor::R1(p.val().inner()), p.is_require_grad())),
+            Slot::W4(p) | Slot::Frozen(p) => {
+                weights.push((AnyTensor::R4(p.val().inner()), p.is_require_grad()))
+            }
+            Slot::W1(p) | Slot::Norm(p) => {
+                weights.push((AnyTensor::R1(p.val().inner()), p.is_require_grad()))
+            }
             Slot::Stat(_) => {}
         });
         for rep in &mut self.extra {
@@ -173,11 +177,11 @@ impl Replicas {
             let dev = rep.device.clone();
             rep.model.visit_named("model", &mut |_, slot| {
                 match (slot, &weights[i]) {
-                    (Slot::W4(p), (AnyTensor::R4(t), grad)) => {
+                    (Slot::W4(p) | Slot::Frozen(p), (AnyTensor::R4(t), grad)) => {
                         let t = t.clone().to_device(&dev).autodiff();
                         *p = Param::initialized(p.id, t).set_require_grad(*grad);
                     }
-                    (Slot::W1(p), (AnyTensor::R1(t), grad)) => {
+                    (Slot::W1(p) | Slot::Norm(p), (AnyTensor::R1(t), grad)) => {
                         let t = t.clone().to_device(&dev).autodiff();
                         *p = Param::initialized(p.id, t).set_require_grad(*grad);
                     }

@@ -148,7 +148,11 @@ impl Lower {
         add: Option<View>,
         what: &str,
     ) -> Result<(), EngineError> {
-        let act = if c.act { Act::Silu } else { Act::None };
+        let act = match c.act {
+            model::nn::Act::Silu => Act::Silu,
+            model::nn::Act::Relu => Act::Relu,
+            model::nn::Act::Identity => Act::None,
+        };
         match &c.bn {
             None => self.conv2d(&c.conv, act, src, dst, add, what),
             Some(bn) => {
@@ -259,7 +263,7 @@ impl Lower {
     /// One block from `src` (`cin` channels) into `dst`.
     fn block(&mut self, b: &Block, src: View, dst: View, what: &str) -> Result<(), EngineError> {
         match b {
-            Block::Conv(m) => self.conv(m, src, dst, None, what),
+            Block::Conv(m) | Block::DwConv(m) => self.conv(m, src, dst, None, what),
             Block::Bottleneck(m) => self.bottleneck(m, src, dst, what),
             Block::C2f(m) => {
                 let c = m.c;
@@ -346,6 +350,11 @@ impl Lower {
                 self.conv(&m.cv2, View { buf: cat, off: 0 }, dst, None, what)
             }
             Block::MobileOne(m) => self.mobileone(m, src, dst, what),
+            // Blocks without engine kernels run through burn (predict falls back with this message).
+            other => Err(EngineError::Unsupported(format!(
+                "{what}: {} has no engine kernels yet",
+                other.type_name()
+            ))),
         }
     }
 

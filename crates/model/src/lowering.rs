@@ -1,0 +1,39 @@
+//! The primitive operations a fused block is written as for exporters: each block's file lowers itself
+//! ([`crate::modules::BlockModule::lower`]) onto any [`Lowering`] (the ONNX writer is one), so a new block
+//! needs no exporter change.
+
+use crate::error::ModelError;
+use crate::modules::convtranspose::ConvTranspose;
+use crate::nn::Conv2d;
+
+/// A graph under construction; `V` names a value (a tensor of shape `(N, C, H, W)`).
+pub trait Lowering {
+    type V: Clone;
+    /// A `Conv2d` with its stored weights, bias, stride, padding, dilation and groups.
+    fn conv2d(&mut self, x: &Self::V, c: &Conv2d) -> Self::V;
+    /// A transposed conv (learned upsampling) with its stored weights and bias.
+    fn conv_transpose2d(&mut self, x: &Self::V, c: &ConvTranspose) -> Self::V;
+    fn silu(&mut self, x: &Self::V) -> Self::V;
+    fn relu(&mut self, x: &Self::V) -> Self::V;
+    fn sigmoid(&mut self, x: &Self::V) -> Self::V;
+    fn add(&mut self, a: &Self::V, b: &Self::V) -> Self::V;
+    /// Elementwise product (broadcasting a `(N, C, 1, 1)` gate).
+    fn mul(&mut self, a: &Self::V, b: &Self::V) -> Self::V;
+    /// Joined along channels.
+    fn concat(&mut self, xs: &[Self::V]) -> Self::V;
+    /// Cut along channels into pieces of `sizes`.
+    fn split(&mut self, x: &Self::V, sizes: &[usize]) -> Vec<Self::V>;
+    /// Max pooling, `k x k` window, stride `s`, padding `p` (padding never wins the max).
+    fn max_pool(&mut self, x: &Self::V, k: usize, s: usize, p: usize) -> Self::V;
+    /// Zero padding `(left, right, top, bottom)`.
+    fn zero_pad(&mut self, x: &Self::V, pad: (usize, usize, usize, usize)) -> Self::V;
+    /// Mean over each channel's map: `(N, C, 1, 1)`.
+    fn global_avg_pool(&mut self, x: &Self::V) -> Self::V;
+}
+
+/// The error for a block still in its training form.
+pub fn not_fused(what: &str) -> ModelError {
+    ModelError::Other(format!(
+        "export needs a fused model ({what} still has its training-time BatchNorm or branches)"
+    ))
+}

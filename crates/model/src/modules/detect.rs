@@ -1,0 +1,219 @@
+//! YOLOv8's (legacy) `Detect` head: per level a box branch (`cv2`) and a class branch (`cv3`), each
+//! Conv 3x3 -> Conv 3x3 -> Conv2d 1x1, and the DFL decode of the box logits.
+
+use super::conv::Conv;
+use crate::nn::{key, visit_list, Act, Conv2d, Named, Slot};
+use crate::shapes::Macs;
+use burn::module::{Module, Param};
+use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::{Device, Tensor};
+
+/// The hidden widths of the box and class branches: `(c2, c3)`.
+pub fn branch_widths(nc: usize, reg_max: usize, ch: &[usize]) -> (usize, usize) {
+    let c2 = 16.max(ch[0] / 4).max(reg_max * 4);
+    let c3 = ch[0].max(nc.min(100));
+    (c2, c3)
+}
+
+/// The head's multiply-accumulates for input maps of `sizes[i]` with `ch[i]` channels.
+pub fn macs(nc: usize, reg_max: usize, ch: &[usize], sizes: &[(usize, usize)], acc: &mut Macs) {
+    let (c2, c3) = branch_widths(nc, reg_max, ch);
+    for (&c, &(fh, fw)) in ch.iter().zip(sizes) {
+        acc.conv_bn(c, c2, 3, 1, fh, fw);
+        acc.conv_bn(c2, c2, 3, 1, fh, fw);
+        acc.conv(c2, 4 * reg_max, 1, 1, fh, fw);
+        acc.conv_bn(c, c3, 3, 1, fh, fw);
+        acc.conv_bn(c3, c3, 3, 1, fh, fw);
+        acc.conv(c3, nc, 1, 1, fh, fw);
+    }
+}
+
+/// One detection level's branch: Conv(3x3) -> Conv(3x3) -> Conv2d(1x1, bias).
+#[derive(Module, Debug)]
+pub struct HeadBranch {
+    pub c0: Conv,
+    pub c1: Conv,
+    pub out: Conv2d,
+}
+
+impl HeadBranch {
+    pub fn new(cin: usize, c: usize, cout: usize, act: Act, device: &Device) -> Self {
+        HeadBranch {
+            c0: Conv::simple(cin, c, 3, 1, act, device),
+            c1: Conv::simple(c, c, 3, 1, act, device),
+            out: Conv2d::new(c, cout, 1, 1, 0, 1, 1, true, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.out.forward(self.c1.forward(self.c0.forward(x)))
+    }
+}
+
+impl Named for HeadBranch {
+    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
+        self.c0.visit_named(&key(prefix, "0"), f);
+        self.c1.visit_named(&key(prefix, "1"), f);
+        self.out.visit_named(&key(prefix, "2"), f);
+    }
+}
+
+/// YOLOv8 (legacy) Detect head with DFL box decoding.
+#[derive(Module, Debug)]
+pub struct Detect {
+    pub cv2: Vec<HeadBranch>,
+    pub cv3: Vec<HeadBranch>,
+    /// The frozen DFL projection (weights 0..reg_max-1), kept as a tensor so it is saved like Ultralytics does.
+    pub dfl: Param<Tensor<4>>,
+    pub nc: usize,
+    pub reg_max: usize,
+    #[module(skip)]
+    pub strides: Vec<f32>,
+}
+
+impl Detect {
+    pub fn new(
+        nc: usize,
+        reg_max: usize,
+        ch: &[usize],
+        strides: Vec<f32>,
+        act: Act,
+        device: &Device,
+    ) -> Self {
+        let (c2, c3) = branch_widths(nc, reg_max, ch);
+        let mut cv2: Vec<HeadBranch> = ch
+            .iter()
+            .map(|&x| HeadBranch::new(x, c2, 4 * reg_max, act, device))
+            .collect();
+        let mut cv3: Vec<HeadBranch> = ch
+            .iter()
+            .map(|&x| HeadBranch::new(x, c3, nc, act, device))
+            .collect();
+        // Ultralytics' bias_init: box logits 2.0, class prior ~5 objects per 640 image.
+        for (i, (a, b)) in cv2.iter_mut().zip(cv3.iter_mut()).enumerate() {
+            a.out.bias = Some(Param::from_tensor(Tensor::full([4 * reg_max], 2.0, device)));
+            let s = strides[i] as f64;
+            let prior = (5.0 / nc as f64 / (640.0 / s).powi(2)).ln();
+            b.out.bias = Some(Param::from_tensor(Tensor::full([nc], prior, device)));
+        }
+        let proj: Vec<f32> = (0..reg_max).map(|i| i as f32).collect();
+        let dfl = Tensor::<1>::from_floats(proj.as_slice(), device).reshape([1, reg_max, 1, 1]);
+        Detect {
+            cv2,
+            cv3,
+            dfl: Param::from_tensor(dfl).set_require_grad(false),
+            nc,
+            reg_max,
+            strides,
+        }
+    }
+
+    /// Per-level raw maps `(B, 4*reg_max + nc, H, W)`: box logits first, then class logits.
+    pub fn forward_raw(&self, xs: Vec<Tensor<4>>) -> Vec<Tensor<4>> {
+        xs.into_iter()
+            .enumerate()
+            .map(|(i, x)| {
+                Tensor::cat(
+                    vec![self.cv2[i].forward(x.clone()), self.cv3[i].forward(x)],
+                    1,
+                )
+            })
+            .collect()
+    }
+
+    /// Decodes raw maps to `(B, 4 + nc, A)`: cx, cy, w, h in input pixels, then sigmoid scores.
+    pub fn decode(&self, raw: &[Tensor<4>]) -> Tensor<3> {
+        let device = raw[0].device();
+        let b = raw[0].dims()[0];
+        let x = flatten_levels(raw);
+        let a = x.dims()[2];
+        let boxes = x.clone().narrow(1, 0, 4 * self.reg_max);
+        let cls = x.narrow(1, 4 * self.reg_max, self.nc);
+        let dist = softmax(boxes.reshape([b, 4, self.reg_max, a]), 2);
+        let proj = self.dfl.val().reshape([1, 1, self.reg_max, 1]);
+        let dist: Tensor<3> = (dist * proj).sum_dim(2).reshape([b, 4, a]);
+        let (pts, strides) = anchor_grid(&map_sizes(raw), &self.strides);
+        // Channel-major (x row, then y row) to broadcast against (B, 2, A).
+        let xy: Vec<f32> = pts
+            .iter()
+            .map(|p| p[0])
+            .chain(pts.iter().map(|p| p[1]))
+            .collect();
+        // In the maps' float type (a float64 reference model decodes in float64 too).
+        let dtype = dist.dtype();
+        let anc = Tensor::<1>::from_floats(xy.as_slice(), &device)
+            .cast(dtype)
+            .reshape([1, 2, a]);
+        let st = Tensor::<1>::from_floats(strides.as_slice(), &device)
+            .cast(dtype)
+            .reshape([1, 1, a]);
+        let lt = dist.clone().narrow(1, 0, 2);
+        let rb = dist.narrow(1, 2, 2);
+        let x1y1 = anc.clone() - lt;
+        let x2y2 = anc + rb;
+        let c = (x1y1.clone() + x2y2.clone()) / 2.0;
+        let wh = x2y2 - x1y1;
+        let bx = Tensor::cat(vec![c, wh], 1) * st;
+        Tensor::cat(vec![bx, sigmoid(cls)], 1)
+    }
+}
+
+/// The per-level raw maps `(B, C, H_i, W_i)` joined along anchors: `(B, C, A)`, P3 first, row-major.
+pub fn flatten_levels(raw: &[Tensor<4>]) -> Tensor<3> {
+    let flat: Vec<Tensor<3>> = raw
+        .iter()
+        .map(|t| {
+            let [b, c, h, w] = t.dims();
+            t.clone().reshape([b, c, h * w])
+        })
+        .collect();
+    Tensor::cat(flat, 2)
+}
+
+/// Anchor centres in grid units (cell centres, levels in order, row-major) and each anchor's stride, for
+/// feature maps of the given `(h, w)` sizes (Ultralytics' `make_anchors`).
+pub fn anchor_grid(sizes: &[(usize, usize)], strides: &[f32]) -> (Vec<[f32; 2]>, Vec<f32>) {
+    let mut pts = Vec::new();
+    let mut st = Vec::new();
+    for (&(h, w), &s) in sizes.iter().zip(strides) {
+        for y in 0..h {
+            for x in 0..w {
+                pts.push([x as f32 + 0.5, y as f32 + 0.5]);
+                st.push(s);
+            }
+        }
+    }
+    (pts, st)
+}
+
+/// The `(h, w)` of each raw head map.
+pub fn map_sizes(raw: &[Tensor<4>]) -> Vec<(usize, usize)> {
+    raw.iter().map(|t| (t.dims()[2], t.dims()[3])).collect()
+}
+
+impl Named for Detect {
+    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
+        visit_list(&mut self.cv2, &key(prefix, "cv2"), f);
+        visit_list(&mut self.cv3, &key(prefix, "cv3"), f);
+        f(key(prefix, "dfl.conv.weight"), Slot::Frozen(&mut self.dfl));
+    }
+}
+
+impl HeadBranch {
+    pub fn fuse(self) -> HeadBranch {
+        HeadBranch {
+            c0: self.c0.fuse(),
+            c1: self.c1.fuse(),
+            out: self.out,
+        }
+    }
+}
+
+impl Detect {
+    /// BatchNorm folded into every branch conv. Idempotent.
+    pub fn fuse(mut self) -> Detect {
+        self.cv2 = self.cv2.into_iter().map(HeadBranch::fuse).collect();
+        self.cv3 = self.cv3.into_iter().map(HeadBranch::fuse).collect();
+        self
+    }
+}
