@@ -150,6 +150,23 @@ fn export_mobileone_with_se_all_formats() {
     export_fixture("mobileone_se_nc80_64");
 }
 
+/// Ultralytics' family YAMLs (GhostConv, C2, ConvTranspose2d with ReLU, max pools and zero padding, four
+/// levels): every block's own lowering makes an ONNX graph that reproduces the package's fused output.
+#[test]
+fn export_family_models_all_formats() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("family_"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 8, "{names:?}");
+    for n in names {
+        export_fixture(&n);
+    }
+}
+
 #[test]
 fn unwritable_out_dir_and_bad_sizes_leave_nothing() {
     let fx = fixture("v8_nc3_64");

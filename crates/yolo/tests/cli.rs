@@ -140,3 +140,85 @@ fn check_reports_the_dataset() {
     assert!(said.contains("val: 14 images found"), "{said}");
     assert!(said.contains("520 boxes"), "{said}");
 }
+
+/// Ultralytics' own family YAMLs (the forward fixtures' models, width 1/16) train for an epoch and export to
+/// ONNX through the binary, as a user runs them.
+#[test]
+fn family_models_train_and_export() {
+    let tmp = std::env::temp_dir().join(format!("yolo-family-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let data = tmp.join("data");
+    data::synth::write_dataset(&data, 2, 8, 4, 128).unwrap();
+    let fixtures = root().join("crates/deploy/tests/fixtures");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&fixtures)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("family_"))
+        })
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 8);
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let imgsz = if name.contains("p6") { "128" } else { "64" };
+        let run = tmp.join(&name);
+        let config = dir.join("model.yaml");
+        let data_yaml = data.join("data.yaml");
+        yolo(&[
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--scale",
+            "t",
+            "--data",
+            data_yaml.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--imgsz",
+            imgsz,
+            "--batch",
+            "4",
+            "--nbs",
+            "4",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        let results = std::fs::read_to_string(run.join("results.csv")).unwrap();
+        let last = results.lines().last().unwrap();
+        assert_eq!(results.lines().count(), 2, "{name}: one epoch\n{results}");
+        assert!(
+            last.split(',')
+                .skip(1)
+                .all(|v| v.trim().parse::<f64>().is_ok_and(f64::is_finite)),
+            "{name}: {last}"
+        );
+        let out = run.join("export");
+        yolo(&[
+            "export",
+            "--weights",
+            run.join("weights/last.safetensors").to_str().unwrap(),
+            "--format",
+            "onnx,safetensors",
+            "--imgsz",
+            imgsz,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let onnx = std::fs::read_dir(&out)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .find(|e| e.path().extension().is_some_and(|x| x == "onnx"));
+        assert!(
+            onnx.is_some_and(|e| e.metadata().unwrap().len() > 10_000),
+            "{name}"
+        );
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}
