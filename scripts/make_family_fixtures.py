@@ -49,10 +49,10 @@ def summary(cfg, scale, nc):
     }
 
 
-# The configs we build; yolo11 needs blocks not written yet (C3k2, C2PSA, the 8.4 Detect head).
 SUMMARIES = ["yolov8-p2", "yolov8-p6", "yolov8-ghost", "yolov8-ghost-p2", "yolov8-ghost-p6", "yolov5",
-             "yolov5-p6", "yolov6", "yolov3", "yolov3-spp", "yolov3-tiny"]
-FORWARD = ["yolov8-p2", "yolov8-p6", "yolov8-ghost", "yolov5", "yolov6", "yolov3", "yolov3-spp", "yolov3-tiny"]
+             "yolov5-p6", "yolov6", "yolov3", "yolov3-spp", "yolov3-tiny", "yolo11"]
+FORWARD = ["yolov8-p2", "yolov8-p6", "yolov8-ghost", "yolov5", "yolov6", "yolov3", "yolov3-spp", "yolov3-tiny",
+           "yolo11"]
 
 
 def main():
@@ -63,6 +63,8 @@ def main():
         has_scales = "scales" in yaml.safe_load((ROOT / cfg).read_text())
         for nc in (80, 3):
             rows.append(summary(cfg, "n" if has_scales else None, nc))
+        if name == "yolo11":  # C3k2 switches to C3k blocks at the m, l and x scales
+            rows.append(summary(cfg, "m", 80))
             print(rows[-1], file=sys.stderr)
         if name not in FORWARD:
             continue

@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use model::graph::Layer;
 use model::lowering::Lowering;
 use model::modules::convtranspose::ConvTranspose;
-use model::nn::{BlockModule, Conv2d, HeadBranch};
+use model::nn::{Conv2d, HeadBranch};
 use model::weights::host;
 use model::YoloModel;
 use onnx_protobuf::{
@@ -152,10 +152,7 @@ impl Builder {
     }
 
     fn head_branch(&mut self, x: &str, h: &HeadBranch) -> Result<String> {
-        let x = x.to_string();
-        let y = h.c0.lower(self, &x)?;
-        let y = h.c1.lower(self, &y)?;
-        Ok(Builder::conv2d(self, &y, &h.out))
+        Ok(h.lower(self, &x.to_string())?)
     }
 }
 
@@ -243,6 +240,32 @@ impl Lowering for Builder {
 
     fn global_avg_pool(&mut self, x: &String) -> String {
         self.node("GlobalAveragePool", &[x.as_str()], vec![])
+    }
+
+    fn attention(
+        &mut self,
+        qkv: &String,
+        like: &String,
+        heads: usize,
+        key_dim: usize,
+        head_dim: usize,
+    ) -> (String, String) {
+        let (h, kd, hd) = (heads as i64, key_dim as i64, head_dim as i64);
+        let shape = self.init_i64("qkv_shape", &[0, h, 2 * kd + hd, -1]);
+        let t = self.node("Reshape", &[qkv.as_str(), &shape], vec![]);
+        let parts = Builder::split(self, &t, &[kd, kd, hd], 2);
+        let scale = self.init_f32("scale", &[], &[(key_dim as f32).powf(-0.5)]);
+        let q = self.node("Mul", &[&parts[0], &scale], vec![]);
+        let perm = || ("perm", Attr::Ints(vec![0, 1, 3, 2]));
+        let qt = self.node("Transpose", &[&q], vec![perm()]);
+        let logits = self.node("MatMul", &[&qt, &parts[1]], vec![]);
+        let attn = self.node("Softmax", &[&logits], vec![("axis", Attr::Int(-1))]);
+        let attn_t = self.node("Transpose", &[&attn], vec![perm()]);
+        let y = self.node("MatMul", &[&parts[2], &attn_t], vec![]);
+        let like_shape = self.node("Shape", &[like.as_str()], vec![]);
+        let y = self.node("Reshape", &[&y, &like_shape], vec![]);
+        let v = self.node("Reshape", &[&parts[2], &like_shape], vec![]);
+        (y, v)
     }
 }
 

@@ -36,11 +36,17 @@ impl YoloModel {
             .map(|l| match &l.module {
                 ModuleSpec::Upsample { scale } => Layer::Upsample(*scale),
                 ModuleSpec::Concat => Layer::Concat(1),
-                ModuleSpec::Detect { nc, reg_max, ch } => Layer::Detect(Detect::new(
+                ModuleSpec::Detect {
+                    nc,
+                    reg_max,
+                    ch,
+                    legacy,
+                } => Layer::Detect(Detect::new(
                     *nc,
                     *reg_max,
                     ch,
                     strides.clone(),
+                    *legacy,
                     spec.act,
                     device,
                 )),

@@ -120,7 +120,12 @@ fn macs(spec: &ModelSpec, h: usize, w: usize, fused: bool, weights: bool) -> f64
             Some(j) => shapes[*j],
         };
         match &l.module {
-            ModuleSpec::Detect { nc, reg_max, ch } => {
+            ModuleSpec::Detect {
+                nc,
+                reg_max,
+                ch,
+                legacy,
+            } => {
                 let sizes: Vec<(usize, usize)> = l
                     .from
                     .iter()
@@ -129,7 +134,7 @@ fn macs(spec: &ModelSpec, h: usize, w: usize, fused: bool, weights: bool) -> f64
                         (fh, fw)
                     })
                     .collect();
-                crate::modules::detect::macs(*nc, *reg_max, ch, &sizes, &mut acc);
+                crate::modules::detect::macs(*nc, *reg_max, ch, *legacy, &sizes, &mut acc);
             }
             ModuleSpec::Block(m) => {
                 let (c, ih, iw) = src(&l.from[0]);

@@ -25,6 +25,8 @@ pub enum ModuleSpec {
         nc: usize,
         reg_max: usize,
         ch: Vec<usize>,
+        /// The v3/v5/v8 head (3x3 convs in the class branch); the 8.4 one (YOLO11) has depthwise ones.
+        legacy: bool,
     },
 }
 
@@ -512,6 +514,7 @@ impl ModelSpec {
                         c2,
                         n,
                         act,
+                        scale: &scale,
                         ctx: &ctx,
                     };
                     let block = modules::parse(&mname, &row).expect("registered name")?;
@@ -556,10 +559,15 @@ impl ModelSpec {
                     if dnc == 0 {
                         return Err(ctx.err("Detect: nc must be at least 1"));
                     }
+                    // parse_model: a C3k2 (or later block) row anywhere before gives the 8.4 head.
+                    let legacy = !layers.iter().any(|l: &LayerSpec| {
+                        matches!(&l.module, ModuleSpec::Block(b) if b.modern_head())
+                    });
                     module = ModuleSpec::Detect {
                         nc: dnc,
                         reg_max,
                         ch: chs,
+                        legacy,
                     };
                     c_out = 0;
                 }

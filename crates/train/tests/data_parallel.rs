@@ -180,7 +180,10 @@ fn two_replicas_on_a_doubled_batch_equal_one_device() {
     for (a, b) in want_loss.iter().zip(out.components) {
         assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
     }
-    assert!(d < 1e-4, "gradients differ by {d}");
+    // Each gradient is a float32 sum over the batch's pixels, and two replicas add them in another order:
+    // the stem's depthwise weight gradients (thousands of terms of both signs) stayed under 1e-4 on the
+    // AVX-512 machines earlier runs had and differ by 1.24e-4 on an AVX2-only one (its SIMD sums differ).
+    assert!(d < 3e-4, "gradients differ by {d}");
 }
 
 #[test]

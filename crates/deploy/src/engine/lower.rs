@@ -359,6 +359,11 @@ impl Lower {
     }
 
     fn detect(&mut self, d: &Detect, inputs: &[View]) -> Result<DetectOut, EngineError> {
+        if d.cv3.iter().any(|b| b.dw0.is_some() || b.dw1.is_some()) {
+            return Err(EngineError::Unsupported(
+                "the 8.4 Detect head (depthwise class branches) has no engine kernels yet".into(),
+            ));
+        }
         let mut maps = Vec::new();
         let ch = 4 * d.reg_max + d.nc;
         for (i, &x) in inputs.iter().enumerate() {

@@ -1,7 +1,11 @@
-//! YOLOv8's (legacy) `Detect` head: per level a box branch (`cv2`) and a class branch (`cv3`), each
-//! Conv 3x3 -> Conv 3x3 -> Conv2d 1x1, and the DFL decode of the box logits.
+//! The `Detect` head: per level a box branch (`cv2`) and a class branch (`cv3`), each Conv 3x3 -> Conv 3x3 ->
+//! Conv2d 1x1 (v3/v5/v8, Ultralytics' `legacy`), or since 8.4 (YOLO11) a class branch of depthwise 3x3 +
+//! pointwise convs twice, and the DFL decode of the box logits.
 
 use super::conv::Conv;
+use super::BlockModule;
+use crate::error::Result;
+use crate::lowering::Lowering;
 use crate::nn::{key, visit_list, Act, Conv2d, Named, Slot};
 use crate::shapes::Macs;
 use burn::module::{Module, Param};
@@ -16,22 +20,39 @@ pub fn branch_widths(nc: usize, reg_max: usize, ch: &[usize]) -> (usize, usize) 
 }
 
 /// The head's multiply-accumulates for input maps of `sizes[i]` with `ch[i]` channels.
-pub fn macs(nc: usize, reg_max: usize, ch: &[usize], sizes: &[(usize, usize)], acc: &mut Macs) {
+pub fn macs(
+    nc: usize,
+    reg_max: usize,
+    ch: &[usize],
+    legacy: bool,
+    sizes: &[(usize, usize)],
+    acc: &mut Macs,
+) {
     let (c2, c3) = branch_widths(nc, reg_max, ch);
     for (&c, &(fh, fw)) in ch.iter().zip(sizes) {
         acc.conv_bn(c, c2, 3, 1, fh, fw);
         acc.conv_bn(c2, c2, 3, 1, fh, fw);
         acc.conv(c2, 4 * reg_max, 1, 1, fh, fw);
-        acc.conv_bn(c, c3, 3, 1, fh, fw);
-        acc.conv_bn(c3, c3, 3, 1, fh, fw);
+        if legacy {
+            acc.conv_bn(c, c3, 3, 1, fh, fw);
+            acc.conv_bn(c3, c3, 3, 1, fh, fw);
+        } else {
+            acc.conv_bn(c, c, 3, c, fh, fw);
+            acc.conv_bn(c, c3, 1, 1, fh, fw);
+            acc.conv_bn(c3, c3, 3, c3, fh, fw);
+            acc.conv_bn(c3, c3, 1, 1, fh, fw);
+        }
         acc.conv(c3, nc, 1, 1, fh, fw);
     }
 }
 
-/// One detection level's branch: Conv(3x3) -> Conv(3x3) -> Conv2d(1x1, bias).
+/// One detection level's branch: Conv(3x3) -> Conv(3x3) -> Conv2d(1x1, bias); in the 8.4 class branch each
+/// Conv is a depthwise 3x3 (`dw0`, `dw1`) then a pointwise 1x1 Conv.
 #[derive(Module, Debug)]
 pub struct HeadBranch {
+    pub dw0: Option<Conv>,
     pub c0: Conv,
+    pub dw1: Option<Conv>,
     pub c1: Conv,
     pub out: Conv2d,
 }
@@ -39,26 +60,55 @@ pub struct HeadBranch {
 impl HeadBranch {
     pub fn new(cin: usize, c: usize, cout: usize, act: Act, device: &Device) -> Self {
         HeadBranch {
+            dw0: None,
             c0: Conv::simple(cin, c, 3, 1, act, device),
+            dw1: None,
             c1: Conv::simple(c, c, 3, 1, act, device),
             out: Conv2d::new(c, cout, 1, 1, 0, 1, 1, true, device),
         }
     }
 
+    /// The 8.4 class branch: `[DWConv(x, x, 3), Conv(x, c, 1)], [DWConv(c, c, 3), Conv(c, c, 1)], Conv2d`.
+    pub fn depthwise(cin: usize, c: usize, cout: usize, act: Act, device: &Device) -> Self {
+        let dw = |c: usize| Conv::new(c, c, 3, 1, 1, c, 1, act, device);
+        HeadBranch {
+            dw0: Some(dw(cin)),
+            c0: Conv::simple(cin, c, 1, 1, act, device),
+            dw1: Some(dw(c)),
+            c1: Conv::simple(c, c, 1, 1, act, device),
+            out: Conv2d::new(c, cout, 1, 1, 0, 1, 1, true, device),
+        }
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.out.forward(self.c1.forward(self.c0.forward(x)))
+        let x = match &self.dw0 {
+            Some(dw) => dw.forward(x),
+            None => x,
+        };
+        let x = self.c0.forward(x);
+        let x = match &self.dw1 {
+            Some(dw) => dw.forward(x),
+            None => x,
+        };
+        self.out.forward(self.c1.forward(x))
+    }
+
+    /// The branch as primitive operations (ONNX export).
+    pub fn lower<L: Lowering>(&self, l: &mut L, x: &L::V) -> Result<L::V> {
+        let mut y = x.clone();
+        if let Some(dw) = &self.dw0 {
+            y = dw.lower(l, &y)?;
+        }
+        y = self.c0.lower(l, &y)?;
+        if let Some(dw) = &self.dw1 {
+            y = dw.lower(l, &y)?;
+        }
+        y = self.c1.lower(l, &y)?;
+        Ok(l.conv2d(&y, &self.out))
     }
 }
 
-impl Named for HeadBranch {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.c0.visit_named(&key(prefix, "0"), f);
-        self.c1.visit_named(&key(prefix, "1"), f);
-        self.out.visit_named(&key(prefix, "2"), f);
-    }
-}
-
-/// YOLOv8 (legacy) Detect head with DFL box decoding.
+/// The Detect head with DFL box decoding.
 #[derive(Module, Debug)]
 pub struct Detect {
     pub cv2: Vec<HeadBranch>,
@@ -77,6 +127,7 @@ impl Detect {
         reg_max: usize,
         ch: &[usize],
         strides: Vec<f32>,
+        legacy: bool,
         act: Act,
         device: &Device,
     ) -> Self {
@@ -87,7 +138,13 @@ impl Detect {
             .collect();
         let mut cv3: Vec<HeadBranch> = ch
             .iter()
-            .map(|&x| HeadBranch::new(x, c3, nc, act, device))
+            .map(|&x| {
+                if legacy {
+                    HeadBranch::new(x, c3, nc, act, device)
+                } else {
+                    HeadBranch::depthwise(x, c3, nc, act, device)
+                }
+            })
             .collect();
         // Ultralytics' bias_init: box logits 2.0, class prior ~5 objects per 640 image.
         for (i, (a, b)) in cv2.iter_mut().zip(cv3.iter_mut()).enumerate() {
@@ -191,6 +248,26 @@ pub fn map_sizes(raw: &[Tensor<4>]) -> Vec<(usize, usize)> {
     raw.iter().map(|t| (t.dims()[2], t.dims()[3])).collect()
 }
 
+impl Named for HeadBranch {
+    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
+        match &mut self.dw0 {
+            Some(dw) => {
+                dw.visit_named(&key(prefix, "0.0"), f);
+                self.c0.visit_named(&key(prefix, "0.1"), f);
+            }
+            None => self.c0.visit_named(&key(prefix, "0"), f),
+        }
+        match &mut self.dw1 {
+            Some(dw) => {
+                dw.visit_named(&key(prefix, "1.0"), f);
+                self.c1.visit_named(&key(prefix, "1.1"), f);
+            }
+            None => self.c1.visit_named(&key(prefix, "1"), f),
+        }
+        self.out.visit_named(&key(prefix, "2"), f);
+    }
+}
+
 impl Named for Detect {
     fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
         visit_list(&mut self.cv2, &key(prefix, "cv2"), f);
@@ -202,7 +279,9 @@ impl Named for Detect {
 impl HeadBranch {
     pub fn fuse(self) -> HeadBranch {
         HeadBranch {
+            dw0: self.dw0.map(Conv::fuse),
             c0: self.c0.fuse(),
+            dw1: self.dw1.map(Conv::fuse),
             c1: self.c1.fuse(),
             out: self.out,
         }

@@ -10,8 +10,10 @@
 pub mod bottleneck;
 pub mod c2;
 pub mod c2f;
+pub mod c2psa;
 pub mod c3;
 pub mod c3ghost;
+pub mod c3k2;
 pub mod conv;
 pub mod convtranspose;
 pub mod detect;
@@ -57,6 +59,8 @@ pub struct Row<'a> {
     pub n: usize,
     /// The model's activation for `act=True` convs (`activation:` in the YAML, SiLU by default).
     pub act: Act,
+    /// The scale letter (`n` ... `x`, or empty): some blocks change with it.
+    pub scale: &'a str,
     pub ctx: &'a Ctx<'a>,
 }
 
@@ -66,6 +70,8 @@ pub trait BlockSpec: Sized {
     const ROLE: Role;
     /// The class path Ultralytics prints in its model table.
     const TYPE_PATH: &'static str;
+    /// A row of this block gives the model the 8.4 Detect head (parse_model's `legacy = False`).
+    const MODERN_HEAD: bool = false;
     fn parse(row: &Row) -> Result<Self>;
     fn c_out(&self) -> usize;
     /// Output `(h, w)` for an input of `(h, w)`: strides come from here.
@@ -168,6 +174,9 @@ macro_rules! registry {
             pub fn type_name(&self) -> &'static str {
                 match self { $(BlockKind::$variant(_) => <$spec as BlockSpec>::TYPE_PATH,)* }
             }
+            pub fn modern_head(&self) -> bool {
+                match self { $(BlockKind::$variant(_) => <$spec as BlockSpec>::MODERN_HEAD,)* }
+            }
             pub fn c_out(&self) -> usize {
                 match self { $(BlockKind::$variant(s) => s.c_out(),)* }
             }
@@ -225,6 +234,8 @@ registry! {
     "nn.MaxPool2d" => MaxPool(maxpool::MaxPoolSpec),
     "nn.ZeroPad2d" => ZeroPad(zeropad::ZeroPadSpec),
     "nn.ConvTranspose2d" => ConvTranspose(convtranspose::ConvTransposeSpec),
+    "C3k2" => C3k2(c3k2::C3k2Spec),
+    "C2PSA" => C2Psa(c2psa::C2PsaSpec),
 }
 
 /// The arguments after `c2` of the CSP blocks (C2f, C3, C2, C3Ghost, ...): `[shortcut, g=1, e=0.5]`.
