@@ -4,8 +4,8 @@ small forward-parity fixtures for `crates/deploy/tests/parity.rs`.
 
     python scripts/make_family_fixtures.py
 
-Writes crates/model/tests/fixtures/family_info.json (every config in SUMMARIES, scale n or the YAML's own
-multiples, nc 80 and 3) and crates/deploy/tests/fixtures/family_<config>_nc3_64 for FORWARD (width 1/16,
+Writes crates/model/tests/fixtures/family_info.json (every config in SUMMARIES, scales n and s or the YAML's
+own multiples, nc 80 and 3) and crates/deploy/tests/fixtures/family_<config>_nc3_64 for FORWARD (width 1/16,
 64x64 input; 128 for the P6 models, whose largest stride is 64): one per new block, about 3 MB each.
 """
 
@@ -61,8 +61,9 @@ def main():
     for name in names:
         cfg = f"configs/ultralytics/{name}.yaml"
         has_scales = "scales" in yaml.safe_load((ROOT / cfg).read_text())
-        for nc in (80, 3):
-            rows.append(summary(cfg, "n" if has_scales else None, nc))
+        for scale in ("n", "s") if has_scales else (None,):
+            for nc in (80, 3):
+                rows.append(summary(cfg, scale, nc))
         if name == "yolo11":  # C3k2 switches to C3k blocks at the m, l and x scales
             rows.append(summary(cfg, "m", 80))
             print(rows[-1], file=sys.stderr)

@@ -6,7 +6,6 @@ use crate::export::{export, ExportOptions, Format};
 use crate::verify::Fixture;
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use model::burn::tensor::Device;
 use model::cli::ForeignModelArgs;
 use model::weights::load_model;
 use model::{ModelSpec, SpecOptions, YoloModel};
@@ -33,6 +32,9 @@ pub struct VerifyArgs {
     /// Model YAML to use instead of the one the fixture names.
     #[arg(long)]
     config: Option<String>,
+    /// cpu, wgpu, wgpu:N (or N), wgpu:cpu, cuda:N (`cuda` feature); the engine checks run on the CPU only.
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// Reparameterize + fuse, check fused == unfused, then write the requested formats.
@@ -56,6 +58,9 @@ pub struct ExportArgs {
     /// Image for the pre-export check (default: a built-in aerial photo).
     #[arg(long)]
     image: Option<PathBuf>,
+    /// Where to fuse and check: cpu, wgpu, wgpu:N (or N), wgpu:cpu, cuda:N (`cuda` feature).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// Detect objects in images, videos and streams: annotated images and videos, labels/*.txt,
@@ -171,9 +176,13 @@ pub struct BenchArgs {
 pub fn run(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Verify(a) => {
-            let VerifyArgs { fixture, config } = a;
+            let VerifyArgs {
+                fixture,
+                config,
+                device,
+            } = a;
             let fx = Fixture::load(&fixture, config.as_deref())?;
-            let report = fx.verify(&Device::flex())?;
+            let report = fx.verify(&model::device::select(&device)?)?;
             print!("{}", report.render());
             if !report.ok() {
                 eprintln!("{}: out of tolerance", fixture.display());
@@ -190,8 +199,9 @@ pub fn run(cmd: Cmd) -> Result<()> {
                 imgsz,
                 no_fuse,
                 image,
+                device,
             } = a;
-            let dev = Device::flex();
+            let dev = model::device::select(&device)?;
             let formats = format
                 .split(',')
                 .map(str::parse)

@@ -181,7 +181,7 @@ fn ensure_finite(model: &YoloModel, inputs: &[(String, Tensor<4>)]) -> Result<()
 }
 
 pub fn export(
-    mut model: YoloModel,
+    model: YoloModel,
     names: &[String],
     opts: &ExportOptions,
     device: &Device,
@@ -242,7 +242,7 @@ pub fn export(
             .join(format!(".{}{suffix}.{}.tmp", opts.stem, f.ext()));
         let bytes = match f {
             Format::Safetensors => {
-                let sd = state_dict(&mut out_model);
+                let sd = state_dict(&out_model);
                 let md = model_metadata(&mut out_model, names);
                 to_safetensors_bytes(&sd, &md).map_err(anyhow::Error::from)
             }

@@ -237,7 +237,7 @@ impl Fixture {
         }
 
         // Our reparameterization + fusion against Ultralytics' fused model.
-        let mut fused = model.fuse();
+        let fused = model.fuse();
         let fused_expected = get(&self.expected, "fused_output")?;
         compare_output(
             "fused output (our fusion)",
@@ -246,7 +246,7 @@ impl Fixture {
             &mut report,
         );
         self.check_engine(&fused, "fused", fused_expected, &mut report)?;
-        let ours_sd = state_dict(&mut fused);
+        let ours_sd = state_dict(&fused);
         let theirs = &self.fused_weights.tensors;
         let mut worst = 0f32;
         let mut key_problems = Vec::new();

@@ -85,7 +85,7 @@ fn export_fixture(name: &str) {
 
     // safetensors: loads by itself (metadata), is fused, and reproduces Ultralytics' fused output.
     let st = out.join("best_fused.safetensors");
-    let mut lm = load_model(st.to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
+    let lm = load_model(st.to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
     assert!(lm.model.is_fused() && lm.file.is_fused());
     assert_eq!(lm.names[0], "k0");
     let x = Tensor::<4>::from_data(
@@ -100,9 +100,7 @@ fn export_fixture(name: &str) {
         &mut r,
     );
     // Same keys as Ultralytics' fused state_dict.
-    let keys: Vec<String> = model::weights::state_dict(&mut lm.model)
-        .into_keys()
-        .collect();
+    let keys: Vec<String> = model::weights::state_dict(&lm.model).into_keys().collect();
     let theirs: Vec<String> = fx.fused_weights.tensors.keys().cloned().collect();
     assert_eq!(keys, theirs);
 

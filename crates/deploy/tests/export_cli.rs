@@ -101,7 +101,7 @@ fn a_broken_fold_fails_the_check_the_real_one_passes() {
     // Every reparameterized kernel 0.05% too large: what folding with BatchNorm eps 1e-5 instead of
     // Ultralytics' 1e-3 does on these statistics (running_var 0.5-2: sqrt((v + 1e-3) / (v + 1e-5)) - 1 is
     // 2.5e-4 to 1e-3).
-    let mut sd = model::weights::state_dict(&mut fused.clone());
+    let mut sd = model::weights::state_dict(&fused.clone());
     let mut changed = 0;
     for (k, t) in sd.iter_mut() {
         if k.ends_with("_reparam.weight") {

@@ -94,8 +94,8 @@ fn fused_weights_key_names_are_ultralytics_ones() {
     }
     // The seed's branch convs are bias-free (`conv_an`, bias=False), in Ultralytics' state_dict and ours.
     assert!(!unfused.iter().any(|k| k.ends_with(".conv.conv.bias")));
-    let mut ours = YoloModel::new(&fx.spec, &Device::flex());
-    let our_keys: Vec<String> = model::weights::state_dict(&mut ours).into_keys().collect();
+    let ours = YoloModel::new(&fx.spec, &Device::flex());
+    let our_keys: Vec<String> = model::weights::state_dict(&ours).into_keys().collect();
     assert_eq!(
         our_keys,
         unfused.iter().map(|k| k.to_string()).collect::<Vec<_>>()
@@ -118,7 +118,7 @@ fn save_then_load_round_trips_with_metadata_only() {
         let loaded = load_model(path.to_str().unwrap(), &LoadOptions::default(), &device)
             .expect("load back");
         assert_eq!(loaded.names, names);
-        let mut lm = loaded.model;
+        let lm = loaded.model;
         assert_eq!(lm.is_fused(), fused);
         let x = model::burn::tensor::Tensor::<4>::ones([1, 3, 64, 96], &device) * 0.5;
         let a = mm.forward(x.clone()).into_data();

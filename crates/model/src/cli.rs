@@ -142,7 +142,7 @@ pub fn run(cmd: Cmd) -> anyhow::Result<()> {
                         spec: opts,
                     };
                     let loaded = load_model(w, &lo, &device)?;
-                    if loaded.model.clone().is_fused() {
+                    if loaded.model.is_fused() {
                         anyhow::bail!(
                             "{w}: a fused model; info needs the unfused (training) weights"
                         );

@@ -1,7 +1,7 @@
 //! A YOLO model built from a [`ModelSpec`]: the layer list, its forward pass and its named tensors.
 
 pub use crate::modules::Block;
-use crate::nn::{upsample_nearest, Detect, Named, Slot};
+use crate::nn::{upsample_nearest, Detect, Named, NamedRef, Slot};
 use crate::spec::{ModelSpec, ModuleSpec};
 use burn::module::{Module, Param, RunningState};
 use burn::tensor::{Device, FloatDType, Tensor};
@@ -138,9 +138,9 @@ impl YoloModel {
     }
 
     /// Learnable parameter count (BN running statistics excluded), as Ultralytics counts it.
-    pub fn parameter_count(&mut self) -> usize {
+    pub fn parameter_count(&self) -> usize {
         let mut n = 0;
-        self.visit_named("model", &mut |_, slot| {
+        self.for_each_named("model", &mut |_, slot| {
             if slot.is_parameter() {
                 n += slot.numel();
             }
@@ -167,9 +167,9 @@ impl YoloModel {
     }
 
     /// Whether no norm layer is left (every BatchNorm folded, every MobileOne branch reparameterized).
-    pub fn is_fused(&mut self) -> bool {
+    pub fn is_fused(&self) -> bool {
         let mut norms = 0;
-        self.visit_named("model", &mut |_, slot| {
+        self.for_each_named("model", &mut |_, slot| {
             if matches!(slot, Slot::Norm(_) | Slot::Stat(_)) {
                 norms += 1;
             }

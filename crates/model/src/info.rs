@@ -74,7 +74,7 @@ pub fn model_info(model: &YoloModel, h: usize, w: usize) -> ModelInfo {
             args: ls.args_display.clone(),
         });
     }
-    let mut fused = model.clone().fuse();
+    let fused = model.clone().fuse();
     ModelInfo {
         config: spec.source.clone(),
         scale: spec.scale.clone(),

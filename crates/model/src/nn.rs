@@ -91,6 +91,16 @@ pub trait Named {
     fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>));
 }
 
+/// The read-only walk: the same names and kinds from `&self`. It walks a clone, which shares the tensors, so
+/// it sees them all; what the callback writes through a slot is dropped with the clone.
+pub trait NamedRef: Named + Clone {
+    fn for_each_named(&self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
+        self.clone().visit_named(prefix, f)
+    }
+}
+
+impl<T: Named + Clone> NamedRef for T {}
+
 impl Slot<'_> {
     /// The number of values.
     pub fn numel(&self) -> usize {

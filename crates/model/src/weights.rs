@@ -2,7 +2,7 @@
 
 use crate::error::{ModelError, Result};
 use crate::graph::YoloModel;
-use crate::nn::{Named, Slot};
+use crate::nn::{Named, NamedRef, Slot};
 use crate::spec::{ModelSpec, SpecOptions};
 use burn::module::{Param, RunningState};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -50,9 +50,9 @@ pub fn host<const D: usize>(t: Tensor<D>) -> HostTensor {
 }
 
 /// The model's tensors by key (`model.0.conv.weight`, ...).
-pub fn state_dict(model: &mut YoloModel) -> StateDict {
+pub fn state_dict(model: &YoloModel) -> StateDict {
     let mut sd = StateDict::new();
-    model.visit_named("model", &mut |k, slot| {
+    model.for_each_named("model", &mut |k, slot| {
         let t = match slot {
             Slot::W4(p) | Slot::Frozen(p) => host(p.val()),
             Slot::W1(p) | Slot::Norm(p) => host(p.val()),
@@ -213,9 +213,9 @@ fn fold_conv_biases_before_bn(sd: &StateDict, known: &HashSet<&str>) -> Option<(
     Some((out, foldable.len()))
 }
 
-fn model_device(model: &mut YoloModel) -> Device {
+fn model_device(model: &YoloModel) -> Device {
     let mut dev = None;
-    model.visit_named("model", &mut |_, slot| {
+    model.for_each_named("model", &mut |_, slot| {
         if dev.is_none() {
             dev = Some(match slot {
                 Slot::W4(p) | Slot::Frozen(p) => p.device(),

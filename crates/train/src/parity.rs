@@ -62,7 +62,7 @@ pub fn one_step(spec: &ModelSpec, device: &Device, init: &StateDict, batch: &Sha
     let gradient_count = acc.len();
     let mut opt = Optimizer::new(OptimizerKind::Sgd, 0.9, 5e-4);
     opt.step(&mut model, &acc, GroupLr::uniform([0.05; 3]), 0.9);
-    let after = state_dict(&mut model);
+    let after = state_dict(&model);
     let mut eval = YoloModel::new(spec, device);
     load_state_dict(&mut eval, &after, "after the step").expect("weights of the same spec");
     let x = TensorData::new(batch.images.clone(), batch.shape);

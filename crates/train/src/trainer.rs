@@ -341,7 +341,7 @@ fn save_state(
     }
     // The EMA weights too, so this one file is the whole checkpoint (one atomic write): a kill between
     // writing last.safetensors and this file cannot leave a resume with weights of two epochs.
-    for (k, t) in state_dict(&mut ema.model) {
+    for (k, t) in state_dict(&ema.model) {
         sd.insert(format!("ema.{k}"), t);
     }
     let md = HashMap::from([
@@ -503,7 +503,7 @@ impl Trainer {
         }
         // A deep copy: a clone would share the BatchNorm running statistics with the trained model.
         let mut ema = Ema::new(YoloModel::new(&spec, dev));
-        load_state_dict(&mut ema.model, &state_dict(&mut model), "the initial model")?;
+        load_state_dict(&mut ema.model, &state_dict(&model), "the initial model")?;
         if let Some(st) = &state {
             let ema_sd: model::weights::StateDict = st
                 .tensors

@@ -151,7 +151,7 @@ fn split_keeps_every_image_and_target() {
 fn two_replicas_on_a_doubled_batch_equal_one_device() {
     let cpu = Device::flex();
     cpu.seed(5);
-    let init = state_dict(&mut YoloModel::new(&spec(), &cpu));
+    let init = state_dict(&YoloModel::new(&spec(), &cpu));
     let batch = batch_of(&[0, 1, 0, 1]);
 
     let mut one = trainable(&init, &cpu);
@@ -190,7 +190,7 @@ fn two_replicas_on_a_doubled_batch_equal_one_device() {
 fn distinct_halves_sum_their_gradients_and_replicas_follow_the_step() {
     let cpu = Device::flex();
     cpu.seed(9);
-    let init = state_dict(&mut YoloModel::new(&spec(), &cpu));
+    let init = state_dict(&YoloModel::new(&spec(), &cpu));
     let batch = batch_of(&[0, 1, 2, 3]);
     let halves = split(batch.clone(), 2);
     let ad = cpu.clone().autodiff();

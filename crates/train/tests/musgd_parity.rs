@@ -78,7 +78,7 @@ fn musgd_steps_equal_ultralytics() {
         assert!(norm < 10.0, "the fixture assumes no clipping");
     }
     let expected = WeightsFile::read(&format!("{DIR}/expected.safetensors")).unwrap();
-    let ours = state_dict(&mut model);
+    let ours = state_dict(&model);
     let (mut worst, mut worst_key, mut largest_move) = (0f32, String::new(), 0f32);
     for (k, want) in &expected.tensors {
         let got = &ours[k];

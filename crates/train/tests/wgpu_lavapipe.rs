@@ -46,7 +46,7 @@ fn a_training_step_on_wgpu_equals_flex() {
     let Some(gpu) = lavapipe() else { return };
     let cpu = Device::flex();
     cpu.seed(3);
-    let init = state_dict(&mut YoloModel::new(&spec(), &cpu));
+    let init = state_dict(&YoloModel::new(&spec(), &cpu));
     let batch = fixed_batch(2, 64, 96, 3);
     let t0 = std::time::Instant::now();
     let want = one_step(&spec(), &cpu, &init, &batch);

@@ -3,10 +3,10 @@
 
 use super::bottleneck::Bottleneck;
 use super::conv::Conv;
-use super::{check_groups, csp_args, expand, BlockModule, BlockSpec, Role, Row};
+use super::{BlockModule, BlockSpec, CspArgs, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, visit_list, Act, Named, Slot};
+use crate::nn::{key, visit_list, Named, Slot};
 use crate::shapes::Macs;
 use crate::yaml_args::Ctx;
 use burn::module::Module;
@@ -14,15 +14,7 @@ use burn::tensor::{Device, Tensor};
 
 /// `C2(c1, c2, n=1, shortcut=True, g=1, e=0.5)`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct C2Spec {
-    pub c1: usize,
-    pub c2: usize,
-    pub n: usize,
-    pub shortcut: bool,
-    pub g: usize,
-    pub e: f64,
-    pub act: Act,
-}
+pub struct C2Spec(pub CspArgs);
 
 impl BlockSpec for C2Spec {
     type Module = C2;
@@ -30,46 +22,36 @@ impl BlockSpec for C2Spec {
     const TYPE_PATH: &'static str = "ultralytics.nn.modules.block.C2";
 
     fn parse(row: &Row) -> Result<Self> {
-        let (shortcut, g, e) = csp_args(row, true)?;
-        Ok(C2Spec {
-            c1: row.c1,
-            c2: row.c2,
-            n: row.n,
-            shortcut,
-            g,
-            e,
-            act: row.act,
-        })
+        CspArgs::parse(row, true).map(C2Spec)
     }
 
     fn c_out(&self) -> usize {
-        self.c2
+        self.0.c2
     }
 
     fn macs(&self, _c_in: usize, h: usize, w: usize, acc: &mut Macs) {
-        let c = (self.c2 as f64 * self.e) as usize;
-        acc.conv_bn(self.c1, 2 * c, 1, 1, h, w);
-        for _ in 0..self.n {
+        let a = &self.0;
+        let c = a.hidden();
+        acc.conv_bn(a.c1, 2 * c, 1, 1, h, w);
+        for _ in 0..a.n {
             acc.conv_bn(c, c, 3, 1, h, w);
-            acc.conv_bn(c, c, 3, self.g, h, w);
+            acc.conv_bn(c, c, 3, a.g, h, w);
         }
-        acc.conv_bn(2 * c, self.c2, 1, 1, h, w);
+        acc.conv_bn(2 * c, a.c2, 1, 1, h, w);
     }
 
     fn check(&self, ctx: &Ctx) -> Result<()> {
-        let c = expand(self.c2, self.e, ctx)?;
-        check_groups(self.g, c, c, ctx)
+        self.0.check(ctx)
     }
 
     fn build(&self, device: &Device) -> C2 {
-        let c = (self.c2 as f64 * self.e) as usize;
+        let a = &self.0;
+        let c = a.hidden();
         C2 {
-            cv1: Conv::simple(self.c1, 2 * c, 1, 1, self.act, device),
-            cv2: Conv::simple(2 * c, self.c2, 1, 1, self.act, device),
-            m: (0..self.n)
-                .map(|_| {
-                    Bottleneck::new(c, c, self.shortcut, self.g, (3, 3), 1.0, self.act, device)
-                })
+            cv1: Conv::simple(a.c1, 2 * c, 1, 1, a.act, device),
+            cv2: Conv::simple(2 * c, a.c2, 1, 1, a.act, device),
+            m: (0..a.n)
+                .map(|_| Bottleneck::new(c, c, a.shortcut, a.g, (3, 3), 1.0, a.act, device))
                 .collect(),
             c,
         }

@@ -1,11 +1,11 @@
-//! YOLOv8's `C2f`: CSP bottleneck with two convolutions, every bottleneck's output joined.
+//! YOLOv8's `C2f`: CSP bottleneck with two convolutions; every inner block's output is joined.
 
 use super::bottleneck::Bottleneck;
 use super::conv::Conv;
-use super::{check_groups, csp_args, expand, BlockModule, BlockSpec, Role, Row};
+use super::{BlockModule, BlockSpec, CspArgs, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, visit_list, Act, Named, Slot};
+use crate::nn::{key, visit_list, Named, Slot};
 use crate::shapes::Macs;
 use crate::yaml_args::Ctx;
 use burn::module::Module;
@@ -13,15 +13,7 @@ use burn::tensor::{Device, Tensor};
 
 /// `C2f(c1, c2, n=1, shortcut=False, g=1, e=0.5)`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct C2fSpec {
-    pub c1: usize,
-    pub c2: usize,
-    pub n: usize,
-    pub shortcut: bool,
-    pub g: usize,
-    pub e: f64,
-    pub act: Act,
-}
+pub struct C2fSpec(pub CspArgs);
 
 impl BlockSpec for C2fSpec {
     type Module = C2f;
@@ -29,50 +21,45 @@ impl BlockSpec for C2fSpec {
     const TYPE_PATH: &'static str = "ultralytics.nn.modules.block.C2f";
 
     fn parse(row: &Row) -> Result<Self> {
-        let (shortcut, g, e) = csp_args(row, false)?;
-        Ok(C2fSpec {
-            c1: row.c1,
-            c2: row.c2,
-            n: row.n,
-            shortcut,
-            g,
-            e,
-            act: row.act,
-        })
+        CspArgs::parse(row, false).map(C2fSpec)
     }
 
     fn c_out(&self) -> usize {
-        self.c2
+        self.0.c2
     }
 
     fn macs(&self, _c_in: usize, h: usize, w: usize, acc: &mut Macs) {
-        let (c, n) = ((self.c2 as f64 * self.e) as usize, self.n);
-        acc.conv_bn(self.c1, 2 * c, 1, 1, h, w);
+        let a = &self.0;
+        let (c, n) = (a.hidden(), a.n);
+        acc.conv_bn(a.c1, 2 * c, 1, 1, h, w);
         for _ in 0..n {
             acc.conv_bn(c, c, 3, 1, h, w);
-            acc.conv_bn(c, c, 3, self.g, h, w);
+            acc.conv_bn(c, c, 3, a.g, h, w);
         }
-        acc.conv_bn((2 + n) * c, self.c2, 1, 1, h, w);
+        acc.conv_bn((2 + n) * c, a.c2, 1, 1, h, w);
     }
 
     fn check(&self, ctx: &Ctx) -> Result<()> {
-        let c = expand(self.c2, self.e, ctx)?;
-        check_groups(self.g, c, c, ctx)
+        self.0.check(ctx)
     }
 
     fn build(&self, device: &Device) -> C2f {
-        let s = self;
-        C2f::new(s.c1, s.c2, s.n, s.shortcut, s.g, s.e, s.act, device)
+        let a = &self.0;
+        C2f::new(a.c1, a.c2, a.n, a.shortcut, a.g, a.e, a.act, device)
     }
 }
 
+/// The C2f dataflow for any inner block (`C3k2`'s are Bottlenecks or C3ks): `cv1` splits into two halves,
+/// each inner block runs on the last output, `cv2` joins them all.
 #[derive(Module, Debug)]
-pub struct C2f {
+pub struct SplitChain<M: Module> {
     pub cv1: Conv,
     pub cv2: Conv,
-    pub m: Vec<Bottleneck>,
+    pub m: Vec<M>,
     pub c: usize,
 }
+
+pub type C2f = SplitChain<Bottleneck>;
 
 impl C2f {
     #[allow(clippy::too_many_arguments)]
@@ -83,11 +70,11 @@ impl C2f {
         shortcut: bool,
         g: usize,
         e: f64,
-        act: Act,
+        act: crate::nn::Act,
         device: &Device,
     ) -> Self {
         let c = (c2 as f64 * e) as usize;
-        C2f {
+        SplitChain {
             cv1: Conv::simple(c1, 2 * c, 1, 1, act, device),
             cv2: Conv::simple((2 + n) * c, c2, 1, 1, act, device),
             m: (0..n)
@@ -98,7 +85,7 @@ impl C2f {
     }
 }
 
-impl BlockModule for C2f {
+impl<M: Module + BlockModule> BlockModule for SplitChain<M> {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let y = self.cv1.forward(x);
         let mut ys = vec![y.clone().narrow(1, 0, self.c), y.narrow(1, self.c, self.c)];
@@ -109,11 +96,13 @@ impl BlockModule for C2f {
         self.cv2.forward(Tensor::cat(ys, 1))
     }
 
-    fn fuse(mut self) -> Self {
-        self.cv1 = self.cv1.fuse();
-        self.cv2 = self.cv2.fuse();
-        self.m = self.m.into_iter().map(Bottleneck::fuse).collect();
-        self
+    fn fuse(self) -> Self {
+        SplitChain {
+            cv1: self.cv1.fuse(),
+            cv2: self.cv2.fuse(),
+            m: self.m.into_iter().map(M::fuse).collect(),
+            c: self.c,
+        }
     }
 
     fn lower<L: Lowering>(&self, l: &mut L, x: &L::V) -> Result<L::V> {
@@ -128,7 +117,7 @@ impl BlockModule for C2f {
     }
 }
 
-impl Named for C2f {
+impl<M: Module + Named> Named for SplitChain<M> {
     fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
         self.cv1.visit_named(&key(prefix, "cv1"), f);
         self.cv2.visit_named(&key(prefix, "cv2"), f);

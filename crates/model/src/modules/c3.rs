@@ -1,11 +1,11 @@
-//! YOLOv5's `C3`: CSP bottleneck with three convolutions.
+//! YOLOv5's `C3`: CSP bottleneck with three convolutions, `cv3(cat(m(cv1(x)), cv2(x)))`.
 
 use super::bottleneck::Bottleneck;
 use super::conv::Conv;
-use super::{check_groups, csp_args, expand, BlockModule, BlockSpec, Role, Row};
+use super::{BlockModule, BlockSpec, CspArgs, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, visit_list, Act, Named, Slot};
+use crate::nn::{key, visit_list, Named, Slot};
 use crate::shapes::Macs;
 use crate::yaml_args::Ctx;
 use burn::module::Module;
@@ -13,15 +13,7 @@ use burn::tensor::{Device, Tensor};
 
 /// `C3(c1, c2, n=1, shortcut=True, g=1, e=0.5)`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct C3Spec {
-    pub c1: usize,
-    pub c2: usize,
-    pub n: usize,
-    pub shortcut: bool,
-    pub g: usize,
-    pub e: f64,
-    pub act: Act,
-}
+pub struct C3Spec(pub CspArgs);
 
 impl BlockSpec for C3Spec {
     type Module = C3;
@@ -29,77 +21,55 @@ impl BlockSpec for C3Spec {
     const TYPE_PATH: &'static str = "ultralytics.nn.modules.block.C3";
 
     fn parse(row: &Row) -> Result<Self> {
-        let (shortcut, g, e) = csp_args(row, true)?;
-        Ok(C3Spec {
-            c1: row.c1,
-            c2: row.c2,
-            n: row.n,
-            shortcut,
-            g,
-            e,
-            act: row.act,
-        })
+        CspArgs::parse(row, true).map(C3Spec)
     }
 
     fn c_out(&self) -> usize {
-        self.c2
+        self.0.c2
     }
 
     fn macs(&self, _c_in: usize, h: usize, w: usize, acc: &mut Macs) {
-        let c_ = (self.c2 as f64 * self.e) as usize;
-        acc.conv_bn(self.c1, c_, 1, 1, h, w);
-        acc.conv_bn(self.c1, c_, 1, 1, h, w);
-        for _ in 0..self.n {
+        let a = &self.0;
+        let c_ = a.hidden();
+        acc.conv_bn(a.c1, c_, 1, 1, h, w);
+        acc.conv_bn(a.c1, c_, 1, 1, h, w);
+        for _ in 0..a.n {
             acc.conv_bn(c_, c_, 1, 1, h, w);
-            acc.conv_bn(c_, c_, 3, self.g, h, w);
+            acc.conv_bn(c_, c_, 3, a.g, h, w);
         }
-        acc.conv_bn(2 * c_, self.c2, 1, 1, h, w);
+        acc.conv_bn(2 * c_, a.c2, 1, 1, h, w);
     }
 
     fn check(&self, ctx: &Ctx) -> Result<()> {
-        let c = expand(self.c2, self.e, ctx)?;
-        check_groups(self.g, c, c, ctx)
+        self.0.check(ctx)
     }
 
     fn build(&self, device: &Device) -> C3 {
-        let s = self;
-        C3::new(s.c1, s.c2, s.n, s.shortcut, s.g, s.e, s.act, device)
-    }
-}
-
-#[derive(Module, Debug)]
-pub struct C3 {
-    pub cv1: Conv,
-    pub cv2: Conv,
-    pub cv3: Conv,
-    pub m: Vec<Bottleneck>,
-}
-
-impl C3 {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        c1: usize,
-        c2: usize,
-        n: usize,
-        shortcut: bool,
-        g: usize,
-        e: f64,
-        act: Act,
-        device: &Device,
-    ) -> Self {
-        let c_ = (c2 as f64 * e) as usize;
+        let a = &self.0;
+        let c_ = a.hidden();
         C3 {
-            cv1: Conv::simple(c1, c_, 1, 1, act, device),
-            cv2: Conv::simple(c1, c_, 1, 1, act, device),
-            cv3: Conv::simple(2 * c_, c2, 1, 1, act, device),
-            m: (0..n)
-                .map(|_| Bottleneck::new(c_, c_, shortcut, g, (1, 3), 1.0, act, device))
+            cv1: Conv::simple(a.c1, c_, 1, 1, a.act, device),
+            cv2: Conv::simple(a.c1, c_, 1, 1, a.act, device),
+            cv3: Conv::simple(2 * c_, a.c2, 1, 1, a.act, device),
+            m: (0..a.n)
+                .map(|_| Bottleneck::new(c_, c_, a.shortcut, a.g, (1, 3), 1.0, a.act, device))
                 .collect(),
         }
     }
 }
 
-impl BlockModule for C3 {
+/// A C3 of any inner block (`C3Ghost`'s are GhostBottlenecks, `C3k`'s 3x3 Bottlenecks).
+#[derive(Module, Debug)]
+pub struct Csp3<M: Module> {
+    pub cv1: Conv,
+    pub cv2: Conv,
+    pub cv3: Conv,
+    pub m: Vec<M>,
+}
+
+pub type C3 = Csp3<Bottleneck>;
+
+impl<M: Module + BlockModule> BlockModule for Csp3<M> {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let mut a = self.cv1.forward(x.clone());
         for m in &self.m {
@@ -109,12 +79,13 @@ impl BlockModule for C3 {
             .forward(Tensor::cat(vec![a, self.cv2.forward(x)], 1))
     }
 
-    fn fuse(mut self) -> Self {
-        self.cv1 = self.cv1.fuse();
-        self.cv2 = self.cv2.fuse();
-        self.cv3 = self.cv3.fuse();
-        self.m = self.m.into_iter().map(Bottleneck::fuse).collect();
-        self
+    fn fuse(self) -> Self {
+        Csp3 {
+            cv1: self.cv1.fuse(),
+            cv2: self.cv2.fuse(),
+            cv3: self.cv3.fuse(),
+            m: self.m.into_iter().map(M::fuse).collect(),
+        }
     }
 
     fn lower<L: Lowering>(&self, l: &mut L, x: &L::V) -> Result<L::V> {
@@ -128,7 +99,7 @@ impl BlockModule for C3 {
     }
 }
 
-impl Named for C3 {
+impl<M: Module + Named> Named for Csp3<M> {
     fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
         self.cv1.visit_named(&key(prefix, "cv1"), f);
         self.cv2.visit_named(&key(prefix, "cv2"), f);

@@ -2,12 +2,13 @@
 //! bottlenecks); Ultralytics turns `c3k` on for the m, l and x scales.
 
 use super::bottleneck::Bottleneck;
+use super::c2f::SplitChain;
 use super::c3::C3;
 use super::conv::Conv;
 use super::{check_groups, expand, BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, visit_list, Act, Named, Slot};
+use crate::nn::{Act, Named, Slot};
 use crate::shapes::Macs;
 use crate::yaml_args::{as_bool, as_f64, as_usize, check_arity, optional, Ctx};
 use burn::module::Module;
@@ -118,7 +119,7 @@ impl BlockSpec for C3k2Spec {
                 }
             })
             .collect();
-        C3k2 {
+        SplitChain {
             cv1: Conv::simple(self.c1, 2 * c, 1, 1, act, device),
             cv2: Conv::simple((2 + self.n) * c, self.c2, 1, 1, act, device),
             m,
@@ -127,19 +128,15 @@ impl BlockSpec for C3k2Spec {
     }
 }
 
+/// One inner block: built once per layer, so the size gap between variants costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum C3k2Inner {
     Bottleneck(Bottleneck),
     C3k(C3),
 }
 
-#[derive(Module, Debug)]
-pub struct C3k2 {
-    pub cv1: Conv,
-    pub cv2: Conv,
-    pub m: Vec<C3k2Inner>,
-    pub c: usize,
-}
+pub type C3k2 = SplitChain<C3k2Inner>;
 
 impl BlockModule for C3k2Inner {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -170,43 +167,5 @@ impl Named for C3k2Inner {
             C3k2Inner::Bottleneck(b) => b.visit_named(prefix, f),
             C3k2Inner::C3k(b) => b.visit_named(prefix, f),
         }
-    }
-}
-
-impl BlockModule for C3k2 {
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let y = self.cv1.forward(x);
-        let mut ys = vec![y.clone().narrow(1, 0, self.c), y.narrow(1, self.c, self.c)];
-        for m in &self.m {
-            let last = ys.last().expect("two chunks present").clone();
-            ys.push(m.forward(last));
-        }
-        self.cv2.forward(Tensor::cat(ys, 1))
-    }
-
-    fn fuse(mut self) -> Self {
-        self.cv1 = self.cv1.fuse();
-        self.cv2 = self.cv2.fuse();
-        self.m = self.m.into_iter().map(C3k2Inner::fuse).collect();
-        self
-    }
-
-    fn lower<L: Lowering>(&self, l: &mut L, x: &L::V) -> Result<L::V> {
-        let y = self.cv1.lower(l, x)?;
-        let mut ys = l.split(&y, &[self.c, self.c]);
-        for m in &self.m {
-            let last = ys.last().expect("two halves").clone();
-            ys.push(m.lower(l, &last)?);
-        }
-        let cat = l.concat(&ys);
-        self.cv2.lower(l, &cat)
-    }
-}
-
-impl Named for C3k2 {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.cv1.visit_named(&key(prefix, "cv1"), f);
-        self.cv2.visit_named(&key(prefix, "cv2"), f);
-        visit_list(&mut self.m, &key(prefix, "m"), f);
     }
 }

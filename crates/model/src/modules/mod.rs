@@ -238,13 +238,44 @@ registry! {
     "C2PSA" => C2Psa(c2psa::C2PsaSpec),
 }
 
-/// The arguments after `c2` of the CSP blocks (C2f, C3, C2, C3Ghost, ...): `[shortcut, g=1, e=0.5]`.
-pub(crate) fn csp_args(row: &Row, default_shortcut: bool) -> Result<(bool, usize, f64)> {
-    use crate::yaml_args::{as_bool, as_f64, as_usize, check_arity, optional};
-    let (r, ctx) = (row.args, row.ctx);
-    check_arity(r, 0, 3, "[c2, shortcut, g=1, e=0.5]", ctx)?;
-    let shortcut = optional(r, 0, default_shortcut, |a| as_bool(a, "shortcut", ctx))?;
-    let g = optional(r, 1, 1, |a| as_usize(a, "g", ctx))?;
-    let e = optional(r, 2, 0.5, |a| as_f64(a, "e", ctx))?;
-    Ok((shortcut, g, e))
+/// The arguments of the CSP blocks (C2, C2f, C3, C3Ghost): `(c1, c2, n=1, shortcut, g=1, e=0.5)`, and the
+/// model's activation for their convs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CspArgs {
+    pub c1: usize,
+    pub c2: usize,
+    pub n: usize,
+    pub shortcut: bool,
+    pub g: usize,
+    pub e: f64,
+    pub act: Act,
+}
+
+impl CspArgs {
+    /// `[c2, shortcut, g=1, e=0.5]` after `c2`; `shortcut` defaults differ per block.
+    pub(crate) fn parse(row: &Row, default_shortcut: bool) -> Result<CspArgs> {
+        use crate::yaml_args::{as_bool, as_f64, as_usize, check_arity, optional};
+        let (r, ctx) = (row.args, row.ctx);
+        check_arity(r, 0, 3, "[c2, shortcut, g=1, e=0.5]", ctx)?;
+        Ok(CspArgs {
+            c1: row.c1,
+            c2: row.c2,
+            n: row.n,
+            shortcut: optional(r, 0, default_shortcut, |a| as_bool(a, "shortcut", ctx))?,
+            g: optional(r, 1, 1, |a| as_usize(a, "g", ctx))?,
+            e: optional(r, 2, 0.5, |a| as_f64(a, "e", ctx))?,
+            act: row.act,
+        })
+    }
+
+    /// The hidden width `int(c2 * e)`.
+    pub fn hidden(&self) -> usize {
+        (self.c2 as f64 * self.e) as usize
+    }
+
+    /// A hidden width of at least one channel that the groups divide.
+    pub(crate) fn check(&self, ctx: &Ctx) -> Result<()> {
+        let c = expand(self.c2, self.e, ctx)?;
+        check_groups(self.g, c, c, ctx)
+    }
 }

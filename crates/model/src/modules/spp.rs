@@ -1,7 +1,8 @@
 //! `SPP`: spatial pyramid pooling with parallel max pools (YOLOv3-SPP).
 
 use super::conv::Conv;
-use super::{check_channels, check_kernel, BlockModule, BlockSpec, Role, Row};
+use super::sppf::{check_pyramid, pyramid_macs};
+use super::{BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
 use crate::nn::{key, same_max_pool, Act, Named, Slot};
@@ -50,19 +51,11 @@ impl BlockSpec for SppSpec {
     }
 
     fn macs(&self, _c_in: usize, h: usize, w: usize, acc: &mut Macs) {
-        let c_ = self.c1 / 2;
-        acc.conv_bn(self.c1, c_, 1, 1, h, w);
-        acc.conv_bn(c_ * (self.k.len() + 1), self.c2, 1, 1, h, w);
+        pyramid_macs(self.c1, self.c2, self.k.len(), h, w, acc);
     }
 
     fn check(&self, ctx: &Ctx) -> Result<()> {
-        for &k in &self.k {
-            check_kernel("k", k, ctx)?;
-            if k.is_multiple_of(2) {
-                return Err(ctx.err(format!("k {k}: SPP kernels must be odd")));
-            }
-        }
-        check_channels("c1 // 2", self.c1 / 2, ctx)
+        check_pyramid(self.c1, &self.k, ctx)
     }
 
     fn build(&self, device: &Device) -> Spp {

@@ -53,26 +53,37 @@ impl BlockSpec for SppfSpec {
     }
 
     fn macs(&self, _c_in: usize, h: usize, w: usize, acc: &mut Macs) {
-        let c_ = self.c1 / 2;
-        acc.conv_bn(self.c1, c_, 1, 1, h, w);
-        acc.conv_bn(c_ * (self.n + 1), self.c2, 1, 1, h, w);
+        pyramid_macs(self.c1, self.c2, self.n, h, w, acc);
     }
 
     fn check(&self, ctx: &Ctx) -> Result<()> {
-        let k = self.k;
-        check_kernel("k", k, ctx)?;
-        if k.is_multiple_of(2) {
-            return Err(ctx.err(format!(
-                "k {k}: SPPF pools with stride 1 and padding k // 2, so an even k changes the map size; use an odd k"
-            )));
-        }
-        check_channels("c1 // 2", self.c1 / 2, ctx)
+        check_pyramid(self.c1, &[self.k], ctx)
     }
 
     fn build(&self, device: &Device) -> Sppf {
         let s = self;
         Sppf::new(s.c1, s.c2, s.k, s.n, s.shortcut, [s.cv1_act, s.act], device)
     }
+}
+
+/// The two convs of SPP and SPPF: `c1 -> c1 / 2`, then the `pools + 1` joined maps `-> c2`.
+pub(crate) fn pyramid_macs(c1: usize, c2: usize, pools: usize, h: usize, w: usize, acc: &mut Macs) {
+    let c_ = c1 / 2;
+    acc.conv_bn(c1, c_, 1, 1, h, w);
+    acc.conv_bn(c_ * (pools + 1), c2, 1, 1, h, w);
+}
+
+/// SPP's and SPPF's pools run with stride 1 and padding `k // 2`: an even kernel would change the map size.
+pub(crate) fn check_pyramid(c1: usize, kernels: &[usize], ctx: &Ctx) -> Result<()> {
+    for &k in kernels {
+        check_kernel("k", k, ctx)?;
+        if k.is_multiple_of(2) {
+            return Err(ctx.err(format!(
+                "k {k}: the pools use stride 1 and padding k // 2, so an even k changes the map size; use an odd k"
+            )));
+        }
+    }
+    check_channels("c1 // 2", c1 / 2, ctx)
 }
 
 #[derive(Module, Debug)]

@@ -201,7 +201,7 @@ fn main() -> Result<()> {
 fn parity(a: &Cli, spec: &ModelSpec, dev: &Device) -> Result<()> {
     let cpu = Device::flex();
     cpu.seed(0);
-    let init = state_dict(&mut YoloModel::new(spec, &cpu));
+    let init = state_dict(&YoloModel::new(spec, &cpu));
     let batch = fixed_batch(a.batch, a.imgsz, a.imgsz, spec.nc);
     let t0 = Instant::now();
     let want = one_step(spec, &cpu, &init, &batch);
