@@ -6,7 +6,7 @@ small forward-parity fixtures for `crates/deploy/tests/parity.rs`.
 
 Writes crates/model/tests/fixtures/family_info.json (every config in SUMMARIES, scales n and s or the YAML's
 own multiples, nc 80 and 3) and crates/deploy/tests/fixtures/family_<config>_nc3_64 for FORWARD (width 1/16,
-64x64 input; 128 for the P6 models, whose largest stride is 64): one per new block, about 3 MB each.
+64x64 input; 128 for the P6 models, whose largest stride is 64), about 3 MB each.
 """
 
 import copy
@@ -51,8 +51,7 @@ def summary(cfg, scale, nc):
 
 SUMMARIES = ["yolov8-p2", "yolov8-p6", "yolov8-ghost", "yolov8-ghost-p2", "yolov8-ghost-p6", "yolov5",
              "yolov5-p6", "yolov6", "yolov3", "yolov3-spp", "yolov3-tiny", "yolo11"]
-FORWARD = ["yolov8-p2", "yolov8-p6", "yolov8-ghost", "yolov5", "yolov6", "yolov3", "yolov3-spp", "yolov3-tiny",
-           "yolo11"]
+FORWARD = SUMMARIES
 
 
 def main():

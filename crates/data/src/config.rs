@@ -223,9 +223,9 @@ pub fn list_file(list: &Path) -> std::io::Result<Vec<PathBuf>> {
 pub fn image_files(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for s in sources {
-        let io = |e: std::io::Error| DataError::Io {
+        let io = |source: std::io::Error| DataError::File {
             path: s.display().to_string(),
-            msg: e.to_string(),
+            source,
         };
         if s.is_dir() {
             walk(s, IMAGE_EXTS, &mut out, &mut Default::default()).map_err(io)?;

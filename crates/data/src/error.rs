@@ -14,6 +14,13 @@ pub enum DataError {
     },
     #[error("{path}: {msg}")]
     Io { path: String, msg: String },
+    /// An operating-system error on a file or folder, kept as the source.
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// Ctrl-C during a long scan: stopped before anything was written.
     #[error("interrupted (Ctrl-C) while reading {what}; nothing was written")]
     Interrupted { what: String },

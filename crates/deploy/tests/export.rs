@@ -159,7 +159,7 @@ fn export_family_models_all_formats() {
         .filter(|n| n.starts_with("family_"))
         .collect();
     names.sort();
-    assert!(names.len() >= 8, "{names:?}");
+    assert!(names.len() >= 12, "{names:?}");
     for n in names {
         export_fixture(&n);
     }

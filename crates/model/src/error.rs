@@ -12,6 +12,13 @@ pub enum ModelError {
     },
     #[error("{path}: {msg}")]
     Io { path: String, msg: String },
+    /// An operating-system error on a file, kept as the source.
+    #[error("{path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path}: weights do not match the model:\n{msg}")]
     Weights { path: String, msg: String },
     #[error("{0}")]

@@ -348,9 +348,9 @@ impl ModelSpec {
                 });
             }
         }
-        let text = std::fs::read_to_string(&file).map_err(|e| ModelError::Io {
+        let text = std::fs::read_to_string(&file).map_err(|source| ModelError::File {
             path: file.clone(),
-            msg: e.to_string(),
+            source,
         })?;
         let mut opts = opts.clone();
         if opts.scale.is_none() {

@@ -294,9 +294,9 @@ impl WeightsFile {
         if crate::checkpoint::is_torch_zip(path) {
             return crate::checkpoint::read(path);
         }
-        let bytes = std::fs::read(path).map_err(|e| ModelError::Io {
+        let bytes = std::fs::read(path).map_err(|source| ModelError::File {
             path: path.to_string(),
-            msg: e.to_string(),
+            source,
         })?;
         Self::from_bytes(&bytes, path)
     }
@@ -386,9 +386,9 @@ pub fn to_safetensors_bytes(sd: &StateDict, metadata: &HashMap<String, String>) 
 /// Writes `bytes` to `path` atomically and durably: a temporary sibling, flushed to disk, renamed over
 /// `path`, then the folder flushed, so after a crash or power loss `path` holds the old or the new content.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    data::write_atomic(path, bytes).map_err(|e| ModelError::Io {
+    data::write_atomic(path, bytes).map_err(|source| ModelError::File {
         path: path.display().to_string(),
-        msg: e.to_string(),
+        source,
     })
 }
 

@@ -148,3 +148,17 @@ fn a_model_too_large_to_allocate_is_refused_before_allocating() {
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains("weights") && said.contains("GB"), "{said}");
 }
+
+#[test]
+fn os_errors_keep_their_source() {
+    let e = model::weights::WeightsFile::read("/nonexistent/best.safetensors").unwrap_err();
+    let source = std::error::Error::source(&e).expect("the OS error is the source");
+    let io = source
+        .downcast_ref::<std::io::Error>()
+        .expect("an io::Error");
+    assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+    assert!(
+        e.to_string().starts_with("/nonexistent/best.safetensors: "),
+        "{e}"
+    );
+}

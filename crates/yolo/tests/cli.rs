@@ -160,7 +160,7 @@ fn family_models_train_and_export() {
         })
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 8);
+    assert!(dirs.len() >= 12);
     for dir in dirs {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let imgsz = if name.contains("p6") { "128" } else { "64" };
