@@ -310,6 +310,61 @@ fn plan(a: &TrainArgs, n_train: usize, nc: usize) -> Result<Plan> {
     })
 }
 
+/// Learning rates, momentum and accumulation count at global step `ni` (Ultralytics' warmup: linear ramps over
+/// the first `nw` steps from 0, the bias group from warmup_bias_lr, momentum from warmup_momentum, and
+/// accumulation from 1 to nbs / batch).
+fn warmup(a: &TrainArgs, p: &Plan, ni: usize, nw: usize, target: GroupLr) -> (GroupLr, f64, usize) {
+    let mut lr = target;
+    let mut n_accumulate = p.accumulate;
+    // Warmup leaves SGD-family momentum at args.momentum (Ultralytics never resets it after).
+    let mut momentum = if p.optimizer != OptimizerKind::AdamW && nw > 0 {
+        a.momentum
+    } else {
+        p.momentum
+    };
+    if nw > 0 && ni <= nw {
+        let xi = (0.0, nw as f64);
+        n_accumulate = (interp(ni as f64, xi.0, xi.1, 1.0, a.nbs as f64 / a.batch as f64).round()
+            as usize)
+            .max(1);
+        for g in 0..3 {
+            let start = if g == 2 { p.warmup_bias_lr } else { 0.0 };
+            lr.base[g] = interp(ni as f64, xi.0, xi.1, start, target.base[g]);
+            lr.boosted[g] = interp(ni as f64, xi.0, xi.1, start, target.boosted[g]);
+        }
+        if p.optimizer != OptimizerKind::AdamW {
+            momentum = interp(ni as f64, xi.0, xi.1, a.warmup_momentum, a.momentum);
+        }
+    }
+    (lr, momentum, n_accumulate)
+}
+
+/// The dataset YAML and its train and (with `val`) val splits, each reported as it loads.
+fn open_data(a: &TrainArgs) -> Result<(DataConfig, Arc<Dataset>, Option<Arc<Dataset>>)> {
+    let data_cfg = DataConfig::from_file(Path::new(&a.data))?;
+    let train_ds = Arc::new(Dataset::load(&data_cfg, "train")?);
+    eprint!("{}", train_ds.report());
+    let val_ds = if a.val {
+        Some(Arc::new(Dataset::load(&data_cfg, "val")?))
+    } else {
+        None
+    };
+    if let Some(v) = &val_ds {
+        eprint!("{}", v.report());
+    }
+    Ok((data_cfg, train_ds, val_ds))
+}
+
+/// What a run starts from: the model (not yet on the training device), its optimizer and EMA, and the epoch
+/// and best fitness to continue from.
+struct Start {
+    model: YoloModel,
+    opt: Optimizer,
+    ema: Ema,
+    start_epoch: usize,
+    best: f64,
+}
+
 fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -358,6 +413,14 @@ fn save_state(
     Ok(())
 }
 
+/// What `finish_epoch` needs besides the model: the validation set, loss gains, class names, weights folder.
+struct EpochEnd<'a> {
+    val: Option<&'a Arc<Dataset>>,
+    gains: LossGains,
+    names: &'a [String],
+    wdir: &'a Path,
+}
+
 /// What a run ended with.
 #[derive(Debug)]
 pub struct RunOutcome {
@@ -399,17 +462,7 @@ impl Trainer {
         std::fs::create_dir_all(&wdir)
             .with_context(|| format!("{}: cannot create", wdir.display()))?;
 
-        let data_cfg = DataConfig::from_file(Path::new(&a.data))?;
-        let train_ds = Arc::new(Dataset::load(&data_cfg, "train")?);
-        eprint!("{}", train_ds.report());
-        let val_ds = if a.val {
-            Some(Arc::new(Dataset::load(&data_cfg, "val")?))
-        } else {
-            None
-        };
-        if let Some(v) = &val_ds {
-            eprint!("{}", v.report());
-        }
+        let (data_cfg, train_ds, val_ds) = open_data(a)?;
         let nc = data_cfg.nc();
         let spec = ModelSpec::from_file(
             &a.config,
@@ -421,119 +474,17 @@ impl Trainer {
         spec.check_input(a.imgsz, a.imgsz)
             .map_err(|e| anyhow::anyhow!("{}: {e}", spec.source))?;
 
-        // Resume state, if any.
         let state_path = wdir.join("last.state.safetensors");
         let resume = self.resume;
-        match (resume, state_path.exists()) {
-            (true, false) => bail!(
-                "--resume {}: no checkpoint ({} is missing)",
-                self.run_dir.display(),
-                state_path.display()
-            ),
-            (false, true) => bail!(
-                "{} already holds a run: continue it with --resume {}, or choose another --out",
-                self.run_dir.display(),
-                self.run_dir.display()
-            ),
-            _ => {}
-        }
-        // Seeded initialisation: the same seed gives the same run.
-        dev.seed(a.seed);
-        let mut model = YoloModel::new(&spec, dev);
-        let mut start_epoch = 0;
-        let mut best = -1.0;
+        self.check_run_folder(&state_path)?;
         let p = plan(a, train_ds.len(), nc)?;
-        let mut opt = Optimizer::new(p.optimizer, p.momentum, p.weight_decay).for_model(&model);
-        let mut ema_updates = 0;
-        let state = if resume {
-            Some(WeightsFile::read(&state_path.to_string_lossy())?)
-        } else {
-            None
-        };
-        if let Some(st) = &state {
-            let model_sd = st
-                .tensors
-                .iter()
-                .filter(|(k, _)| k.starts_with("model."))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            load_state_dict(&mut model, &model_sd, &st.path)?;
-            let opt_entries: Vec<(String, HostTensor)> = st
-                .tensors
-                .iter()
-                .filter_map(|(k, v)| k.strip_prefix("opt.").map(|k| (k.to_string(), v.clone())))
-                .collect();
-            let num = |k: &str| {
-                st.metadata
-                    .get(k)
-                    .and_then(|v| v.parse::<f64>().ok())
-                    .unwrap_or(0.0)
-            };
-            opt.load_state(&opt_entries, dev, num("opt_steps") as u64);
-            start_epoch = num("epoch") as usize;
-            ema_updates = num("ema_updates") as u64;
-            best = num("best_fitness");
-            eprintln!(
-                "resuming {} from epoch {}",
-                self.run_dir.display(),
-                start_epoch + 1
-            );
-        } else if let Some(w) = &a.weights {
-            let f = WeightsFile::read(w)?;
-            let t = load_matching(&mut model, &f.tensors, w)?;
-            if t.loaded == 0 {
-                bail!("--weights {w}: no tensor matches the model by name and shape (is --config/--scale right?)");
-            }
-            eprintln!(
-                "initial weights from {w}: transferred {}/{} tensors",
-                t.loaded, t.total
-            );
-            if !t.kept.is_empty() {
-                let more = t.kept.len().saturating_sub(6);
-                eprintln!(
-                    "  kept their initial values (absent from the file or another shape): {}{}",
-                    t.kept[..t.kept.len().min(6)].join(", "),
-                    if more > 0 {
-                        format!(" and {more} more")
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-        }
-        // A deep copy: a clone would share the BatchNorm running statistics with the trained model.
-        let mut ema = Ema::new(YoloModel::new(&spec, dev));
-        load_state_dict(&mut ema.model, &state_dict(&model), "the initial model")?;
-        if let Some(st) = &state {
-            let ema_sd: model::weights::StateDict = st
-                .tensors
-                .iter()
-                .filter_map(|(k, v)| k.strip_prefix("ema.").map(|k| (k.to_string(), v.clone())))
-                .collect();
-            if ema_sd.is_empty() {
-                // A checkpoint from before the EMA was kept in the state file.
-                let f = WeightsFile::read(&wdir.join("last.safetensors").to_string_lossy())?;
-                load_state_dict(&mut ema.model, &f.tensors, &f.path)?;
-            } else {
-                load_state_dict(&mut ema.model, &ema_sd, &st.path)?;
-            }
-            ema.updates = ema_updates;
-        }
-        if a.freeze >= spec.layers.len() {
-            bail!(
-                "--freeze {}: the model has {} layers (0..{}); freezing them all leaves nothing to train",
-                a.freeze,
-                spec.layers.len(),
-                spec.layers.len() - 1
-            );
-        }
-        if a.freeze > 0 {
-            let n = freeze_layers(&mut model, a.freeze);
-            eprintln!(
-                "freezing layers 0..{} ({n} tensors are not trained)",
-                a.freeze - 1
-            );
-        }
+        let Start {
+            model,
+            mut opt,
+            mut ema,
+            start_epoch,
+            mut best,
+        } = self.start(&spec, &p, &state_path, &wdir)?;
         let mut model = model.fork(&train_dev).train();
         let mut replicas = Replicas::new(&spec, &self.extra_devices, &mut model);
         if n_dev > 1 {
@@ -570,19 +521,7 @@ impl Trainer {
             a.seed,
             a.cache,
         ));
-        // Ultralytics-style previews of what the model is trained on (mosaic, perspective, HSV, flips).
-        for i in 0..a.dump.min(train_ds.len()) {
-            let s = aug.train_sample(
-                i,
-                start_epoch,
-                start_epoch < a.epochs.saturating_sub(a.close_mosaic),
-            );
-            let mut img = s.image;
-            data::draw::draw_labels(&mut img, &s.labels);
-            let p = self.run_dir.join(format!("train_batch{i}.jpg"));
-            img.save(&p)
-                .with_context(|| format!("{}: cannot write", p.display()))?;
-        }
+        self.dump_previews(&aug, train_ds.len(), start_epoch)?;
         let nb = train_ds.len().div_ceil(a.batch);
         let warm_epochs = a.warmup_epochs.min((a.epochs as f64 - 1.0).max(0.0));
         let nw = (warm_epochs * nb as f64).round() as usize;
@@ -639,30 +578,8 @@ impl Trainer {
             {
                 let batch = batch?;
                 let ni = i + nb * epoch;
-                let mut n_accumulate = p.accumulate;
-                // Warmup leaves SGD-family momentum at args.momentum (Ultralytics never resets it after).
-                let mut momentum = if p.optimizer != OptimizerKind::AdamW && nw > 0 {
-                    a.momentum
-                } else {
-                    p.momentum
-                };
-                if nw > 0 && ni <= nw {
-                    let xi = (0.0, nw as f64);
-                    n_accumulate =
-                        (interp(ni as f64, xi.0, xi.1, 1.0, a.nbs as f64 / a.batch as f64).round()
-                            as usize)
-                            .max(1);
-                    for g in 0..3 {
-                        let start = if g == 2 { p.warmup_bias_lr } else { 0.0 };
-                        lr.base[g] = interp(ni as f64, xi.0, xi.1, start, target.base[g]);
-                        lr.boosted[g] = interp(ni as f64, xi.0, xi.1, start, target.boosted[g]);
-                    }
-                    if p.optimizer != OptimizerKind::AdamW {
-                        momentum = interp(ni as f64, xi.0, xi.1, a.warmup_momentum, a.momentum);
-                    }
-                } else {
-                    lr = target;
-                }
+                let (step_lr, momentum, n_accumulate) = warmup(a, &p, ni, nw, target);
+                lr = step_lr;
                 let [bsz, _, h, _] = batch.shape;
                 let out = replicas.step(&mut model, dev, batch, &loss_setup, &mut acc);
                 let out = match out {
@@ -725,57 +642,24 @@ impl Trainer {
                 }
             }
             bar.finish();
-            let mut r = EpochResult {
+            let r = EpochResult {
                 epoch,
                 train: tloss,
                 lr: lr.base,
                 ..Default::default()
             };
-            if let Some(vds) = &val_ds {
-                let vo = ValOptions {
-                    imgsz: a.imgsz,
-                    batch: a.batch * 2,
-                    workers: a.workers,
-                    with_loss: Some(gains),
-                    ..Default::default()
-                };
-                let vr = validate(&ema.model, vds.clone(), &vo, dev)?;
-                let m = &vr.metrics;
-                (r.p, r.r, r.map50, r.map) = (m.mp(), m.mr(), m.map50(), m.map());
-                r.val = vr.losses;
-            }
-            r.seconds = t_epoch.elapsed().as_secs_f64();
-            let fitness = r.map;
-            let extra = vec![
-                ("epoch".to_string(), (epoch + 1).to_string()),
-                (
-                    "metrics".to_string(),
-                    format!(
-                        "{{\"precision\":{},\"recall\":{},\"mAP50\":{},\"mAP50-95\":{}}}",
-                        r.p, r.r, r.map50, r.map
-                    ),
-                ),
-            ];
-            save_model(
-                &mut ema.model,
-                &wdir.join("last.safetensors"),
-                &data_cfg.names,
-                &extra,
+            let r = self.finish_epoch(
+                r,
+                t_epoch,
+                EpochEnd {
+                    val: val_ds.as_ref(),
+                    gains,
+                    names: &data_cfg.names,
+                    wdir: &wdir,
+                },
+                &mut best,
+                (&mut model, &opt, &mut ema),
             )?;
-            if fitness > best {
-                best = fitness;
-                save_model(
-                    &mut ema.model,
-                    &wdir.join("best.safetensors"),
-                    &data_cfg.names,
-                    &extra,
-                )?;
-            }
-            save_state(&wdir, &mut model, &opt, &mut ema, epoch + 1, best, a)?;
-            eprintln!(
-                "epoch {}/{}: train box {:.4} cls {:.4} dfl {:.4} | val P {:.3} R {:.3} mAP50 {:.3} mAP50-95 {:.3} | {:.1}s",
-                epoch + 1, a.epochs, r.train[0], r.train[1], r.train[2], r.p, r.r, r.map50, r.map, r.seconds
-            );
             results.push(r);
             let mut csv = format!("{CSV_HEADER}\n");
             for row in &results {
@@ -798,5 +682,209 @@ impl Trainer {
             results,
             interrupted: false,
         })
+    }
+
+    /// The model, optimizer and EMA the run starts from: seeded fresh, with `--weights` transferred by name and
+    /// shape, or everything from the resume checkpoint; `--freeze` applied.
+    fn start(&self, spec: &ModelSpec, p: &Plan, state_path: &Path, wdir: &Path) -> Result<Start> {
+        let a = &self.args;
+        let dev = &self.device;
+        // Seeded initialisation: the same seed gives the same run.
+        dev.seed(a.seed);
+        let mut model = YoloModel::new(spec, dev);
+        let mut start_epoch = 0;
+        let mut best = -1.0;
+        let mut opt = Optimizer::new(p.optimizer, p.momentum, p.weight_decay).for_model(&model);
+        let mut ema_updates = 0;
+        let state = if self.resume {
+            Some(WeightsFile::read(&state_path.to_string_lossy())?)
+        } else {
+            None
+        };
+        if let Some(st) = &state {
+            let model_sd = st
+                .tensors
+                .iter()
+                .filter(|(k, _)| k.starts_with("model."))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            load_state_dict(&mut model, &model_sd, &st.path)?;
+            let opt_entries: Vec<(String, HostTensor)> = st
+                .tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix("opt.").map(|k| (k.to_string(), v.clone())))
+                .collect();
+            let num = |k: &str| {
+                st.metadata
+                    .get(k)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            opt.load_state(&opt_entries, dev, num("opt_steps") as u64);
+            start_epoch = num("epoch") as usize;
+            ema_updates = num("ema_updates") as u64;
+            best = num("best_fitness");
+            eprintln!(
+                "resuming {} from epoch {}",
+                self.run_dir.display(),
+                start_epoch + 1
+            );
+        } else if let Some(w) = &a.weights {
+            let f = WeightsFile::read(w)?;
+            let t = load_matching(&mut model, &f.tensors, w)?;
+            if t.loaded == 0 {
+                bail!("--weights {w}: no tensor matches the model by name and shape (is --config/--scale right?)");
+            }
+            eprintln!(
+                "initial weights from {w}: transferred {}/{} tensors",
+                t.loaded, t.total
+            );
+            if !t.kept.is_empty() {
+                let more = t.kept.len().saturating_sub(6);
+                eprintln!(
+                    "  kept their initial values (absent from the file or another shape): {}{}",
+                    t.kept[..t.kept.len().min(6)].join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        // A deep copy: a clone would share the BatchNorm running statistics with the trained model.
+        let mut ema = Ema::new(YoloModel::new(spec, dev));
+        load_state_dict(&mut ema.model, &state_dict(&model), "the initial model")?;
+        if let Some(st) = &state {
+            let ema_sd: model::weights::StateDict = st
+                .tensors
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix("ema.").map(|k| (k.to_string(), v.clone())))
+                .collect();
+            if ema_sd.is_empty() {
+                // A checkpoint from before the EMA was kept in the state file.
+                let f = WeightsFile::read(&wdir.join("last.safetensors").to_string_lossy())?;
+                load_state_dict(&mut ema.model, &f.tensors, &f.path)?;
+            } else {
+                load_state_dict(&mut ema.model, &ema_sd, &st.path)?;
+            }
+            ema.updates = ema_updates;
+        }
+        if a.freeze >= spec.layers.len() {
+            bail!(
+                "--freeze {}: the model has {} layers (0..{}); freezing them all leaves nothing to train",
+                a.freeze,
+                spec.layers.len(),
+                spec.layers.len() - 1
+            );
+        }
+        if a.freeze > 0 {
+            let n = freeze_layers(&mut model, a.freeze);
+            eprintln!(
+                "freezing layers 0..{} ({n} tensors are not trained)",
+                a.freeze - 1
+            );
+        }
+        Ok(Start {
+            model,
+            opt,
+            ema,
+            start_epoch,
+            best,
+        })
+    }
+
+    /// The end of an epoch: validation of the EMA model, `last`/`best` weights and the resume checkpoint.
+    fn finish_epoch(
+        &self,
+        mut r: EpochResult,
+        t_epoch: Instant,
+        end: EpochEnd,
+        best: &mut f64,
+        (model, opt, ema): (&mut YoloModel, &Optimizer, &mut Ema),
+    ) -> Result<EpochResult> {
+        let a = &self.args;
+        let epoch = r.epoch;
+        if let Some(vds) = end.val {
+            let vo = ValOptions {
+                imgsz: a.imgsz,
+                batch: a.batch * 2,
+                workers: a.workers,
+                with_loss: Some(end.gains),
+                ..Default::default()
+            };
+            let vr = validate(&ema.model, vds.clone(), &vo, &self.device)?;
+            let m = &vr.metrics;
+            (r.p, r.r, r.map50, r.map) = (m.mp(), m.mr(), m.map50(), m.map());
+            r.val = vr.losses;
+        }
+        r.seconds = t_epoch.elapsed().as_secs_f64();
+        let fitness = r.map;
+        let extra = vec![
+            ("epoch".to_string(), (epoch + 1).to_string()),
+            (
+                "metrics".to_string(),
+                format!(
+                    "{{\"precision\":{},\"recall\":{},\"mAP50\":{},\"mAP50-95\":{}}}",
+                    r.p, r.r, r.map50, r.map
+                ),
+            ),
+        ];
+        save_model(
+            &mut ema.model,
+            &end.wdir.join("last.safetensors"),
+            end.names,
+            &extra,
+        )?;
+        if fitness > *best {
+            *best = fitness;
+            save_model(
+                &mut ema.model,
+                &end.wdir.join("best.safetensors"),
+                end.names,
+                &extra,
+            )?;
+        }
+        save_state(end.wdir, model, opt, ema, epoch + 1, *best, a)?;
+        eprintln!(
+            "epoch {}/{}: train box {:.4} cls {:.4} dfl {:.4} | val P {:.3} R {:.3} mAP50 {:.3} mAP50-95 {:.3} | {:.1}s",
+            epoch + 1, a.epochs, r.train[0], r.train[1], r.train[2], r.p, r.r, r.map50, r.map, r.seconds
+        );
+        Ok(r)
+    }
+
+    /// A run folder holds a run exactly when its checkpoint exists: `--resume` needs one, a new run refuses one.
+    fn check_run_folder(&self, state_path: &Path) -> Result<()> {
+        match (self.resume, state_path.exists()) {
+            (true, false) => bail!(
+                "--resume {}: no checkpoint ({} is missing)",
+                self.run_dir.display(),
+                state_path.display()
+            ),
+            (false, true) => bail!(
+                "{} already holds a run: continue it with --resume {}, or choose another --out",
+                self.run_dir.display(),
+                self.run_dir.display()
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ultralytics-style previews of what the model is trained on (mosaic, perspective, HSV, flips).
+    fn dump_previews(&self, aug: &Augmenter, n_train: usize, start_epoch: usize) -> Result<()> {
+        let a = &self.args;
+        for i in 0..a.dump.min(n_train) {
+            let s = aug.train_sample(
+                i,
+                start_epoch,
+                start_epoch < a.epochs.saturating_sub(a.close_mosaic),
+            );
+            let mut img = s.image;
+            data::draw::draw_labels(&mut img, &s.labels);
+            let p = self.run_dir.join(format!("train_batch{i}.jpg"));
+            img.save(&p)
+                .with_context(|| format!("{}: cannot write", p.display()))?;
+        }
+        Ok(())
     }
 }
