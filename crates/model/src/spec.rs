@@ -40,14 +40,6 @@ impl ModuleSpec {
             ModuleSpec::Detect { .. } => "ultralytics.nn.modules.head.Detect",
         }
     }
-
-    /// Input channels -> output channels where a module changes them.
-    pub fn out_channels(&self, c_in: usize) -> usize {
-        match self {
-            ModuleSpec::Block(b) => b.c_out(),
-            _ => c_in,
-        }
-    }
 }
 
 /// A resolved row of the model table.

@@ -2,7 +2,6 @@
 //! plus the input (or, strided, a depthwise + pointwise projection of it).
 
 use super::conv::Conv;
-use super::dwconv::gcd;
 use super::ghostconv::GhostConv;
 use super::{check_kernel, BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
@@ -106,7 +105,7 @@ impl GhostBottleneck {
         let c_ = c2 / 2;
         let none = Act::Identity;
         // DWConv(c, c, k, s, act=False): gcd(c, c) = c groups.
-        let dw = |c: usize| Conv::new(c, c, k, s, k / 2, gcd(c, c), 1, none, device);
+        let dw = |c: usize| Conv::new(c, c, k, s, k / 2, c, 1, none, device);
         GhostBottleneck {
             pw: GhostConv::new(c1, c_, 1, 1, 1, act, device),
             down: (s == 2).then(|| GhostDown {
