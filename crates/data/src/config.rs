@@ -1,7 +1,7 @@
 //! Ultralytics dataset YAML: `path`, `train`, `val`, `test` (a folder, a list of folders or a .txt list of
 //! image paths) and `names` (a list or an `{id: name}` map).
 
-use crate::error::{DataError, Result};
+use crate::error::{DataError, FileError, Result};
 use serde_yaml::Value;
 use std::path::{Path, PathBuf};
 
@@ -59,9 +59,9 @@ impl DataConfig {
             file: file.display().to_string(),
             msg,
         };
-        let text = std::fs::read_to_string(file).map_err(|e| err(e.to_string()))?;
-        let v: Value =
-            serde_yaml::from_str(&text).map_err(|e| err(format!("not valid YAML: {e}")))?;
+        let text = std::fs::read_to_string(file).map_err(|e| FileError::io(file, e))?;
+        let v: Value = serde_yaml::from_str(&text)
+            .map_err(|e| FileError::decode(file, "not valid YAML", e))?;
         let map = v
             .as_mapping()
             .ok_or_else(|| err("expected a mapping".into()))?;
@@ -223,10 +223,7 @@ pub fn list_file(list: &Path) -> std::io::Result<Vec<PathBuf>> {
 pub fn image_files(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for s in sources {
-        let io = |source: std::io::Error| DataError::File {
-            path: s.display().to_string(),
-            source,
-        };
+        let io = |e| FileError::io(s, e);
         if s.is_dir() {
             walk(s, IMAGE_EXTS, &mut out, &mut Default::default()).map_err(io)?;
         } else if s.extension().and_then(|e| e.to_str()) == Some("txt") {

@@ -4,7 +4,7 @@
 //! 1-based pixel coordinates). The images are linked (or copied) beside the labels, a data.yaml keeps the class
 //! names, and every object left out is counted by reason.
 
-use crate::error::{DataError, Result};
+use crate::error::{DataError, FileError, Result};
 use crate::labels::fmt_g;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -37,7 +37,8 @@ impl Report {
         self.boxes += rows.len();
         let p = lab_dir.join(file.with_extension("txt"));
         crate::write_atomic(&p, (rows.join("\n") + "\n").as_bytes())
-            .map_err(|e| bad(&p, e.to_string()))
+            .map_err(|e| FileError::io(&p, e))?;
+        Ok(())
     }
 
     pub fn render(&self) -> String {
@@ -65,11 +66,10 @@ fn bad(path: &Path, msg: impl Into<String>) -> DataError {
 /// Puts `src` at `dst`: a hard link where the file system allows, else a copy.
 fn place(src: &Path, dst: &Path) -> Result<()> {
     if dst.exists() {
-        std::fs::remove_file(dst).map_err(|e| bad(dst, e.to_string()))?;
+        std::fs::remove_file(dst).map_err(|e| FileError::io(dst, e))?;
     }
     if std::fs::hard_link(src, dst).is_err() {
-        std::fs::copy(src, dst)
-            .map_err(|e| bad(dst, format!("cannot copy {}: {e}", src.display())))?;
+        std::fs::copy(src, dst).map_err(|e| FileError::io(dst, e))?;
     }
     Ok(())
 }
@@ -83,7 +83,8 @@ fn write_yaml(out: &Path, split: &str, names: &[String]) -> Result<()> {
         y += &format!("  {i}: {}\n", serde_json::to_string(n).unwrap_or_default());
     }
     let p = out.join("data.yaml");
-    crate::write_atomic(&p, y.as_bytes()).map_err(|e| bad(&p, e.to_string()))
+    crate::write_atomic(&p, y.as_bytes()).map_err(|e| FileError::io(&p, e))?;
+    Ok(())
 }
 
 fn dirs(out: &Path, split: &str) -> Result<(PathBuf, PathBuf)> {
@@ -92,7 +93,7 @@ fn dirs(out: &Path, split: &str) -> Result<(PathBuf, PathBuf)> {
         out.join("labels").join(split),
     );
     for d in [&img, &lab] {
-        std::fs::create_dir_all(d).map_err(|e| bad(d, format!("cannot create: {e}")))?;
+        std::fs::create_dir_all(d).map_err(|e| FileError::io(d, e))?;
     }
     Ok((img, lab))
 }
@@ -100,9 +101,9 @@ fn dirs(out: &Path, split: &str) -> Result<(PathBuf, PathBuf)> {
 /// COCO JSON (`ann`) with its images under `images` to a YOLO dataset in `out` (split `split`). Classes are
 /// the categories in id order (on COCO itself this is Ultralytics' 91-to-80 map; on ids 1..K it is `id - 1`).
 pub fn coco(ann: &Path, images: &Path, out: &Path, split: &str) -> Result<Report> {
-    let text = std::fs::read_to_string(ann).map_err(|e| bad(ann, e.to_string()))?;
+    let text = std::fs::read_to_string(ann).map_err(|e| FileError::io(ann, e))?;
     let j: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad(ann, format!("not JSON: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| FileError::decode(ann, "not JSON", e))?;
     let list = |k: &str| {
         j.get(k)
             .and_then(|v| v.as_array())
@@ -234,14 +235,14 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
     let docs: Vec<(PathBuf, String)> = xmls
         .into_iter()
         .map(|p| {
-            let t = std::fs::read_to_string(&p).map_err(|e| bad(&p, e.to_string()))?;
+            let t = std::fs::read_to_string(&p).map_err(|e| FileError::io(&p, e))?;
             Ok((p, t))
         })
         .collect::<Result<_>>()?;
     let mut names = BTreeSet::new();
     let mut parsed = Vec::new();
     for (p, t) in &docs {
-        let doc = roxmltree::Document::parse(t).map_err(|e| bad(p, format!("not XML: {e}")))?;
+        let doc = roxmltree::Document::parse(t).map_err(|e| FileError::decode(p, "not XML", e))?;
         for o in doc
             .root_element()
             .children()
@@ -281,9 +282,10 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
             (Some(w), Some(h)) if w > 0.0 && h > 0.0 => (w, h),
             _ => {
                 let (w, h) = image::image_dimensions(&src).map_err(|e| {
-                    bad(
+                    FileError::decode(
                         &src,
-                        format!("no <size> in {} and unreadable: {e}", p.display()),
+                        format!("no <size> in {} and the image is unreadable", p.display()),
+                        e,
                     )
                 })?;
                 (w as f64, h as f64)

@@ -1,8 +1,8 @@
 //! `data`: check a dataset, dump augmented samples, measure the pipeline, convert COCO/VOC, generate the
 //! synthetic dataset.
 
-use anyhow::Result;
 use clap::Parser;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -14,6 +14,7 @@ struct Cli {
     cmd: data::cli::Cmd,
 }
 
-fn main() -> Result<()> {
-    data::cli::run(Cli::parse().cmd)
+fn main() -> ExitCode {
+    startup::init();
+    startup::exit(data::cli::run(Cli::parse().cmd))
 }

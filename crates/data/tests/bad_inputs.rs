@@ -48,11 +48,7 @@ fn check(d: &Path) -> (bool, String) {
         .env("RUST_BACKTRACE", "0")
         .output()
         .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let said = testkit::said(&o);
     (o.status.success(), said)
 }
 

@@ -49,18 +49,7 @@ fn same_labels(expected: &Path, got: &Path) -> usize {
 }
 
 fn convert(args: &[&str], extra: &[&Path]) -> String {
-    let o = Command::new(BIN)
-        .arg("convert")
-        .args(args)
-        .args(extra)
-        .output()
-        .unwrap();
-    let s = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(o.status.success(), "{s}");
+    let s = testkit::succeeds(Command::new(BIN).arg("convert").args(args).args(extra));
     s
 }
 

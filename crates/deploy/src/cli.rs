@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use model::cli::ForeignModelArgs;
 use model::weights::load_model;
-use model::{ModelSpec, SpecOptions, YoloModel};
+use model::{ModelSpec, YoloModel};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand, Debug)]
@@ -145,12 +145,8 @@ pub struct PredictArgs {
 pub struct BenchArgs {
     #[arg(long)]
     config: String,
-    #[arg(long)]
-    scale: Option<String>,
-    #[arg(long)]
-    nc: Option<usize>,
-    #[arg(long, default_value = "640")]
-    imgsz: String,
+    #[command(flatten)]
+    variant: model::cli::VariantArgs,
     /// Comma-separated batch sizes.
     #[arg(long, default_value = "1,8")]
     batch: String,
@@ -175,238 +171,248 @@ pub struct BenchArgs {
 /// Runs one `deploy` command.
 pub fn run(cmd: Cmd) -> Result<()> {
     match cmd {
-        Cmd::Verify(a) => {
-            let VerifyArgs {
-                fixture,
-                config,
-                device,
-            } = a;
-            let fx = Fixture::load(&fixture, config.as_deref())?;
-            let report = fx.verify(&model::device::select(&device)?)?;
-            print!("{}", report.render());
-            if !report.ok() {
-                eprintln!("{}: out of tolerance", fixture.display());
-                std::process::exit(1);
-            }
-            println!("{}: all checks pass", fixture.display());
-        }
-        Cmd::Export(a) => {
-            let ExportArgs {
-                weights,
-                foreign,
-                out,
-                format,
-                imgsz,
-                no_fuse,
-                image,
-                device,
-            } = a;
-            let dev = model::device::select(&device)?;
-            let formats = format
-                .split(',')
-                .map(str::parse)
-                .collect::<Result<Vec<Format>>>()?;
-            let loaded = load_model(&weights, &foreign.load_options(), &dev)?;
-            let stem = Path::new(&weights)
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "model".into());
-            let opts = ExportOptions {
-                formats,
-                imgsz: model::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?,
-                fuse: !no_fuse,
-                out,
-                stem,
-                image,
-            };
-            let s = export(loaded.model, &loaded.names, &opts, &dev)?;
-            for f in &s.files {
-                println!("wrote {}", f.display());
-            }
-        }
-        Cmd::Predict(a) => {
-            let PredictArgs {
-                weights,
-                source,
-                vid_stride,
-                stream_buffer,
-                out,
-                imgsz,
-                conf,
-                iou,
-                max_det,
-                classes,
-                agnostic_nms,
-                batch,
-                device: dev,
-                save_txt,
-                save_conf,
-                save_json,
-                no_save_img,
-                workers,
-                foreign,
-                fuse,
-                engine,
-                tile,
-                overlap,
-                tile_merge,
-                tile_match,
-                tile_full,
-            } = a;
-            let dev = model::device::select(&dev)?;
+        Cmd::Verify(a) => verify(a),
+        Cmd::Export(a) => export_cmd(a),
+        Cmd::Predict(a) => predict_cmd(a),
+        Cmd::Bench(a) => bench_cmd(a),
+    }
+}
 
-            let classes = classes
-                .map(|c| {
-                    c.split(',')
-                        .map(|x| x.trim().parse::<usize>())
-                        .collect::<std::result::Result<Vec<_>, _>>()
-                        .with_context(|| format!("--classes {c}: expected ids like 0,2"))
-                })
-                .transpose()?;
-            let loaded = load_model(&weights, &foreign.load_options(), &dev)?;
-            loaded
-                .model
-                .spec
-                .check_input(imgsz, imgsz)
-                .map_err(|e| anyhow::anyhow!("{weights}: {e}"))?;
-            let model = if fuse {
-                loaded.model.fuse()
-            } else {
-                loaded.model
-            };
-            let sources = crate::sources::collect_sources(&source)?;
-            let out = out
-                .unwrap_or_else(|| model::cli::next_run_dir(Path::new("runs/predict"), "predict"));
-            let opts = crate::predict::PredictOptions {
-                imgsz,
-                nms: model::postprocess::NmsOptions {
-                    conf,
-                    iou,
-                    max_det,
-                    classes,
-                    agnostic: agnostic_nms,
-                    ..model::postprocess::NmsOptions::predict()
-                },
-                batch: batch.max(1),
-                out: out.clone(),
-                save_img: !no_save_img,
-                save_txt,
-                save_conf,
-                save_json,
-                workers,
-                stop: Some(model::cli::ctrl_c_flag(
-                    "finishing the batch, then writing what is done",
-                )),
-                engine,
-                tile: tile.map(|size| crate::tiles::TileOptions {
-                    size,
-                    overlap,
-                    merge: tile_merge,
-                    match_thr: tile_match,
-                    full_pass: tile_full,
-                }),
-                vid_stride,
-                stream_buffer,
-            };
-            let stats = crate::predict::predict(&model, &loaded.names, sources, &opts, &dev)?;
-            println!("results in {}", out.display());
-            println!("{}", stats.line());
-            if stats.interrupted {
-                eprintln!(
-                    "interrupted: the outputs above cover the images and frames done before Ctrl-C"
-                );
-                std::process::exit(130);
-            }
-        }
-        Cmd::Bench(a) => {
-            let BenchArgs {
-                config,
-                scale,
-                nc,
-                imgsz,
-                batch,
-                device: dev,
-                warmup,
-                iters,
-                layers,
-                engine_only,
-                json,
-            } = a;
-            let dev = model::device::select(&dev)?;
-            let (h, w) = model::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?;
-            let batches = batch
-                .split(',')
-                .map(data::args::at_least_one)
+/// Checks a model against a parity fixture.
+fn verify(a: VerifyArgs) -> Result<()> {
+    let VerifyArgs {
+        fixture,
+        config,
+        device,
+    } = a;
+    let fx = Fixture::load(&fixture, config.as_deref())?;
+    let report = fx.verify(&model::device::select(&device)?)?;
+    print!("{}", report.render());
+    if !report.ok() {
+        eprintln!("{}: out of tolerance", fixture.display());
+        std::process::exit(1);
+    }
+    println!("{}: all checks pass", fixture.display());
+    Ok(())
+}
+
+/// Fuses (unless told not to) and writes the formats asked for.
+fn export_cmd(a: ExportArgs) -> Result<()> {
+    let ExportArgs {
+        weights,
+        foreign,
+        out,
+        format,
+        imgsz,
+        no_fuse,
+        image,
+        device,
+    } = a;
+    let dev = model::device::select(&device)?;
+    let formats = format
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<Vec<Format>>>()?;
+    let loaded = load_model(&weights, &foreign.load_options(), &dev)?;
+    let stem = Path::new(&weights)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let opts = ExportOptions {
+        formats,
+        imgsz: model::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?,
+        fuse: !no_fuse,
+        out,
+        stem,
+        image,
+    };
+    let s = export(loaded.model, &loaded.names, &opts, &dev)?;
+    for f in &s.files {
+        println!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
+/// Detects objects in every input `--source` names; exit status 130 when stopped by Ctrl-C.
+fn predict_cmd(a: PredictArgs) -> Result<()> {
+    let PredictArgs {
+        weights,
+        source,
+        vid_stride,
+        stream_buffer,
+        out,
+        imgsz,
+        conf,
+        iou,
+        max_det,
+        classes,
+        agnostic_nms,
+        batch,
+        device: dev,
+        save_txt,
+        save_conf,
+        save_json,
+        no_save_img,
+        workers,
+        foreign,
+        fuse,
+        engine,
+        tile,
+        overlap,
+        tile_merge,
+        tile_match,
+        tile_full,
+    } = a;
+    let dev = model::device::select(&dev)?;
+
+    let classes = classes
+        .map(|c| {
+            c.split(',')
+                .map(|x| x.trim().parse::<usize>())
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| anyhow::anyhow!("--batch {batch}: {e} (expected sizes like 1,8)"))?;
-            let spec = ModelSpec::from_file(&config, &SpecOptions { scale, nc })?;
-            spec.check_input(h, w)
-                .map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
-            let unfused = YoloModel::new(&spec, &dev);
-            let fused = unfused.clone().fuse();
-            eprintln!(
-                "{} scale {} at {h}x{w}, backend {dev:?}, {iters} timed runs each (alternating)",
-                spec.source, spec.scale
-            );
-            let cfg = crate::bench::BenchConfig {
-                h,
-                w,
-                batches: batches.clone(),
-                warmup,
-                iters,
-            };
-            let lower = |m: &YoloModel| match crate::engine::Engine::new(m) {
-                Ok(e) => Some(e),
-                Err(e) => {
-                    eprintln!("engine: {e}");
-                    None
-                }
-            };
-            let (engine, engine_unfused) = (lower(&fused), lower(&unfused));
-            let mut variants = Vec::new();
-            if !engine_only {
-                variants.push(Variant::burn("burn unfused", &unfused, &dev));
-                variants.push(Variant::burn("burn fused", &fused, &dev));
-            }
-            if let Some(e) = &engine_unfused {
-                variants.push(Variant::engine("engine unfused", e));
-            }
-            if let Some(e) = &engine {
-                variants.push(Variant::engine("engine fused", e));
-            }
-            let rows = crate::bench::bench(&variants, &cfg, &dev);
-            if json {
-                println!("{}", serde_json::to_string(&rows)?);
-            } else {
-                print!("{}", crate::bench::render(&rows));
-            }
-            if layers {
-                if let Some(e) = &engine {
-                    let x = vec![0.5f32; 3 * h * w];
-                    let prof = e.profile(&x, h, w, iters)?;
-                    let total: f64 = prof.iter().map(|p| p.1).sum();
-                    println!("engine, one image, per operation:");
-                    for (i, (what, ms)) in prof.iter().enumerate() {
-                        println!(
-                            "{i:>4}  {what:<48}{ms:>9.2} ms {:>5.1}%",
-                            100.0 * ms / total
-                        );
-                    }
-                    println!("      {:<48}{total:>9.2} ms", "total");
-                }
-                if engine_only {
-                    return Ok(());
-                }
-                let x = model::burn::tensor::Tensor::<4>::random(
-                    [batches[0], 3, h, w],
-                    model::burn::tensor::Distribution::Uniform(0.0, 1.0),
-                    &dev,
-                );
-                let tu = crate::bench::layer_times(&unfused, &x, iters);
-                let tf = crate::bench::layer_times(&fused, &x, iters);
-                print!("{}", crate::bench::render_layers(&unfused, &tu, &tf));
-            }
+                .with_context(|| format!("--classes {c}: expected ids like 0,2"))
+        })
+        .transpose()?;
+    let loaded = load_model(&weights, &foreign.load_options(), &dev)?;
+    loaded
+        .model
+        .spec
+        .check_input(imgsz, imgsz)
+        .map_err(|e| anyhow::anyhow!("{weights}: {e}"))?;
+    let model = if fuse {
+        loaded.model.fuse()
+    } else {
+        loaded.model
+    };
+    let sources = crate::sources::collect_sources(&source)?;
+    let out = out.unwrap_or_else(|| model::cli::next_run_dir(Path::new("runs/predict"), "predict"));
+    let opts = crate::predict::PredictOptions {
+        imgsz,
+        nms: model::postprocess::NmsOptions {
+            conf,
+            iou,
+            max_det,
+            classes,
+            agnostic: agnostic_nms,
+            ..model::postprocess::NmsOptions::predict()
+        },
+        batch: batch.max(1),
+        out: out.clone(),
+        save_img: !no_save_img,
+        save_txt,
+        save_conf,
+        save_json,
+        workers,
+        stop: Some(model::cli::ctrl_c_flag(
+            "finishing the batch, then writing what is done",
+        )),
+        engine,
+        tile: tile.map(|size| crate::tiles::TileOptions {
+            size,
+            overlap,
+            merge: tile_merge,
+            match_thr: tile_match,
+            full_pass: tile_full,
+        }),
+        vid_stride,
+        stream_buffer,
+    };
+    let stats = crate::predict::predict(&model, &loaded.names, sources, &opts, &dev)?;
+    println!("results in {}", out.display());
+    println!("{}", stats.line());
+    if stats.interrupted {
+        eprintln!("interrupted: the outputs above cover the images and frames done before Ctrl-C");
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+/// Latency of the unfused and fused model on burn and on the engine, and per layer with `--layers`.
+fn bench_cmd(a: BenchArgs) -> Result<()> {
+    let BenchArgs {
+        config,
+        variant,
+        batch,
+        device: dev,
+        warmup,
+        iters,
+        layers,
+        engine_only,
+        json,
+    } = a;
+    let dev = model::device::select(&dev)?;
+    let (h, w) = variant.hw()?;
+    let batches = batch
+        .split(',')
+        .map(data::args::at_least_one)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--batch {batch}: {e} (expected sizes like 1,8)"))?;
+    let spec = ModelSpec::from_file(&config, &variant.spec_options())?;
+    spec.check_input(h, w)
+        .map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
+    let unfused = YoloModel::new(&spec, &dev);
+    let fused = unfused.clone().fuse();
+    eprintln!(
+        "{} scale {} at {h}x{w}, backend {dev:?}, {iters} timed runs each (alternating)",
+        spec.source, spec.scale
+    );
+    let cfg = crate::bench::BenchConfig {
+        h,
+        w,
+        batches: batches.clone(),
+        warmup,
+        iters,
+    };
+    let lower = |m: &YoloModel| match crate::engine::Engine::new(m) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            eprintln!("engine: {e}");
+            None
         }
+    };
+    let (engine, engine_unfused) = (lower(&fused), lower(&unfused));
+    let mut variants = Vec::new();
+    if !engine_only {
+        variants.push(Variant::burn("burn unfused", &unfused, &dev));
+        variants.push(Variant::burn("burn fused", &fused, &dev));
+    }
+    if let Some(e) = &engine_unfused {
+        variants.push(Variant::engine("engine unfused", e));
+    }
+    if let Some(e) = &engine {
+        variants.push(Variant::engine("engine fused", e));
+    }
+    let rows = crate::bench::bench(&variants, &cfg, &dev);
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+    } else {
+        print!("{}", crate::bench::render(&rows));
+    }
+    if layers {
+        if let Some(e) = &engine {
+            let x = vec![0.5f32; 3 * h * w];
+            let prof = e.profile(&x, h, w, iters)?;
+            let total: f64 = prof.iter().map(|p| p.1).sum();
+            println!("engine, one image, per operation:");
+            for (i, (what, ms)) in prof.iter().enumerate() {
+                println!(
+                    "{i:>4}  {what:<48}{ms:>9.2} ms {:>5.1}%",
+                    100.0 * ms / total
+                );
+            }
+            println!("      {:<48}{total:>9.2} ms", "total");
+        }
+        if engine_only {
+            return Ok(());
+        }
+        let x = model::burn::tensor::Tensor::<4>::random(
+            [batches[0], 3, h, w],
+            model::burn::tensor::Distribution::Uniform(0.0, 1.0),
+            &dev,
+        );
+        let tu = crate::bench::layer_times(&unfused, &x, iters);
+        let tf = crate::bench::layer_times(&fused, &x, iters);
+        print!("{}", crate::bench::render_layers(&unfused, &tu, &tf));
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `deploy`: verify parity fixtures, export fused models, predict, benchmark fused vs unfused.
 
-use anyhow::Result;
 use clap::Parser;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -13,7 +13,7 @@ struct Cli {
     cmd: deploy::cli::Cmd,
 }
 
-fn main() -> Result<()> {
-    model::alloc::keep_freed_memory();
-    deploy::cli::run(Cli::parse().cmd)
+fn main() -> ExitCode {
+    startup::init();
+    startup::exit(deploy::cli::run(Cli::parse().cmd))
 }

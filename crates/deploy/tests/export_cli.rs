@@ -38,22 +38,14 @@ fn export(weights: &Path, fixture: &Path, nc: usize, out: &Path, imgsz: &str) ->
         .expect("the deploy binary runs")
 }
 
-fn said(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn strong_batchnorm_weights_export_at_640() {
     for (name, nc) in [("mobileone_nc3_96x128", 3), ("v8_nc80_64x96", 80)] {
         let fx = fixture_dir(name);
         let out = tmpdir(name);
         let o = export(&fx.join("weights.safetensors"), &fx, nc, &out, "640");
-        eprintln!("{name}:\n{}", said(&o));
-        assert!(o.status.success(), "{}", said(&o));
+        eprintln!("{name}:\n{}", testkit::said(&o));
+        assert!(o.status.success(), "{}", testkit::said(&o));
         for f in ["weights_fused.safetensors", "weights_fused.onnx"] {
             assert!(out.join(f).exists(), "{f}");
         }
@@ -73,8 +65,12 @@ fn an_all_nan_model_is_refused_and_nothing_is_written() {
     std::fs::write(&nan, to_safetensors_bytes(&w.tensors, &w.metadata).unwrap()).unwrap();
     let out = dir.join("out");
     let o = export(&nan, &fx, 3, &out, "96,128");
-    assert!(!o.status.success(), "{}", said(&o));
-    assert!(said(&o).contains("non-finite outputs"), "{}", said(&o));
+    assert!(!o.status.success(), "{}", testkit::said(&o));
+    assert!(
+        testkit::said(&o).contains("non-finite outputs"),
+        "{}",
+        testkit::said(&o)
+    );
     assert!(
         !out.exists() || std::fs::read_dir(&out).unwrap().next().is_none(),
         "nothing written"

@@ -2,7 +2,7 @@
 //! processed image, predictions.json for them, the closing line).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -26,47 +26,36 @@ fn ctrl_c_keeps_the_outputs_of_processed_images() {
         std::fs::write(dir.join(format!("src/{i:05}.png")), &bytes).unwrap();
     }
     let out = dir.join("out");
-    let child = Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .args(["predict", "--weights"])
-        .arg(fixture.join("weights.safetensors"))
-        .arg("--config")
-        .arg(fixture.join("model.yaml"))
-        .args([
-            "--scale", "t", "--nc", "3", "--imgsz", "96", "--conf", "0.2",
-        ])
-        .args([
-            "--batch",
-            "1",
-            "--device",
-            "cpu",
-            "--save-txt",
-            "--save-json",
-        ])
-        .arg("--source")
-        .arg(dir.join("src"))
-        .arg("--out")
-        .arg(&out)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = testkit::spawn(
+        Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .args(["predict", "--weights"])
+            .arg(fixture.join("weights.safetensors"))
+            .arg("--config")
+            .arg(fixture.join("model.yaml"))
+            .args([
+                "--scale", "t", "--nc", "3", "--imgsz", "96", "--conf", "0.2",
+            ])
+            .args([
+                "--batch",
+                "1",
+                "--device",
+                "cpu",
+                "--save-txt",
+                "--save-json",
+            ])
+            .arg("--source")
+            .arg(dir.join("src"))
+            .arg("--out")
+            .arg(&out),
+    );
     let t = Instant::now();
     while std::fs::read_dir(out.join("labels")).map_or(0, |d| d.count()) < 10 {
         assert!(t.elapsed() < Duration::from_secs(120), "no labels written");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let ok = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    testkit::interrupt(&child);
     let o = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let said = testkit::said(&o);
     assert_eq!(o.status.code(), Some(130), "{said}");
     let done: usize = said
         .lines()
@@ -121,24 +110,18 @@ fn non_finite_model_outputs_are_dropped_with_a_warning() {
     let out = dir.join("out");
     for engine in ["true", "false"] {
         let _ = std::fs::remove_dir_all(&out);
-        let o = Command::new(env!("CARGO_BIN_EXE_deploy"))
-            .args(["predict", "--weights"])
-            .arg(&broken)
-            .args([
-                "--imgsz", "320", "--conf", "0.0001", "--device", "cpu", "--engine", engine,
-            ])
-            .args(["--save-txt", "--save-json", "--no-save-img", "--source"])
-            .arg(root.join("../../datasets/trees/images/val"))
-            .arg("--out")
-            .arg(&out)
-            .output()
-            .unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
+        let said = testkit::succeeds(
+            Command::new(env!("CARGO_BIN_EXE_deploy"))
+                .args(["predict", "--weights"])
+                .arg(&broken)
+                .args([
+                    "--imgsz", "320", "--conf", "0.0001", "--device", "cpu", "--engine", engine,
+                ])
+                .args(["--save-txt", "--save-json", "--no-save-img", "--source"])
+                .arg(root.join("../../datasets/trees/images/val"))
+                .arg("--out")
+                .arg(&out),
         );
-        assert!(o.status.success(), "{said}");
         assert!(said.contains("NaN or infinite"), "engine {engine}: {said}");
         let json = std::fs::read_to_string(out.join("predictions.json")).unwrap();
         assert!(
@@ -175,30 +158,24 @@ fn same_named_images_from_different_folders_keep_their_own_outputs() {
     open(1).save(dir.join("src/b/x.png")).unwrap();
     std::fs::copy(&tiles[2], dir.join("src/x.jpg")).unwrap();
     let out = dir.join("out");
-    let o = Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .args(["predict", "--weights"])
-        .arg(root.join("tests/fixtures/trained_mobileone/weights.safetensors"))
-        .args([
-            "--imgsz",
-            "320",
-            "--conf",
-            "0.001",
-            "--device",
-            "cpu",
-            "--save-txt",
-            "--source",
-        ])
-        .arg(dir.join("src"))
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    let said = testkit::succeeds(
+        Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .args(["predict", "--weights"])
+            .arg(root.join("tests/fixtures/trained_mobileone/weights.safetensors"))
+            .args([
+                "--imgsz",
+                "320",
+                "--conf",
+                "0.001",
+                "--device",
+                "cpu",
+                "--save-txt",
+                "--source",
+            ])
+            .arg(dir.join("src"))
+            .arg("--out")
+            .arg(&out),
     );
-    assert!(o.status.success(), "{said}");
     assert!(said.contains("3 inputs share a file name"), "{said}");
     let mut labels: Vec<String> = std::fs::read_dir(out.join("labels"))
         .unwrap()

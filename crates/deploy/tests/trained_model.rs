@@ -26,23 +26,17 @@ fn tmpdir(tag: &str) -> PathBuf {
 
 /// Runs the binary and returns our detections by file name, and what it printed.
 fn predict(weights: &Path, imgsz: u64, conf: f64, out: &Path) -> (Vec<(String, Det)>, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .arg("predict")
-        .arg("--weights")
-        .arg(weights)
-        .arg("--source")
-        .arg(root().join("../../datasets/trees/images/val"))
-        .args(["--imgsz", &imgsz.to_string(), "--conf", &conf.to_string()])
-        .args(["--device", "cpu", "--save-json", "--no-save-img", "--out"])
-        .arg(out)
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    let said = testkit::succeeds(
+        Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .arg("predict")
+            .arg("--weights")
+            .arg(weights)
+            .arg("--source")
+            .arg(root().join("../../datasets/trees/images/val"))
+            .args(["--imgsz", &imgsz.to_string(), "--conf", &conf.to_string()])
+            .args(["--device", "cpu", "--save-json", "--no-save-img", "--out"])
+            .arg(out),
     );
-    assert!(o.status.success(), "{said}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("predictions.json")).unwrap()).unwrap();
     let dets = detections(&json, "bbox", "score", "category_id", |b| {

@@ -20,22 +20,16 @@ fn temp(tag: &str) -> PathBuf {
 
 /// Runs predict on `source` with the fixture's settings; returns stdout + stderr.
 fn predict(source: &str, out: &Path, extra: &[&str]) -> String {
-    let o = Command::new(env!("CARGO_BIN_EXE_deploy"))
-        .arg("predict")
-        .arg("--weights")
-        .arg(fixtures().join("trained_mobileone/weights.safetensors"))
-        .args(["--source", source, "--imgsz", "192", "--conf", "0.02"])
-        .args(["--save-txt", "--save-conf", "--device", "cpu", "--out"])
-        .arg(out)
-        .args(extra)
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    let said = testkit::succeeds(
+        Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .arg("predict")
+            .arg("--weights")
+            .arg(fixtures().join("trained_mobileone/weights.safetensors"))
+            .args(["--source", source, "--imgsz", "192", "--conf", "0.02"])
+            .args(["--save-txt", "--save-conf", "--device", "cpu", "--out"])
+            .arg(out)
+            .args(extra),
     );
-    assert!(o.status.success(), "{said}");
     said
 }
 

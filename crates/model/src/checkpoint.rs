@@ -5,7 +5,7 @@
 //! makes it. The tensors are read by burn's `pytorch-reader`, the model's plain attributes by `pickle` (no code
 //! runs: classes are only named).
 
-use crate::error::{ModelError, Result};
+use crate::error::{FileError, ModelError, Result};
 use crate::pickle::Value;
 use crate::weights::{fused_by_names, meta, HostTensor, StateDict, WeightsFile};
 use pytorch_reader::PytorchReader;
@@ -77,7 +77,7 @@ fn names_of(v: &Value) -> Option<Vec<String>> {
 /// Reads an Ultralytics checkpoint (`ema` preferred over `model`, as Ultralytics loads them).
 pub fn read(path: &str) -> Result<WeightsFile> {
     let root = crate::pickle::load(&data_pkl(path)?)
-        .map_err(|e| err(path, format!("not a readable PyTorch checkpoint ({e})")))?;
+        .map_err(|e| FileError::decode(path, "not a readable PyTorch checkpoint", e))?;
     let key = ["ema", "model"]
         .into_iter()
         .find(|k| matches!(root.get(k), Some(Value::Object(_))))
@@ -89,7 +89,7 @@ pub fn read(path: &str) -> Result<WeightsFile> {
         })?;
     let model = root.get(key).unwrap_or(Value::None);
     let reader = PytorchReader::with_top_level_key(path, key)
-        .map_err(|e| err(path, format!("not a readable PyTorch checkpoint ({e})")))?;
+        .map_err(|e| FileError::decode(path, "not a readable PyTorch checkpoint", e))?;
     let mut tensors = StateDict::new();
     for (name, t) in reader.tensors() {
         if name.ends_with("num_batches_tracked") {
@@ -97,7 +97,7 @@ pub fn read(path: &str) -> Result<WeightsFile> {
         }
         let bytes = t
             .read()
-            .map_err(|e| err(path, format!("tensor {name}: {e}")))?;
+            .map_err(|e| FileError::decode(path, format!("tensor {name}"), e))?;
         let data = to_f32(&bytes, t.dtype()).ok_or_else(|| {
             err(
                 path,
@@ -127,7 +127,8 @@ pub fn read(path: &str) -> Result<WeightsFile> {
         if let Some(nc) = y.get("nc").and_then(|v| v.as_u64()) {
             metadata.insert(meta::NC.to_string(), nc.to_string());
         }
-        let text = serde_yaml::to_string(&y).map_err(|e| err(path, format!("model yaml: {e}")))?;
+        let text =
+            serde_yaml::to_string(&y).map_err(|e| FileError::decode(path, "its model yaml", e))?;
         metadata.insert(meta::YAML.to_string(), text);
         metadata.insert(meta::SCALE.to_string(), scale);
     }
@@ -171,13 +172,9 @@ fn to_f32(b: &[u8], dtype: pytorch_reader::DType) -> Option<Vec<f32>> {
 
 /// The pickle of a checkpoint (`*/data.pkl` in its zip).
 fn data_pkl(path: &str) -> Result<Vec<u8>> {
-    let f = std::fs::File::open(path).map_err(|e| err(path, e.to_string()))?;
-    let mut z = zip::ZipArchive::new(f).map_err(|e| {
-        err(
-            path,
-            format!("not a readable PyTorch checkpoint (zip: {e})"),
-        )
-    })?;
+    let f = std::fs::File::open(path).map_err(|e| FileError::io(path, e))?;
+    let mut z = zip::ZipArchive::new(f)
+        .map_err(|e| FileError::decode(path, "not a readable PyTorch checkpoint (zip)", e))?;
     let name = (0..z.len())
         .filter_map(|i| {
             z.name_for_index(i)
@@ -186,8 +183,10 @@ fn data_pkl(path: &str) -> Result<Vec<u8>> {
         })
         .find(|n| n == "data.pkl" || n.ends_with("/data.pkl"))
         .ok_or_else(|| err(path, "no data.pkl inside: not a PyTorch checkpoint"))?;
-    let mut entry = z.by_name(&name).map_err(|e| err(path, e.to_string()))?;
+    let mut entry = z
+        .by_name(&name)
+        .map_err(|e| FileError::decode(path, "checkpoint zip", e))?;
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| err(path, e.to_string()))?;
+    std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| FileError::io(path, e))?;
     Ok(bytes)
 }

@@ -53,6 +53,34 @@ impl ForeignModelArgs {
     }
 }
 
+/// `--scale/--nc/--imgsz`: which variant of a model YAML, at which input size (`info`, `bench`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct VariantArgs {
+    /// Scale letter (n/s/m/l/x); default: from the file name, else the first in `scales`.
+    #[arg(long)]
+    pub scale: Option<String>,
+    /// Number of classes; default: the YAML's `nc`.
+    #[arg(long)]
+    pub nc: Option<usize>,
+    /// Image size: one number (square) or H,W.
+    #[arg(long, default_value = "640")]
+    pub imgsz: String,
+}
+
+impl VariantArgs {
+    pub fn spec_options(&self) -> SpecOptions {
+        SpecOptions {
+            scale: self.scale.clone(),
+            nc: self.nc,
+        }
+    }
+
+    /// `--imgsz` as (height, width).
+    pub fn hw(&self) -> anyhow::Result<(usize, usize)> {
+        parse_hw(&self.imgsz).map_err(anyhow::Error::msg)
+    }
+}
+
 /// `--imgsz` as one number (square) or `H,W`.
 pub fn parse_hw(s: &str) -> Result<(usize, usize), String> {
     let v: Vec<usize> = s
@@ -108,14 +136,8 @@ pub struct InfoArgs {
     /// Our safetensors file (its embedded YAML is used).
     #[arg(long)]
     weights: Option<String>,
-    /// Scale letter (n/s/m/l/x); default: from the file name, else the first in `scales`.
-    #[arg(long)]
-    scale: Option<String>,
-    #[arg(long)]
-    nc: Option<usize>,
-    /// Image size: one number (square) or H,W.
-    #[arg(long, default_value = "640")]
-    imgsz: String,
+    #[command(flatten)]
+    variant: VariantArgs,
     #[arg(long)]
     json: bool,
 }
@@ -127,13 +149,11 @@ pub fn run(cmd: Cmd) -> anyhow::Result<()> {
             let InfoArgs {
                 config,
                 weights,
-                scale,
-                nc,
-                imgsz,
+                variant,
                 json,
             } = a;
-            let (h, w) = crate::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?;
-            let opts = SpecOptions { scale, nc };
+            let (h, w) = variant.hw()?;
+            let opts = variant.spec_options();
             let device = Device::flex();
             let model = match (&weights, &config) {
                 (Some(w), _) => {

@@ -31,12 +31,6 @@ fn threads() -> usize {
 
 /// Resolves a `--device` value.
 pub fn pick(name: &str) -> Result<Picked> {
-    // Mesa's Vulkan loader probes Wayland and prints an error for each instance when XDG_RUNTIME_DIR is
-    // unset (a server, a container); the probe needs nothing from it. Called at startup, before threads.
-    #[cfg(all(feature = "wgpu", unix))]
-    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
-        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
-    }
     let name = name.trim().to_ascii_lowercase();
     match name.as_str() {
         "cpu" | "flex" => Ok(cpu("")),

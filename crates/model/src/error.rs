@@ -1,5 +1,6 @@
 //! Errors of the model crate: every message names the file (and the YAML row where there is one).
 
+pub use data::error::{BoxError, FileError};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -12,12 +13,14 @@ pub enum ModelError {
     },
     #[error("{path}: {msg}")]
     Io { path: String, msg: String },
-    /// An operating-system error on a file, kept as the source.
-    #[error("{path}: {source}")]
-    File {
-        path: String,
+    #[error(transparent)]
+    File(#[from] FileError),
+    /// Tensors that could not be serialised, with the encoder's error as the source.
+    #[error("{what} ({source})")]
+    Encode {
+        what: String,
         #[source]
-        source: std::io::Error,
+        source: BoxError,
     },
     #[error("{path}: weights do not match the model:\n{msg}")]
     Weights { path: String, msg: String },

@@ -3,7 +3,6 @@
 //! box scaling (`postprocess`) and safetensors weights under Ultralytics' `state_dict` names (`weights`), also
 //! read from Ultralytics' `.pt` checkpoints (`checkpoint`).
 
-pub mod alloc;
 pub mod checkpoint;
 pub mod cli;
 pub mod device;

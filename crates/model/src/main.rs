@@ -1,7 +1,7 @@
 //! `model info`: the per-layer table and totals of a model YAML at a scale.
 
-use anyhow::Result;
 use clap::Parser;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(name = "model", about = "Inspect YOLO model YAML files")]
@@ -10,7 +10,7 @@ struct Cli {
     cmd: model::cli::Cmd,
 }
 
-fn main() -> Result<()> {
-    model::alloc::keep_freed_memory();
-    model::cli::run(Cli::parse().cmd)
+fn main() -> ExitCode {
+    startup::init();
+    startup::exit(model::cli::run(Cli::parse().cmd))
 }

@@ -3,7 +3,7 @@
 //! Everything here is plain data (no tensors), so `info` can print the table and the FLOPs of any
 //! scale without building a model.
 
-use crate::error::{ModelError, Result};
+use crate::error::{FileError, ModelError, Result};
 use crate::modules::{self, check_channels, BlockKind, Role, Row};
 use crate::nn::Act;
 use crate::yaml_args::{
@@ -136,20 +136,16 @@ pub fn unified_name(path: &str) -> String {
     }
 }
 
-/// The model-wide keys of a model YAML: nc (or the override), reg_max, and the scale's depth, width and
-/// max_channels (`scales`, or the older depth_multiple/width_multiple with no channel cap).
-struct Header {
-    nc: usize,
-    act: Act,
-    reg_max: usize,
-    scale: String,
-    depth: f64,
-    width: f64,
-    max_channels: f64,
-}
-
-impl Header {
-    fn parse(map: &serde_yaml::Mapping, opts: &SpecOptions, source: &str) -> Result<Header> {
+impl ModelSpec {
+    /// The model-wide keys of a model YAML: nc (or the override), reg_max, the activation, and the scale's
+    /// depth, width and max_channels (`scales`, or the older depth_multiple/width_multiple with no channel
+    /// cap): a spec without rows yet.
+    fn header(
+        map: &serde_yaml::Mapping,
+        opts: &SpecOptions,
+        source: &str,
+        text: &str,
+    ) -> Result<ModelSpec> {
         let top_err = |msg: String| ModelError::Yaml {
             file: source.to_string(),
             row: None,
@@ -230,14 +226,18 @@ impl Header {
                 (opts.scale.clone().unwrap_or_default(), d, w, f64::INFINITY)
             }
         };
-        Ok(Header {
+        Ok(ModelSpec {
+            source: source.to_string(),
+            yaml_text: text.to_string(),
             nc,
-            act,
-            reg_max,
             scale,
             depth,
             width,
             max_channels,
+            reg_max,
+            act,
+            layers: vec![],
+            save: vec![],
         })
     }
 }
@@ -324,6 +324,16 @@ pub struct SpecOptions {
     pub nc: Option<usize>,
 }
 
+impl SpecOptions {
+    /// Scale `scale` with `nc` classes.
+    pub fn scaled(scale: &str, nc: usize) -> SpecOptions {
+        SpecOptions {
+            scale: Some(scale.to_string()),
+            nc: Some(nc),
+        }
+    }
+}
+
 impl ModelSpec {
     /// Reads a model YAML file. A scaled name that does not exist (`yolov8n-mobileone.yaml`) resolves to its
     /// unified file, with the scale taken from the name unless `opts.scale` says otherwise.
@@ -340,10 +350,7 @@ impl ModelSpec {
                 });
             }
         }
-        let text = std::fs::read_to_string(&file).map_err(|source| ModelError::File {
-            path: file.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&file).map_err(|e| FileError::io(&file, e))?;
         let mut opts = opts.clone();
         if opts.scale.is_none() {
             opts.scale = scale_from_name(path);
@@ -353,11 +360,8 @@ impl ModelSpec {
 
     /// Parses YAML text; `source` names the file in error messages.
     pub fn from_str(text: &str, source: &str, opts: &SpecOptions) -> Result<ModelSpec> {
-        let root: Value = serde_yaml::from_str(text).map_err(|e| ModelError::Yaml {
-            file: source.to_string(),
-            row: None,
-            msg: e.to_string(),
-        })?;
+        let root: Value = serde_yaml::from_str(text)
+            .map_err(|e| FileError::decode(source, "not valid YAML", e))?;
         let top_err = |msg: String| ModelError::Yaml {
             file: source.to_string(),
             row: None,
@@ -368,15 +372,7 @@ impl ModelSpec {
             .ok_or_else(|| top_err("the model YAML must be a mapping".into()))?;
         let get = |k: &str| map.get(Value::String(k.to_string()));
 
-        let Header {
-            nc,
-            act,
-            reg_max,
-            scale,
-            depth,
-            width,
-            max_channels,
-        } = Header::parse(map, opts, source)?;
+        let mut spec = ModelSpec::header(map, opts, source, text)?;
 
         let mut rows: Vec<&Value> = Vec::new();
         for key in ["backbone", "head"] {
@@ -392,11 +388,11 @@ impl ModelSpec {
         }
 
         let locals: Vec<(&str, Arg)> = vec![
-            ("nc", Arg::Int(nc as i64)),
-            ("depth", Arg::Float(depth)),
-            ("width", Arg::Float(width)),
-            ("max_channels", Arg::Float(max_channels)),
-            ("reg_max", Arg::Int(reg_max as i64)),
+            ("nc", Arg::Int(spec.nc as i64)),
+            ("depth", Arg::Float(spec.depth)),
+            ("width", Arg::Float(spec.width)),
+            ("max_channels", Arg::Float(spec.max_channels)),
+            ("reg_max", Arg::Int(spec.reg_max as i64)),
         ];
 
         let mut ch: Vec<usize> = vec![3];
@@ -431,7 +427,7 @@ impl ModelSpec {
                 ))
             })? as usize;
             let n = if n_raw > 1 {
-                ((n_raw as f64 * depth).round_ties_even() as usize).max(1)
+                ((n_raw as f64 * spec.depth).round_ties_even() as usize).max(1)
             } else {
                 n_raw
             };
@@ -470,7 +466,7 @@ impl ModelSpec {
                     "c2",
                     &ctx,
                 )?;
-                Ok(make_divisible(c2.min(max_channels) * width, 8))
+                Ok(make_divisible(c2.min(spec.max_channels) * spec.width, 8))
             };
 
             let mut repeats = n;
@@ -505,8 +501,8 @@ impl ModelSpec {
                         c1,
                         c2,
                         n,
-                        act,
-                        scale: &scale,
+                        act: spec.act,
+                        scale: &spec.scale,
                         ctx: &ctx,
                     };
                     let block = modules::parse(&mname, &row).expect("registered name")?;
@@ -545,7 +541,7 @@ impl ModelSpec {
                     check_arity(&args, 1, 1, "[nc]", &ctx)?;
                     let dnc = as_usize(&args[0], "nc", &ctx)?;
                     let chs: Vec<usize> = from.iter().map(ch_of).collect();
-                    args.push(Arg::Int(reg_max as i64));
+                    args.push(Arg::Int(spec.reg_max as i64));
                     args.push(Arg::None);
                     args.push(Arg::List(chs.iter().map(|c| Arg::Int(*c as i64)).collect()));
                     if dnc == 0 {
@@ -557,7 +553,7 @@ impl ModelSpec {
                     });
                     module = ModuleSpec::Detect {
                         nc: dnc,
-                        reg_max,
+                        reg_max: spec.reg_max,
                         ch: chs,
                         legacy,
                     };
@@ -600,19 +596,8 @@ impl ModelSpec {
         if detect_count != 1 || !last_is_detect {
             return Err(top_err("the last row must be the only Detect row".into()));
         }
-        let spec = ModelSpec {
-            source: source.to_string(),
-            yaml_text: text.to_string(),
-            nc,
-            scale,
-            depth,
-            width,
-            max_channels,
-            reg_max,
-            act,
-            layers,
-            save: save.into_iter().collect(),
-        };
+        spec.layers = layers;
+        spec.save = save.into_iter().collect();
         spec.check_values()?;
         Ok(spec)
     }

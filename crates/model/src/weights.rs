@@ -1,6 +1,6 @@
 //! Safetensors in and out under Ultralytics' `state_dict` names, with our metadata (YAML, scale, nc, names).
 
-use crate::error::{ModelError, Result};
+use crate::error::{FileError, ModelError, Result};
 use crate::graph::YoloModel;
 use crate::nn::{Named, NamedRef, Slot};
 use crate::spec::{ModelSpec, SpecOptions};
@@ -294,21 +294,24 @@ impl WeightsFile {
         if crate::checkpoint::is_torch_zip(path) {
             return crate::checkpoint::read(path);
         }
-        let bytes = std::fs::read(path).map_err(|source| ModelError::File {
-            path: path.to_string(),
-            source,
-        })?;
+        let bytes = std::fs::read(path).map_err(|e| FileError::io(path, e))?;
         Self::from_bytes(&bytes, path)
     }
 
     pub fn from_bytes(bytes: &[u8], path: &str) -> Result<WeightsFile> {
-        let (_, md) = SafeTensors::read_metadata(bytes).map_err(|e| ModelError::Io {
-            path: path.to_string(),
-            msg: format!("not a readable safetensors file ({e}); truncated or half-written?"),
+        let (_, md) = SafeTensors::read_metadata(bytes).map_err(|e| {
+            FileError::decode(
+                path,
+                "not a readable safetensors file, truncated or half-written?",
+                e,
+            )
         })?;
-        let st = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Io {
-            path: path.to_string(),
-            msg: format!("not a readable safetensors file ({e}); truncated or half-written?"),
+        let st = SafeTensors::deserialize(bytes).map_err(|e| {
+            FileError::decode(
+                path,
+                "not a readable safetensors file, truncated or half-written?",
+                e,
+            )
         })?;
         let mut tensors = StateDict::new();
         for (k, v) in st.tensors() {
@@ -376,20 +379,22 @@ pub fn to_safetensors_bytes(sd: &StateDict, metadata: &HashMap<String, String>) 
         .map(|(k, b, s)| {
             TensorView::new(Dtype::F32, s.clone(), b)
                 .map(|v| (k.clone(), v))
-                .map_err(|e| ModelError::Other(format!("tensor {k}: {e}")))
+                .map_err(|e| ModelError::Encode {
+                    what: format!("tensor {k}"),
+                    source: e.into(),
+                })
         })
         .collect::<Result<_>>()?;
-    safetensors::serialize(views, &Some(metadata.clone()))
-        .map_err(|e| ModelError::Other(format!("safetensors serialisation: {e}")))
+    safetensors::serialize(views, &Some(metadata.clone())).map_err(|e| ModelError::Encode {
+        what: "safetensors serialisation".into(),
+        source: e.into(),
+    })
 }
 
 /// Writes `bytes` to `path` atomically and durably: a temporary sibling, flushed to disk, renamed over
 /// `path`, then the folder flushed, so after a crash or power loss `path` holds the old or the new content.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    data::write_atomic(path, bytes).map_err(|source| ModelError::File {
-        path: path.display().to_string(),
-        source,
-    })
+    Ok(data::write_atomic(path, bytes).map_err(|e| FileError::io(path, e))?)
 }
 
 /// Our metadata for a model: YAML text, scale, nc, class names and whether it is fused.

@@ -28,11 +28,7 @@ fn info(yaml: &str, tag: &str, imgsz: &str) -> (Option<i32>, String) {
         .env("RUST_BACKTRACE", "0")
         .output()
         .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let said = testkit::said(&o);
     (o.status.code(), said)
 }
 
@@ -44,44 +40,33 @@ fn the_base_model_is_fine() {
 
 #[test]
 fn bad_values_are_errors_naming_row_and_reason() {
+    let edit = |from: &str, to: &str| BASE.replace(from, to);
     let cases: Vec<(&str, String, &str)> = vec![
         (
             "groups0",
-            BASE.replace("[64, 3, 2]]", "[64, 3, 2, None, 0]]"),
+            edit("[64, 3, 2]]", "[64, 3, 2, None, 0]]"),
             "groups 0",
         ),
-        (
-            "e0",
-            BASE.replace("[128, True]", "[128, True, 1, 0.0]"),
-            "e 0",
-        ),
+        ("e0", edit("[128, True]", "[128, True, 1, 0.0]"), "e 0"),
         (
             "eneg",
-            BASE.replace("[128, True]", "[128, True, 1, -0.5]"),
+            edit("[128, True]", "[128, True, 1, -0.5]"),
             "e -0.5",
         ),
         (
             "width",
-            BASE.replace("[0.33, 0.25, 1024]", "[0.33, -0.25, 1024]"),
+            edit("[0.33, 0.25, 1024]", "[0.33, -0.25, 1024]"),
             "width -0.25",
         ),
-        (
-            "c2neg",
-            BASE.replace("[64, 3, 2]]", "[-64, 3, 2]]"),
-            "0 channels",
-        ),
-        ("k0", BASE.replace("[64, 3, 2]]", "[64, 0, 2]]"), "k"),
-        ("sppf_even", BASE.replace("[256, 5]", "[256, 4]"), "odd"),
+        ("c2neg", edit("[64, 3, 2]]", "[-64, 3, 2]]"), "0 channels"),
+        ("k0", edit("[64, 3, 2]]", "[64, 0, 2]]"), "k"),
+        ("sppf_even", edit("[256, 5]", "[256, 4]"), "odd"),
         ("reg_max0", format!("reg_max: 0\n{BASE}"), "reg_max 0"),
         ("reg_max1", format!("reg_max: 1\n{BASE}"), "reg_max 1"),
-        (
-            "nc_huge",
-            BASE.replace("nc: 3", "nc: 100000000"),
-            "nc 100000000",
-        ),
+        ("nc_huge", edit("nc: 3", "nc: 100000000"), "nc 100000000"),
         (
             "repeats_huge",
-            BASE.replace("[-1, 3, C2f", "[-1, 1000000, C2f"),
+            edit("[-1, 3, C2f", "[-1, 1000000, C2f"),
             "repeats",
         ),
         (
@@ -161,4 +146,27 @@ fn os_errors_keep_their_source() {
         e.to_string().starts_with("/nonexistent/best.safetensors: "),
         "{e}"
     );
+}
+
+#[test]
+fn decoder_errors_keep_their_source() {
+    let dir = std::env::temp_dir().join(format!("yolo-decode-src-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let truncated = dir.join("half.safetensors");
+    std::fs::write(&truncated, b"\x40\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+    let e = model::weights::WeightsFile::read(&truncated.to_string_lossy()).unwrap_err();
+    let source = std::error::Error::source(&e).expect("the decoder's error is the source");
+    assert!(
+        source
+            .downcast_ref::<safetensors::SafeTensorError>()
+            .is_some(),
+        "{source:?}"
+    );
+    assert!(e.to_string().contains("half-written"), "{e}");
+
+    let e = model::ModelSpec::from_str("backbone: [", "bad.yaml", &Default::default()).unwrap_err();
+    let source = std::error::Error::source(&e).expect("the YAML parser's error is the source");
+    assert!(source.downcast_ref::<serde_yaml::Error>().is_some());
+    assert!(e.to_string().starts_with("bad.yaml: not valid YAML"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
 }

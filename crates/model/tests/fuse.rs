@@ -120,10 +120,7 @@ fn fusing_a_c3_spp_model_works_too() {
         &s.yaml_text
             .replace("SPPF, [1024, 5]]", "SPP, [1024, [5, 9, 13]]]"),
         "c3spp.yaml",
-        &SpecOptions {
-            scale: Some("n".into()),
-            nc: Some(2),
-        },
+        &SpecOptions::scaled("n", 2),
     )
     .unwrap();
     check_fusion(YoloModel::new(&s, &Device::flex()), 64, 64);

@@ -60,26 +60,14 @@ fn check_summaries(fixture: &str, min_rows: usize) {
         }
         let info = model_info(&YoloModel::new(&spec, &Device::flex()), 640, 640);
         let what = format!("{} scale {scale} nc {nc}", r["config"]);
-        assert_eq!(
-            info.layers.len() as u64,
-            r["layers"].as_u64().unwrap(),
-            "{what}"
-        );
-        assert_eq!(
-            info.parameters as u64,
-            r["parameters"].as_u64().unwrap(),
-            "{what} parameters"
-        );
-        assert_eq!(
-            info.gradients as u64,
-            r["gradients"].as_u64().unwrap(),
-            "{what} gradients"
-        );
-        assert_eq!(
-            info.fused_parameters as u64,
-            r["fused_parameters"].as_u64().unwrap(),
-            "{what} fused parameters"
-        );
+        for (ours, key) in [
+            (info.layers.len(), "layers"),
+            (info.parameters, "parameters"),
+            (info.gradients, "gradients"),
+            (info.fused_parameters, "fused_parameters"),
+        ] {
+            assert_eq!(ours as u64, r[key].as_u64().unwrap(), "{what} {key}");
+        }
         for (ours, key) in [(info.gflops, "gflops"), (info.fused_gflops, "fused_gflops")] {
             let theirs = r[key].as_f64().unwrap();
             let rel = (ours - theirs).abs() / theirs;

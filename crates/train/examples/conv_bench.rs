@@ -28,7 +28,7 @@ fn ms<F: FnMut()>(mut f: F) -> f64 {
 }
 
 fn main() {
-    model::alloc::keep_freed_memory();
+    startup::init();
     let dev = Device::flex().autodiff();
     println!("| shape | forward ms | forward+backward ms |");
     println!("|---|---|---|");

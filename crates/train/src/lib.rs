@@ -1,8 +1,8 @@
 //! Training and validation of YOLO models built by the `model` crate on data from the `data` crate:
-//! Ultralytics' detection loss (`loss`), detection metrics (`metrics`), the validation loop (`val`), plots
-//! (`plots`), the optimizer/EMA recipe (`optim`), data-parallel replicas (`parallel`), one step compared
-//! across devices (`parity`) the training loop (`trainer`) and the
-//! `train`/`val` commands (`cli`).
+//! Ultralytics' detection loss (`loss`), detection metrics (`metrics`), the validation loop (`val`), results.csv
+//! (`results`) and its plots (`plots`), the optimizer/EMA recipe (`optim`), data-parallel replicas
+//! (`parallel`), one training step (`step`, shared by the trainer and `bench_step`), one step compared across
+//! devices (`parity`), the training loop (`trainer`) and the `train`/`val` commands (`cli`).
 
 pub mod cli;
 pub mod loss;
@@ -11,5 +11,7 @@ pub mod optim;
 pub mod parallel;
 pub mod parity;
 pub mod plots;
+pub mod results;
+pub mod step;
 pub mod trainer;
 pub mod val;

@@ -1,8 +1,8 @@
 //! `train`: YOLOv8 detection training with Ultralytics' recipe. With no flags it trains yolov8-mobileone (n)
 //! on datasets/trees on the CPU backend and ends with validation metrics and a run folder.
 
-use anyhow::Result;
 use clap::Parser;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -14,7 +14,7 @@ struct Cli {
     args: train::cli::TrainCli,
 }
 
-fn main() -> Result<()> {
-    model::alloc::keep_freed_memory();
-    train::cli::train(Cli::parse().args)
+fn main() -> ExitCode {
+    startup::init();
+    startup::exit(train::cli::train(Cli::parse().args))
 }

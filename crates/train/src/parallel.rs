@@ -11,6 +11,7 @@
 
 use crate::loss::{detection_loss, LossGains};
 use crate::optim::{accumulate, add_grad, AnyTensor, GradMap};
+use crate::step::{Phase, PhaseTimer};
 use anyhow::{bail, Result};
 use data::loader::{Batch, Target};
 use model::burn::module::{Module, Param};
@@ -86,17 +87,21 @@ pub fn split(batch: Batch, n: usize) -> Vec<Shard> {
 }
 
 /// Forward, loss and backward of one share on `model` (on the autodiff device `train_dev`); adds the
-/// gradients to `acc` and returns the loss components.
+/// gradients to `acc` and returns the loss components. `timer` (bench_step) gets each phase's time.
 pub fn shard_step(
     model: &mut YoloModel,
     train_dev: &Device,
     shard: Shard,
     loss: &LossSetup,
     acc: &mut GradMap,
+    mut timer: Option<&mut PhaseTimer>,
 ) -> [f32; 3] {
     let [_, _, h, w] = shard.shape;
     let x = Tensor::<4>::from_data(TensorData::new(shard.images, shard.shape), train_dev);
     let raw = model.forward_raw(x);
+    if let Some(t) = timer.as_deref_mut() {
+        raw.iter().for_each(|r| t.lap_after(Phase::Forward, r));
+    }
     let out = detection_loss(
         &raw,
         &loss.strides,
@@ -106,9 +111,19 @@ pub fn shard_step(
         (h, w),
         loss.gains,
     );
+    if let Some(t) = timer.as_deref_mut() {
+        t.lap_after(Phase::Loss, &out.total);
+    }
     if out.components.iter().all(|c| c.is_finite()) {
         let grads = out.total.backward();
         accumulate(acc, model, &grads);
+    }
+    if let Some(t) = timer {
+        match acc.values().next() {
+            Some(AnyTensor::R1(g)) => t.lap_after(Phase::Backward, g),
+            Some(AnyTensor::R4(g)) => t.lap_after(Phase::Backward, g),
+            None => t.lap(Phase::Backward),
+        }
     }
     out.components
 }
@@ -195,7 +210,7 @@ impl Replicas {
 
     /// Forward and backward of `batch` split across the replicas; every replica's gradients are summed into
     /// `acc` (on replica 0's device). Replica 0 (`main`, on `train_dev`) runs on this thread, the others on
-    /// their own threads at the same time. Fails when any replica's loss is not finite.
+    /// their own threads at the same time. Fails when any replica's loss is not finite. `timer` times replica 0.
     pub fn step(
         &mut self,
         main: &mut YoloModel,
@@ -203,6 +218,7 @@ impl Replicas {
         batch: Batch,
         loss: &LossSetup,
         acc: &mut GradMap,
+        timer: Option<&mut PhaseTimer>,
     ) -> Result<ReplicaStep> {
         let images = batch.shape[0];
         let mut shards = split(batch, self.count());
@@ -217,12 +233,19 @@ impl Replicas {
                 .map(|(rep, shard)| {
                     s.spawn(move || {
                         let mut grads = GradMap::new();
-                        let c = shard_step(&mut rep.model, &rep.train_dev, shard, loss, &mut grads);
+                        let c = shard_step(
+                            &mut rep.model,
+                            &rep.train_dev,
+                            shard,
+                            loss,
+                            &mut grads,
+                            None,
+                        );
                         (c, grads)
                     })
                 })
                 .collect();
-            let main_comp = shard_step(main, &train_dev, first, loss, acc);
+            let main_comp = shard_step(main, &train_dev, first, loss, acc, timer);
             let extra: Vec<_> = handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))

@@ -51,14 +51,17 @@ pub fn one_step(spec: &ModelSpec, device: &Device, init: &StateDict, batch: &Sha
     load_state_dict(&mut model, init, "init").expect("weights of the same spec");
     let train_dev = device.clone().autodiff();
     let mut model = model.fork(&train_dev).train();
-    let gains = LossGains {
-        box_gain: 7.5,
-        cls_gain: 0.5,
-        dfl_gain: 1.5,
-    };
+    let gains = LossGains::default();
     let setup = LossSetup::of(&model, gains);
     let mut acc = GradMap::new();
-    let loss = shard_step(&mut model, &train_dev, batch.clone(), &setup, &mut acc);
+    let loss = shard_step(
+        &mut model,
+        &train_dev,
+        batch.clone(),
+        &setup,
+        &mut acc,
+        None,
+    );
     let gradient_count = acc.len();
     let mut opt = Optimizer::new(OptimizerKind::Sgd, 0.9, 5e-4);
     opt.step(&mut model, &acc, GroupLr::uniform([0.05; 3]), 0.9);

@@ -167,10 +167,10 @@ pub fn confusion(path: &Path, cm: &ConfusionMatrix, names: &[String]) -> Result<
 }
 
 /// Reads one quantity off an epoch's results.
-type Metric = fn(&crate::trainer::EpochResult) -> f64;
+type Metric = fn(&crate::results::EpochResult) -> f64;
 
 /// results.png: the training curves (losses, metrics) per epoch, one small chart each.
-pub fn results_png(path: &Path, rows: &[crate::trainer::EpochResult]) -> Result<()> {
+pub fn results_png(path: &Path, rows: &[crate::results::EpochResult]) -> Result<()> {
     register_font();
     let (w, h) = (1500u32, 600u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
@@ -238,7 +238,7 @@ pub fn results_png(path: &Path, rows: &[crate::trainer::EpochResult]) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trainer::EpochResult;
+    use crate::results::EpochResult;
 
     /// A diverged run (NaN and infinite losses) still gets its plot, in bounded time.
     #[test]

@@ -4,11 +4,11 @@
 //! atomic checkpoints; `resume` continues from the last completed epoch.
 
 use crate::loss::LossGains;
-use crate::optim::{freeze_layers, Ema, GradMap, GroupLr, Optimizer, OptimizerKind};
-use crate::parallel::{LossSetup, Replicas};
+use crate::optim::{freeze_layers, Ema, GroupLr, Optimizer, OptimizerKind};
+use crate::results::{read_csv, write_csv, EpochResult};
+use crate::step::{Learner, Schedule};
 use crate::val::{validate, ValOptions};
 use anyhow::{bail, Context, Result};
-use burn::module::Module;
 use burn::tensor::Device;
 use data::augment::{AugmentConfig, Augmenter};
 use data::loader::train_batches;
@@ -179,63 +179,6 @@ impl TrainArgs {
     }
 }
 
-/// One row of results.csv.
-#[derive(Debug, Clone, Default)]
-pub struct EpochResult {
-    pub epoch: usize,
-    pub train: [f64; 3],
-    pub p: f64,
-    pub r: f64,
-    pub map50: f64,
-    pub map: f64,
-    pub val: [f64; 3],
-    pub lr: [f64; 3],
-    pub seconds: f64,
-}
-
-pub const CSV_HEADER: &str = "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,val/cls_loss,val/dfl_loss,lr/pg0,lr/pg1,lr/pg2";
-
-impl EpochResult {
-    pub fn csv(&self) -> String {
-        format!(
-            "{},{:.1},{:.5},{:.5},{:.5},{:.5},{:.5},{:.5},{:.5},{:.5},{:.5},{:.5},{:.6},{:.6},{:.6}",
-            self.epoch + 1,
-            self.seconds,
-            self.train[0],
-            self.train[1],
-            self.train[2],
-            self.p,
-            self.r,
-            self.map50,
-            self.map,
-            self.val[0],
-            self.val[1],
-            self.val[2],
-            self.lr[0],
-            self.lr[1],
-            self.lr[2]
-        )
-    }
-
-    pub fn parse(line: &str) -> Option<EpochResult> {
-        let v: Vec<f64> = line
-            .split(',')
-            .map(|x| x.trim().parse().ok())
-            .collect::<Option<_>>()?;
-        (v.len() == 15).then(|| EpochResult {
-            epoch: v[0] as usize - 1,
-            seconds: v[1],
-            train: [v[2], v[3], v[4]],
-            p: v[5],
-            r: v[6],
-            map50: v[7],
-            map: v[8],
-            val: [v[9], v[10], v[11]],
-            lr: [v[12], v[13], v[14]],
-        })
-    }
-}
-
 fn interp(x: f64, x0: f64, x1: f64, y0: f64, y1: f64) -> f64 {
     if x1 <= x0 {
         return y1;
@@ -383,13 +326,14 @@ fn rss_mb() -> f64 {
 /// and counters in the metadata.
 fn save_state(
     dir: &Path,
-    model: &mut YoloModel,
-    opt: &Optimizer,
-    ema: &mut Ema,
+    learner: &mut Learner,
     epoch_done: usize,
     best: f64,
     args: &TrainArgs,
 ) -> Result<()> {
+    let Learner {
+        model, opt, ema, ..
+    } = learner;
     let mut sd = state_dict(model);
     for (k, t) in opt.state() {
         sd.insert(format!("opt.{k}"), t);
@@ -450,7 +394,6 @@ impl Trainer {
     pub fn run(&self) -> Result<RunOutcome> {
         let a = &self.args;
         let dev = &self.device;
-        let train_dev = dev.clone().autodiff();
         let n_dev = 1 + self.extra_devices.len();
         if !a.batch.is_multiple_of(n_dev) {
             bail!(
@@ -480,13 +423,17 @@ impl Trainer {
         let p = plan(a, train_ds.len(), nc)?;
         let Start {
             model,
-            mut opt,
-            mut ema,
+            opt,
+            ema,
             start_epoch,
             mut best,
         } = self.start(&spec, &p, &state_path, &wdir)?;
-        let mut model = model.fork(&train_dev).train();
-        let mut replicas = Replicas::new(&spec, &self.extra_devices, &mut model);
+        let gains = LossGains {
+            box_gain: a.box_gain,
+            cls_gain: a.cls,
+            dfl_gain: a.dfl,
+        };
+        let mut learner = Learner::new(&spec, model, opt, ema, (dev, &self.extra_devices), gains);
         if n_dev > 1 {
             eprintln!(
                 "data-parallel on {n_dev} devices: {} images each per batch, gradients summed on replica 0",
@@ -499,14 +446,8 @@ impl Trainer {
             serde_yaml::to_string(a)?.as_bytes(),
         )?;
         let csv_path = self.run_dir.join("results.csv");
-        let mut results: Vec<EpochResult> = if resume {
-            std::fs::read_to_string(&csv_path)
-                .unwrap_or_default()
-                .lines()
-                .skip(1)
-                .filter_map(EpochResult::parse)
-                .filter(|r| r.epoch < start_epoch)
-                .collect()
+        let mut results = if resume {
+            read_csv(&csv_path, start_epoch)
         } else {
             vec![]
         };
@@ -522,129 +463,29 @@ impl Trainer {
             a.cache,
         ));
         self.dump_previews(&aug, train_ds.len(), start_epoch)?;
-        let nb = train_ds.len().div_ceil(a.batch);
-        let warm_epochs = a.warmup_epochs.min((a.epochs as f64 - 1.0).max(0.0));
-        let nw = (warm_epochs * nb as f64).round() as usize;
-        let gains = LossGains {
-            box_gain: a.box_gain,
-            cls_gain: a.cls,
-            dfl_gain: a.dfl,
-        };
-        let loss_setup = LossSetup::of(&model, gains);
         if !resume {
             // A resume point before the first step, so even a run stopped in epoch 1 can continue.
             save_model(
-                &mut ema.model,
+                &mut learner.ema.model,
                 &wdir.join("last.safetensors"),
                 &data_cfg.names,
                 &[],
             )?;
-            save_state(&wdir, &mut model, &opt, &mut ema, 0, best, a)?;
+            save_state(&wdir, &mut learner, 0, best, a)?;
         }
         let t_run = Instant::now();
         for epoch in start_epoch..a.epochs {
             let t_epoch = Instant::now();
-            // Ultralytics closes mosaic once, at epoch == epochs - close_mosaic (never when that is negative).
-            let close_at = a.epochs as i64 - a.close_mosaic as i64;
-            let mosaic = !(a.close_mosaic > 0 && close_at >= 0 && epoch as i64 >= close_at);
-            if a.close_mosaic > 0 && epoch as i64 == close_at {
-                eprintln!("closing mosaic for the last {} epochs", a.close_mosaic);
-            }
-            let lf = lr_factor(a, epoch);
-            let mut tloss = [0f64; 3];
-            // MuSGD trains the class branch at 3x, ramped from the same warmup start.
-            let boost = if p.optimizer == OptimizerKind::MuSgd {
-                3.0
-            } else {
-                1.0
+            let Some((train, lr)) = self.train_epoch(&mut learner, &aug, &p, epoch)? else {
+                self.save_interrupted(&mut learner, &data_cfg.names, epoch)?;
+                return Ok(RunOutcome {
+                    results,
+                    interrupted: true,
+                });
             };
-            let target = GroupLr {
-                base: [p.lr0 * lf; 3],
-                boosted: [boost * p.lr0 * lf; 3],
-            };
-            let mut lr = target;
-            let mut acc: GradMap = HashMap::new();
-            let mut acc_n = 0;
-            let bar = indicatif::ProgressBar::new(nb as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} {bar:24} {pos}/{len} {msg} [{elapsed}<{eta}, {per_sec}]",
-                )
-                .expect("valid template"),
-            );
-            bar.set_prefix(format!("{:>5}/{}", epoch + 1, a.epochs));
-            for (i, batch) in
-                train_batches(aug.clone(), epoch, a.batch, a.workers, mosaic).enumerate()
-            {
-                let batch = batch?;
-                let ni = i + nb * epoch;
-                let (step_lr, momentum, n_accumulate) = warmup(a, &p, ni, nw, target);
-                lr = step_lr;
-                let [bsz, _, h, _] = batch.shape;
-                let out = replicas.step(&mut model, dev, batch, &loss_setup, &mut acc);
-                let out = match out {
-                    Ok(o) => o,
-                    Err(e) => {
-                        bar.abandon();
-                        bail!(
-                            "{e} at epoch {}, batch {} (step {ni}); the last good checkpoint is {}",
-                            epoch + 1,
-                            i + 1,
-                            wdir.join("last.safetensors").display()
-                        );
-                    }
-                };
-                acc_n += 1;
-                if acc_n >= n_accumulate {
-                    opt.step(&mut model, &acc, lr, momentum);
-                    acc.clear();
-                    acc_n = 0;
-                    ema.update(&mut model);
-                    replicas.sync(&mut model);
-                }
-                for (t, c) in tloss.iter_mut().zip(out.components) {
-                    *t = (*t * i as f64 + c as f64) / (i + 1) as f64;
-                }
-                bar.set_message(format!(
-                    "box {:.3} cls {:.3} dfl {:.3} | {} img {}px | {:.0} MB",
-                    tloss[0],
-                    tloss[1],
-                    tloss[2],
-                    bsz,
-                    h,
-                    rss_mb()
-                ));
-                bar.inc(1);
-                if self.stop.load(Ordering::SeqCst)
-                    || self.max_steps.is_some_and(|m| opt.steps >= m)
-                {
-                    // The resume point stays the end of the last completed epoch (so a resumed run equals an
-                    // uninterrupted one); the weights of this partial epoch are kept beside it.
-                    bar.abandon_with_message("interrupted");
-                    let p = wdir.join("interrupted.safetensors");
-                    save_model(
-                        &mut ema.model,
-                        &p,
-                        &data_cfg.names,
-                        &[("epoch".into(), epoch.to_string())],
-                    )?;
-                    eprintln!(
-                        "saved {}; `--resume {}` restarts epoch {} from {}",
-                        p.display(),
-                        self.run_dir.display(),
-                        epoch + 1,
-                        wdir.join("last.safetensors").display()
-                    );
-                    return Ok(RunOutcome {
-                        results,
-                        interrupted: true,
-                    });
-                }
-            }
-            bar.finish();
             let r = EpochResult {
                 epoch,
-                train: tloss,
+                train,
                 lr: lr.base,
                 ..Default::default()
             };
@@ -658,15 +499,10 @@ impl Trainer {
                     wdir: &wdir,
                 },
                 &mut best,
-                (&mut model, &opt, &mut ema),
+                &mut learner,
             )?;
             results.push(r);
-            let mut csv = format!("{CSV_HEADER}\n");
-            for row in &results {
-                csv += &row.csv();
-                csv.push('\n');
-            }
-            write_atomic(&csv_path, csv.as_bytes())?;
+            write_csv(&csv_path, &results)?;
             if let Err(e) = crate::plots::results_png(&self.run_dir.join("results.png"), &results) {
                 eprintln!("warning: results.png not drawn: {e:#}");
             }
@@ -682,6 +518,120 @@ impl Trainer {
             results,
             interrupted: false,
         })
+    }
+
+    /// One epoch's batches: the mean loss components and the last learning rates, or `None` when stopped
+    /// (Ctrl-C or `max_steps`) before the epoch's end.
+    fn train_epoch(
+        &self,
+        learner: &mut Learner,
+        aug: &Arc<Augmenter>,
+        p: &Plan,
+        epoch: usize,
+    ) -> Result<Option<([f64; 3], GroupLr)>> {
+        let a = &self.args;
+        let nb = aug.dataset.len().div_ceil(a.batch);
+        let warm_epochs = a.warmup_epochs.min((a.epochs as f64 - 1.0).max(0.0));
+        let nw = (warm_epochs * nb as f64).round() as usize;
+        // Ultralytics closes mosaic once, at epoch == epochs - close_mosaic (never when that is negative).
+        let close_at = a.epochs as i64 - a.close_mosaic as i64;
+        let mosaic = !(a.close_mosaic > 0 && close_at >= 0 && epoch as i64 >= close_at);
+        if a.close_mosaic > 0 && epoch as i64 == close_at {
+            eprintln!("closing mosaic for the last {} epochs", a.close_mosaic);
+        }
+        let lf = lr_factor(a, epoch);
+        // MuSGD trains the class branch at 3x, ramped from the same warmup start.
+        let boost = if p.optimizer == OptimizerKind::MuSgd {
+            3.0
+        } else {
+            1.0
+        };
+        let target = GroupLr {
+            base: [p.lr0 * lf; 3],
+            boosted: [boost * p.lr0 * lf; 3],
+        };
+        let mut lr = target;
+        let mut tloss = [0f64; 3];
+        let bar = indicatif::ProgressBar::new(nb as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} {bar:24} {pos}/{len} {msg} [{elapsed}<{eta}, {per_sec}]",
+            )
+            .expect("valid template"),
+        );
+        bar.set_prefix(format!("{:>5}/{}", epoch + 1, a.epochs));
+        for (i, batch) in train_batches(aug.clone(), epoch, a.batch, a.workers, mosaic).enumerate()
+        {
+            let batch = batch?;
+            let ni = i + nb * epoch;
+            let (step_lr, momentum, accumulate) = warmup(a, p, ni, nw, target);
+            lr = step_lr;
+            let [bsz, _, h, _] = batch.shape;
+            let schedule = Schedule {
+                lr,
+                momentum,
+                accumulate,
+            };
+            let components = match learner.step(batch, &schedule, None) {
+                Ok(c) => c,
+                Err(e) => {
+                    bar.abandon();
+                    bail!(
+                        "{e} at epoch {}, batch {} (step {ni}); the last good checkpoint is {}",
+                        epoch + 1,
+                        i + 1,
+                        self.run_dir.join("weights/last.safetensors").display()
+                    );
+                }
+            };
+            for (t, c) in tloss.iter_mut().zip(components) {
+                *t = (*t * i as f64 + c as f64) / (i + 1) as f64;
+            }
+            bar.set_message(format!(
+                "box {:.3} cls {:.3} dfl {:.3} | {} img {}px | {:.0} MB",
+                tloss[0],
+                tloss[1],
+                tloss[2],
+                bsz,
+                h,
+                rss_mb()
+            ));
+            bar.inc(1);
+            if self.stop.load(Ordering::SeqCst)
+                || self.max_steps.is_some_and(|m| learner.opt.steps >= m)
+            {
+                bar.abandon_with_message("interrupted");
+                return Ok(None);
+            }
+        }
+        bar.finish();
+        Ok(Some((tloss, lr)))
+    }
+
+    /// A stopped run's partial epoch is kept beside the resume point, which stays the end of the last completed
+    /// epoch (so a resumed run equals an uninterrupted one).
+    fn save_interrupted(
+        &self,
+        learner: &mut Learner,
+        names: &[String],
+        epoch: usize,
+    ) -> Result<()> {
+        let wdir = self.run_dir.join("weights");
+        let p = wdir.join("interrupted.safetensors");
+        save_model(
+            &mut learner.ema.model,
+            &p,
+            names,
+            &[("epoch".into(), epoch.to_string())],
+        )?;
+        eprintln!(
+            "saved {}; `--resume {}` restarts epoch {} from {}",
+            p.display(),
+            self.run_dir.display(),
+            epoch + 1,
+            wdir.join("last.safetensors").display()
+        );
+        Ok(())
     }
 
     /// The model, optimizer and EMA the run starts from: seeded fresh, with `--weights` transferred by name and
@@ -801,7 +751,7 @@ impl Trainer {
         t_epoch: Instant,
         end: EpochEnd,
         best: &mut f64,
-        (model, opt, ema): (&mut YoloModel, &Optimizer, &mut Ema),
+        learner: &mut Learner,
     ) -> Result<EpochResult> {
         let a = &self.args;
         let epoch = r.epoch;
@@ -813,7 +763,7 @@ impl Trainer {
                 with_loss: Some(end.gains),
                 ..Default::default()
             };
-            let vr = validate(&ema.model, vds.clone(), &vo, &self.device)?;
+            let vr = validate(&learner.ema.model, vds.clone(), &vo, &self.device)?;
             let m = &vr.metrics;
             (r.p, r.r, r.map50, r.map) = (m.mp(), m.mr(), m.map50(), m.map());
             r.val = vr.losses;
@@ -831,7 +781,7 @@ impl Trainer {
             ),
         ];
         save_model(
-            &mut ema.model,
+            &mut learner.ema.model,
             &end.wdir.join("last.safetensors"),
             end.names,
             &extra,
@@ -839,13 +789,13 @@ impl Trainer {
         if fitness > *best {
             *best = fitness;
             save_model(
-                &mut ema.model,
+                &mut learner.ema.model,
                 &end.wdir.join("best.safetensors"),
                 end.names,
                 &extra,
             )?;
         }
-        save_state(end.wdir, model, opt, ema, epoch + 1, *best, a)?;
+        save_state(end.wdir, learner, epoch + 1, *best, a)?;
         eprintln!(
             "epoch {}/{}: train box {:.4} cls {:.4} dfl {:.4} | val P {:.3} R {:.3} mAP50 {:.3} mAP50-95 {:.3} | {:.1}s",
             epoch + 1, a.epochs, r.train[0], r.train[1], r.train[2], r.p, r.r, r.map50, r.map, r.seconds

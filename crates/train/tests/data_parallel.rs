@@ -22,23 +22,11 @@ const YAML: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../deploy/tests/fixtures/mobileone_nc3_96x128/model.yaml"
 );
-const GAINS: LossGains = LossGains {
-    box_gain: 7.5,
-    cls_gain: 0.5,
-    dfl_gain: 1.5,
-};
 const H: usize = 64;
 const W: usize = 96;
 
 fn spec() -> ModelSpec {
-    ModelSpec::from_file(
-        YAML,
-        &SpecOptions {
-            scale: Some("t".into()),
-            nc: Some(3),
-        },
-    )
-    .unwrap()
+    ModelSpec::from_file(YAML, &SpecOptions::scaled("t", 3)).unwrap()
 }
 
 fn t(batch_idx: usize, cls: usize, cx: f32, cy: f32, w: f32, h: f32) -> Target {
@@ -155,7 +143,7 @@ fn two_replicas_on_a_doubled_batch_equal_one_device() {
     let batch = batch_of(&[0, 1, 0, 1]);
 
     let mut one = trainable(&init, &cpu);
-    let setup = LossSetup::of(&one, GAINS);
+    let setup = LossSetup::of(&one, LossGains::default());
     let mut want = GradMap::new();
     let want_loss = shard_step(
         &mut one,
@@ -163,6 +151,7 @@ fn two_replicas_on_a_doubled_batch_equal_one_device() {
         split(batch.clone(), 1).remove(0),
         &setup,
         &mut want,
+        None,
     );
 
     let mut main = trainable(&init, &cpu);
@@ -170,7 +159,7 @@ fn two_replicas_on_a_doubled_batch_equal_one_device() {
     assert_eq!(reps.count(), 2);
     let mut got = GradMap::new();
     let out = reps
-        .step(&mut main, &cpu, batch.clone(), &setup, &mut got)
+        .step(&mut main, &cpu, batch.clone(), &setup, &mut got, None)
         .unwrap();
     let d = max_rel_diff(&want, &got);
     eprintln!(
@@ -197,17 +186,31 @@ fn distinct_halves_sum_their_gradients_and_replicas_follow_the_step() {
 
     let mut reference = trainable(&init, &cpu);
     let mut main = trainable(&init, &cpu);
-    let setup = LossSetup::of(&main, GAINS);
+    let setup = LossSetup::of(&main, LossGains::default());
     let mut reps = Replicas::new(&spec(), &[Device::flex()], &mut main);
     let mut opt_ref = Optimizer::new(OptimizerKind::Sgd, 0.9, 5e-4);
     let mut opt = Optimizer::new(OptimizerKind::Sgd, 0.9, 5e-4);
     for step in 0..2 {
         let mut want = GradMap::new();
-        let l0 = shard_step(&mut reference, &ad, halves[0].clone(), &setup, &mut want);
-        let l1 = shard_step(&mut reference, &ad, halves[1].clone(), &setup, &mut want);
+        let l0 = shard_step(
+            &mut reference,
+            &ad,
+            halves[0].clone(),
+            &setup,
+            &mut want,
+            None,
+        );
+        let l1 = shard_step(
+            &mut reference,
+            &ad,
+            halves[1].clone(),
+            &setup,
+            &mut want,
+            None,
+        );
         let mut got = GradMap::new();
         let out = reps
-            .step(&mut main, &cpu, batch.clone(), &setup, &mut got)
+            .step(&mut main, &cpu, batch.clone(), &setup, &mut got, None)
             .unwrap();
         let d = max_rel_diff(&want, &got);
         eprintln!("step {step}: gradients differ by {d:.2e}");
@@ -239,25 +242,18 @@ fn the_binary_trains_on_two_replicas() {
     let root: PathBuf = std::env::temp_dir().join(format!("yolo-ddp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     data::synth::write_dataset(&root.join("data"), 7, 8, 2, 64).unwrap();
-    let text = |o: &std::process::Output| {
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
     let o = fixture_run("cpu,cpu,cpu", "4", &root);
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("--batch 4 must be a multiple of the device count 3"),
+        testkit::said(&o).contains("--batch 4 must be a multiple of the device count 3"),
         "{}",
-        text(&o)
+        testkit::said(&o)
     );
     assert!(!root.join("run-cpu,cpu,cpu-4").exists(), "nothing written");
 
     let o = fixture_run("cpu,cpu", "4", &root);
-    assert!(o.status.success(), "{}", text(&o));
-    let s = text(&o);
+    assert!(o.status.success(), "{}", testkit::said(&o));
+    let s = testkit::said(&o);
     assert!(s.contains("replica 1: device: cpu"), "{s}");
     assert!(
         s.contains("data-parallel on 2 devices: 2 images each"),

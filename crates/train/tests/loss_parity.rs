@@ -4,7 +4,7 @@
 use data::loader::Target;
 use model::burn::tensor::{Device, Tensor, TensorData};
 use model::weights::WeightsFile;
-use train::loss::{detection_loss, LossGains};
+use train::loss::{detection_loss, LossGains, LossOutput};
 
 fn load(case: &str, device: &Device) -> (Vec<Tensor<4>>, Vec<Target>, Vec<f32>, f32) {
     let f = WeightsFile::read(concat!(
@@ -35,20 +35,25 @@ fn load(case: &str, device: &Device) -> (Vec<Tensor<4>>, Vec<Target>, Vec<f32>, 
     (raw, targets, t("loss").data, t("total").data[0])
 }
 
+/// The loss on the fixture's head maps: strides 8/16/32, 3 classes, reg_max 16, a 96x128 input.
+fn fixture_loss(raw: &[Tensor<4>], targets: &[Target]) -> LossOutput {
+    detection_loss(
+        raw,
+        &[8.0, 16.0, 32.0],
+        3,
+        16,
+        targets,
+        (96, 128),
+        LossGains::default(),
+    )
+}
+
 #[test]
 fn loss_components_equal_ultralytics() {
     let device = Device::flex();
     for case in ["mixed", "empty"] {
         let (raw, targets, want, total) = load(case, &device);
-        let out = detection_loss(
-            &raw,
-            &[8.0, 16.0, 32.0],
-            3,
-            16,
-            &targets,
-            (96, 128),
-            LossGains::default(),
-        );
+        let out = fixture_loss(&raw, &targets);
         for (i, name) in ["box", "cls", "dfl"].iter().enumerate() {
             let (a, b) = (out.components[i], want[i]);
             let rel = (a - b).abs() / b.abs().max(1e-6);
@@ -76,15 +81,7 @@ fn gradients_reach_the_head_maps() {
     let device = Device::flex().autodiff();
     let (raw, targets, _, _) = load("mixed", &device);
     let raw: Vec<Tensor<4>> = raw.into_iter().map(|t| t.require_grad()).collect();
-    let out = detection_loss(
-        &raw,
-        &[8.0, 16.0, 32.0],
-        3,
-        16,
-        &targets,
-        (96, 128),
-        LossGains::default(),
-    );
+    let out = fixture_loss(&raw, &targets);
     let grads = out.total.backward();
     for r in &raw {
         let g = r.grad(&grads).expect("gradient");

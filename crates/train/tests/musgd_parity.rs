@@ -46,14 +46,8 @@ fn grads(model: &mut YoloModel, step: usize, device: &Device) -> GradMap {
 
 #[test]
 fn musgd_steps_equal_ultralytics() {
-    let spec = ModelSpec::from_file(
-        &format!("{DIR}/model.yaml"),
-        &SpecOptions {
-            scale: Some("t".into()),
-            nc: Some(3),
-        },
-    )
-    .unwrap();
+    let spec =
+        ModelSpec::from_file(&format!("{DIR}/model.yaml"), &SpecOptions::scaled("t", 3)).unwrap();
     let device = Device::flex().autodiff();
     let mut model = YoloModel::new(&spec, &Device::flex());
     let init = WeightsFile::read(&format!("{DIR}/weights.safetensors")).unwrap();

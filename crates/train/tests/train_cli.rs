@@ -21,23 +21,11 @@ fn train_cmd(data: &Path, out: &Path, epochs: usize) -> Command {
     let mut c = Command::new(BIN);
     c.args(["--config", &fixture_config(), "--scale", "t", "--data"])
         .arg(data.join("data.yaml"))
-        .args([
-            "--epochs",
-            &epochs.to_string(),
-            "--imgsz",
-            "64",
-            "--batch",
-            "4",
-            "--nbs",
-            "4",
-            "--workers",
-            "1",
-            "--close-mosaic",
-            "1",
-            "--device",
-            "cpu",
-            "--out",
-        ])
+        .args(["--epochs", &epochs.to_string()])
+        .args(
+            "--imgsz 64 --batch 4 --nbs 4 --workers 1 --close-mosaic 1 --device cpu --out"
+                .split(' '),
+        )
         .arg(out);
     c
 }
@@ -46,14 +34,6 @@ fn run(mut c: Command) -> Output {
     c.stdin(Stdio::null())
         .output()
         .expect("the train binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// Waits until the run has completed `epochs` epochs (rows in results.csv) and a few batches of the next.
@@ -101,13 +81,17 @@ fn killed_or_interrupted_runs_resume_through_the_binary() {
 
     let full = root.join("full");
     let o = run(train_cmd(&data, &full, 3));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", testkit::said(&o));
     let reference = full.join("weights/last.safetensors");
 
     // The same --out again: refused, the run left as it was.
     let o = run(train_cmd(&data, &full, 3));
     assert!(!o.status.success());
-    assert!(text(&o).contains("already holds a run"), "{}", text(&o));
+    assert!(
+        testkit::said(&o).contains("already holds a run"),
+        "{}",
+        testkit::said(&o)
+    );
 
     // SIGKILL in epoch 2, then --resume.
     let killed = root.join("killed");
@@ -125,7 +109,7 @@ fn killed_or_interrupted_runs_resume_through_the_binary() {
     let mut resume = Command::new(BIN);
     resume.args(["--device", "cpu", "--resume"]).arg(&killed);
     let o = run(resume);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", testkit::said(&o));
     let rows = std::fs::read_to_string(killed.join("results.csv")).unwrap();
     assert_eq!(rows.lines().count(), 4, "header and every epoch:\n{rows}");
     let d = max_rel_diff(&reference, &killed.join("weights/last.safetensors"));
@@ -134,20 +118,11 @@ fn killed_or_interrupted_runs_resume_through_the_binary() {
 
     // Ctrl-C in epoch 2: exit 130 and the resume command, which then works.
     let stopped = root.join("stopped");
-    let mut child = train_cmd(&data, &stopped, 3)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = testkit::spawn(&mut train_cmd(&data, &stopped, 3));
     wait_for_epochs(&mut child, &stopped, 1);
-    let ok = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    testkit::interrupt(&child);
     let o = child.wait_with_output().unwrap();
-    let said = text(&o);
+    let said = testkit::said(&o);
     assert_eq!(o.status.code(), Some(130), "{said}");
     assert!(!said.contains("final ("), "{said}");
     let line = said
@@ -163,7 +138,7 @@ fn killed_or_interrupted_runs_resume_through_the_binary() {
     let mut resume = Command::new(BIN);
     resume.args(["--device", "cpu", "--resume", dir]);
     let o = run(resume);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", testkit::said(&o));
     let d = max_rel_diff(&reference, &stopped.join("weights/last.safetensors"));
     eprintln!("Ctrl-C + resumed vs uninterrupted: max relative difference {d:.2e}");
     assert!(d < 1e-4, "{d}");
@@ -185,9 +160,9 @@ fn hyp_files_use_ultralytics_keys_and_reject_unknown_ones() {
     let o = run(c);
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("bad.yaml: unknown key mosaik"),
+        testkit::said(&o).contains("bad.yaml: unknown key mosaik"),
         "{}",
-        text(&o)
+        testkit::said(&o)
     );
 
     // Ultralytics' `scale` is the augmentation gain, and a run with it resumes (args round-trip).
@@ -197,14 +172,14 @@ fn hyp_files_use_ultralytics_keys_and_reject_unknown_ones() {
     let mut c = train_cmd(&data, &out, 1);
     c.arg("--hyp").arg(&good);
     let o = run(c);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", testkit::said(&o));
     let args = std::fs::read_to_string(out.join("args.yaml")).unwrap();
     assert!(args.contains("\nscale: 0.25\n"), "{args}");
     assert!(args.contains("model_scale: t\n"), "{args}");
     let mut resume = Command::new(BIN);
     resume.args(["--device", "cpu", "--resume"]).arg(&out);
     let o = run(resume);
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", testkit::said(&o));
     std::fs::remove_dir_all(&root).ok();
 }
 
@@ -236,11 +211,11 @@ fn values_that_cannot_train_are_refused_before_anything_runs() {
         let mut c = cmd(&out);
         c.args(flag);
         let o = run(c);
-        assert_eq!(o.status.code(), Some(2), "{flag:?}: {}", text(&o));
+        assert_eq!(o.status.code(), Some(2), "{flag:?}: {}", testkit::said(&o));
         assert!(
-            text(&o).contains(&format!("invalid value '{}' for '{}", flag[1], flag[0])),
+            testkit::said(&o).contains(&format!("invalid value '{}' for '{}", flag[1], flag[0])),
             "{flag:?}: {}",
-            text(&o)
+            testkit::said(&o)
         );
         assert!(!out.exists(), "{flag:?}: nothing written");
     }
@@ -256,8 +231,12 @@ fn values_that_cannot_train_are_refused_before_anything_runs() {
         let mut c = cmd(&out);
         c.arg("--hyp").arg(&f);
         let o = run(c);
-        assert!(!o.status.success(), "{hyp}: {}", text(&o));
-        assert!(text(&o).contains(key), "{hyp}: {}", text(&o));
+        assert!(!o.status.success(), "{hyp}: {}", testkit::said(&o));
+        assert!(
+            testkit::said(&o).contains(key),
+            "{hyp}: {}",
+            testkit::said(&o)
+        );
         assert!(!out.join("weights").exists(), "{hyp}: no training happened");
     }
     std::fs::remove_dir_all(&root).ok();
@@ -301,34 +280,27 @@ fn ctrl_c_during_the_label_scan_stops_at_once() {
     )
     .unwrap();
     let out = root.join("run");
-    let mut child = Command::new(BIN)
-        .args([
-            "--config",
-            &fixture_config(),
-            "--scale",
-            "t",
-            "--epochs",
-            "1",
-            "--device",
-            "cpu",
-        ])
-        .arg("--data")
-        .arg(data.join("data.yaml"))
-        .arg("--out")
-        .arg(&out)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = testkit::spawn(
+        Command::new(BIN)
+            .args([
+                "--config",
+                &fixture_config(),
+                "--scale",
+                "t",
+                "--epochs",
+                "1",
+            ])
+            .args(["--device", "cpu", "--data"])
+            .arg(data.join("data.yaml"))
+            .arg("--out")
+            .arg(&out),
+    );
     std::thread::sleep(std::time::Duration::from_millis(700));
     assert!(child.try_wait().unwrap().is_none(), "still scanning");
     let sent = std::time::Instant::now();
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    testkit::interrupt(&child);
     let o = child.wait_with_output().unwrap();
-    let said = text(&o);
+    let said = testkit::said(&o);
     assert_eq!(o.status.code(), Some(130), "{said}");
     assert!(
         said.contains("interrupted (Ctrl-C) while reading the train labels"),
@@ -379,8 +351,12 @@ fn resume_reads_everything_from_the_one_state_file() {
     c.args(["--device", "cpu", "--epochs", "2", "--resume"])
         .arg(&out);
     let o = run(c);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("resuming"), "{}", text(&o));
+    assert!(o.status.success(), "{}", testkit::said(&o));
+    assert!(
+        testkit::said(&o).contains("resuming"),
+        "{}",
+        testkit::said(&o)
+    );
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     assert_eq!(csv.lines().count(), 4, "header + 3 epochs: {csv}");
     let leftovers: Vec<_> = std::fs::read_dir(out.join("weights"))
@@ -402,7 +378,7 @@ fn weights_of_another_class_count_transfer_and_freeze_keeps_layers() {
     let data = root.join("data");
     data::synth::write_dataset(&data, 8, 8, 2, 64).unwrap();
     let o = run(train_cmd(&data, &root.join("base"), 1));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", testkit::said(&o));
     let base = root.join("base/weights/last.safetensors");
 
     let four = root.join("four");
@@ -416,7 +392,7 @@ fn weights_of_another_class_count_transfer_and_freeze_keeps_layers() {
     let mut c = train_cmd(&four, &root.join("ft"), 1);
     c.arg("--weights").arg(&base);
     let o = run(c);
-    let s = text(&o);
+    let s = testkit::said(&o);
     assert!(o.status.success(), "{s}");
     let line = s
         .lines()
@@ -441,8 +417,12 @@ fn weights_of_another_class_count_transfer_and_freeze_keeps_layers() {
     let mut c = train_cmd(&data, &frozen, 1);
     c.arg("--weights").arg(&base).args(["--freeze", "2"]);
     let o = run(c);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("freezing layers 0..1"), "{}", text(&o));
+    assert!(o.status.success(), "{}", testkit::said(&o));
+    assert!(
+        testkit::said(&o).contains("freezing layers 0..1"),
+        "{}",
+        testkit::said(&o)
+    );
     let a = WeightsFile::read(&base.to_string_lossy()).unwrap();
     let b = WeightsFile::read(&frozen.join("weights/last.safetensors").to_string_lossy()).unwrap();
     let diff = |prefix: &str| {
@@ -463,9 +443,9 @@ fn weights_of_another_class_count_transfer_and_freeze_keeps_layers() {
     let o = run(c);
     assert!(!o.status.success());
     assert!(
-        text(&o).contains("--freeze 99: the model has"),
+        testkit::said(&o).contains("--freeze 99: the model has"),
         "{}",
-        text(&o)
+        testkit::said(&o)
     );
     std::fs::remove_dir_all(&root).ok();
 }

@@ -17,14 +17,7 @@ fn validate_counts_every_box_once() {
         env!("CARGO_MANIFEST_DIR"),
         "/../deploy/tests/fixtures/mobileone_nc3_96x128/model.yaml"
     );
-    let spec = ModelSpec::from_file(
-        yaml,
-        &SpecOptions {
-            scale: Some("t".into()),
-            nc: Some(3),
-        },
-    )
-    .unwrap();
+    let spec = ModelSpec::from_file(yaml, &SpecOptions::scaled("t", 3)).unwrap();
     let model = YoloModel::new(&spec, &Device::flex());
     let opts = ValOptions {
         imgsz: 96,

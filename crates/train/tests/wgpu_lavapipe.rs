@@ -18,14 +18,7 @@ const YAML: &str = concat!(
 );
 
 fn spec() -> ModelSpec {
-    ModelSpec::from_file(
-        YAML,
-        &SpecOptions {
-            scale: Some("t".into()),
-            nc: Some(3),
-        },
-    )
-    .unwrap()
+    ModelSpec::from_file(YAML, &SpecOptions::scaled("t", 3)).unwrap()
 }
 
 /// The software adapter, or None when the test is told to skip.
@@ -36,6 +29,7 @@ fn lavapipe() -> Option<Device> {
     }
     // Kernel autotuning benchmarks candidates: minutes on a software rasterizer, nothing to learn here.
     std::env::set_var("CUBECL_AUTOTUNE_LEVEL", "minimal");
+    startup::quiet_vulkan_loader();
     let picked = model::device::pick("wgpu:cpu").unwrap();
     eprintln!("{}", picked.reason);
     Some(picked.device)

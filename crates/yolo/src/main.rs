@@ -4,8 +4,8 @@
 
 mod args;
 
-use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -41,10 +41,10 @@ enum Verb {
     Verify(deploy::cli::VerifyArgs),
 }
 
-fn main() -> Result<()> {
-    model::alloc::keep_freed_memory();
+fn main() -> ExitCode {
+    startup::init();
     let cli = Cli::parse_from(args::translate(std::env::args()));
-    match cli.verb {
+    startup::exit(match cli.verb {
         Verb::Train(a) => train::cli::train(a),
         Verb::Val(a) => train::cli::val(a),
         Verb::Predict(a) => deploy::cli::run(deploy::cli::Cmd::Predict(a)),
@@ -54,5 +54,5 @@ fn main() -> Result<()> {
         Verb::Bench(a) => deploy::cli::run(deploy::cli::Cmd::Bench(a)),
         Verb::Convert(a) => data::cli::run(data::cli::Cmd::Convert(a)),
         Verb::Verify(a) => deploy::cli::run(deploy::cli::Cmd::Verify(a)),
-    }
+    })
 }

@@ -14,11 +14,7 @@ fn yolo(args: &[&str]) -> String {
         .current_dir(root())
         .output()
         .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let said = testkit::said(&o);
     assert!(o.status.success(), "yolo {args:?}:\n{said}");
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -167,29 +163,22 @@ fn family_models_train_and_export() {
         let run = tmp.join(&name);
         let config = dir.join("model.yaml");
         let data_yaml = data.join("data.yaml");
-        yolo(&[
+        let flags = "--scale t --epochs 1 --batch 4 --nbs 4 --workers 1 --device cpu";
+        let mut args = vec![
             "train",
-            "--config",
-            config.to_str().unwrap(),
-            "--scale",
-            "t",
-            "--data",
-            data_yaml.to_str().unwrap(),
-            "--epochs",
-            "1",
             "--imgsz",
             imgsz,
-            "--batch",
-            "4",
-            "--nbs",
-            "4",
-            "--workers",
-            "1",
-            "--device",
-            "cpu",
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        args.extend([
+            "--data",
+            data_yaml.to_str().unwrap(),
             "--out",
             run.to_str().unwrap(),
         ]);
+        args.extend(flags.split(' '));
+        yolo(&args);
         let results = std::fs::read_to_string(run.join("results.csv")).unwrap();
         let last = results.lines().last().unwrap();
         assert_eq!(results.lines().count(), 2, "{name}: one epoch\n{results}");

@@ -177,10 +177,7 @@ impl PackedConv {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_avx512_narrow(
+simd_entries!(run_tiles(
     pc: &PackedConv,
     src: Src,
     dst: Dst,
@@ -190,40 +187,10 @@ unsafe fn run_avx512_narrow(
     t0: usize,
     t1: usize,
 ) {
-    run_tiles::<Avx512, MR_NARROW>(pc, src, dst, act, add, zeros, t0, t1)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_avx512(
-    pc: &PackedConv,
-    src: Src,
-    dst: Dst,
-    act: Act,
-    add: Option<Src>,
-    zeros: &[f32],
-    t0: usize,
-    t1: usize,
-) {
-    run_tiles::<Avx512, MR_512>(pc, src, dst, act, add, zeros, t0, t1)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_avx2(
-    pc: &PackedConv,
-    src: Src,
-    dst: Dst,
-    act: Act,
-    add: Option<Src>,
-    zeros: &[f32],
-    t0: usize,
-    t1: usize,
-) {
-    run_tiles::<Avx2, MR_256>(pc, src, dst, act, add, zeros, t0, t1)
-}
+    run_avx512_narrow: "avx512f" <Avx512, MR_NARROW>;
+    run_avx512: "avx512f" <Avx512, MR_512>;
+    run_avx2: "avx2,fma" <Avx2, MR_256>;
+});
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]

@@ -10,6 +10,26 @@
 //! does not cover (grouped convolutions other than depthwise, dilation, CPUs without AVX2): [`Engine::new`]
 //! says why it cannot take a model.
 
+/// `#[target_feature]` entry points that call a generic kernel with one SIMD level's types each: the feature
+/// has to be on a function of its own for the kernel inlined into it to be compiled with that instruction set.
+/// `simd_entries!(kernel(args) { name: "features" <generic args>; ... })`.
+macro_rules! simd_entries {
+    ($kernel:ident $params:tt { $($name:ident: $feature:literal <$($g:tt),+>;)+ }) => {
+        $( simd_entry!($name, $feature, $kernel, [$($g),+], $params); )+
+    };
+}
+
+macro_rules! simd_entry {
+    ($name:ident, $feature:literal, $kernel:ident, [$($g:tt),+], ($($arg:ident: $ty:ty),* $(,)?)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name($($arg: $ty),*) {
+            $kernel::<$($g),+>($($arg),*)
+        }
+    };
+}
+
 mod conv;
 mod depthwise;
 mod lower;

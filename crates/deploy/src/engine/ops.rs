@@ -342,10 +342,7 @@ impl Affine {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn affine_avx512(
+simd_entries!(affine_rows(
     a: &Affine,
     src: Src,
     dst: Dst,
@@ -355,24 +352,9 @@ unsafe fn affine_avx512(
     y0: usize,
     y1: usize,
 ) {
-    affine_rows::<Avx512>(a, src, dst, act, acc, add, y0, y1)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn affine_avx2(
-    a: &Affine,
-    src: Src,
-    dst: Dst,
-    act: super::Act,
-    acc: bool,
-    add: Option<Src>,
-    y0: usize,
-    y1: usize,
-) {
-    affine_rows::<Avx2>(a, src, dst, act, acc, add, y0, y1)
-}
+    affine_avx512: "avx512f" <Avx512>;
+    affine_avx2: "avx2,fma" <Avx2>;
+});
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]

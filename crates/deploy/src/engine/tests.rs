@@ -6,6 +6,26 @@ use super::depthwise::PackedDepthwise;
 use super::simd::Level;
 use super::{ops, Act, Dst, Src};
 
+/// A view of `data` as an NHWC map of `h x w` pixels, `stride` floats apart.
+fn src(data: &[f32], h: usize, w: usize, stride: usize) -> Src {
+    Src {
+        ptr: data.as_ptr(),
+        h,
+        w,
+        stride,
+    }
+}
+
+/// A writable [`src`].
+fn dst(data: &mut [f32], h: usize, w: usize, stride: usize) -> Dst {
+    Dst {
+        ptr: data.as_mut_ptr(),
+        h,
+        w,
+        stride,
+    }
+}
+
 fn levels() -> Vec<Level> {
     Level::available()
 }
@@ -111,25 +131,10 @@ fn dense_conv_matches_the_textbook_sum() {
                     let mut ybuf = vec![7.0f32; oh * ow * ys];
                     let zeros = vec![0.0f32; cin];
                     pc.run(
-                        Src {
-                            ptr: xbuf[2..].as_ptr(),
-                            h,
-                            w,
-                            stride: xs,
-                        },
-                        Dst {
-                            ptr: ybuf[3..].as_mut_ptr(),
-                            h: oh,
-                            w: ow,
-                            stride: ys,
-                        },
+                        src(&xbuf[2..], h, w, xs),
+                        dst(&mut ybuf[3..], oh, ow, ys),
                         act,
-                        with_add.then_some(Src {
-                            ptr: add.as_ptr(),
-                            h: oh,
-                            w: ow,
-                            stride: cout,
-                        }),
+                        with_add.then_some(src(&add, oh, ow, cout)),
                         &zeros,
                         ci % 2 == 0,
                     );
@@ -176,22 +181,7 @@ fn depthwise_conv_matches_the_textbook_sum() {
             let pd = PackedDepthwise::new(level, &wt, &b, c, k, s, p);
             for act in [Act::None, Act::Relu, Act::Silu] {
                 let mut y = vec![0.0f32; oh * ow * c];
-                pd.run(
-                    Src {
-                        ptr: x.as_ptr(),
-                        h,
-                        w,
-                        stride: c,
-                    },
-                    Dst {
-                        ptr: y.as_mut_ptr(),
-                        h: oh,
-                        w: ow,
-                        stride: c,
-                    },
-                    act,
-                    true,
-                );
+                pd.run(src(&x, h, w, c), dst(&mut y, oh, ow, c), act, true);
                 for (i, (&g, &e)) in y.iter().zip(&want).enumerate() {
                     let e = act_ref(e, act);
                     assert!(
@@ -210,23 +200,7 @@ fn max_pool_matches_pytorch_semantics_including_nan() {
     let mut x = values(h * w * c, 5);
     x[(2 * w + 2) * c + 1] = f32::NAN;
     let mut y = vec![0.0f32; h * w * c];
-    ops::max_pool(
-        Src {
-            ptr: x.as_ptr(),
-            h,
-            w,
-            stride: c,
-        },
-        Dst {
-            ptr: y.as_mut_ptr(),
-            h,
-            w,
-            stride: c,
-        },
-        c,
-        5,
-        false,
-    );
+    ops::max_pool(src(&x, h, w, c), dst(&mut y, h, w, c), c, 5, false);
     for oy in 0..h {
         for ox in 0..w {
             for ch in 0..c {
@@ -284,18 +258,8 @@ fn nan_propagates_through_conv_depthwise_and_activations() {
             let pc = PackedConv::new(level, &wt, &vec![0.0; c], c, c, 1, 1, 0);
             let mut y = vec![0.0f32; h * w * c];
             pc.run(
-                Src {
-                    ptr: x.as_ptr(),
-                    h,
-                    w,
-                    stride: c,
-                },
-                Dst {
-                    ptr: y.as_mut_ptr(),
-                    h,
-                    w,
-                    stride: c,
-                },
+                src(&x, h, w, c),
+                dst(&mut y, h, w, c),
                 act,
                 None,
                 &zeros,
@@ -308,22 +272,7 @@ fn nan_propagates_through_conv_depthwise_and_activations() {
             assert!(y[..c].iter().all(|v| v.is_finite()));
             let pd = PackedDepthwise::new(level, &vec![0.1; c * 9], &vec![0.0; c], c, 3, 1, 1);
             let mut y = vec![0.0f32; h * w * c];
-            pd.run(
-                Src {
-                    ptr: x.as_ptr(),
-                    h,
-                    w,
-                    stride: c,
-                },
-                Dst {
-                    ptr: y.as_mut_ptr(),
-                    h,
-                    w,
-                    stride: c,
-                },
-                act,
-                false,
-            );
+            pd.run(src(&x, h, w, c), dst(&mut y, h, w, c), act, false);
             assert!(
                 y[0].is_nan(),
                 "{level:?} {act:?}: the corner window holds the NaN"

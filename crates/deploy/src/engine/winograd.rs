@@ -118,10 +118,7 @@ struct Geometry<'a> {
     cout: usize,
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_avx512(
+simd_entries!(run_blocks(
     wg: &Winograd,
     g: &Geometry,
     src: Src,
@@ -132,25 +129,9 @@ unsafe fn run_avx512(
     b0: usize,
     b1: usize,
 ) {
-    run_blocks::<Avx512, MR_512>(wg, g, src, dst, act, add, zeros, b0, b1)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_avx2(
-    wg: &Winograd,
-    g: &Geometry,
-    src: Src,
-    dst: Dst,
-    act: Act,
-    add: Option<Src>,
-    zeros: &[f32],
-    b0: usize,
-    b1: usize,
-) {
-    run_blocks::<Avx2, MR_256>(wg, g, src, dst, act, add, zeros, b0, b1)
-}
+    run_avx512: "avx512f" <Avx512, MR_512>;
+    run_avx2: "avx2,fma" <Avx2, MR_256>;
+});
 
 /// `B^T d B` on 16 values (one 4x4 tile, row-major), each a vector of channels.
 /// B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].

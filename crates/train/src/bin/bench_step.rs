@@ -10,17 +10,16 @@ use clap::Parser;
 use data::augment::{AugmentConfig, Augmenter};
 use data::loader::train_batches;
 use data::{DataConfig, Dataset};
-use model::burn::module::Module;
-use model::burn::tensor::{Device, Tensor, TensorData};
+use model::burn::tensor::Device;
 use model::weights::state_dict;
 use model::{ModelSpec, SpecOptions, YoloModel};
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
-use train::loss::{detection_loss, LossGains};
-use train::optim::{accumulate, Ema, GradMap, GroupLr, Optimizer, OptimizerKind};
+use train::loss::LossGains;
+use train::optim::{Ema, GroupLr, Optimizer, OptimizerKind};
 use train::parity::{fixed_batch, one_step, StepDiff};
+use train::step::{Learner, Phase, PhaseTimer, Schedule};
 
 #[derive(Parser)]
 #[command(name = "bench_step", about = "Time the phases of a training step")]
@@ -59,16 +58,13 @@ struct Cli {
     parity: bool,
 }
 
-/// Reads one value back, which waits for queued work on asynchronous backends.
-fn sync<const D: usize>(t: &Tensor<D>) {
-    let _ = t.clone().sum().into_data();
+fn main() -> std::process::ExitCode {
+    startup::init();
+    startup::exit(bench(Cli::parse()))
 }
 
-fn main() -> Result<()> {
-    model::alloc::keep_freed_memory();
-    let a = Cli::parse();
+fn bench(a: Cli) -> Result<()> {
     let dev = model::device::select(&a.device)?;
-    let train_dev = dev.clone().autodiff();
     let cfg = DataConfig::from_file(Path::new(&a.data))?;
     let spec = ModelSpec::from_file(
         &a.config,
@@ -84,12 +80,20 @@ fn main() -> Result<()> {
     }
     let ds = Arc::new(Dataset::load(&cfg, "train")?);
     dev.seed(0);
-    let mut model = YoloModel::new(&spec, &dev).fork(&train_dev).train();
     let Some(kind) = OptimizerKind::from_name(&a.optimizer) else {
         bail!("--optimizer {}: expected SGD, AdamW or MuSGD", a.optimizer);
     };
-    let mut opt = Optimizer::new(kind, 0.9, 5e-4).for_model(&model);
-    let mut ema = Ema::new(YoloModel::new(&spec, &dev));
+    let model = YoloModel::new(&spec, &dev);
+    let opt = Optimizer::new(kind, 0.9, 5e-4).for_model(&model);
+    let ema = Ema::new(YoloModel::new(&spec, &dev));
+    let gains = LossGains::default();
+    // The trainer's own step, optimizer stepping on every batch.
+    let mut learner = Learner::new(&spec, model, opt, ema, (&dev, &[]), gains);
+    let schedule = Schedule {
+        lr: GroupLr::uniform([1e-3; 3]),
+        momentum: 0.9,
+        accumulate: 1,
+    };
     let aug = Arc::new(Augmenter::new(
         ds.clone(),
         AugmentConfig::default(),
@@ -97,53 +101,28 @@ fn main() -> Result<()> {
         0,
         false,
     ));
-    let strides = model.detect().strides.clone();
-    let (nc, reg_max) = (model.nc(), model.detect().reg_max);
-    let names = ["data", "forward", "loss", "backward", "optimizer", "EMA"];
-    let mut totals = [0f64; 6];
+    let mut timer = PhaseTimer::default();
     let mut images = 0;
     let (mut done, mut epoch) = (0, 0);
     let start = Instant::now();
     'outer: loop {
         let mut batches = train_batches(aug.clone(), epoch, a.batch, a.workers, true);
         loop {
-            let t0 = Instant::now();
+            // Warmup steps run on a scratch timer: only the timed ones count.
+            let mut scratch = PhaseTimer::default();
+            let t = if done >= a.warmup {
+                &mut timer
+            } else {
+                &mut scratch
+            };
+            t.restart();
             let Some(batch) = batches.next() else { break };
             let batch = batch?;
-            let [bsz, _, h, w] = batch.shape;
-            let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), &train_dev);
-            let t1 = Instant::now();
-            let raw = model.forward_raw(x);
-            raw.iter().for_each(sync);
-            let t2 = Instant::now();
-            let gains = LossGains {
-                box_gain: 7.5,
-                cls_gain: 0.5,
-                dfl_gain: 1.5,
-            };
-            let out = detection_loss(&raw, &strides, nc, reg_max, &batch.targets, (h, w), gains);
-            sync(&out.total);
-            let t3 = Instant::now();
-            let grads = out.total.backward();
-            let mut acc: GradMap = HashMap::new();
-            accumulate(&mut acc, &mut model, &grads);
-            if let Some(g) = acc.values().next() {
-                match g {
-                    train::optim::AnyTensor::R1(t) => sync(t),
-                    train::optim::AnyTensor::R4(t) => sync(t),
-                }
-            }
-            let t4 = Instant::now();
-            opt.step(&mut model, &acc, GroupLr::uniform([1e-3; 3]), 0.9);
-            let t5 = Instant::now();
-            ema.update(&mut model);
-            let t6 = Instant::now();
+            t.lap(Phase::Data);
+            let bsz = batch.shape[0];
+            learner.step(batch, &schedule, Some(t))?;
             done += 1;
             if done > a.warmup {
-                let ts = [t0, t1, t2, t3, t4, t5, t6];
-                for (i, tot) in totals.iter_mut().enumerate() {
-                    *tot += (ts[i + 1] - ts[i]).as_secs_f64();
-                }
                 images += bsz;
             }
             eprint!(
@@ -151,9 +130,8 @@ fn main() -> Result<()> {
                 a.steps + a.warmup,
                 start.elapsed().as_secs_f64()
             );
-            let timed: f64 = totals.iter().sum();
             if done >= a.steps + a.warmup
-                || (a.seconds > 0.0 && done > a.warmup && timed >= a.seconds)
+                || (a.seconds > 0.0 && done > a.warmup && timer.total() >= a.seconds)
             {
                 break 'outer;
             }
@@ -162,7 +140,9 @@ fn main() -> Result<()> {
     }
     eprintln!();
     let n = (done - a.warmup) as f64;
-    let sum: f64 = totals.iter().sum();
+    let totals = timer.seconds;
+    let sum = timer.total();
+    let names = Phase::ALL.map(Phase::name);
     if a.json {
         let phases: serde_json::Map<String, serde_json::Value> = names
             .iter()

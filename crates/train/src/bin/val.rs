@@ -1,7 +1,7 @@
 //! `val`: P, R, mAP50, mAP50-95 of a weights file on a dataset split, computed like Ultralytics.
 
-use anyhow::Result;
 use clap::Parser;
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
@@ -13,7 +13,7 @@ struct Cli {
     args: train::cli::ValCli,
 }
 
-fn main() -> Result<()> {
-    model::alloc::keep_freed_memory();
-    train::cli::val(Cli::parse().args)
+fn main() -> ExitCode {
+    startup::init();
+    startup::exit(train::cli::val(Cli::parse().args))
 }

@@ -1,0 +1,39 @@
+//! What the crates' integration tests share. Tests run the binaries (the door users take) and read what
+//! those said; each crate's tests used to repeat these lines.
+
+use std::process::Output;
+
+/// A finished command's stdout then stderr, as text (assert messages, and checks of what it printed).
+pub fn said(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs `cmd` to its end and asserts it succeeded; returns what it said ([`said`]).
+pub fn succeeds(cmd: &mut std::process::Command) -> String {
+    let o = cmd.output().expect("the binary starts");
+    let text = said(&o);
+    assert!(o.status.success(), "{cmd:?}:\n{text}");
+    text
+}
+
+/// Starts `cmd` with no input and its output captured (read it with `wait_with_output`).
+pub fn spawn(cmd: &mut std::process::Command) -> std::process::Child {
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary starts")
+}
+
+/// Sends Ctrl-C's signal (SIGINT) to `child`.
+pub fn interrupt(child: &std::process::Child) {
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -INT {}", child.id());
+}
