@@ -145,22 +145,27 @@ impl PackedConv {
         let narrow = self.narrow();
         let mr = if narrow { MR_NARROW } else { self.level.mr() };
         let tiles = m.div_ceil(mr);
+        let tj = TileJob {
+            pc: self,
+            src,
+            dst,
+            act,
+            add,
+            zeros,
+        };
         let job = |t0: usize, t1: usize| {
             // SAFETY: the caller's views are valid for their geometry and tiles write disjoint rows; the
             // kernel's ISA was detected at build time.
             unsafe {
-                match self.level {
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx512 if narrow => {
-                        run_avx512_narrow(self, src, dst, act, add, zeros, t0, t1)
-                    }
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx512 => run_avx512(self, src, dst, act, add, zeros, t0, t1),
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx2 => run_avx2(self, src, dst, act, add, zeros, t0, t1),
-                    #[cfg(not(target_arch = "x86_64"))]
-                    _ => unreachable!("the engine is only built on x86-64"),
-                }
+                on_level!(
+                    self.level,
+                    if narrow {
+                        run_avx512_narrow(&tj, t0, t1)
+                    } else {
+                        run_avx512(&tj, t0, t1)
+                    },
+                    run_avx2(&tj, t0, t1)
+                )
             }
         };
         par_ranges(tiles, parallel, &job);
@@ -177,33 +182,28 @@ impl PackedConv {
     }
 }
 
-simd_entries!(run_tiles(
-    pc: &PackedConv,
+/// What every tile of one convolution reads and writes (`zeros`: at least `cin` zeros for padding taps).
+#[derive(Clone, Copy)]
+struct TileJob<'a> {
+    pc: &'a PackedConv,
     src: Src,
     dst: Dst,
     act: Act,
     add: Option<Src>,
-    zeros: &[f32],
-    t0: usize,
-    t1: usize,
-) {
+    zeros: &'a [f32],
+}
+
+simd_entries!(run_tiles(job: &TileJob, t0: usize, t1: usize) {
     run_avx512_narrow: "avx512f" <Avx512, MR_NARROW>;
     run_avx512: "avx512f" <Avx512, MR_512>;
     run_avx2: "avx2,fma" <Avx2, MR_256>;
 });
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-unsafe fn run_tiles<I: Isa, const MR: usize>(
-    pc: &PackedConv,
-    src: Src,
-    dst: Dst,
-    act: Act,
-    add: Option<Src>,
-    zeros: &[f32],
-    t0: usize,
-    t1: usize,
-) {
+#[allow(clippy::needless_range_loop)]
+unsafe fn run_tiles<I: Isa, const MR: usize>(job: &TileJob, t0: usize, t1: usize) {
+    let (pc, src, dst) = (job.pc, job.src, job.dst);
+    let (act, add, zeros) = (job.act, job.add, job.zeros);
     let (k, s, p) = (pc.k, pc.s, pc.p);
     let taps = k * k;
     let m = dst.h * dst.w;

@@ -53,14 +53,11 @@ impl PackedDepthwise {
         let job = |y0: usize, y1: usize| {
             // SAFETY: views valid for their geometry, output rows disjoint between jobs, ISA detected.
             unsafe {
-                match self.level {
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx512 => rows_avx512(self, src, dst, act, y0, y1),
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx2 => rows_avx2(self, src, dst, act, y0, y1),
-                    #[cfg(not(target_arch = "x86_64"))]
-                    _ => unreachable!("the engine is only built on x86-64"),
-                }
+                on_level!(
+                    self.level,
+                    rows_avx512(self, src, dst, act, y0, y1),
+                    rows_avx2(self, src, dst, act, y0, y1)
+                )
             }
         };
         par_ranges(dst.h, parallel, &job);

@@ -23,9 +23,22 @@ macro_rules! simd_entry {
     ($name:ident, $feature:literal, $kernel:ident, [$($g:tt),+], ($($arg:ident: $ty:ty),* $(,)?)) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feature)]
-        #[allow(clippy::too_many_arguments)]
         unsafe fn $name($($arg: $ty),*) {
             $kernel::<$($g),+>($($arg),*)
+        }
+    };
+}
+
+/// The call for `level`: `on_level!(level, avx512_call, avx2_call)` (the engine is built only for x86-64).
+macro_rules! on_level {
+    ($level:expr, $avx512:expr, $avx2:expr) => {
+        match $level {
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx512 => $avx512,
+            #[cfg(target_arch = "x86_64")]
+            Level::Avx2 => $avx2,
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => unreachable!("the engine is only built on x86-64"),
         }
     };
 }

@@ -239,16 +239,7 @@ enum Unary {
 
 fn map_in_place(level: Level, x: &mut [f32], f: Unary) {
     // SAFETY: the ISA was detected when the engine was built.
-    unsafe {
-        match level {
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => map_avx512(x, f),
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => map_avx2(x, f),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => unreachable!("the engine is only built on x86-64"),
-        }
-    }
+    unsafe { on_level!(level, map_avx512(x, f), map_avx2(x, f)) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -324,51 +315,43 @@ impl Affine {
         add: Option<Src>,
         parallel: bool,
     ) {
+        let rj = RowJob {
+            a: self,
+            src,
+            dst,
+            act,
+            acc,
+            add,
+        };
         let job = |y0: usize, y1: usize| {
-            let (src, dst, add) = (src, dst, add);
             // SAFETY: views valid for their geometry, rows disjoint between jobs, ISA detected.
-            unsafe {
-                match level {
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx512 => affine_avx512(self, src, dst, act, acc, add, y0, y1),
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx2 => affine_avx2(self, src, dst, act, acc, add, y0, y1),
-                    #[cfg(not(target_arch = "x86_64"))]
-                    _ => unreachable!("the engine is only built on x86-64"),
-                }
-            }
+            unsafe { on_level!(level, affine_avx512(&rj, y0, y1), affine_avx2(&rj, y0, y1)) }
         };
         par_ranges(dst.h, parallel, &job);
     }
 }
 
-simd_entries!(affine_rows(
-    a: &Affine,
+/// What every row range of one affine pass reads and writes (`acc`: add to what `dst` holds).
+#[derive(Clone, Copy)]
+struct RowJob<'a> {
+    a: &'a Affine,
     src: Src,
     dst: Dst,
     act: super::Act,
     acc: bool,
     add: Option<Src>,
-    y0: usize,
-    y1: usize,
-) {
+}
+
+simd_entries!(affine_rows(job: &RowJob, y0: usize, y1: usize) {
     affine_avx512: "avx512f" <Avx512>;
     affine_avx2: "avx2,fma" <Avx2>;
 });
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn affine_rows<I: Isa>(
-    a: &Affine,
-    src: Src,
-    dst: Dst,
-    act: super::Act,
-    acc: bool,
-    add: Option<Src>,
-    y0: usize,
-    y1: usize,
-) {
+unsafe fn affine_rows<I: Isa>(job: &RowJob, y0: usize, y1: usize) {
     use super::Act;
+    let (a, src, dst) = (job.a, job.src, job.dst);
+    let (act, acc, add) = (job.act, job.acc, job.add);
     let c = a.c;
     let l = I::LANES;
     let one = |x: f32, i: usize, prev: f32| -> f32 {

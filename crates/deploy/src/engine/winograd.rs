@@ -93,24 +93,25 @@ impl Winograd {
             cin,
             cout,
         };
+        let bj = BlockJob {
+            wg: self,
+            g,
+            src,
+            dst,
+            act,
+            add,
+            zeros,
+        };
         let job = |b0: usize, b1: usize| {
             // SAFETY: the caller's views are valid for their geometry; blocks write disjoint output pixels;
             // the ISA was detected when the weights were packed.
-            unsafe {
-                match level {
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx512 => run_avx512(self, &g, src, dst, act, add, zeros, b0, b1),
-                    #[cfg(target_arch = "x86_64")]
-                    Level::Avx2 => run_avx2(self, &g, src, dst, act, add, zeros, b0, b1),
-                    #[cfg(not(target_arch = "x86_64"))]
-                    _ => unreachable!("the engine is only built on x86-64"),
-                }
-            }
+            unsafe { on_level!(level, run_avx512(&bj, b0, b1), run_avx2(&bj, b0, b1)) }
         };
         par_ranges(blocks, parallel, &job);
     }
 }
 
+#[derive(Clone, Copy)]
 struct Geometry<'a> {
     panels: &'a [Panel],
     bias: &'a [f32],
@@ -118,17 +119,19 @@ struct Geometry<'a> {
     cout: usize,
 }
 
-simd_entries!(run_blocks(
-    wg: &Winograd,
-    g: &Geometry,
+/// What every block of one Winograd convolution reads and writes.
+#[derive(Clone, Copy)]
+struct BlockJob<'a> {
+    wg: &'a Winograd,
+    g: Geometry<'a>,
     src: Src,
     dst: Dst,
     act: Act,
     add: Option<Src>,
-    zeros: &[f32],
-    b0: usize,
-    b1: usize,
-) {
+    zeros: &'a [f32],
+}
+
+simd_entries!(run_blocks(job: &BlockJob, b0: usize, b1: usize) {
     run_avx512: "avx512f" <Avx512, MR_512>;
     run_avx2: "avx2,fma" <Avx2, MR_256>;
 });
@@ -184,18 +187,10 @@ unsafe fn activate<I: Isa>(v: I::V, act: Act) -> I::V {
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-unsafe fn run_blocks<I: Isa, const MR: usize>(
-    wg: &Winograd,
-    g: &Geometry,
-    src: Src,
-    dst: Dst,
-    act: Act,
-    add: Option<Src>,
-    zeros: &[f32],
-    b0: usize,
-    b1: usize,
-) {
+#[allow(clippy::needless_range_loop)]
+unsafe fn run_blocks<I: Isa, const MR: usize>(job: &BlockJob, b0: usize, b1: usize) {
+    let (wg, g, src, dst) = (job.wg, job.g, job.src, job.dst);
+    let (act, add, zeros) = (job.act, job.add, job.zeros);
     let l = I::LANES;
     let cin = g.cin;
     let tw = dst.w.div_ceil(2);
@@ -217,7 +212,8 @@ unsafe fn run_blocks<I: Isa, const MR: usize>(
                 for j in 0..4 {
                     let ix = (2 * tx + j) as isize - 1;
                     if iy >= 0 && (iy as usize) < src.h && ix >= 0 && (ix as usize) < src.w {
-                        px[i * 4 + j] = src
+                        px[i * 4 + j] = job
+                            .src
                             .ptr
                             .add((iy as usize * src.w + ix as usize) * src.stride);
                     }
