@@ -6,7 +6,7 @@
 //! the residual add run on the tile before it is stored, so a Conv+BN+SiLU(+add) is one pass over memory.
 
 use super::simd::{Isa, Level, MR_256, MR_512};
-use super::winograd::Winograd;
+use super::winograd::{Geometry, Winograd};
 use super::{par_ranges, Act, Dst, Src};
 
 #[cfg(target_arch = "x86_64")]
@@ -126,33 +126,27 @@ impl PackedConv {
         parallel: bool,
     ) {
         debug_assert!(zeros.len() >= self.cin);
-        if let Some(wg) = &self.wino {
-            return wg.run(
-                self.level,
-                &self.panels,
-                &self.bias,
-                self.cin,
-                self.cout,
-                src,
-                dst,
-                act,
-                add,
-                zeros,
-                parallel,
-            );
-        }
-        let m = dst.h * dst.w;
-        let narrow = self.narrow();
-        let mr = if narrow { MR_NARROW } else { self.level.mr() };
-        let tiles = m.div_ceil(mr);
-        let tj = TileJob {
-            pc: self,
+        let io = ConvIo {
             src,
             dst,
             act,
             add,
             zeros,
         };
+        if let Some(wg) = &self.wino {
+            let g = Geometry {
+                panels: &self.panels,
+                bias: &self.bias,
+                cin: self.cin,
+                cout: self.cout,
+            };
+            return wg.run(self.level, g, io, parallel);
+        }
+        let m = dst.h * dst.w;
+        let narrow = self.narrow();
+        let mr = if narrow { MR_NARROW } else { self.level.mr() };
+        let tiles = m.div_ceil(mr);
+        let tj = TileJob { pc: self, io };
         let job = |t0: usize, t1: usize| {
             // SAFETY: the caller's views are valid for their geometry and tiles write disjoint rows; the
             // kernel's ISA was detected at build time.
@@ -182,15 +176,22 @@ impl PackedConv {
     }
 }
 
-/// What every tile of one convolution reads and writes (`zeros`: at least `cin` zeros for padding taps).
+/// What one convolution reads and writes: the input, the output, the activation, a map added after it, and
+/// at least `cin` zeros for the padding taps.
+#[derive(Clone, Copy)]
+pub(super) struct ConvIo<'a> {
+    pub src: Src,
+    pub dst: Dst,
+    pub act: Act,
+    pub add: Option<Src>,
+    pub zeros: &'a [f32],
+}
+
+/// What every tile of one convolution reads and writes.
 #[derive(Clone, Copy)]
 struct TileJob<'a> {
     pc: &'a PackedConv,
-    src: Src,
-    dst: Dst,
-    act: Act,
-    add: Option<Src>,
-    zeros: &'a [f32],
+    io: ConvIo<'a>,
 }
 
 simd_entries!(run_tiles(job: &TileJob, t0: usize, t1: usize) {
@@ -202,8 +203,8 @@ simd_entries!(run_tiles(job: &TileJob, t0: usize, t1: usize) {
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 unsafe fn run_tiles<I: Isa, const MR: usize>(job: &TileJob, t0: usize, t1: usize) {
-    let (pc, src, dst) = (job.pc, job.src, job.dst);
-    let (act, add, zeros) = (job.act, job.add, job.zeros);
+    let (pc, src, dst) = (job.pc, job.io.src, job.io.dst);
+    let (act, add, zeros) = (job.io.act, job.io.add, job.io.zeros);
     let (k, s, p) = (pc.k, pc.s, pc.p);
     let taps = k * k;
     let m = dst.h * dst.w;

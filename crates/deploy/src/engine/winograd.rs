@@ -7,9 +7,9 @@
 //! activation and the residual add and stores the block. The transforms use only 0, +-1 and +-1/2, so the
 //! rounding error stays within a few ulps of the direct sum's (checked against the textbook sum).
 
-use super::conv::{kernel, Panel};
+use super::conv::{kernel, ConvIo, Panel};
 use super::simd::{Isa, Level, MR_256, MR_512};
-use super::{par_ranges, Act, Dst, Src};
+use super::{par_ranges, Act};
 
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
@@ -70,38 +70,10 @@ impl Winograd {
     }
 
     /// As [`super::conv::PackedConv::run`] for a 3x3, stride 1, padding 1 convolution.
-    #[allow(clippy::too_many_arguments)]
-    pub fn run(
-        &self,
-        level: Level,
-        panels: &[Panel],
-        bias: &[f32],
-        cin: usize,
-        cout: usize,
-        src: Src,
-        dst: Dst,
-        act: Act,
-        add: Option<Src>,
-        zeros: &[f32],
-        parallel: bool,
-    ) {
-        let tiles = dst.h.div_ceil(2) * dst.w.div_ceil(2);
+    pub(super) fn run(&self, level: Level, g: Geometry, io: ConvIo, parallel: bool) {
+        let tiles = io.dst.h.div_ceil(2) * io.dst.w.div_ceil(2);
         let blocks = tiles.div_ceil(level.mr());
-        let g = Geometry {
-            panels,
-            bias,
-            cin,
-            cout,
-        };
-        let bj = BlockJob {
-            wg: self,
-            g,
-            src,
-            dst,
-            act,
-            add,
-            zeros,
-        };
+        let bj = BlockJob { wg: self, g, io };
         let job = |b0: usize, b1: usize| {
             // SAFETY: the caller's views are valid for their geometry; blocks write disjoint output pixels;
             // the ISA was detected when the weights were packed.
@@ -111,12 +83,13 @@ impl Winograd {
     }
 }
 
+/// The packed weights' layout a Winograd convolution reads them with.
 #[derive(Clone, Copy)]
-struct Geometry<'a> {
-    panels: &'a [Panel],
-    bias: &'a [f32],
-    cin: usize,
-    cout: usize,
+pub(super) struct Geometry<'a> {
+    pub panels: &'a [Panel],
+    pub bias: &'a [f32],
+    pub cin: usize,
+    pub cout: usize,
 }
 
 /// What every block of one Winograd convolution reads and writes.
@@ -124,11 +97,7 @@ struct Geometry<'a> {
 struct BlockJob<'a> {
     wg: &'a Winograd,
     g: Geometry<'a>,
-    src: Src,
-    dst: Dst,
-    act: Act,
-    add: Option<Src>,
-    zeros: &'a [f32],
+    io: ConvIo<'a>,
 }
 
 simd_entries!(run_blocks(job: &BlockJob, b0: usize, b1: usize) {
@@ -189,8 +158,8 @@ unsafe fn activate<I: Isa>(v: I::V, act: Act) -> I::V {
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 unsafe fn run_blocks<I: Isa, const MR: usize>(job: &BlockJob, b0: usize, b1: usize) {
-    let (wg, g, src, dst) = (job.wg, job.g, job.src, job.dst);
-    let (act, add, zeros) = (job.act, job.add, job.zeros);
+    let (wg, g, src, dst) = (job.wg, job.g, job.io.src, job.io.dst);
+    let (act, add, zeros) = (job.io.act, job.io.add, job.io.zeros);
     let l = I::LANES;
     let cin = g.cin;
     let tw = dst.w.div_ceil(2);
@@ -212,8 +181,7 @@ unsafe fn run_blocks<I: Isa, const MR: usize>(job: &BlockJob, b0: usize, b1: usi
                 for j in 0..4 {
                     let ix = (2 * tx + j) as isize - 1;
                     if iy >= 0 && (iy as usize) < src.h && ix >= 0 && (ix as usize) < src.w {
-                        px[i * 4 + j] = job
-                            .src
+                        px[i * 4 + j] = src
                             .ptr
                             .add((iy as usize * src.w + ix as usize) * src.stride);
                     }

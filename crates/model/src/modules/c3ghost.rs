@@ -3,6 +3,7 @@
 use super::c3::Csp3;
 use super::conv::Conv;
 use super::ghost_bottleneck::{GhostBottleneck, GhostBottleneckSpec};
+use super::ghostconv::GhostConvSpec;
 use super::{expand, BlockSpec, CspArgs, Role, Row};
 use crate::error::Result;
 use crate::shapes::Macs;
@@ -20,13 +21,14 @@ impl C3GhostSpec {
 
     fn bottleneck(&self) -> GhostBottleneckSpec {
         let c_ = self.hidden();
-        GhostBottleneckSpec {
+        GhostBottleneckSpec(GhostConvSpec {
             c1: c_,
             c2: c_,
             k: 3,
             s: 1,
+            g: 1,
             act: self.0.act,
-        }
+        })
     }
 }
 

@@ -2,25 +2,20 @@
 //! plus the input (or, strided, a depthwise + pointwise projection of it).
 
 use super::conv::Conv;
-use super::ghostconv::GhostConv;
+use super::ghostconv::{GhostConv, GhostConvSpec};
 use super::{check_kernel, BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
 use crate::nn::{key, Act, Named, Slot};
-use crate::shapes::{conv_out, Macs};
+use crate::shapes::Macs;
 use crate::yaml_args::{as_usize, check_arity, optional, Ctx};
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-/// `GhostBottleneck(c1, c2, k=3, s=1)`.
+/// `GhostBottleneck(c1, c2, k=3, s=1)`: a GhostConv's arguments without groups (`k` and `s` are the strided
+/// depthwise conv's), and a GhostConv's output shape.
 #[derive(Debug, Clone, PartialEq)]
-pub struct GhostBottleneckSpec {
-    pub c1: usize,
-    pub c2: usize,
-    pub k: usize,
-    pub s: usize,
-    pub act: Act,
-}
+pub struct GhostBottleneckSpec(pub GhostConvSpec);
 
 impl BlockSpec for GhostBottleneckSpec {
     type Module = GhostBottleneck;
@@ -41,32 +36,32 @@ impl BlockSpec for GhostBottleneckSpec {
                 row.c1, row.c2
             )));
         }
-        Ok(GhostBottleneckSpec {
+        Ok(GhostBottleneckSpec(GhostConvSpec {
             c1: row.c1,
             c2: row.c2,
             k,
             s,
+            g: 1,
             act: row.act,
-        })
+        }))
     }
 
     fn c_out(&self) -> usize {
-        2 * (self.c2 / 2)
+        self.0.c_out()
     }
 
     fn out_hw(&self, h: usize, w: usize) -> (usize, usize) {
-        let o = |x| conv_out(x, self.k, self.s, self.k / 2, 1);
-        (o(h), o(w))
+        self.0.out_hw(h, w)
     }
 
     fn macs(&self, _c_in: usize, h: usize, w: usize, acc: &mut Macs) {
-        let (c1, c2, k) = (self.c1, self.c2, self.k);
+        let GhostConvSpec { c1, c2, k, s, .. } = self.0;
         let c_ = c2 / 2;
         let (ho, wo) = self.out_hw(h, w);
         // GhostConv(c1, c_, 1, 1) at the input size.
         acc.conv_bn(c1, c_ / 2, 1, 1, h, w);
         acc.conv_bn(c_ / 2, c_ / 2, 5, c_ / 2, h, w);
-        if self.s == 2 {
+        if s == 2 {
             acc.conv_bn(c_, c_, k, c_, ho, wo);
             acc.conv_bn(c1, c1, k, c1, ho, wo);
             acc.conv_bn(c1, c2, 1, 1, ho, wo);
@@ -76,12 +71,13 @@ impl BlockSpec for GhostBottleneckSpec {
     }
 
     fn check(&self, ctx: &Ctx) -> Result<()> {
-        check_kernel("k", self.k, ctx)?;
-        super::check_channels("c2 // 4", self.c2 / 4, ctx)
+        check_kernel("k", self.0.k, ctx)?;
+        super::check_channels("c2 // 4", self.0.c2 / 4, ctx)
     }
 
     fn build(&self, device: &Device) -> GhostBottleneck {
-        GhostBottleneck::new(self.c1, self.c2, self.k, self.s, self.act, device)
+        let GhostConvSpec { c1, c2, k, s, .. } = self.0;
+        GhostBottleneck::new(c1, c2, k, s, self.0.act, device)
     }
 }
 
