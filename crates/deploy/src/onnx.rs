@@ -5,10 +5,9 @@
 //! `x * Sigmoid(x)` and the DFL decode as Reshape/Softmax/Mul/ReduceSum, all plain ONNX ops.
 
 use anyhow::{bail, Result};
-use model::graph::Layer;
 use model::lowering::Lowering;
 use model::modules::convtranspose::ConvTranspose;
-use model::nn::{Conv2d, HeadBranch};
+use model::nn::{Bn, Conv2d};
 use model::weights::host;
 use model::YoloModel;
 use onnx_protobuf::{
@@ -150,10 +149,6 @@ impl Builder {
             vec![("axis", Attr::Int(axis))],
         )
     }
-
-    fn head_branch(&mut self, x: &str, h: &HeadBranch) -> Result<String> {
-        Ok(h.lower(self, &x.to_string())?)
-    }
 }
 
 /// Every block's own lowering ([`model::modules::BlockModule::lower`]) writes ONNX nodes through this.
@@ -180,6 +175,28 @@ impl Lowering for Builder {
                 ("pads", Attr::Ints(vec![p; 4])),
             ],
         )
+    }
+
+    fn batch_norm(&mut self, x: &String, bn: &Bn) -> String {
+        let p = |t: model::burn::tensor::Tensor<1>| host(t).data;
+        let c = bn.weight.dims()[0];
+        let scale = self.init_f32("bn_scale", &[c], &p(bn.weight.val()));
+        let bias = self.init_f32("bn_bias", &[c], &p(bn.bias.val()));
+        let mean = self.init_f32("bn_mean", &[c], &p(bn.running_mean.value_sync()));
+        let var = self.init_f32("bn_var", &[c], &p(bn.running_var.value_sync()));
+        let mut n = NodeProto::new();
+        n.op_type = "BatchNormalization".into();
+        n.name = format!("BatchNormalization_{}", self.nodes.len());
+        n.input = vec![x.clone(), scale, bias, mean, var];
+        let out = self.fresh("batchnormalization");
+        n.output = vec![out.clone()];
+        let mut eps = AttributeProto::new();
+        eps.name = "epsilon".into();
+        eps.type_ = AttributeType::FLOAT.into();
+        eps.f = bn.eps as f32;
+        n.attribute.push(eps);
+        self.nodes.push(n);
+        out
     }
 
     fn silu(&mut self, x: &String) -> String {
@@ -220,6 +237,21 @@ impl Lowering for Builder {
                 ("kernel_shape", Attr::Ints(vec![k, k])),
                 ("strides", Attr::Ints(vec![s, s])),
                 ("pads", Attr::Ints(vec![p; 4])),
+            ],
+        )
+    }
+
+    fn upsample(&mut self, x: &String, scale: usize) -> String {
+        let roi = self.init_f32("roi", &[0], &[]);
+        let sc = scale as f32;
+        let scales = self.init_f32("scales", &[4], &[1.0, 1.0, sc, sc]);
+        self.node(
+            "Resize",
+            &[x.as_str(), &roi, &scales],
+            vec![
+                ("mode", Attr::Str("nearest")),
+                ("coordinate_transformation_mode", Attr::Str("asymmetric")),
+                ("nearest_mode", Attr::Str("floor")),
             ],
         )
     }
@@ -295,110 +327,57 @@ pub fn export_onnx(model: &YoloModel, h: usize, w: usize) -> Result<Vec<u8>> {
     if let Err(e) = model::shapes::check_input_size(&model.spec, h, w) {
         bail!("{e}");
     }
-    let shapes = model::shapes::layer_shapes(&model.spec, h, w);
     let mut b = Builder::default();
-    let mut saved: Vec<Option<String>> = vec![None; model.layers.len()];
-    let mut x = "images".to_string();
-    let mut output = None;
-    for (i, (layer, ls)) in model.layers.iter().zip(&model.spec.layers).enumerate() {
-        let input = |j: &Option<usize>, x: &String| match j {
-            None => x.clone(),
-            Some(j) => saved[*j]
-                .clone()
-                .expect("save list covers every from index"),
-        };
-        match layer {
-            Layer::Single(blk) => x = blk.lower(&mut b, &input(&ls.from[0], &x))?,
-            Layer::Stack(bs) => {
-                let mut y = input(&ls.from[0], &x);
-                for blk in bs {
-                    y = blk.lower(&mut b, &y)?;
-                }
-                x = y;
-            }
-            Layer::Upsample(s) => {
-                let roi = b.init_f32("roi", &[0], &[]);
-                let sc = *s as f32;
-                let scales = b.init_f32("scales", &[4], &[1.0, 1.0, sc, sc]);
-                let inp = input(&ls.from[0], &x);
-                x = b.node(
-                    "Resize",
-                    &[&inp, &roi, &scales],
-                    vec![
-                        ("mode", Attr::Str("nearest")),
-                        ("coordinate_transformation_mode", Attr::Str("asymmetric")),
-                        ("nearest_mode", Attr::Str("floor")),
-                    ],
-                );
-            }
-            Layer::Concat(_) => {
-                let xs: Vec<String> = ls.from.iter().map(|j| input(j, &x)).collect();
-                x = b.concat(&xs, 1);
-            }
-            Layer::Detect(d) => {
-                let no = (d.nc + 4 * d.reg_max) as i64;
-                let shape = b.init_i64("shape", &[0, no, -1]);
-                let mut flat = Vec::new();
-                let mut level_hw = Vec::new();
-                for (k, j) in ls.from.iter().enumerate() {
-                    let xi = input(j, &x);
-                    let bx = b.head_branch(&xi, &d.cv2[k])?;
-                    let cl = b.head_branch(&xi, &d.cv3[k])?;
-                    let cat = b.concat(&[bx, cl], 1);
-                    flat.push(b.node("Reshape", &[&cat, &shape], vec![]));
-                    let src = j.unwrap_or(i - 1);
-                    level_hw.push((shapes[src].1, shapes[src].2));
-                }
-                let all = b.concat(&flat, 2);
-                let parts = b.split(&all, &[4 * d.reg_max as i64, d.nc as i64], 1);
-                // DFL: softmax over the bins of each side, expectation with the stored projection.
-                let a: usize = level_hw.iter().map(|(h, w)| h * w).sum();
-                let dfl_shape = b.init_i64("dfl_shape", &[0, 4, d.reg_max as i64, -1]);
-                let bins = b.node("Reshape", &[&parts[0], &dfl_shape], vec![]);
-                let sm = b.node("Softmax", &[&bins], vec![("axis", Attr::Int(2))]);
-                let proj = host(d.dfl.val());
-                let proj = b.init_f32("dfl_proj", &[1, 1, d.reg_max, 1], &proj.data);
-                let wsum = b.node("Mul", &[&sm, &proj], vec![]);
-                let axes = b.init_i64("axes", &[2]);
-                let dist = b.node(
-                    "ReduceSum",
-                    &[&wsum, &axes],
-                    vec![("keepdims", Attr::Int(0))],
-                );
-                let lr = b.split(&dist, &[2, 2], 1);
-                let (pts, st) = model::nn::anchor_grid(&level_hw, &d.strides);
-                let ax: Vec<f32> = pts
-                    .iter()
-                    .map(|p| p[0])
-                    .chain(pts.iter().map(|p| p[1]))
-                    .collect();
-                let anchors = b.init_f32("anchors", &[1, 2, a], &ax);
-                let strides = b.init_f32("strides", &[1, 1, a], &st);
-                let x1y1 = b.node("Sub", &[&anchors, &lr[0]], vec![]);
-                let x2y2 = b.node("Add", &[&anchors, &lr[1]], vec![]);
-                let sum = b.node("Add", &[&x1y1, &x2y2], vec![]);
-                let half = b.init_f32("half", &[1], &[0.5]);
-                let c = b.node("Mul", &[&sum, &half], vec![]);
-                let wh = b.node("Sub", &[&x2y2, &x1y1], vec![]);
-                let xywh = b.concat(&[c, wh], 1);
-                let boxes = b.node("Mul", &[&xywh, &strides], vec![]);
-                let scores = b.node("Sigmoid", &[&parts[1]], vec![]);
-                b.node_to(
-                    "Concat",
-                    &[&boxes, &scores],
-                    "output0",
-                    vec![("axis", Attr::Int(1))],
-                );
-                output = Some((no - 4 * d.reg_max as i64 + 4, a as i64));
-            }
-        }
-        if model.spec.save.binary_search(&i).is_ok() {
-            saved[i] = Some(x.clone());
-        }
-    }
-    let Some((rows, a)) = output else {
-        bail!("the model has no Detect layer");
-    };
+    let d = model.detect();
+    let maps = model.lower(&mut b, &"images".to_string())?;
+    let no = (d.nc + 4 * d.reg_max) as i64;
+    let shape = b.init_i64("shape", &[0, no, -1]);
+    let flat: Vec<String> = maps
+        .iter()
+        .map(|m| b.node("Reshape", &[m, &shape], vec![]))
+        .collect();
+    let level_hw = model::shapes::head_sizes(&model.spec, h, w);
+    let all = b.concat(&flat, 2);
+    let parts = b.split(&all, &[4 * d.reg_max as i64, d.nc as i64], 1);
+    // DFL: softmax over the bins of each side, expectation with the stored projection.
+    let a: usize = level_hw.iter().map(|(h, w)| h * w).sum();
+    let dfl_shape = b.init_i64("dfl_shape", &[0, 4, d.reg_max as i64, -1]);
+    let bins = b.node("Reshape", &[&parts[0], &dfl_shape], vec![]);
+    let sm = b.node("Softmax", &[&bins], vec![("axis", Attr::Int(2))]);
+    let proj = host(d.dfl.val());
+    let proj = b.init_f32("dfl_proj", &[1, 1, d.reg_max, 1], &proj.data);
+    let wsum = b.node("Mul", &[&sm, &proj], vec![]);
+    let axes = b.init_i64("axes", &[2]);
+    let dist = b.node(
+        "ReduceSum",
+        &[&wsum, &axes],
+        vec![("keepdims", Attr::Int(0))],
+    );
+    let lr = b.split(&dist, &[2, 2], 1);
+    let (pts, st) = model::nn::anchor_grid(&level_hw, &d.strides);
+    let ax: Vec<f32> = pts
+        .iter()
+        .map(|p| p[0])
+        .chain(pts.iter().map(|p| p[1]))
+        .collect();
+    let anchors = b.init_f32("anchors", &[1, 2, a], &ax);
+    let strides = b.init_f32("strides", &[1, 1, a], &st);
+    let x1y1 = b.node("Sub", &[&anchors, &lr[0]], vec![]);
+    let x2y2 = b.node("Add", &[&anchors, &lr[1]], vec![]);
+    let sum = b.node("Add", &[&x1y1, &x2y2], vec![]);
+    let half = b.init_f32("half", &[1], &[0.5]);
+    let c = b.node("Mul", &[&sum, &half], vec![]);
+    let wh = b.node("Sub", &[&x2y2, &x1y1], vec![]);
+    let xywh = b.concat(&[c, wh], 1);
+    let boxes = b.node("Mul", &[&xywh, &strides], vec![]);
+    let scores = b.node("Sigmoid", &[&parts[1]], vec![]);
+    b.node_to(
+        "Concat",
+        &[&boxes, &scores],
+        "output0",
+        vec![("axis", Attr::Int(1))],
+    );
+    let (rows, a) = (4 + d.nc as i64, a as i64);
     let mut g = GraphProto::new();
     g.name = "yolo".into();
     g.node = b.nodes;

@@ -1,7 +1,9 @@
-//! The inference engine against burn's forward of the same fused model, on every parity fixture's weights
-//! (made by the real Ultralytics package; `deploy verify` checks the engine against Ultralytics' own fused
-//! output): batches that run one image per thread and ones that split operations, non-square inputs,
-//! AVX-512 and AVX2 kernels where the CPU has them, fused and unfused models. Bad inputs are errors.
+//! The inference engine against burn's forward of the same model, on every parity fixture's weights (made by
+//! the real Ultralytics package, the family YAMLs included: C2, C3k2, C2PSA's attention, GhostConv, grouped
+//! and depthwise convs, ConvTranspose, ZeroPad, strided pools, the 8.4 head; `deploy verify` checks the
+//! engine against Ultralytics' own output): batches that run one image per thread and ones that split
+//! operations, non-square inputs, AVX-512 and AVX2 kernels where the CPU has them, fused and unfused models.
+//! Bad inputs are errors.
 
 use deploy::engine::{Engine, EngineError, Level};
 use deploy::verify::{compare_output, Fixture, Report};
@@ -32,16 +34,25 @@ fn engine_equals_burn_on_every_fixture_batch_and_size() {
         return;
     }
     let device = Device::flex();
-    for name in [
-        "mobileone_nc3_96x128",
-        "mobileone_se_nc80_64",
-        "v8_nc3_64",
-        "v8_nc80_64x96",
-    ] {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("meta.json").exists())
+        .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
+        .collect();
+    names.sort();
+    assert!(
+        names.len() >= 16,
+        "the model fixtures and the twelve family ones"
+    );
+    for name in &names {
         let unfused = fixture_model(name);
         let fused = unfused.clone().fuse();
+        // Sizes in units of the model's largest stride (32, or 64 for P6 models).
+        let u = unfused.spec.strides().last().copied().unwrap_or(32.0) as usize;
         for (form, m) in [("fused", &fused), ("unfused", &unfused)] {
-            for &(b, h, w) in &[(1, 64, 64), (3, 96, 160), (4, 128, 96)] {
+            for &(b, h, w) in &[(1, 2 * u, 2 * u), (3, 3 * u, 5 * u), (4, 4 * u, 3 * u)] {
                 let x = Tensor::<4>::random([b, 3, h, w], Distribution::Uniform(0.0, 1.0), &device);
                 let want = host(m.forward(x.clone()));
                 let xs = host(x).data;

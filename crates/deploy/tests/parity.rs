@@ -42,8 +42,21 @@ fn every_fixture_matches_ultralytics() {
             dir.display(),
             report.render()
         );
-        // Two levels (YOLOv3-tiny) and no engine kernels for its blocks: 9 checks.
+        // Two levels (YOLOv3-tiny): 9 checks of the burn model, and the engine's on every family model.
         assert!(report.checks.len() >= 9, "{}", dir.display());
+        if deploy::engine::Level::detect().is_some() {
+            let engine = report
+                .checks
+                .iter()
+                .filter(|c| c.name.contains("(engine"))
+                .count();
+            assert_eq!(
+                engine,
+                4,
+                "{}: fused and unfused boxes and scores through the engine",
+                dir.display()
+            );
+        }
     }
 }
 

@@ -1,5 +1,7 @@
 //! A YOLO model built from a [`ModelSpec`]: the layer list, its forward pass and its named tensors.
 
+use crate::error::Result;
+use crate::lowering::Lowering;
 pub use crate::modules::Block;
 use crate::nn::{upsample_nearest, Detect, Named, NamedRef, Slot};
 use crate::spec::{ModelSpec, ModuleSpec};
@@ -117,6 +119,44 @@ impl YoloModel {
                 }
             }
             observe(i, &x);
+            if self.spec.save.binary_search(&i).is_ok() {
+                saved[i] = Some(x.clone());
+            }
+        }
+        unreachable!("the spec guarantees a final Detect row")
+    }
+
+    /// The model as primitive operations from `input`: the raw head map of each level, as [`Self::forward_raw`]
+    /// (an exporter or engine adds the decode). The same walk over `from` indices as the forward pass.
+    pub fn lower<L: Lowering>(&self, l: &mut L, input: &L::V) -> Result<Vec<L::V>> {
+        let mut saved: Vec<Option<L::V>> = vec![None; self.layers.len()];
+        let mut x = input.clone();
+        for (i, (layer, ls)) in self.layers.iter().zip(&self.spec.layers).enumerate() {
+            let input = |j: &Option<usize>, x: &L::V| match j {
+                None => x.clone(),
+                Some(j) => saved[*j]
+                    .clone()
+                    .expect("save list covers every from index"),
+            };
+            match layer {
+                Layer::Detect(d) => {
+                    let xs: Vec<L::V> = ls.from.iter().map(|j| input(j, &x)).collect();
+                    return d.lower(l, &xs);
+                }
+                Layer::Concat(_) => {
+                    let xs: Vec<L::V> = ls.from.iter().map(|j| input(j, &x)).collect();
+                    x = l.concat(&xs);
+                }
+                Layer::Upsample(s) => x = l.upsample(&input(&ls.from[0], &x), *s),
+                Layer::Single(b) => x = b.lower(l, &input(&ls.from[0], &x))?,
+                Layer::Stack(bs) => {
+                    let mut y = input(&ls.from[0], &x);
+                    for b in bs {
+                        y = b.lower(l, &y)?;
+                    }
+                    x = y;
+                }
+            }
             if self.spec.save.binary_search(&i).is_ok() {
                 saved[i] = Some(x.clone());
             }

@@ -1,10 +1,11 @@
-//! The primitive operations a fused block is written as for exporters: each block's file lowers itself
-//! ([`crate::modules::BlockModule::lower`]) onto any [`Lowering`] (the ONNX writer is one), so a new block
-//! needs no exporter change.
+//! The primitive operations a block's inference dataflow is written as, once: each block's file lowers itself
+//! ([`crate::modules::BlockModule::lower`]) onto any [`Lowering`], and [`crate::YoloModel::lower`] walks the
+//! graph. The ONNX writer and the CPU engine both consume it, so a new block needs no change in either.
+//! Fused blocks lower to convolutions with bias; unfused ones keep their BatchNorms ([`Lowering::batch_norm`])
+//! and MobileOne's branches as a sum.
 
-use crate::error::ModelError;
 use crate::modules::convtranspose::ConvTranspose;
-use crate::nn::Conv2d;
+use crate::nn::{Act, Bn, Conv2d};
 
 /// A graph under construction; `V` names a value (a tensor of shape `(N, C, H, W)`).
 pub trait Lowering {
@@ -13,6 +14,8 @@ pub trait Lowering {
     fn conv2d(&mut self, x: &Self::V, c: &Conv2d) -> Self::V;
     /// A transposed conv (learned upsampling) with its stored weights and bias.
     fn conv_transpose2d(&mut self, x: &Self::V, c: &ConvTranspose) -> Self::V;
+    /// Inference BatchNorm with the running statistics (an unfused model).
+    fn batch_norm(&mut self, x: &Self::V, bn: &Bn) -> Self::V;
     fn silu(&mut self, x: &Self::V) -> Self::V;
     fn relu(&mut self, x: &Self::V) -> Self::V;
     fn sigmoid(&mut self, x: &Self::V) -> Self::V;
@@ -25,6 +28,8 @@ pub trait Lowering {
     fn split(&mut self, x: &Self::V, sizes: &[usize]) -> Vec<Self::V>;
     /// Max pooling, `k x k` window, stride `s`, padding `p` (padding never wins the max).
     fn max_pool(&mut self, x: &Self::V, k: usize, s: usize, p: usize) -> Self::V;
+    /// Nearest-neighbour upsampling by an integer factor.
+    fn upsample(&mut self, x: &Self::V, scale: usize) -> Self::V;
     /// Zero padding `(left, right, top, bottom)`.
     fn zero_pad(&mut self, x: &Self::V, pad: (usize, usize, usize, usize)) -> Self::V;
     /// Mean over each channel's map: `(N, C, 1, 1)`.
@@ -42,9 +47,11 @@ pub trait Lowering {
     ) -> (Self::V, Self::V);
 }
 
-/// The error for a block still in its training form.
-pub fn not_fused(what: &str) -> ModelError {
-    ModelError::Other(format!(
-        "export needs a fused model ({what} still has its training-time BatchNorm or branches)"
-    ))
+/// `act` applied to `y` (nothing for [`Act::Identity`]).
+pub fn activate<L: Lowering>(l: &mut L, act: Act, y: L::V) -> L::V {
+    match act {
+        Act::Silu => l.silu(&y),
+        Act::Relu => l.relu(&y),
+        Act::Identity => y,
+    }
 }

@@ -1,14 +1,15 @@
-//! A CPU inference engine for fused models: the model is lowered once into a list of operations on NHWC
-//! float32 maps with pre-packed weights (conv with its bias, activation and residual add in one pass,
-//! depthwise conv computed directly, Concat inputs written straight into their slice of the joined map, map
-//! buffers reused once their last reader has run), then runs with AVX-512 or AVX2 kernels. Batches run one
-//! image per thread; a single image splits each operation across threads. Same output as
-//! [`model::YoloModel::forward`] (`(B, 4 + nc, A)`), checked against it in `tests/engine.rs`.
+//! A CPU inference engine: the model's own dataflow ([`model::YoloModel::lower`], the description the ONNX
+//! exporter reads too) is recorded as a graph of operations on NHWC float32 maps ([`graph`]), optimized by
+//! passes that know no block ([`passes`]: activation and residual add in the conv epilogue, convs of one
+//! input stacked), planned into kernels with pre-packed weights and buffers ([`plan`]: Concat inputs written
+//! straight into their slice of the joined map, split halves as views), then run with AVX-512 or AVX2 kernels;
+//! map buffers are reused once their last reader has run. Batches run one image per thread; a single image
+//! splits each operation across threads. Same output as [`model::YoloModel::forward`] (`(B, 4 + nc, A)`),
+//! checked against it in `tests/engine.rs`.
 //!
-//! Unfused models run too (each BatchNorm a per-channel affine pass, MobileOne branches summed), so the
-//! fusion speed-up can be measured on one engine. Burn stays the engine for training and for what this one
-//! does not cover (grouped convolutions other than depthwise, dilation, CPUs without AVX2): [`Engine::new`]
-//! says why it cannot take a model.
+//! Fused and unfused models run (each BatchNorm a per-channel affine pass), so the fusion speed-up can be
+//! measured on one engine. An operation without a kernel (a dilated conv) runs through burn by itself; only a
+//! CPU without AVX2 sends a whole model back to burn ([`Engine::new`] says why).
 
 /// `#[target_feature]` entry points that call a generic kernel with one SIMD level's types each: the feature
 /// has to be on a function of its own for the kernel inlined into it to be compiled with that instruction set.
@@ -43,10 +44,14 @@ macro_rules! on_level {
     };
 }
 
+mod attention;
 mod conv;
 mod depthwise;
-mod lower;
+mod graph;
+mod op;
 mod ops;
+mod passes;
+mod plan;
 mod simd;
 #[cfg(test)]
 mod tests;
@@ -54,9 +59,7 @@ mod winograd;
 
 pub use simd::Level;
 
-use conv::PackedConv;
-use depthwise::PackedDepthwise;
-use ops::{Affine, SqueezeExcite};
+use op::{Op, View};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -65,19 +68,76 @@ use std::sync::Mutex;
 pub enum EngineError {
     #[error("the inference engine needs an x86-64 CPU with AVX2 and FMA or AVX-512")]
     NoSimd,
-    #[error("the inference engine runs fused models only ({0} is not fused)")]
-    NotFused(String),
     #[error("the inference engine does not support {0}")]
     Unsupported(String),
     #[error("input {h}x{w}: {what}")]
     BadInput { h: usize, w: usize, what: String },
 }
 
+/// The activation a kernel applies before it stores (the conv, depthwise and BatchNorm epilogues).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
     None,
     Relu,
     Silu,
+}
+
+/// A standalone elementwise function: an activation, or the sigmoid of a squeeze-excite gate (which no
+/// epilogue takes: the kernels stay as small as the models that run them need).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unary {
+    Relu,
+    Silu,
+    Sigmoid,
+}
+
+impl Unary {
+    /// The epilogue that computes this function, where one does.
+    pub fn epilogue(self) -> Option<Act> {
+        match self {
+            Unary::Relu => Some(Act::Relu),
+            Unary::Silu => Some(Act::Silu),
+            Unary::Sigmoid => None,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) unsafe fn vector<I: simd::Isa>(self, v: I::V) -> I::V {
+        match self {
+            Unary::Relu => Act::Relu.vector::<I>(v),
+            Unary::Silu => Act::Silu.vector::<I>(v),
+            Unary::Sigmoid => I::sigmoid(v),
+        }
+    }
+
+    pub(crate) fn scalar(self, v: f32) -> f32 {
+        match self {
+            Unary::Relu => Act::Relu.scalar(v),
+            Unary::Silu => Act::Silu.scalar(v),
+            Unary::Sigmoid => 1.0 / (1.0 + (-v).exp()),
+        }
+    }
+}
+
+impl Act {
+    /// On one vector, inside a kernel compiled for `I`.
+    #[inline(always)]
+    pub(crate) unsafe fn vector<I: simd::Isa>(self, v: I::V) -> I::V {
+        match self {
+            Act::None => v,
+            // Zero first: x86 max returns its second operand for NaN, so NaN propagates as in PyTorch.
+            Act::Relu => I::max(I::zero(), v),
+            Act::Silu => I::silu(v),
+        }
+    }
+
+    pub(crate) fn scalar(self, v: f32) -> f32 {
+        match self {
+            Act::None => v,
+            Act::Relu => depthwise::relu(v),
+            Act::Silu => v / (1.0 + (-v).exp()),
+        }
+    }
 }
 
 /// A read-only NHWC view: `h * w` pixels, `stride` floats apart, starting at the first channel read.
@@ -118,97 +178,6 @@ pub(crate) fn par_ranges(n: usize, parallel: bool, job: &(dyn Fn(usize, usize) +
         .for_each(|c| job(c * n / chunks, (c + 1) * n / chunks));
 }
 
-/// A channel slice of a map buffer.
-#[derive(Debug, Clone, Copy)]
-struct View {
-    buf: usize,
-    off: usize,
-}
-
-#[derive(Debug, Clone)]
-enum Op {
-    Conv {
-        pc: PackedConv,
-        src: View,
-        dst: View,
-        act: Act,
-        add: Option<View>,
-    },
-    Depthwise {
-        pd: PackedDepthwise,
-        src: View,
-        dst: View,
-        act: Act,
-    },
-    SqueezeExcite {
-        se: SqueezeExcite,
-        x: View,
-    },
-    /// An unfused model's BatchNorm (see [`Affine`]).
-    Affine {
-        a: Affine,
-        src: View,
-        dst: View,
-        act: Act,
-        acc: bool,
-        add: Option<View>,
-    },
-    MaxPool {
-        k: usize,
-        c: usize,
-        src: View,
-        dst: View,
-    },
-    Upsample {
-        s: usize,
-        c: usize,
-        src: View,
-        dst: View,
-    },
-    Copy {
-        c: usize,
-        src: View,
-        dst: View,
-    },
-}
-
-impl Op {
-    fn reads(&self) -> Vec<usize> {
-        match self {
-            Op::Conv { src, add, .. } => {
-                let mut v = vec![src.buf];
-                v.extend(add.map(|a| a.buf));
-                v
-            }
-            Op::Depthwise { src, .. }
-            | Op::MaxPool { src, .. }
-            | Op::Upsample { src, .. }
-            | Op::Copy { src, .. } => vec![src.buf],
-            Op::SqueezeExcite { x, .. } => vec![x.buf],
-            Op::Affine {
-                src, dst, acc, add, ..
-            } => {
-                let mut v = vec![src.buf];
-                v.extend(acc.then_some(dst.buf));
-                v.extend(add.map(|a| a.buf));
-                v
-            }
-        }
-    }
-
-    fn writes(&self) -> usize {
-        match self {
-            Op::Conv { dst, .. }
-            | Op::Depthwise { dst, .. }
-            | Op::MaxPool { dst, .. }
-            | Op::Upsample { dst, .. }
-            | Op::Copy { dst, .. }
-            | Op::Affine { dst, .. } => dst.buf,
-            Op::SqueezeExcite { x, .. } => x.buf,
-        }
-    }
-}
-
 /// The Detect head's outputs: one raw map buffer per level.
 #[derive(Debug, Clone)]
 struct DetectOut {
@@ -225,14 +194,21 @@ struct Workspace {
     zeros: Vec<f32>,
 }
 
+/// Where each buffer lives for one input size: its `(h, w)`, its workspace slot, and each slot's floats.
+struct Layout {
+    dims: Vec<(usize, usize)>,
+    slot_of: Vec<usize>,
+    need: Vec<usize>,
+}
+
 /// A fused model lowered for the CPU.
 pub struct Engine {
     level: Level,
     ops: Vec<Op>,
-    /// Channels of each buffer and the workspace slot it lives in.
+    /// Channels of each buffer.
     channels: Vec<usize>,
-    slot_of: Vec<usize>,
-    slots: usize,
+    /// The operations that first write and last read each buffer (none for a buffer never used).
+    life: Vec<Option<(usize, usize)>>,
     input: usize,
     detect: DetectOut,
     max_cin: usize,
@@ -248,20 +224,39 @@ impl Engine {
 
     /// [`Self::new`] with the kernels of a given level (tests run both where the CPU has them).
     pub fn with_level(model: &model::YoloModel, level: Level) -> Result<Engine, EngineError> {
-        let l = lower::lower(model, level)?;
-        let slot_of = assign_slots(&l.ops, l.channels.len(), l.input, &l.detect.maps);
-        let slots = slot_of.iter().copied().max().map_or(0, |m| m + 1);
+        let mut g =
+            graph::Graph::record(model).map_err(|e| EngineError::Unsupported(e.to_string()))?;
+        passes::optimize(&mut g);
+        let p = plan::plan(&g, level);
+        let d = model.detect();
+        let ch = 4 * d.reg_max + d.nc;
+        if let Some(&b) = p.outputs.iter().find(|&&b| p.channels[b] != ch) {
+            return Err(EngineError::Unsupported(format!(
+                "a head map of {} channels (Detect has {ch})",
+                p.channels[b]
+            )));
+        }
+        let life = lifetimes(&p.ops, p.channels.len(), p.input, &p.outputs);
         Ok(Engine {
             level,
-            ops: l.ops,
-            channels: l.channels,
-            slot_of,
-            slots,
-            input: l.input,
-            detect: l.detect,
-            max_cin: l.max_cin,
+            ops: p.ops,
+            channels: p.channels,
+            life,
+            input: p.input,
+            detect: DetectOut {
+                maps: p.outputs,
+                strides: d.strides.clone(),
+                reg_max: d.reg_max,
+                nc: d.nc,
+            },
+            max_cin: p.max_cin,
             workspaces: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The operations this engine runs, one line each (what `deploy bench --layers` profiles).
+    pub fn describe(&self) -> Vec<String> {
+        self.ops.iter().map(Op::describe).collect()
     }
 
     pub fn level(&self) -> Level {
@@ -283,29 +278,29 @@ impl Engine {
         (4 + self.detect.nc) * a
     }
 
+    /// Every buffer's size for an `h x w` input, and the workspace slots that hold them.
+    fn layout(&self, h: usize, w: usize) -> Result<Layout, EngineError> {
+        let dims = self.sizes(h, w)?;
+        let floats: Vec<usize> = dims
+            .iter()
+            .zip(&self.channels)
+            .map(|(&(h, w), &c)| h * w * c)
+            .collect();
+        let (slot_of, need) = assign_slots(&self.life, &floats);
+        Ok(Layout {
+            dims,
+            slot_of,
+            need,
+        })
+    }
+
     /// `(h, w)` of every buffer for an `h x w` input.
     fn sizes(&self, h: usize, w: usize) -> Result<Vec<(usize, usize)>, EngineError> {
         let mut dims: Vec<Option<(usize, usize)>> = vec![None; self.channels.len()];
         dims[self.input] = Some((h, w));
         let bad = |what: String| EngineError::BadInput { h, w, what };
         for op in &self.ops {
-            let src = op.reads()[0];
-            let (sh, sw) =
-                dims[src].ok_or_else(|| bad("a map is read before it is written".into()))?;
-            let out = match op {
-                Op::Conv { pc, .. } => conv_out(pc.k, pc.s, pc.p, sh, sw).map_err(bad)?,
-                Op::Depthwise { pd, .. } => conv_out(pd.k, pd.s, pd.p, sh, sw).map_err(bad)?,
-                Op::Upsample { s, .. } => (sh * s, sw * s),
-                Op::MaxPool { .. }
-                | Op::Copy { .. }
-                | Op::SqueezeExcite { .. }
-                | Op::Affine { .. } => (sh, sw),
-            };
-            if let Op::Conv { add: Some(a), .. } = op {
-                if dims[a.buf] != Some(out) {
-                    return Err(bad("a residual add of two different sizes".into()));
-                }
-            }
+            let out = op.out_size(&dims).map_err(bad)?;
             let d = op.writes();
             match dims[d] {
                 Some(prev) if prev != out => {
@@ -353,8 +348,9 @@ impl Engine {
                 what: format!("{} floats for a batch of {b}", x.len()),
             });
         }
-        let dims = self.sizes(h, w)?;
-        let per_out = self.out_len(&dims);
+        let layout = self.layout(h, w)?;
+        let dims = &layout.dims;
+        let per_out = self.out_len(dims);
         let ch = 4 * self.detect.reg_max + self.detect.nc;
         let mut out = vec![0.0f32; b * per_out];
         let mut raw: Vec<Vec<f32>> = if want_raw {
@@ -379,7 +375,7 @@ impl Engine {
             let r = self.run_image(
                 &mut ws,
                 &x[i * img..(i + 1) * img],
-                &dims,
+                &layout,
                 o,
                 parallel,
                 want_raw,
@@ -428,8 +424,9 @@ impl Engine {
         w: usize,
         iters: usize,
     ) -> Result<Vec<(String, f64)>, EngineError> {
-        let dims = self.sizes(h, w)?;
-        let mut out = vec![0.0f32; self.out_len(&dims)];
+        let layout = self.layout(h, w)?;
+        let dims = &layout.dims;
+        let mut out = vec![0.0f32; self.out_len(dims)];
         let mut ws = self.take_workspace();
         let mut samples: Vec<Vec<f64>> = vec![Vec::new(); self.ops.len() + 1];
         for _ in 0..iters.max(1) {
@@ -437,7 +434,7 @@ impl Engine {
             self.run_image(
                 &mut ws,
                 &x[..3 * h * w],
-                &dims,
+                &layout,
                 &mut out,
                 true,
                 false,
@@ -457,28 +454,7 @@ impl Engine {
             .map(|(op, mut s)| {
                 s.sort_by(f64::total_cmp);
                 let (oh, ow) = dims[op.writes()];
-                let what = match op {
-                    Op::Conv { pc, act, add, .. } => format!(
-                        "conv {k}x{k}/{s} {}->{} {act:?}{}",
-                        pc.cin,
-                        pc.cout,
-                        if add.is_some() { " +add" } else { "" },
-                        k = pc.k,
-                        s = pc.s
-                    ),
-                    Op::Depthwise { pd, act, .. } => {
-                        format!("depthwise {k}x{k}/{s} {} {act:?}", pd.c, k = pd.k, s = pd.s)
-                    }
-                    Op::SqueezeExcite { se, .. } => format!("squeeze-excite {}", se.c),
-                    Op::Affine { a, act, acc, .. } => format!(
-                        "batchnorm {} {act:?}{}",
-                        a.c,
-                        if *acc { " +sum" } else { "" }
-                    ),
-                    Op::MaxPool { k, c, .. } => format!("maxpool {k}x{k} {c}"),
-                    Op::Upsample { s, c, .. } => format!("upsample x{s} {c}"),
-                    Op::Copy { c, .. } => format!("copy {c}"),
-                };
+                let what = op.describe();
                 (format!("{what} @{oh}x{ow}"), s[s.len() / 2])
             })
             .collect();
@@ -496,9 +472,6 @@ impl Engine {
             .map(|mut v| v.pop())
             .unwrap_or(None)
             .unwrap_or_default();
-        if ws.slots.len() < self.slots {
-            ws.slots.resize_with(self.slots, Vec::new);
-        }
         if ws.zeros.len() < self.max_cin {
             ws.zeros = vec![0.0; self.max_cin];
         }
@@ -518,19 +491,18 @@ impl Engine {
         &self,
         ws: &mut Workspace,
         x: &[f32],
-        dims: &[(usize, usize)],
+        layout: &Layout,
         out: &mut [f32],
         parallel: bool,
         want_raw: bool,
         mut times: Option<&mut Vec<f64>>,
     ) -> Vec<Vec<f32>> {
+        let (dims, slot_of) = (&layout.dims, &layout.slot_of);
         // Size every slot first: pointers taken below stay valid for the whole pass.
-        let mut need = vec![0usize; self.slots];
-        for (bi, &(h, w)) in dims.iter().enumerate() {
-            let s = self.slot_of[bi];
-            need[s] = need[s].max(h * w * self.channels[bi]);
+        if ws.slots.len() < layout.need.len() {
+            ws.slots.resize_with(layout.need.len(), Vec::new);
         }
-        for (s, n) in ws.slots.iter_mut().zip(&need) {
+        for (s, n) in ws.slots.iter_mut().zip(&layout.need) {
             if s.len() < *n {
                 s.resize(*n, 0.0);
             }
@@ -538,7 +510,7 @@ impl Engine {
         let (h, w) = dims[self.input];
         {
             // NCHW planes to NHWC pixels, rows split across threads for a single image.
-            let inp = &mut ws.slots[self.slot_of[self.input]];
+            let inp = &mut ws.slots[slot_of[self.input]];
             let plane = h * w;
             let dst = Dst {
                 ptr: inp.as_mut_ptr(),
@@ -558,87 +530,25 @@ impl Engine {
             };
             par_ranges(h, parallel, &job);
         }
-        let ptr = |ws: &mut Workspace, v: View| -> *mut f32 {
+        // Pointers taken once: the slots were sized above and are not resized during the pass.
+        let bases: Vec<*mut f32> = ws.slots.iter_mut().map(|s| s.as_mut_ptr()).collect();
+        let at = |v: View| -> (*mut f32, usize, usize, usize) {
+            let (h, w) = dims[v.buf];
             // SAFETY: `off` is below the buffer's channel count, within the slot sized above.
-            unsafe { ws.slots[self.slot_of[v.buf]].as_mut_ptr().add(v.off) }
+            let p = unsafe { bases[slot_of[v.buf]].add(v.off) };
+            (p, h, w, self.channels[v.buf])
         };
-        let src = |ws: &mut Workspace, v: View| {
-            let (h, w) = dims[v.buf];
-            Src {
-                ptr: ptr(ws, v),
-                h,
-                w,
-                stride: self.channels[v.buf],
-            }
+        let src = |v: View| {
+            let (ptr, h, w, stride) = at(v);
+            Src { ptr, h, w, stride }
         };
-        let dst = |ws: &mut Workspace, v: View| {
-            let (h, w) = dims[v.buf];
-            Dst {
-                ptr: ptr(ws, v),
-                h,
-                w,
-                stride: self.channels[v.buf],
-            }
+        let dst = |v: View| {
+            let (ptr, h, w, stride) = at(v);
+            Dst { ptr, h, w, stride }
         };
         for (oi, op) in self.ops.iter().enumerate() {
             let t0 = std::time::Instant::now();
-            match op {
-                Op::Conv {
-                    pc,
-                    src: s,
-                    dst: d,
-                    act,
-                    add,
-                } => {
-                    let (sv, dv) = (src(ws, *s), dst(ws, *d));
-                    let av = add.map(|a| src(ws, a));
-                    pc.run(sv, dv, *act, av, &ws.zeros, parallel);
-                }
-                Op::Depthwise {
-                    pd,
-                    src: s,
-                    dst: d,
-                    act,
-                } => {
-                    let (sv, dv) = (src(ws, *s), dst(ws, *d));
-                    pd.run(sv, dv, *act, parallel);
-                }
-                Op::SqueezeExcite { se, x } => se.run(dst(ws, *x)),
-                Op::Affine {
-                    a,
-                    src: s,
-                    dst: d,
-                    act,
-                    acc,
-                    add,
-                } => {
-                    let (sv, dv) = (src(ws, *s), dst(ws, *d));
-                    let av = add.map(|v| src(ws, v));
-                    a.run(self.level, sv, dv, *act, *acc, av, parallel);
-                }
-                Op::MaxPool {
-                    k,
-                    c,
-                    src: s,
-                    dst: d,
-                } => {
-                    let (sv, dv) = (src(ws, *s), dst(ws, *d));
-                    ops::max_pool(sv, dv, *c, *k, parallel);
-                }
-                Op::Upsample {
-                    s: f,
-                    c,
-                    src: s,
-                    dst: d,
-                } => {
-                    let (sv, dv) = (src(ws, *s), dst(ws, *d));
-                    ops::upsample(sv, dv, *c, *f);
-                }
-                Op::Copy { c, src: s, dst: d } => {
-                    let (sv, dv) = (src(ws, *s), dst(ws, *d));
-                    ops::copy(sv, dv, *c);
-                }
-            }
+            op.run(self.level, &src, &dst, &ws.zeros, parallel);
             if let Some(t) = times.as_deref_mut() {
                 t[oi] += t0.elapsed().as_secs_f64() * 1e3;
             }
@@ -650,7 +560,7 @@ impl Engine {
                 .iter()
                 .map(|&m| {
                     let (mh, mw) = dims[m];
-                    ws.slots[self.slot_of[m]][..mh * mw * ch].to_vec()
+                    ws.slots[slot_of[m]][..mh * mw * ch].to_vec()
                 })
                 .collect()
         } else {
@@ -662,7 +572,7 @@ impl Engine {
             .maps
             .iter()
             .map(|&m| {
-                let s = self.slot_of[m];
+                let s = slot_of[m];
                 (s, std::mem::take(&mut ws.slots[s]))
             })
             .collect();
@@ -701,61 +611,65 @@ impl Engine {
     }
 }
 
-/// A convolution's output size, or why the map is too small for its kernel.
-fn conv_out(k: usize, s: usize, p: usize, h: usize, w: usize) -> Result<(usize, usize), String> {
-    if h + 2 * p < k || w + 2 * p < k {
-        return Err(format!("a {h}x{w} map is smaller than a {k}x{k} kernel"));
-    }
-    Ok(((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1))
-}
-
-/// Assigns buffers to workspace slots: a buffer takes a free slot when first written and frees it after
-/// its last reader. The input and the Detect maps keep theirs to the end.
-fn assign_slots(ops: &[Op], n: usize, input: usize, keep: &[usize]) -> Vec<usize> {
-    let end = ops.len();
-    let mut first = vec![usize::MAX; n];
-    let mut last = vec![0usize; n];
-    first[input] = 0;
+/// The first operation that writes and the last that reads each buffer. The input is written before the
+/// first operation; it and the Detect maps are kept to the end.
+fn lifetimes(ops: &[Op], n: usize, input: usize, keep: &[usize]) -> Vec<Option<(usize, usize)>> {
+    let mut life: Vec<Option<(usize, usize)>> = vec![None; n];
+    let mut touch = |b: usize, i: usize| {
+        let e = life[b].get_or_insert((i, i));
+        e.1 = e.1.max(i);
+    };
+    touch(input, 0);
     for (i, op) in ops.iter().enumerate() {
-        let d = op.writes();
-        first[d] = first[d].min(i);
-        last[d] = last[d].max(i);
+        touch(op.writes(), i);
         for r in op.reads() {
-            last[r] = last[r].max(i);
+            touch(r, i);
         }
     }
     for &k in keep.iter().chain(std::iter::once(&input)) {
-        last[k] = end;
-    }
-    let mut slot_of = vec![usize::MAX; n];
-    let mut free: Vec<usize> = Vec::new();
-    let mut next = 0;
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&b| (first[b], b));
-    let mut live: Vec<usize> = Vec::new();
-    for b in order {
-        if first[b] == usize::MAX {
-            continue;
+        if let Some(e) = life[k].as_mut() {
+            e.1 = ops.len();
         }
+    }
+    life
+}
+
+/// Assigns buffers (`floats` each) to workspace slots in the order they are first written: a buffer takes
+/// the smallest free slot that holds it, else grows the largest free one, else opens a slot; its slot is
+/// free again after its last reader. Returns each buffer's slot and each slot's size.
+fn assign_slots(life: &[Option<(usize, usize)>], floats: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..life.len()).filter(|&b| life[b].is_some()).collect();
+    order.sort_by_key(|&b| (life[b].map(|l| l.0), b));
+    let mut slot_of = vec![0usize; life.len()];
+    let mut need: Vec<usize> = Vec::new();
+    let (mut live, mut free): (Vec<usize>, Vec<usize>) = (Vec::new(), Vec::new());
+    for b in order {
+        let Some((first, _)) = life[b] else { continue };
         // Free what died strictly before this buffer's first write.
-        live.retain(|&o| {
-            if last[o] < first[b] {
+        live.retain(|&o| match life[o] {
+            Some((_, last)) if last < first => {
                 free.push(slot_of[o]);
                 false
-            } else {
-                true
             }
+            _ => true,
         });
-        slot_of[b] = free.pop().unwrap_or_else(|| {
-            next += 1;
-            next - 1
-        });
+        let best = free
+            .iter()
+            .enumerate()
+            .filter(|&(_, &s)| need[s] >= floats[b])
+            .min_by_key(|&(_, &s)| need[s])
+            .or_else(|| free.iter().enumerate().max_by_key(|&(_, &s)| need[s]))
+            .map(|(i, _)| i);
+        let s = match best {
+            Some(i) => free.swap_remove(i),
+            None => {
+                need.push(0);
+                need.len() - 1
+            }
+        };
+        need[s] = need[s].max(floats[b]);
+        slot_of[b] = s;
         live.push(b);
     }
-    for s in slot_of.iter_mut() {
-        if *s == usize::MAX {
-            *s = 0;
-        }
-    }
-    slot_of
+    (slot_of, need)
 }

@@ -1,15 +1,15 @@
-//! The engine's memory-bound operations on NHWC maps: max pooling, nearest upsampling, channel-slice copies,
-//! squeeze-excite and the Detect decode (DFL softmax, anchors, sigmoid scores).
+//! The engine's memory-bound operations on NHWC maps: pooling, padding, nearest upsampling, channel-slice
+//! copies, elementwise passes (activations, adds, products, BatchNorm), a transposed conv's gather and the
+//! Detect decode (DFL softmax, anchors, sigmoid scores).
 
 use super::simd::{Isa, Level};
-use super::{par_ranges, Dst, Src};
+use super::{par_ranges, Act, Dst, Src, Unary};
 
 #[cfg(target_arch = "x86_64")]
 use super::simd::{Avx2, Avx512};
 
-/// `k x k` max pooling, stride 1, padding `k / 2` (padding never wins, as in PyTorch). Channels `0..c`.
-pub fn max_pool(src: Src, dst: Dst, c: usize, k: usize, parallel: bool) {
-    let r = (k / 2) as isize;
+/// `k x k` max pooling with stride `s` and padding `p` (padding never wins, as in PyTorch). Channels `0..c`.
+pub fn max_pool(src: Src, dst: Dst, c: usize, k: usize, s: usize, p: usize, parallel: bool) {
     let job = |y0: usize, y1: usize| {
         // Whole views, not their pointer fields, are captured (the views are Sync).
         let (src, dst) = (src, dst);
@@ -20,20 +20,18 @@ pub fn max_pool(src: Src, dst: Dst, c: usize, k: usize, parallel: bool) {
                     std::slice::from_raw_parts_mut(dst.ptr.add((oy * dst.w + ox) * dst.stride), c)
                 };
                 out.fill(f32::NEG_INFINITY);
-                for dy in -r..=r {
-                    let iy = oy as isize + dy;
-                    if iy < 0 || iy as usize >= src.h {
-                        continue;
-                    }
-                    for dx in -r..=r {
-                        let ix = ox as isize + dx;
-                        if ix < 0 || ix as usize >= src.w {
-                            continue;
-                        }
+                // The window clamped to the map once per pixel (padding never wins).
+                let window = |o: usize, n: usize| {
+                    let lo = (o * s).saturating_sub(p);
+                    let hi = (o * s + k).saturating_sub(p).min(n);
+                    lo..hi
+                };
+                for iy in window(oy, src.h) {
+                    for ix in window(ox, src.w) {
+                        // SAFETY: (iy, ix) is inside the source map.
                         let inp = unsafe {
                             std::slice::from_raw_parts(
-                                src.ptr
-                                    .add((iy as usize * src.w + ix as usize) * src.stride),
+                                src.ptr.add((iy * src.w + ix) * src.stride),
                                 c,
                             )
                         };
@@ -47,6 +45,29 @@ pub fn max_pool(src: Src, dst: Dst, c: usize, k: usize, parallel: bool) {
         }
     };
     par_ranges(dst.h, parallel, &job);
+}
+
+/// Zero padding: `dst` is `src` with `(left, right, top, bottom)` zero pixels around it. Channels `0..c`.
+pub fn zero_pad(src: Src, dst: Dst, c: usize, pad: (usize, usize, usize, usize)) {
+    let (left, _, top, _) = pad;
+    for oy in 0..dst.h {
+        for ox in 0..dst.w {
+            // SAFETY: views valid for their geometry; the source pixel is inside the source map.
+            unsafe {
+                let out = dst.ptr.add((oy * dst.w + ox) * dst.stride);
+                let (iy, ix) = (oy.wrapping_sub(top), ox.wrapping_sub(left));
+                if iy < src.h && ix < src.w {
+                    std::ptr::copy_nonoverlapping(
+                        src.ptr.add((iy * src.w + ix) * src.stride),
+                        out,
+                        c,
+                    );
+                } else {
+                    std::ptr::write_bytes(out, 0, c);
+                }
+            }
+        }
+    }
 }
 
 /// Nearest-neighbour upsampling by `s`, channels `0..c`.
@@ -75,57 +96,6 @@ pub fn copy(src: Src, dst: Dst, c: usize) {
                 dst.ptr.add(i * dst.stride),
                 c,
             );
-        }
-    }
-}
-
-/// Squeeze-excite followed by ReLU, in place on channels `0..c` of `x`: `relu(x * sigmoid(W2 relu(W1
-/// mean(x) + b1) + b2))`.
-#[derive(Debug, Clone)]
-pub struct SqueezeExcite {
-    pub c: usize,
-    pub rd: usize,
-    /// `(rd, c)` and `(c, rd)`, row-major, with their biases.
-    pub w1: Vec<f32>,
-    pub b1: Vec<f32>,
-    pub w2: Vec<f32>,
-    pub b2: Vec<f32>,
-}
-
-impl SqueezeExcite {
-    pub fn run(&self, x: Dst) {
-        let (c, rd) = (self.c, self.rd);
-        let n = x.h * x.w;
-        let mut mean = vec![0.0f64; c];
-        for i in 0..n {
-            // SAFETY: the view is valid for its geometry.
-            let px = unsafe { std::slice::from_raw_parts(x.ptr.add(i * x.stride), c) };
-            for (m, &v) in mean.iter_mut().zip(px) {
-                *m += v as f64;
-            }
-        }
-        let mean: Vec<f32> = mean.iter().map(|&m| (m / n as f64) as f32).collect();
-        let hidden: Vec<f32> = (0..rd)
-            .map(|j| {
-                let s: f32 = (0..c).map(|i| self.w1[j * c + i] * mean[i]).sum::<f32>() + self.b1[j];
-                super::depthwise::relu(s)
-            })
-            .collect();
-        let gate: Vec<f32> = (0..c)
-            .map(|i| {
-                let s: f32 = (0..rd)
-                    .map(|j| self.w2[i * rd + j] * hidden[j])
-                    .sum::<f32>()
-                    + self.b2[i];
-                1.0 / (1.0 + (-s).exp())
-            })
-            .collect();
-        for i in 0..n {
-            // SAFETY: as above.
-            let px = unsafe { std::slice::from_raw_parts_mut(x.ptr.add(i * x.stride), c) };
-            for (v, &g) in px.iter_mut().zip(&gate) {
-                *v = super::depthwise::relu(*v * g);
-            }
         }
     }
 }
@@ -224,58 +194,57 @@ fn dfl(level: Level, logits: &[f32], reg_max: usize, e: &mut [f32], d: &mut [f32
 }
 
 fn exp_in_place(level: Level, x: &mut [f32]) {
-    map_in_place(level, x, Unary::Exp)
+    map_in_place(level, x, MapFn::Exp)
 }
 
 pub(super) fn sigmoid_in_place(level: Level, x: &mut [f32]) {
-    map_in_place(level, x, Unary::Sigmoid)
+    map_in_place(level, x, MapFn::Sigmoid)
 }
 
 #[derive(Clone, Copy)]
-enum Unary {
+enum MapFn {
     Exp,
     Sigmoid,
 }
 
-fn map_in_place(level: Level, x: &mut [f32], f: Unary) {
+fn map_in_place(level: Level, x: &mut [f32], f: MapFn) {
     // SAFETY: the ISA was detected when the engine was built.
     unsafe { on_level!(level, map_avx512(x, f), map_avx2(x, f)) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn map_avx512(x: &mut [f32], f: Unary) {
+unsafe fn map_avx512(x: &mut [f32], f: MapFn) {
     map_slice::<Avx512>(x, f)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn map_avx2(x: &mut [f32], f: Unary) {
+unsafe fn map_avx2(x: &mut [f32], f: MapFn) {
     map_slice::<Avx2>(x, f)
 }
 
 #[inline(always)]
-unsafe fn map_slice<I: Isa>(x: &mut [f32], f: Unary) {
+unsafe fn map_slice<I: Isa>(x: &mut [f32], f: MapFn) {
     let mut chunks = x.chunks_exact_mut(I::LANES);
     for c in &mut chunks {
         let v = I::load(c.as_ptr());
         let y = match f {
-            Unary::Exp => I::exp(v),
-            Unary::Sigmoid => I::sigmoid(v),
+            MapFn::Exp => I::exp(v),
+            MapFn::Sigmoid => I::sigmoid(v),
         };
         I::store(c.as_mut_ptr(), y);
     }
     for v in chunks.into_remainder() {
         *v = match f {
-            Unary::Exp => v.exp(),
-            Unary::Sigmoid => 1.0 / (1.0 + (-*v).exp()),
+            MapFn::Exp => v.exp(),
+            MapFn::Sigmoid => 1.0 / (1.0 + (-*v).exp()),
         };
     }
 }
 
 /// Inference BatchNorm as a per-channel affine map, for models run unfused:
-/// `dst = act((acc ? dst : 0) + src * scale + shift) (+ add)`. `acc` sums the branches of an unfused
-/// MobileOne block into one map before its activation.
+/// `dst = act(src * scale + shift) (+ add)`.
 #[derive(Debug, Clone)]
 pub struct Affine {
     pub c: usize,
@@ -304,97 +273,179 @@ impl Affine {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn run(
         &self,
         level: Level,
         src: Src,
         dst: Dst,
-        act: super::Act,
-        acc: bool,
+        act: Act,
         add: Option<Src>,
         parallel: bool,
     ) {
-        let rj = RowJob {
-            a: self,
-            src,
-            dst,
+        let job = EwJob {
+            kind: Ew::Affine(self),
             act,
-            acc,
-            add,
+            c: self.c,
+            a: src,
+            b: add,
+            dst,
         };
-        let job = |y0: usize, y1: usize| {
-            // SAFETY: views valid for their geometry, rows disjoint between jobs, ISA detected.
-            unsafe { on_level!(level, affine_avx512(&rj, y0, y1), affine_avx2(&rj, y0, y1)) }
-        };
-        par_ranges(dst.h, parallel, &job);
+        job.run(level, parallel);
     }
 }
 
-/// What every row range of one affine pass reads and writes (`acc`: add to what `dst` holds).
+/// What an elementwise pass computes per channel before its activation (`b` is the second input).
 #[derive(Clone, Copy)]
-struct RowJob<'a> {
-    a: &'a Affine,
-    src: Src,
-    dst: Dst,
-    act: super::Act,
-    acc: bool,
-    add: Option<Src>,
+pub enum Ew<'a> {
+    /// A function of `a` alone.
+    Unary(Unary),
+    Add,
+    Mul,
+    /// `a * b[channel]`: `b` is a `1 x 1` map (a squeeze-excite gate).
+    MulBroadcast,
+    /// `a * scale + shift`, then the activation, then `+ b` where given.
+    Affine(&'a Affine),
 }
 
-simd_entries!(affine_rows(job: &RowJob, y0: usize, y1: usize) {
-    affine_avx512: "avx512f" <Avx512>;
-    affine_avx2: "avx2,fma" <Avx2>;
+/// One elementwise pass over every pixel of `dst`: `act(kind(a, b))`.
+#[derive(Clone, Copy)]
+pub struct EwJob<'a> {
+    pub kind: Ew<'a>,
+    pub act: Act,
+    pub c: usize,
+    pub a: Src,
+    pub b: Option<Src>,
+    pub dst: Dst,
+}
+
+impl EwJob<'_> {
+    pub fn run(&self, level: Level, parallel: bool) {
+        let pixels = self.dst.h * self.dst.w;
+        let job = |p0: usize, p1: usize| {
+            // SAFETY: views valid for their geometry (sizes checked before the run), pixel ranges disjoint
+            // between jobs, ISA detected when the engine was built.
+            unsafe { on_level!(level, ew_avx512(self, p0, p1), ew_avx2(self, p0, p1)) }
+        };
+        par_ranges(pixels, parallel && pixels * self.c >= 1 << 14, &job);
+    }
+}
+
+simd_entries!(ew_pixels(job: &EwJob, p0: usize, p1: usize) {
+    ew_avx512: "avx512f" <Avx512>;
+    ew_avx2: "avx2,fma" <Avx2>;
 });
 
 #[inline(always)]
-unsafe fn affine_rows<I: Isa>(job: &RowJob, y0: usize, y1: usize) {
-    use super::Act;
-    let (a, src, dst) = (job.a, job.src, job.dst);
-    let (act, acc, add) = (job.act, job.acc, job.add);
-    let c = a.c;
-    let l = I::LANES;
-    let one = |x: f32, i: usize, prev: f32| -> f32 {
-        let y = prev + x * a.scale[i] + a.shift[i];
-        match act {
-            Act::None => y,
-            Act::Relu => super::depthwise::relu(y),
-            Act::Silu => y / (1.0 + (-y).exp()),
-        }
-    };
-    for p in y0 * dst.w..y1 * dst.w {
-        let s = src.ptr.add(p * src.stride);
-        let d = dst.ptr.add(p * dst.stride);
-        let r = add.map(|v| v.ptr.add(p * v.stride));
+unsafe fn ew_pixels<I: Isa>(job: &EwJob, p0: usize, p1: usize) {
+    let (c, act, l) = (job.c, job.act, I::LANES);
+    for p in p0..p1 {
+        let a = job.a.ptr.add(p * job.a.stride);
+        let b = job.b.map(|b| match job.kind {
+            Ew::MulBroadcast => b.ptr,
+            _ => b.ptr.add(p * b.stride),
+        });
+        let d = job.dst.ptr.add(p * job.dst.stride);
         let mut i = 0;
         while i + l <= c {
-            let mut y = I::fma(
-                I::load(s.add(i)),
-                I::load(a.scale.as_ptr().add(i)),
-                I::load(a.shift.as_ptr().add(i)),
-            );
-            if acc {
-                y = I::add(y, I::load(d.add(i)));
-            }
-            y = match act {
-                Act::None => y,
-                Act::Relu => I::max(I::zero(), y),
-                Act::Silu => I::silu(y),
+            let x = I::load(a.add(i));
+            let y = match (job.kind, b) {
+                (Ew::Unary(f), _) => f.vector::<I>(x),
+                (Ew::Add, Some(b)) => I::add(x, I::load(b.add(i))),
+                (Ew::Mul | Ew::MulBroadcast, Some(b)) => I::mul(x, I::load(b.add(i))),
+                (Ew::Affine(f), _) => I::fma(
+                    x,
+                    I::load(f.scale.as_ptr().add(i)),
+                    I::load(f.shift.as_ptr().add(i)),
+                ),
+                _ => x,
             };
-            if let Some(r) = r {
-                y = I::add(y, I::load(r.add(i)));
+            let mut y = act.vector::<I>(y);
+            if let (Ew::Affine(_), Some(b)) = (job.kind, b) {
+                y = I::add(y, I::load(b.add(i)));
             }
             I::store(d.add(i), y);
             i += l;
         }
         while i < c {
-            let prev = if acc { *d.add(i) } else { 0.0 };
-            let mut y = one(*s.add(i), i, prev);
-            if let Some(r) = r {
-                y += *r.add(i);
+            let x = *a.add(i);
+            let y = match (job.kind, b) {
+                (Ew::Unary(f), _) => f.scalar(x),
+                (Ew::Add, Some(b)) => x + *b.add(i),
+                (Ew::Mul | Ew::MulBroadcast, Some(b)) => x * *b.add(i),
+                (Ew::Affine(f), _) => x * f.scale[i] + f.shift[i],
+                _ => x,
+            };
+            let mut y = act.scalar(y);
+            if let (Ew::Affine(_), Some(b)) = (job.kind, b) {
+                y += *b.add(i);
             }
             *d.add(i) = y;
             i += 1;
         }
     }
+}
+
+/// The mean of each channel over the map, into the one pixel of `dst`. Channels `0..c`.
+pub fn global_avg_pool(src: Src, dst: Dst, c: usize) {
+    let n = src.h * src.w;
+    let mut sum = vec![0.0f64; c];
+    for i in 0..n {
+        // SAFETY: the view is valid for its geometry.
+        let px = unsafe { std::slice::from_raw_parts(src.ptr.add(i * src.stride), c) };
+        for (m, &v) in sum.iter_mut().zip(px) {
+            *m += v as f64;
+        }
+    }
+    // SAFETY: `dst` holds one pixel of at least `c` channels.
+    let out = unsafe { std::slice::from_raw_parts_mut(dst.ptr, c) };
+    for (o, s) in out.iter_mut().zip(sum) {
+        *o = (s / n as f64) as f32;
+    }
+}
+
+/// The second half of a transposed convolution: `src` holds, per input pixel, every tap's products
+/// (`k * k * cout` channels, tap-major); each output pixel gathers the taps that land on it, plus the bias.
+pub fn col2im(src: Src, dst: Dst, k: usize, s: usize, p: usize, bias: &[f32], parallel: bool) {
+    let cout = bias.len();
+    let job = |y0: usize, y1: usize| {
+        let (src, dst) = (src, dst);
+        for oy in y0..y1 {
+            for ox in 0..dst.w {
+                // SAFETY: views valid for their geometry; output rows disjoint between jobs.
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        dst.ptr.add((oy * dst.w + ox) * dst.stride),
+                        cout,
+                    )
+                };
+                out.copy_from_slice(bias);
+                for ky in 0..k {
+                    let ty = oy + p;
+                    if ty < ky || !(ty - ky).is_multiple_of(s) || (ty - ky) / s >= src.h {
+                        continue;
+                    }
+                    let iy = (ty - ky) / s;
+                    for kx in 0..k {
+                        let tx = ox + p;
+                        if tx < kx || !(tx - kx).is_multiple_of(s) || (tx - kx) / s >= src.w {
+                            continue;
+                        }
+                        let ix = (tx - kx) / s;
+                        // SAFETY: (iy, ix) is inside the source map, which has k * k * cout channels.
+                        let taps = unsafe {
+                            std::slice::from_raw_parts(
+                                src.ptr
+                                    .add((iy * src.w + ix) * src.stride + (ky * k + kx) * cout),
+                                cout,
+                            )
+                        };
+                        for (o, &v) in out.iter_mut().zip(taps) {
+                            *o += v;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    par_ranges(dst.h, parallel, &job);
 }

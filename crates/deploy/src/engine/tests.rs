@@ -4,7 +4,7 @@
 use super::conv::PackedConv;
 use super::depthwise::PackedDepthwise;
 use super::simd::Level;
-use super::{ops, Act, Dst, Src};
+use super::{ops, Act, Dst, Src, Unary};
 
 /// A view of `data` as an NHWC map of `h x w` pixels, `stride` floats apart.
 fn src(data: &[f32], h: usize, w: usize, stride: usize) -> Src {
@@ -25,6 +25,8 @@ fn dst(data: &mut [f32], h: usize, w: usize, stride: usize) -> Dst {
         stride,
     }
 }
+
+const ACTS: [Act; 3] = [Act::None, Act::Relu, Act::Silu];
 
 fn levels() -> Vec<Level> {
     Level::available()
@@ -115,7 +117,7 @@ fn dense_conv_matches_the_textbook_sum() {
     ];
     for level in levels() {
         for (ci, &(cin, cout, k, s, p, h, w)) in cases.iter().enumerate() {
-            for act in [Act::None, Act::Relu, Act::Silu] {
+            for act in ACTS {
                 let wt = values(cout * cin * k * k, 1 + ci as u64);
                 let b = values(cout, 100 + ci as u64);
                 // The input is channels 2.. of a wider buffer; the output goes to channels 3.. of another.
@@ -179,7 +181,7 @@ fn depthwise_conv_matches_the_textbook_sum() {
             let x = values(h * w * c, 30 + ci as u64);
             let (want, oh, ow) = conv_ref(&x, h, w, c, &wt, &b, c, k, s, p, true);
             let pd = PackedDepthwise::new(level, &wt, &b, c, k, s, p);
-            for act in [Act::None, Act::Relu, Act::Silu] {
+            for act in ACTS {
                 let mut y = vec![0.0f32; oh * ow * c];
                 pd.run(src(&x, h, w, c), dst(&mut y, oh, ow, c), act, true);
                 for (i, (&g, &e)) in y.iter().zip(&want).enumerate() {
@@ -199,25 +201,296 @@ fn max_pool_matches_pytorch_semantics_including_nan() {
     let (h, w, c) = (6, 5, 3);
     let mut x = values(h * w * c, 5);
     x[(2 * w + 2) * c + 1] = f32::NAN;
-    let mut y = vec![0.0f32; h * w * c];
-    ops::max_pool(src(&x, h, w, c), dst(&mut y, h, w, c), c, 5, false);
-    for oy in 0..h {
-        for ox in 0..w {
-            for ch in 0..c {
-                let mut m = f32::NEG_INFINITY;
-                let mut nan = false;
-                for iy in oy.saturating_sub(2)..(oy + 3).min(h) {
-                    for ix in ox.saturating_sub(2)..(ox + 3).min(w) {
-                        let v = x[(iy * w + ix) * c + ch];
-                        nan |= v.is_nan();
-                        m = m.max(v);
+    // k, s, p: SPPF's same-size 5x5, YOLOv3-tiny's 2x2 stride 2 and 2x2 stride 1, a padded stride 2.
+    for (k, s, p) in [(5, 1, 2), (2, 2, 0), (2, 1, 0), (3, 2, 1)] {
+        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        let mut y = vec![0.0f32; oh * ow * c];
+        ops::max_pool(src(&x, h, w, c), dst(&mut y, oh, ow, c), c, k, s, p, false);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..c {
+                    let mut m = f32::NEG_INFINITY;
+                    let mut nan = false;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (iy, ix) =
+                                ((oy * s + ky).wrapping_sub(p), (ox * s + kx).wrapping_sub(p));
+                            if iy < h && ix < w {
+                                let v = x[(iy * w + ix) * c + ch];
+                                nan |= v.is_nan();
+                                m = m.max(v);
+                            }
+                        }
+                    }
+                    let g = y[(oy * ow + ox) * c + ch];
+                    if nan {
+                        assert!(
+                            g.is_nan(),
+                            "k{k} s{s} p{p}: NaN in the window must come out"
+                        );
+                    } else {
+                        assert_eq!(g, m, "k{k} s{s} p{p} at ({oy}, {ox}, {ch})");
                     }
                 }
-                let g = y[(oy * w + ox) * c + ch];
-                if nan {
-                    assert!(g.is_nan(), "NaN in the window must come out");
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_pad_places_the_map_inside_zeros() {
+    let (h, w, c) = (3, 4, 5);
+    let x = values(h * w * c, 8);
+    let pad = (0, 1, 2, 1);
+    let (oh, ow) = (h + 3, w + 1);
+    // The output is channels 1.. of a wider buffer.
+    let ys = c + 2;
+    let mut y = vec![9.0f32; oh * ow * ys];
+    ops::zero_pad(src(&x, h, w, c), dst(&mut y[1..], oh, ow, ys), c, pad);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            for ch in 0..ys {
+                let got = y[(oy * ow + ox) * ys + ch];
+                let want = if ch == 0 || ch > c {
+                    9.0
+                } else if (2..2 + h).contains(&oy) && ox < w {
+                    x[((oy - 2) * w + ox) * c + ch - 1]
                 } else {
-                    assert_eq!(g, m);
+                    0.0
+                };
+                assert_eq!(got, want, "({oy}, {ox}, {ch})");
+            }
+        }
+    }
+}
+
+#[test]
+fn elementwise_passes_match_their_formulas() {
+    let (h, w, c) = (5, 3, 21);
+    let a = values(h * w * c, 40);
+    let b = values(h * w * c, 41);
+    let gate = values(c, 42);
+    let aff = ops::Affine::from_bn(
+        &values(c, 43),
+        &values(c, 44),
+        &values(c, 45),
+        &vec![0.7; c],
+        1e-3,
+    );
+    for level in levels() {
+        for act in ACTS {
+            for (name, kind, bv) in [
+                ("relu", ops::Ew::Unary(Unary::Relu), None),
+                ("silu", ops::Ew::Unary(Unary::Silu), None),
+                ("sigmoid", ops::Ew::Unary(Unary::Sigmoid), None),
+                ("add", ops::Ew::Add, Some(&b)),
+                ("mul", ops::Ew::Mul, Some(&b)),
+                ("gate", ops::Ew::MulBroadcast, Some(&gate)),
+                ("batchnorm", ops::Ew::Affine(&aff), None),
+                ("batchnorm + add", ops::Ew::Affine(&aff), Some(&b)),
+            ] {
+                let mut y = vec![0.0f32; h * w * c];
+                ops::EwJob {
+                    kind,
+                    act,
+                    c,
+                    a: src(&a, h, w, c),
+                    // The gate is one pixel, the other second inputs a whole map.
+                    b: bv.map(|v| {
+                        let (bh, bw) = if v.len() == c { (1, 1) } else { (h, w) };
+                        src(v, bh, bw, c)
+                    }),
+                    dst: dst(&mut y, h, w, c),
+                }
+                .run(level, true);
+                for p in 0..h * w {
+                    for ch in 0..c {
+                        let x = a[p * c + ch] as f64;
+                        let other = |v: &Vec<f32>| {
+                            if v.len() == c {
+                                v[ch] as f64
+                            } else {
+                                v[p * c + ch] as f64
+                            }
+                        };
+                        let e = match kind {
+                            ops::Ew::Unary(f) => {
+                                let y = match f {
+                                    Unary::Relu => x.max(0.0),
+                                    Unary::Silu => x / (1.0 + (-x).exp()),
+                                    Unary::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+                                };
+                                act_ref(y, act)
+                            }
+                            ops::Ew::Add => act_ref(x + other(&b), act),
+                            ops::Ew::Mul => act_ref(x * other(&b), act),
+                            ops::Ew::MulBroadcast => act_ref(x * other(&gate), act),
+                            ops::Ew::Affine(f) => {
+                                let y = act_ref(x * f.scale[ch] as f64 + f.shift[ch] as f64, act);
+                                y + bv.map_or(0.0, other)
+                            }
+                        };
+                        let g = y[p * c + ch] as f64;
+                        assert!(
+                            (g - e).abs() <= 2e-6 * (1.0 + e.abs()),
+                            "{level:?} {name} {act:?} at ({p}, {ch}): {g} vs {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn global_average_pool_is_the_channel_mean() {
+    let (h, w, c) = (7, 6, 9);
+    let x = values(h * w * c, 50);
+    let mut y = vec![0.0f32; c];
+    ops::global_avg_pool(src(&x, h, w, c), dst(&mut y, 1, 1, c), c);
+    for ch in 0..c {
+        let m: f64 = (0..h * w).map(|p| x[p * c + ch] as f64).sum::<f64>() / (h * w) as f64;
+        assert!((y[ch] as f64 - m).abs() < 1e-6, "channel {ch}");
+    }
+}
+
+/// The textbook transposed conv (PyTorch's `(cin, cout, k, k)` weights) against the engine's 1x1 conv into
+/// every tap's products followed by the gather.
+#[test]
+fn transposed_conv_matches_the_textbook_scatter() {
+    for level in levels() {
+        // cin, cout, k, s, p, h, w: YOLOv6's 2x2 stride 2, overlapping taps, padding.
+        for (ci, &(cin, cout, k, s, p, h, w)) in [
+            (8, 5, 2, 2, 0, 3, 4),
+            (3, 7, 3, 2, 1, 4, 3),
+            (4, 4, 4, 2, 1, 2, 5),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let wt = values(cin * cout * k * k, 60 + ci as u64);
+            let b = values(cout, 70 + ci as u64);
+            let x = values(h * w * cin, 80 + ci as u64);
+            let (oh, ow) = ((h - 1) * s + k - 2 * p, (w - 1) * s + k - 2 * p);
+            let mut want = vec![0.0f64; oh * ow * cout];
+            for (i, v) in want.iter_mut().enumerate() {
+                *v = b[i % cout] as f64;
+            }
+            for iy in 0..h {
+                for ix in 0..w {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (oy, ox) =
+                                ((iy * s + ky).wrapping_sub(p), (ix * s + kx).wrapping_sub(p));
+                            if oy >= oh || ox >= ow {
+                                continue;
+                            }
+                            for co in 0..cout {
+                                for c in 0..cin {
+                                    want[(oy * ow + ox) * cout + co] += x[(iy * w + ix) * cin + c]
+                                        as f64
+                                        * wt[((c * cout + co) * k + ky) * k + kx] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            // The graph's rearrangement: output channel (tap * cout + co) of a 1x1 conv.
+            let taps = k * k;
+            let mut cols = vec![0.0f32; taps * cout * cin];
+            for c in 0..cin {
+                for co in 0..cout {
+                    for t in 0..taps {
+                        cols[(t * cout + co) * cin + c] = wt[(c * cout + co) * taps + t];
+                    }
+                }
+            }
+            let pc = PackedConv::new(
+                level,
+                &cols,
+                &vec![0.0; taps * cout],
+                taps * cout,
+                cin,
+                1,
+                1,
+                0,
+            );
+            let mut mid = vec![0.0f32; h * w * taps * cout];
+            let zeros = vec![0.0f32; cin];
+            pc.run(
+                src(&x, h, w, cin),
+                dst(&mut mid, h, w, taps * cout),
+                Act::None,
+                None,
+                &zeros,
+                false,
+            );
+            let mut y = vec![0.0f32; oh * ow * cout];
+            ops::col2im(
+                src(&mid, h, w, taps * cout),
+                dst(&mut y, oh, ow, cout),
+                k,
+                s,
+                p,
+                &b,
+                true,
+            );
+            for (i, (&g, &e)) in y.iter().zip(&want).enumerate() {
+                assert!(
+                    (g as f64 - e).abs() < 1e-5,
+                    "{level:?} case {ci} at {i}: {g} vs {e}"
+                );
+            }
+        }
+    }
+}
+
+/// Ultralytics' attention core in float64 (per head `softmax(q^T k * key_dim^-0.5)` applied to `v`).
+#[test]
+fn attention_matches_the_textbook_softmax() {
+    use super::attention::{attention, AttentionShape};
+    for level in levels() {
+        // heads, key_dim, head_dim, h, w: vector tails in both the pixel and the value loops.
+        for (ci, &(heads, kd, hd, h, w)) in [(2, 8, 16, 3, 5), (1, 5, 11, 4, 4), (3, 16, 32, 2, 9)]
+            .iter()
+            .enumerate()
+        {
+            let (n, per) = (h * w, 2 * kd + hd);
+            let cq = heads * per;
+            let x = values(n * cq, 90 + ci as u64);
+            let c = heads * hd;
+            let mut y = vec![0.0f32; n * 2 * c];
+            attention(
+                level,
+                AttentionShape {
+                    heads,
+                    key_dim: kd,
+                    head_dim: hd,
+                },
+                src(&x, h, w, cq),
+                dst(&mut y, h, w, 2 * c),
+                ci % 2 == 0,
+            );
+            let scale = (kd as f64).powf(-0.5);
+            for head in 0..heads {
+                let at = |p: usize, ch: usize| x[p * cq + head * per + ch] as f64;
+                for i in 0..n {
+                    let logits: Vec<f64> = (0..n)
+                        .map(|j| (0..kd).map(|d| at(i, d) * at(j, kd + d)).sum::<f64>() * scale)
+                        .collect();
+                    let m = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = logits.iter().map(|l| (l - m).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for d in 0..hd {
+                        let want: f64 = (0..n).map(|j| e[j] / sum * at(j, 2 * kd + d)).sum();
+                        let got = y[i * 2 * c + head * hd + d] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-5,
+                            "{level:?} case {ci} head {head} pixel {i} dim {d}: {got} vs {want}"
+                        );
+                        assert_eq!(y[i * 2 * c + c + head * hd + d] as f64, at(i, 2 * kd + d));
+                    }
                 }
             }
         }
@@ -253,7 +526,7 @@ fn nan_propagates_through_conv_depthwise_and_activations() {
         let mut x = vec![0.5f32; h * w * c];
         x[(w + 1) * c] = f32::NAN;
         let zeros = vec![0.0f32; c];
-        for act in [Act::None, Act::Relu, Act::Silu] {
+        for act in ACTS {
             let wt = vec![0.1f32; c * c];
             let pc = PackedConv::new(level, &wt, &vec![0.0; c], c, c, 1, 1, 0);
             let mut y = vec![0.0f32; h * w * c];

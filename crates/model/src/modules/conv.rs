@@ -3,7 +3,7 @@
 use super::{check_kernel, BlockModule, BlockSpec, Role, Row, MAX_KERNEL};
 use crate::error::Result;
 use crate::fuse::{conv_from, fold_bn};
-use crate::lowering::{not_fused, Lowering};
+use crate::lowering::{activate, Lowering};
 use crate::nn::{key, Act, Bn, Conv2d, Named, Slot};
 use crate::shapes::{conv_out, Macs};
 use crate::yaml_args::{as_bool, as_usize, check_arity, optional, Arg, Ctx};
@@ -168,15 +168,11 @@ impl BlockModule for Conv {
     }
 
     fn lower<L: Lowering>(&self, l: &mut L, x: &L::V) -> Result<L::V> {
-        if self.bn.is_some() {
-            return Err(not_fused("a Conv"));
+        let mut y = l.conv2d(x, &self.conv);
+        if let Some(bn) = &self.bn {
+            y = l.batch_norm(&y, bn);
         }
-        let y = l.conv2d(x, &self.conv);
-        Ok(match self.act {
-            Act::Silu => l.silu(&y),
-            Act::Relu => l.relu(&y),
-            Act::Identity => y,
-        })
+        Ok(activate(l, self.act, y))
     }
 }
 

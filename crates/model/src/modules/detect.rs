@@ -178,6 +178,18 @@ impl Detect {
             .collect()
     }
 
+    /// The raw map of each level (box logits, then class logits) as primitive operations.
+    pub fn lower<L: Lowering>(&self, l: &mut L, xs: &[L::V]) -> Result<Vec<L::V>> {
+        xs.iter()
+            .zip(self.cv2.iter().zip(&self.cv3))
+            .map(|(x, (bx, cl))| {
+                let b = bx.lower(l, x)?;
+                let c = cl.lower(l, x)?;
+                Ok(l.concat(&[b, c]))
+            })
+            .collect()
+    }
+
     /// Decodes raw maps to `(B, 4 + nc, A)`: cx, cy, w, h in input pixels, then sigmoid scores.
     pub fn decode(&self, raw: &[Tensor<4>]) -> Tensor<3> {
         let device = raw[0].device();

@@ -5,7 +5,7 @@
 use super::{BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::fuse::{conv_from, fold_bn};
-use crate::lowering::{not_fused, Lowering};
+use crate::lowering::Lowering;
 use crate::nn::{key, Bn, Conv2d, Named, Slot};
 use crate::shapes::{conv_out, Macs};
 use crate::yaml_args::{as_bool, as_usize, check_arity, optional, Arg, Ctx};
@@ -417,20 +417,56 @@ impl BlockModule for MobileOneBlock {
     }
 
     fn lower<L: Lowering>(&self, l: &mut L, x: &L::V) -> Result<L::V> {
-        let Some(f) = &self.fused else {
-            return Err(not_fused("a MobileOneBlock"));
+        let se = |l: &mut L, y: L::V| match &self.se {
+            Some(se) => {
+                let s = l.global_avg_pool(&y);
+                let s = l.conv2d(&s, &se.reduce);
+                let s = l.relu(&s);
+                let s = l.conv2d(&s, &se.expand);
+                let s = l.sigmoid(&s);
+                l.mul(&y, &s)
+            }
+            None => y,
         };
-        let mut y = l.conv2d(x, &f.dw_reparam);
-        if let Some(se) = &self.se {
-            let s = l.global_avg_pool(&y);
-            let s = l.conv2d(&s, &se.reduce);
-            let s = l.relu(&s);
-            let s = l.conv2d(&s, &se.expand);
-            let s = l.sigmoid(&s);
-            y = l.mul(&y, &s);
+        if let Some(f) = &self.fused {
+            let y = l.conv2d(x, &f.dw_reparam);
+            let y = se(l, y);
+            let y = l.relu(&y);
+            let y = l.conv2d(&y, &f.pw_reparam);
+            return Ok(l.relu(&y));
         }
+        let b = self
+            .branches
+            .as_ref()
+            .expect("a MobileOneBlock holds branches or fused convs");
+        // The branches summed in the order of the forward pass.
+        let dw: Vec<&ConvBn> = std::iter::once(&b.dw_1x1).chain(&b.dw_3x3).collect();
+        let y = branch_sum(l, x, &dw, b.dw_bn_layer.as_ref());
+        let y = se(l, y);
         let y = l.relu(&y);
-        let y = l.conv2d(&y, &f.pw_reparam);
+        let pw: Vec<&ConvBn> = b.pw_1x1.iter().collect();
+        let y = branch_sum(l, &y, &pw, b.pw_bn_layer.as_ref());
         Ok(l.relu(&y))
     }
+}
+
+/// The sum of an unfused stage's conv+BN branches and its identity BN, as the forward pass adds them.
+fn branch_sum<L: Lowering>(l: &mut L, x: &L::V, convs: &[&ConvBn], identity: Option<&Bn>) -> L::V {
+    let mut sum: Option<L::V> = None;
+    let terms = convs
+        .iter()
+        .map(|c| (Some(&c.conv), &c.bn))
+        .chain(identity.map(|bn| (None, bn)));
+    for (conv, bn) in terms {
+        let y = match conv {
+            Some(conv) => l.conv2d(x, conv),
+            None => x.clone(),
+        };
+        let y = l.batch_norm(&y, bn);
+        sum = Some(match sum {
+            Some(s) => l.add(&s, &y),
+            None => y,
+        });
+    }
+    sum.expect("a MobileOne stage has at least one branch")
 }
