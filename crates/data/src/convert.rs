@@ -17,6 +17,8 @@ pub struct Report {
     pub names: Vec<String>,
     /// Objects (or images) left out, by reason.
     pub skipped: BTreeMap<String, usize>,
+    /// What was done differently from what the annotations say, once per kind with a count and an example.
+    pub notes: BTreeMap<String, (usize, String)>,
     pub out: PathBuf,
 }
 
@@ -27,6 +29,10 @@ impl Report {
 
     fn skip_n(&mut self, why: &str, n: usize) {
         *self.skipped.entry(why.to_string()).or_default() += n;
+    }
+
+    fn note(&mut self, what: &str, example: String) {
+        self.notes.entry(what.to_string()).or_insert((0, example)).0 += 1;
     }
 
     /// Writes the label file of image `file` (none for an image without boxes, a background).
@@ -51,6 +57,9 @@ impl Report {
         );
         for (why, n) in &self.skipped {
             s += &format!("  skipped {n}: {why}\n");
+        }
+        for (what, (n, example)) in &self.notes {
+            s += &format!("  note: {n} {what} (e.g. {example})\n");
         }
         s
     }
@@ -217,6 +226,27 @@ fn text_of(n: roxmltree::Node, tag: &str) -> Option<String> {
         .map(|t| t.trim().to_string())
 }
 
+/// The image of a VOC annotation in `images`: its `<filename>` when that is a plain file name present there,
+/// else (as Ultralytics, which finds images by the annotation id) `stem` with any image extension. A
+/// `<filename>` with folders in it is never joined: it could name a file outside the dataset.
+fn voc_image(images: &Path, named: Option<&str>, stem: &str) -> Option<String> {
+    let plain = |n: &str| {
+        let mut parts = Path::new(n).components();
+        matches!(
+            (parts.next(), parts.next()),
+            (Some(std::path::Component::Normal(_)), None)
+        )
+    };
+    if let Some(n) = named.filter(|n| plain(n) && images.join(n).is_file()) {
+        return Some(n.to_string());
+    }
+    crate::config::IMAGE_EXTS
+        .iter()
+        .flat_map(|e| [e.to_string(), e.to_uppercase()])
+        .map(|e| format!("{stem}.{e}"))
+        .find(|f| plain(f) && images.join(f).is_file())
+}
+
 /// Pascal VOC (`dir/Annotations/*.xml`, `dir/JPEGImages/`) to a YOLO dataset in `out`. Classes are the
 /// object names found, sorted.
 pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
@@ -267,12 +297,19 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        let file = text_of(root, "filename").unwrap_or(format!("{stem}.jpg"));
-        let src = dir.join("JPEGImages").join(&file);
-        if !src.is_file() {
+        let images = dir.join("JPEGImages");
+        let named = text_of(root, "filename");
+        let Some(file) = voc_image(&images, named.as_deref(), &stem) else {
             r.skip("image file missing (its objects too)");
             continue;
+        };
+        if let Some(n) = named.filter(|n| *n != file) {
+            r.note(
+                "annotations name an image that is not in JPEGImages/: used the image with the annotation's stem, as Ultralytics does",
+                format!("{}: {n} -> {file}", p.display()),
+            );
         }
+        let src = images.join(&file);
         let size = child(root, "size");
         let num = |tag: &str| {
             size.and_then(|s| text_of(s, tag))

@@ -121,3 +121,44 @@ fn copy_dir(from: &Path, to: &Path) {
         std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
     }
 }
+
+/// An annotation whose `<filename>` is not in JPEGImages/ (the deepforest wheel's `OSBS_029.xml` names a
+/// `.tif` shipped as `.png`), or names a path, is matched by its stem as Ultralytics does, with one note;
+/// the labels are Ultralytics' as before.
+#[test]
+fn voc_finds_images_by_the_annotation_stem() {
+    let tmp = std::env::temp_dir().join(format!("yolo-convert-stem-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let voc = tmp.join("voc-in");
+    copy_dir(&fixture().join("voc/Annotations"), &voc.join("Annotations"));
+    copy_dir(
+        &root().join("datasets/trees/images/val"),
+        &voc.join("JPEGImages"),
+    );
+    let renamed = [
+        ("2019_YELL_2_541000_4977000_image_crop_r0_c0", ".tif"),
+        (
+            "2019_YELL_2_541000_4977000_image_crop_r0_c1",
+            "/../../outside.jpg",
+        ),
+    ];
+    for (stem, tail) in renamed {
+        let p = voc.join("Annotations").join(format!("{stem}.xml"));
+        let xml = std::fs::read_to_string(&p).unwrap();
+        let named = format!("<filename>{stem}{tail}</filename>");
+        let xml = xml.replace(&format!("<filename>{stem}.jpg</filename>"), &named);
+        assert!(xml.contains(&named));
+        std::fs::write(&p, xml).unwrap();
+    }
+    let out = tmp.join("out");
+    let s = convert(&["--from", "voc"], &[&voc, Path::new("--out"), &out]);
+    let n = same_labels(&fixture().join("voc_expected"), &out.join("labels/train"));
+    assert!(n > 50, "{n} boxes");
+    assert!(
+        s.contains("note: 2 annotations name an image that is not in JPEGImages/")
+            && s.contains("crop_r0_c0.tif -> 2019_YELL_2_541000_4977000_image_crop_r0_c0.jpg"),
+        "{s}"
+    );
+    assert!(!tmp.join("outside.jpg").exists() && !voc.join("outside.jpg").exists());
+    std::fs::remove_dir_all(&tmp).ok();
+}
