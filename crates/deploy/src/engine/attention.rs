@@ -82,6 +82,12 @@ simd_entries!(head_rows(job: &HeadJob, i0: usize, i1: usize) {
     head_avx2: "avx2,fma" <Avx2>;
 });
 
+/// Query pixels `i0..i1` of one head.
+///
+/// # Safety
+/// Compiled with `I`'s target features; `src` holds `heads * (2 * key_dim + head_dim)` channels per pixel and
+/// `dst` `2 * heads * head_dim`, both of the same size; `kt` and `v` hold the head's gathered keys and values;
+/// no other thread writes these pixels.
 #[inline(always)]
 unsafe fn head_rows<I: Isa>(job: &HeadJob, i0: usize, i1: usize) {
     let AttentionShape {

@@ -200,6 +200,12 @@ simd_entries!(run_tiles(job: &TileJob, t0: usize, t1: usize) {
     run_avx2: "avx2,fma" <Avx2, MR_256>;
 });
 
+/// Output tiles `t0..t1` (`MR` pixels each).
+///
+/// # Safety
+/// Compiled with `I`'s target features; the job's views are valid for their geometry (`src` with `cin`
+/// channels, `dst` and `add` with `cout`, `dst` the convolution's output size), `zeros` holds `cin` zeros, and
+/// no other thread writes these tiles.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 unsafe fn run_tiles<I: Isa, const MR: usize>(job: &TileJob, t0: usize, t1: usize) {
@@ -261,6 +267,9 @@ unsafe fn run_tiles<I: Isa, const MR: usize>(job: &TileJob, t0: usize, t1: usize
 }
 
 /// Stores `n` values of a tile row, adding `add` first when `ADD`.
+///
+/// # Safety
+/// Compiled with `I`'s target features; `out`, `acc` and (when `ADD`) `add` are valid for `n` floats.
 #[inline(always)]
 unsafe fn store_row<I: Isa, const ADD: bool>(
     out: *mut f32,
@@ -290,6 +299,10 @@ unsafe fn store_row<I: Isa, const ADD: bool>(
 /// The register block: MR pixels x NV vectors of output channels over every tap and input channel, then the
 /// activation; written row-major (`NV * LANES` per row) into `tile`. Indexed loops over constant bounds on
 /// purpose: fully unrolled, they keep every accumulator in a register.
+///
+/// # Safety
+/// Compiled with `I`'s target features; every row pointer is valid for `cin` floats, `b` for
+/// `taps * cin * NV * LANES` packed weights, `bias` for `NV * LANES` floats and `tile` holds `MR * NV * LANES`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 pub(super) unsafe fn kernel<I: Isa, const MR: usize, const NV: usize>(

@@ -64,18 +64,16 @@ impl PackedDepthwise {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn rows_avx512(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: usize, y1: usize) {
-    rows::<Avx512>(pd, src, dst, act, y0, y1)
-}
+simd_entries!(rows(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: usize, y1: usize) {
+    rows_avx512: "avx512f" <Avx512>;
+    rows_avx2: "avx2,fma" <Avx2>;
+});
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn rows_avx2(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: usize, y1: usize) {
-    rows::<Avx2>(pd, src, dst, act, y0, y1)
-}
-
+/// Output rows `y0..y1`.
+///
+/// # Safety
+/// Compiled with `I`'s target features; `src` and `dst` are valid for their geometry with at least `pd.c`
+/// channels per pixel, `dst` is the convolution's output size, and no other thread writes rows `y0..y1`.
 #[inline(always)]
 unsafe fn rows<I: Isa>(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: usize, y1: usize) {
     let (k, s, p, c) = (pd.k, pd.s, pd.p, pd.c);

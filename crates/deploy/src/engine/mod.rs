@@ -11,6 +11,9 @@
 //! measured on one engine. An operation without a kernel (a dilated conv) runs through burn by itself; only a
 //! CPU without AVX2 sends a whole model back to burn ([`Engine::new`] says why).
 
+// Every unsafe block says which invariant makes it sound (a SAFETY comment); clippy checks it.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 /// `#[target_feature]` entry points that call a generic kernel with one SIMD level's types each: the feature
 /// has to be on a function of its own for the kernel inlined into it to be compiled with that instruction set.
 /// `simd_entries!(kernel(args) { name: "features" <generic args>; ... })`.
@@ -22,6 +25,9 @@ macro_rules! simd_entries {
 
 macro_rules! simd_entry {
     ($name:ident, $feature:literal, $kernel:ident, [$($g:tt),+], ($($arg:ident: $ty:ty),* $(,)?)) => {
+        /// # Safety
+        /// The CPU has the target features (the engine's [`Level`] was detected on it), and the kernel's own
+        /// contract holds for the arguments.
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = $feature)]
         unsafe fn $name($($arg: $ty),*) {
@@ -101,6 +107,8 @@ impl Unary {
         }
     }
 
+    /// # Safety
+    /// As [`Act::vector`].
     #[inline(always)]
     pub(crate) unsafe fn vector<I: simd::Isa>(self, v: I::V) -> I::V {
         match self {
@@ -121,6 +129,9 @@ impl Unary {
 
 impl Act {
     /// On one vector, inside a kernel compiled for `I`.
+    ///
+    /// # Safety
+    /// Called from code compiled with `I`'s target features ([`simd::Isa`]).
     #[inline(always)]
     pub(crate) unsafe fn vector<I: simd::Isa>(self, v: I::V) -> I::V {
         match self {
@@ -158,11 +169,15 @@ pub struct Dst {
     pub stride: usize,
 }
 
-// SAFETY: views are plain pointers into workspace buffers that outlive every operation; operations that
-// share a view across threads write disjoint pixels.
+// SAFETY: a view is a plain pointer into a workspace buffer (or a caller's slice) that outlives every
+// operation given it; sending one to another thread is sending the pointer.
 unsafe impl Send for Src {}
+// SAFETY: threads sharing a source view only read through it.
 unsafe impl Sync for Src {}
+// SAFETY: as for `Src`.
 unsafe impl Send for Dst {}
+// SAFETY: operations that share a destination view across threads write disjoint pixels (`par_ranges`
+// hands each thread its own range of rows, tiles or pixels).
 unsafe impl Sync for Dst {}
 
 /// Runs `job(start, end)` over `0..n`, split across the thread pool when `parallel`.

@@ -212,18 +212,13 @@ fn map_in_place(level: Level, x: &mut [f32], f: MapFn) {
     unsafe { on_level!(level, map_avx512(x, f), map_avx2(x, f)) }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn map_avx512(x: &mut [f32], f: MapFn) {
-    map_slice::<Avx512>(x, f)
-}
+simd_entries!(map_slice(x: &mut [f32], f: MapFn) {
+    map_avx512: "avx512f" <Avx512>;
+    map_avx2: "avx2,fma" <Avx2>;
+});
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn map_avx2(x: &mut [f32], f: MapFn) {
-    map_slice::<Avx2>(x, f)
-}
-
+/// # Safety
+/// Compiled with `I`'s target features (the slice bounds every access).
 #[inline(always)]
 unsafe fn map_slice<I: Isa>(x: &mut [f32], f: MapFn) {
     let mut chunks = x.chunks_exact_mut(I::LANES);
@@ -335,6 +330,11 @@ simd_entries!(ew_pixels(job: &EwJob, p0: usize, p1: usize) {
     ew_avx2: "avx2,fma" <Avx2>;
 });
 
+/// Pixels `p0..p1` of one elementwise pass.
+///
+/// # Safety
+/// Compiled with `I`'s target features; the views are valid for their geometry with at least `c` channels
+/// (`b` one pixel for [`Ew::MulBroadcast`]), and no other thread writes these pixels of `dst`.
 #[inline(always)]
 unsafe fn ew_pixels<I: Isa>(job: &EwJob, p0: usize, p1: usize) {
     let (c, act, l) = (job.c, job.act, I::LANES);

@@ -58,8 +58,13 @@ impl Level {
 pub const MR_512: usize = 8;
 pub const MR_256: usize = 6;
 
-/// A vector ISA: the operations the kernels use. All are unsafe: they are only called from a function
-/// compiled with the matching target features, on pointers valid for `LANES` floats.
+/// A vector ISA: the operations the kernels use.
+///
+/// # Safety
+/// Every method is unsafe for the same two reasons, stated once here: it may only be called from a function
+/// compiled with the implementation's target features (`avx512f`, or `avx2` + `fma`), which the engine
+/// guarantees by calling kernels only through [`Level`]-selected `#[target_feature]` entries; and `load` /
+/// `store` dereference `p` for `LANES` floats, which the caller keeps in bounds.
 pub trait Isa: Copy {
     type V: Copy;
     const LANES: usize;

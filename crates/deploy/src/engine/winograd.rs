@@ -107,6 +107,8 @@ simd_entries!(run_blocks(job: &BlockJob, b0: usize, b1: usize) {
 
 /// `B^T d B` on 16 values (one 4x4 tile, row-major), each a vector of channels.
 /// B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
+/// # Safety
+/// Compiled with `I`'s target features (pure register arithmetic).
 #[inline(always)]
 unsafe fn input_transform<I: Isa>(d: &[I::V; 16]) -> [I::V; 16] {
     let mut t = [I::zero(); 16];
@@ -129,6 +131,8 @@ unsafe fn input_transform<I: Isa>(d: &[I::V; 16]) -> [I::V; 16] {
 }
 
 /// `A^T m A`: the 2x2 outputs (row-major) of one tile. A^T = [[1, 1, 1, 0], [0, 1, -1, -1]].
+/// # Safety
+/// Compiled with `I`'s target features (pure register arithmetic).
 #[inline(always)]
 unsafe fn output_transform<I: Isa>(m: &[I::V; 16]) -> [I::V; 4] {
     let mut t = [I::zero(); 8];
@@ -146,6 +150,8 @@ unsafe fn output_transform<I: Isa>(m: &[I::V; 16]) -> [I::V; 4] {
     y
 }
 
+/// # Safety
+/// Compiled with `I`'s target features (pure register arithmetic).
 #[inline(always)]
 unsafe fn activate<I: Isa>(v: I::V, act: Act) -> I::V {
     match act {
@@ -155,6 +161,11 @@ unsafe fn activate<I: Isa>(v: I::V, act: Act) -> I::V {
     }
 }
 
+/// Blocks `b0..b1` of `MR` 2x2 output tiles.
+///
+/// # Safety
+/// As the direct convolution's tiles ([`super::conv`]): compiled with `I`'s target features, the job's views
+/// valid for their geometry, `zeros` holding `cin` zeros, and no other thread writing these blocks.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 unsafe fn run_blocks<I: Isa, const MR: usize>(job: &BlockJob, b0: usize, b1: usize) {
