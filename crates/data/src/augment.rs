@@ -303,8 +303,9 @@ impl Augmenter {
         (canvas, out)
     }
 
-    /// A validation sample: long side resized to `imgsz` (up or down, as `load_image`), padded to a square.
-    pub fn val_sample(&self, index: usize) -> ValSample {
+    /// A validation sample: long side resized to `imgsz` (up or down, as `load_image`), then letterboxed into
+    /// `h x w` without scaling up (a square `imgsz`, or a rectangular batch's shape).
+    pub fn val_sample(&self, index: usize, h: usize, w: usize) -> ValSample {
         let s = &self.dataset.samples[index];
         let img = match read_rgb(&s.image) {
             Ok(i) => i,
@@ -317,23 +318,27 @@ impl Augmenter {
         // 8.4), then LetterBox, which only pads what is now a fitting image.
         let (w0, h0) = img.dimensions();
         let (resized, r) = crate::image_ops::resize_long_side(img, self.imgsz);
-        let (image, mut lb) = crate::image_ops::letterbox_image(&resized, self.imgsz, self.imgsz);
-        lb.gain *= r as f32;
-        lb.orig = (h0 as usize, w0 as usize);
-        // Labels follow the image, normalized to the letterboxed input as Ultralytics' val batches are.
-        let (w0, h0) = (lb.orig.1 as f32, lb.orig.0 as f32);
+        let (rw, rh) = resized.dimensions();
+        let (image, mut lb) = crate::image_ops::letterbox_no_scaleup(&resized, h, w);
+        // Labels follow the image as Ultralytics' LetterBox moves them: denormalized with the resized image's
+        // own size (each side rounded up by load_image, so its scale differs from r per axis), scaled by the
+        // letterbox gain, shifted by the padding, normalized to the letterboxed input.
+        let g = lb.gain;
+        let (sx, sy) = (rw as f32 * g, rh as f32 * g);
         let (lw, lh) = (lb.size.1 as f32, lb.size.0 as f32);
         let labels = s
             .labels
             .iter()
             .map(|l| Label {
                 cls: l.cls,
-                cx: (l.cx * w0 * lb.gain + lb.pad.0) / lw,
-                cy: (l.cy * h0 * lb.gain + lb.pad.1) / lh,
-                w: l.w * w0 * lb.gain / lw,
-                h: l.h * h0 * lb.gain / lh,
+                cx: (l.cx * sx + lb.pad.0) / lw,
+                cy: (l.cy * sy + lb.pad.1) / lh,
+                w: l.w * sx / lw,
+                h: l.h * sy / lh,
             })
             .collect();
+        lb.gain *= r as f32;
+        lb.orig = (h0 as usize, w0 as usize);
         ValSample {
             image,
             labels,

@@ -136,7 +136,7 @@ pub fn run(cmd: Cmd) -> Result<()> {
             for i in 0..n {
                 let idx = i % ds.len();
                 let (mut img, labels) = if val {
-                    let s = aug.val_sample(idx);
+                    let s = aug.val_sample(idx, imgsz, imgsz);
                     (s.image, s.labels)
                 } else {
                     let s = aug.train_sample(idx, 0, !no_mosaic);

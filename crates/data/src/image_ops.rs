@@ -192,12 +192,17 @@ fn halve_area(src: &RgbImage, nw: usize, nh: usize) -> RgbImage {
 
 /// Ultralytics' LetterBox to exactly `(h, w)` (auto=False, scaleup=True, centred, pad 114).
 pub fn letterbox_image(img: &RgbImage, h: usize, w: usize) -> (RgbImage, Letterbox) {
-    letterbox_with(img, h, w, None)
+    letterbox_with(img, h, w, None, true)
+}
+
+/// LetterBox with `scaleup=False` (validation): shrinks an image larger than `(h, w)`, only pads a smaller one.
+pub fn letterbox_no_scaleup(img: &RgbImage, h: usize, w: usize) -> (RgbImage, Letterbox) {
+    letterbox_with(img, h, w, None, false)
 }
 
 /// LetterBox with `auto` (predict): the smallest padding that makes each side a multiple of `stride`.
 pub fn letterbox_auto(img: &RgbImage, imgsz: usize, stride: usize) -> (RgbImage, Letterbox) {
-    letterbox_with(img, imgsz, imgsz, Some(stride))
+    letterbox_with(img, imgsz, imgsz, Some(stride), true)
 }
 
 fn letterbox_with(
@@ -205,10 +210,14 @@ fn letterbox_with(
     h: usize,
     w: usize,
     auto_stride: Option<usize>,
+    scaleup: bool,
 ) -> (RgbImage, Letterbox) {
     let (w0, h0) = (img.width() as usize, img.height() as usize);
     // Python floats (f64) and round(), as LetterBox computes them.
-    let r = (h as f64 / h0 as f64).min(w as f64 / w0 as f64);
+    let mut r = (h as f64 / h0 as f64).min(w as f64 / w0 as f64);
+    if !scaleup {
+        r = r.min(1.0);
+    }
     let nw = ((w0 as f64 * r).round_ties_even() as usize).clamp(1, w);
     let nh = ((h0 as f64 * r).round_ties_even() as usize).clamp(1, h);
     let (mut pw, mut ph) = (w - nw, h - nh);

@@ -158,21 +158,87 @@ pub fn train_batches(
     parallel_batches(total, workers, 2, Arc::new(make))
 }
 
-/// Letterboxed validation batches in dataset order, with each image's letterbox placement.
+/// How validation images are grouped and shaped: Ultralytics' square batches, or its rectangular ones
+/// (images sorted by aspect ratio, each batch letterboxed to the smallest shape that holds its images).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValPlan {
+    /// Dataset indices in batch order.
+    pub order: Vec<usize>,
+    /// The `(h, w)` every image of batch `i` is letterboxed to.
+    pub shapes: Vec<(usize, usize)>,
+    pub batch: usize,
+}
+
+impl ValPlan {
+    /// Every image in dataset order, letterboxed to `imgsz x imgsz`.
+    pub fn square(n: usize, batch: usize, imgsz: usize) -> ValPlan {
+        let batch = batch.max(1);
+        ValPlan {
+            order: (0..n).collect(),
+            shapes: vec![(imgsz, imgsz); n.div_ceil(batch)],
+            batch,
+        }
+    }
+
+    /// Ultralytics' `set_rectangle` for `sizes` (original `(w, h)` of each image): sorted by `h / w`, each
+    /// batch's shape `ceil(ratio * imgsz / stride + pad) * stride` per side, where the ratio is
+    /// `[max, 1]` for a batch of landscape images, `[1, 1 / min]` for portrait ones, else `[1, 1]`.
+    /// Images of equal aspect ratio keep their dataset order (numpy's argsort leaves ties unspecified).
+    pub fn rect(
+        sizes: &[(u32, u32)],
+        batch: usize,
+        imgsz: usize,
+        stride: usize,
+        pad: f64,
+    ) -> ValPlan {
+        let batch = batch.max(1);
+        let ar: Vec<f64> = sizes
+            .iter()
+            .map(|&(w, h)| h.max(1) as f64 / w.max(1) as f64)
+            .collect();
+        let mut order: Vec<usize> = (0..sizes.len()).collect();
+        order.sort_by(|&a, &b| ar[a].total_cmp(&ar[b]));
+        let side = |r: f64| ((r * imgsz as f64 / stride as f64 + pad).ceil() as usize) * stride;
+        let shapes = order
+            .chunks(batch)
+            .map(|ids| {
+                let (mini, maxi) = ids.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &i| {
+                    (lo.min(ar[i]), hi.max(ar[i]))
+                });
+                let (rh, rw) = if maxi < 1.0 {
+                    (maxi, 1.0)
+                } else if mini > 1.0 {
+                    (1.0, 1.0 / mini)
+                } else {
+                    (1.0, 1.0)
+                };
+                (side(rh), side(rw))
+            })
+            .collect();
+        ValPlan {
+            order,
+            shapes,
+            batch,
+        }
+    }
+}
+
+/// Letterboxed validation batches as `plan` groups and shapes them, with each image's letterbox placement.
 pub fn val_batches(
     aug: Arc<Augmenter>,
-    batch: usize,
+    plan: ValPlan,
     workers: usize,
 ) -> BatchIter<(Batch, Vec<crate::image_ops::Letterbox>)> {
-    let n = aug.dataset.len();
-    let total = n.div_ceil(batch);
+    let total = plan.shapes.len();
+    let plan = Arc::new(plan);
     let make = move |b: usize| {
-        let ids: Vec<usize> = (b * batch..((b + 1) * batch).min(n)).collect();
+        let ids = plan.order.chunks(plan.batch).nth(b).unwrap_or(&[]);
+        let (h, w) = plan.shapes[b];
         let mut lbs = Vec::new();
         let samples = ids
             .iter()
             .map(|&i| {
-                let s = aug.val_sample(i);
+                let s = aug.val_sample(i, h, w);
                 lbs.push(s.letterbox);
                 (i, s.image, s.labels)
             })
@@ -185,6 +251,23 @@ pub fn val_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Shapes worked out by hand from `set_rectangle`'s formula (imgsz 320, stride 32, pad 0.5).
+    #[test]
+    fn rect_plan_sorts_by_aspect_and_shapes_each_batch() {
+        // (w, h): a square tile, a wide and a tall image, a slightly wide one.
+        let sizes = [(400, 400), (640, 320), (300, 600), (500, 400)];
+        let p = ValPlan::rect(&sizes, 2, 320, 32, 0.5);
+        // h / w: 1.0, 0.5, 2.0, 0.8 -> sorted 0.5, 0.8 | 1.0, 2.0.
+        assert_eq!(p.order, [1, 3, 0, 2]);
+        // Batch 0 all landscape, max 0.8: h = ceil(0.8 * 10 + 0.5) * 32 = 288, w = ceil(10.5) * 32 = 352.
+        // Batch 1 mixed (1.0 is not < 1 and 1.0 is not > 1): square 352.
+        assert_eq!(p.shapes, [(288, 352), (352, 352)]);
+        // A batch of portrait images: [1, 1 / min] with min 1.5 -> w = ceil(6.67 + 0.5) * 32 = 256.
+        let p = ValPlan::rect(&[(200, 300), (100, 200)], 4, 320, 32, 0.5);
+        assert_eq!(p.shapes, [(352, 256)]);
+        assert_eq!(ValPlan::square(5, 2, 320).shapes, [(320, 320); 3]);
+    }
 
     #[test]
     fn a_worker_that_panics_is_an_error_not_the_end_of_the_data() {

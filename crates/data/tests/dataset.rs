@@ -243,7 +243,7 @@ fn validation_labels_follow_the_letterbox() {
     let cfg = DataConfig::from_file(&trees().join("data.yaml")).unwrap();
     let ds = Arc::new(Dataset::load(&cfg, "val").unwrap());
     let aug = Augmenter::new(ds.clone(), AugmentConfig::default(), 320, 0, false);
-    let s = aug.val_sample(0);
+    let s = aug.val_sample(0, 320, 320);
     assert_eq!(s.image.dimensions(), (320, 320));
     assert_eq!(s.letterbox.gain, 0.8);
     assert_eq!(s.labels.len(), ds.samples[0].labels.len());

@@ -225,6 +225,10 @@ pub struct ValCli {
     max_det: usize,
     #[arg(long, default_value_t = 2, value_parser = data::args::at_least_one)]
     workers: usize,
+    /// Rectangular batches as Ultralytics' `yolo val` (sorted by aspect ratio, each letterboxed to its own
+    /// stride-multiple shape with half a stride of padding); `--rect false` letterboxes every image to a square.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    rect: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
@@ -266,6 +270,7 @@ pub fn val(a: ValCli) -> Result<()> {
         iou: a.iou,
         max_det: a.max_det,
         workers: a.workers,
+        rect: a.rect,
         with_loss: None,
     };
     let r = validate(&loaded.model, ds, &opts, &device)?;

@@ -1,9 +1,9 @@
-//! The validation loop: letterboxed batches -> forward -> NMS (conf 0.001, IoU 0.7, multi-label) -> matching in
+//! The validation loop: letterboxed batches (rectangular by default, as Ultralytics) -> forward -> NMS (conf 0.001, IoU 0.7, multi-label) -> matching in
 //! letterboxed pixels -> Ultralytics' metrics, plus the confusion matrix (conf 0.25, IoU 0.45).
 
 use crate::metrics::{ap_per_class, match_predictions, DetMetrics, ImageStats};
 use data::augment::{AugmentConfig, Augmenter};
-use data::loader::val_batches;
+use data::loader::{val_batches, ValPlan};
 use data::Dataset;
 use model::burn::tensor::{Device, Tensor, TensorData};
 use model::postprocess::{iou, non_max_suppression, Detection, NmsOptions};
@@ -19,6 +19,9 @@ pub struct ValOptions {
     pub iou: f32,
     pub max_det: usize,
     pub workers: usize,
+    /// Ultralytics' rectangular batches (sorted by aspect ratio, each letterboxed to its own shape with half
+    /// a stride of padding), as both its `yolo val` and its trainer's validation use; false: square batches.
+    pub rect: bool,
     /// Also compute the detection loss on the validation batches (during training).
     pub with_loss: Option<crate::loss::LossGains>,
 }
@@ -32,6 +35,7 @@ impl Default for ValOptions {
             iou: 0.7,
             max_det: 300,
             workers: 2,
+            rect: true,
             with_loss: None,
         }
     }
@@ -163,7 +167,19 @@ pub fn validate(
     let mut losses = [0f64; 3];
     let mut n_batches = 0usize;
     let mut t0 = Instant::now();
-    for item in val_batches(aug, o.batch, o.workers) {
+    let plan = if o.rect {
+        let sizes: Vec<(u32, u32)> = ds.samples.iter().map(|s| s.size).collect();
+        // The model's largest stride, at least 32 (Ultralytics' `gs`).
+        let stride = model
+            .detect()
+            .strides
+            .iter()
+            .fold(32.0f32, |a, &b| a.max(b)) as usize;
+        ValPlan::rect(&sizes, o.batch, o.imgsz, stride, 0.5)
+    } else {
+        ValPlan::square(ds.len(), o.batch, o.imgsz)
+    };
+    for item in val_batches(aug, plan, o.workers) {
         let (batch, _lbs) = item?;
         t_pre += t0.elapsed().as_secs_f64();
         let [b, _, h, w] = batch.shape;
