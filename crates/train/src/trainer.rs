@@ -502,7 +502,10 @@ impl Trainer {
                 &mut learner,
             )?;
             results.push(r);
+            // The epoch's row before its checkpoint: a kill between the two resumes that epoch again (the rows
+            // from the resumed epoch on are dropped), never past a row that was not written.
             write_csv(&csv_path, &results)?;
+            save_state(&wdir, &mut learner, epoch + 1, best, a)?;
             if let Err(e) = crate::plots::results_png(&self.run_dir.join("results.png"), &results) {
                 eprintln!("warning: results.png not drawn: {e:#}");
             }
@@ -795,7 +798,6 @@ impl Trainer {
                 &extra,
             )?;
         }
-        save_state(end.wdir, learner, epoch + 1, *best, a)?;
         eprintln!(
             "epoch {}/{}: train box {:.4} cls {:.4} dfl {:.4} | val P {:.3} R {:.3} mAP50 {:.3} mAP50-95 {:.3} | {:.1}s",
             epoch + 1, a.epochs, r.train[0], r.train[1], r.train[2], r.p, r.r, r.map50, r.map, r.seconds
