@@ -1,12 +1,14 @@
-"""Inference latency of the same model YAML in PyTorch, ONNX Runtime and ours, measured in one run.
+"""Inference latency of the same model YAML in PyTorch, ONNX Runtime, OpenVINO and ours, measured in one run.
 
-    python scripts/bench_peers.py configs/yolov8-mobileone.yaml --scale n --imgsz 640 --batch 1,8 \
-        [--ours target/release/deploy] [--threads 2] [--iters 20] [--rounds 3] [--markdown]
+    python scripts/bench_peers.py configs/yolov8-mobileone.yaml [MORE.yaml ...] --scale n --imgsz 640 \
+        --batch 1,8 [--ours target/release/deploy] [--threads 2] [--iters 20] [--rounds 3] [--json OUT]
 
 The model is built by the real Ultralytics package from the YAML (MobileOneBlock registered as in
 scripts/mobileone.py), reparameterized and fused (`reparameterize_all`), exported to ONNX (opset 17,
-dynamic batch); PyTorch runs the fused module, ONNX Runtime the ONNX file with every graph optimization.
-Ours is `deploy bench --engine-only` on the same YAML (random weights: latency does not depend on them).
+dynamic batch); PyTorch runs the fused module, ONNX Runtime the ONNX file with every graph optimization,
+OpenVINO (the CPU runtime Ultralytics recommends) the same ONNX file reshaped to the batch, compiled for the
+CPU with the LATENCY hint and `--threads` inference threads.
+Ours is `deploy bench --burn false` on the same YAML (random weights: latency does not depend on them).
 Each engine runs in its own process, `--threads` threads each, in rounds (ours, PyTorch, ORT, ours, ...),
 so drift hits all alike; a figure is the median of the per-round medians. Peak memory is each process'
 maximum resident set. `--unfused` adds PyTorch's unfused model and burn's unfused/fused models (for the
@@ -108,6 +110,20 @@ def worker(a):
         def run():
             sess.run(None, {"images": x})
 
+    elif a.worker == "openvino":
+        import openvino as ov
+
+        core = ov.Core()
+        m = core.read_model(a.model)
+        m.reshape({"images": list(x.shape)})
+        compiled = core.compile_model(
+            m, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": a.threads}
+        )
+        req = compiled.create_infer_request()
+
+        def run():
+            req.infer({"images": x})
+
     else:
         import torch
 
@@ -150,7 +166,7 @@ def timed(cmd, env=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("config", nargs="?")
+    ap.add_argument("config", nargs="*")
     ap.add_argument("--scale", default="n")
     ap.add_argument("--nc", type=int, default=None)
     ap.add_argument("--imgsz", type=int, default=640)
@@ -161,18 +177,19 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--ours", default=None, help="path to our deploy binary")
     ap.add_argument("--unfused", action="store_true")
-    ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results here")
-    ap.add_argument("--worker", choices=["torch", "ort", "prepare"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["torch", "ort", "openvino", "prepare"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker == "prepare":
         import onnxruntime
+        import openvino
         import torch
 
-        paths = export(a.config, a.scale, a.nc, a.imgsz, a.out)
-        paths["versions"] = f"PyTorch {torch.__version__}, ONNX Runtime {onnxruntime.__version__}"
+        paths = export(a.config[0], a.scale, a.nc, a.imgsz, a.out)
+        paths["versions"] = (f"PyTorch {torch.__version__}, ONNX Runtime {onnxruntime.__version__}, "
+                             f"OpenVINO {openvino.__version__}")
         print(json.dumps(paths))
         return
     if a.worker:
@@ -180,12 +197,33 @@ def main():
         return worker(a)
     if not a.config:
         ap.error("CONFIG is required")
+    tables = []
+    for config in a.config:
+        tables.append(bench_config(a, config))
+    print()
+    print(f"{a.imgsz}x{a.imgsz}, {a.threads} threads, median of {a.rounds} rounds x {a.iters} runs, each engine in its "
+          f"own process in turn; {tables[0]['versions']}")
+    print()
+    print("| model | batch | ours (ms) | PyTorch (ms) | ONNX Runtime (ms) | OpenVINO (ms) | ours / best peer |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for t in tables:
+        for r in t["results"]:
+            m = r["median_ms"]
+            o = m.get("engine fused", float("nan"))
+            best = min(m["torch"], m["ort"], m["openvino"])
+            print(f"| {t['model']} | {r['batch']} | {o:.1f} | {m['torch']:.1f} | {m['ort']:.1f} | {m['openvino']:.1f} "
+                  f"| {o / best:.2f}x |")
+    if a.json:
+        Path(a.json).write_text(json.dumps(tables, indent=2) + "\n")
 
+
+def bench_config(a, config):
+    """Every engine on one YAML, batch by batch; prints its detailed tables and returns the results."""
     batches = [int(b) for b in a.batch.split(",")]
     tmp = tempfile.mkdtemp(prefix="bench-peers-")
     me = [sys.executable, str(Path(__file__).resolve())]
     # The parent stays small (no torch): a child's peak RSS starts from its parent's at fork.
-    prep = me + ["--worker", "prepare", a.config, "--scale", a.scale, "--imgsz", str(a.imgsz), "--out", tmp]
+    prep = me + ["--worker", "prepare", config, "--scale", a.scale, "--imgsz", str(a.imgsz), "--out", tmp]
     if a.nc is not None:
         prep += ["--nc", str(a.nc)]
     out, _, _ = timed(prep)
@@ -202,13 +240,13 @@ def main():
             raise SystemExit(f"{kind} worker failed:\n{err[-3000:]}")
 
     def ours(b):
-        cmd = [a.ours, "bench", "--config", a.config, "--scale", a.scale, "--imgsz", str(a.imgsz),
+        cmd = [a.ours, "bench", "--config", config, "--scale", a.scale, "--imgsz", str(a.imgsz),
                "--batch", str(b), "--device", "cpu", "--iters", str(a.iters), "--warmup", str(a.warmup),
                "--json"]
         if a.nc is not None:
             cmd += ["--nc", str(a.nc)]
         if not a.unfused:
-            cmd.append("--engine-only")
+            cmd += ["--burn", "false"]
         out, err, rss = timed(cmd, env)
         try:
             rows = json.loads(out.strip().splitlines()[-1])
@@ -221,6 +259,7 @@ def main():
         engines.append(("ours", lambda b: ours(b)))
     engines.append(("torch", lambda b: peer("torch", paths["fused"], b)))
     engines.append(("ort", lambda b: peer("ort", paths["onnx"], b)))
+    engines.append(("openvino", lambda b: peer("openvino", paths["onnx"], b)))
     if a.unfused:
         engines.append(("torch unfused", lambda b: ({"torch unfused": peer("torch", paths["unfused"], b)[0]["torch"]}, 0.0)))
 
@@ -239,18 +278,21 @@ def main():
         results.append({"batch": b, "median_ms": med, "rounds": per_round, "peak_rss_mib": rss})
         print(json.dumps(results[-1]), file=sys.stderr)
 
-    head = (f"{a.config} scale {a.scale}, {a.imgsz}x{a.imgsz}, {a.threads} threads, median of {a.rounds} "
+    head = (f"{config} scale {a.scale}, {a.imgsz}x{a.imgsz}, {a.threads} threads, median of {a.rounds} "
             f"rounds x {a.iters} runs; {paths['versions']}")
     print(head)
     print()
-    print("| batch | ours (ms) | PyTorch (ms) | ONNX Runtime (ms) | ORT / ours | PyTorch / ours | peak RSS MiB ours / PyTorch / ORT |")
+    print("| batch | ours (ms) | PyTorch (ms) | ONNX Runtime (ms) | OpenVINO (ms) | best peer / ours "
+          "| peak RSS MiB ours / PyTorch / ORT / OpenVINO |")
     print("|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
         m = r["median_ms"]
         o = m.get("engine fused", float("nan"))
         rs = r["peak_rss_mib"]
-        print(f"| {r['batch']} | {o:.1f} | {m['torch']:.1f} | {m['ort']:.1f} | {m['ort'] / o:.2f}x | "
-              f"{m['torch'] / o:.2f}x | {rs.get('ours', 0):.0f} / {rs.get('torch', 0):.0f} / {rs.get('ort', 0):.0f} |")
+        best = min(m["torch"], m["ort"], m["openvino"])
+        print(f"| {r['batch']} | {o:.1f} | {m['torch']:.1f} | {m['ort']:.1f} | {m['openvino']:.1f} | {best / o:.2f}x | "
+              f"{rs.get('ours', 0):.0f} / {rs.get('torch', 0):.0f} / {rs.get('ort', 0):.0f} / "
+              f"{rs.get('openvino', 0):.0f} |")
     if a.unfused:
         print()
         print("| batch | unfused ms: ours / PyTorch / burn | ours unfused / fused | PyTorch unfused / fused "
@@ -262,8 +304,9 @@ def main():
             eu, bu, bf = (m.get(k, nan) for k in ("engine unfused", "burn unfused", "burn fused"))
             print(f"| {r['batch']} | {eu:.1f} / {m['torch unfused']:.1f} / {bu:.1f} | {eu / m['engine fused']:.2f}x "
                   f"| {m['torch unfused'] / m['torch']:.2f}x | {bu / bf:.2f}x |")
-    if a.json:
-        Path(a.json).write_text(json.dumps({"header": head, "results": results}, indent=2) + "\n")
+    name = Path(config).stem
+    return {"model": f"{name} {a.scale}", "config": config, "versions": paths["versions"], "header": head,
+            "results": results}
 
 
 if __name__ == "__main__":

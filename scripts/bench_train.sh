@@ -11,7 +11,7 @@ BIN=${CARGO_TARGET_DIR:-/var/tmp/yolo-target}/release/train
 IMAGES=$((42 * EPOCHS))
 rm -rf runs/bench/ours runs/bench/ultra
 t0=$(date +%s.%N)
-"$BIN" --epochs "$EPOCHS" --no-val --close-mosaic 0 --out runs/bench/ours >/dev/null 2>&1
+"$BIN" --epochs "$EPOCHS" --val false --close-mosaic 0 --out runs/bench/ours >/dev/null 2>&1
 t1=$(date +%s.%N)
 "$PY" - "$EPOCHS" <<'PY' >/dev/null 2>&1
 import sys

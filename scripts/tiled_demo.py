@@ -100,7 +100,7 @@ def main():
                             (f"same, `--tile-full`", tile + ["--tile-full"])]:
             out = t / f"pred{len(rows)}"
             r = subprocess.run([a.deploy, "predict", "--weights", a.weights, "--source", str(images), "--imgsz", str(a.imgsz),
-                                "--conf", str(a.conf), "--save-txt", "--save-conf", "--no-save-img", "--device", "cpu",
+                                "--conf", str(a.conf), "--save-txt", "--save-conf", "--save", "false", "--device", "cpu",
                                 "--out", str(out), *extra], check=True, capture_output=True, text=True)
             m50, m = evaluate(images, labels, out / "labels")
             secs = r.stdout.strip().splitlines()[-1].split(" in ")[1].split(" s")[0]

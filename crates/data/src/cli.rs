@@ -41,15 +41,16 @@ pub struct DumpArgs {
     n: usize,
     #[arg(long, default_value = "runs/dump")]
     out: PathBuf,
-    #[arg(long, default_value_t = 640, value_parser = crate::args::image_size)]
-    imgsz: usize,
+    /// One size, or H,W (the larger side is used: augmentation works on squares).
+    #[arg(long, default_value = "640")]
+    imgsz: crate::args::ImgSize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Samples as in the close_mosaic epochs.
-    #[arg(long)]
-    no_mosaic: bool,
+    /// Mosaic augmentation; false: samples as in the close_mosaic epochs.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    mosaic: bool,
     /// Validation (letterboxed) samples instead.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     val: bool,
 }
 
@@ -58,8 +59,9 @@ pub struct DumpArgs {
 pub struct BenchArgs {
     #[arg(long, default_value = "datasets/trees/data.yaml")]
     data: PathBuf,
-    #[arg(long, default_value_t = 640, value_parser = crate::args::image_size)]
-    imgsz: usize,
+    /// One size, or H,W (the larger side is used: augmentation works on squares).
+    #[arg(long, default_value = "640")]
+    imgsz: crate::args::ImgSize,
     #[arg(long, default_value_t = 8, value_parser = crate::args::at_least_one)]
     batch: usize,
     #[arg(long, default_value_t = 2)]
@@ -67,7 +69,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3, value_parser = crate::args::at_least_one)]
     epochs: usize,
     /// Keep decoded images in memory.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     cache: bool,
 }
 
@@ -126,9 +128,10 @@ pub fn run(cmd: Cmd) -> Result<()> {
                 out,
                 imgsz,
                 seed,
-                no_mosaic,
+                mosaic,
                 val,
             } = a;
+            let imgsz = imgsz.side("dump");
             let ds = Arc::new(load(&data, if val { "val" } else { "train" })?);
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("{}: cannot create", out.display()))?;
@@ -139,7 +142,7 @@ pub fn run(cmd: Cmd) -> Result<()> {
                     let s = aug.val_sample(idx, imgsz, imgsz);
                     (s.image, s.labels)
                 } else {
-                    let s = aug.train_sample(idx, 0, !no_mosaic);
+                    let s = aug.train_sample(idx, 0, mosaic);
                     (s.image, s.labels)
                 };
                 crate::draw::draw_labels(&mut img, &labels);
@@ -158,6 +161,7 @@ pub fn run(cmd: Cmd) -> Result<()> {
                 epochs,
                 cache,
             } = a;
+            let imgsz = imgsz.side("bench");
             let ds = Arc::new(load(&data, "train")?);
             let aug = Arc::new(Augmenter::new(
                 ds.clone(),

@@ -200,9 +200,10 @@ pub fn letterbox_no_scaleup(img: &RgbImage, h: usize, w: usize) -> (RgbImage, Le
     letterbox_with(img, h, w, None, false)
 }
 
-/// LetterBox with `auto` (predict): the smallest padding that makes each side a multiple of `stride`.
-pub fn letterbox_auto(img: &RgbImage, imgsz: usize, stride: usize) -> (RgbImage, Letterbox) {
-    letterbox_with(img, imgsz, imgsz, Some(stride), true)
+/// LetterBox with `auto` (predict): fitted into `h x w`, then the smallest padding that makes each side a
+/// multiple of `stride`.
+pub fn letterbox_auto(img: &RgbImage, h: usize, w: usize, stride: usize) -> (RgbImage, Letterbox) {
+    letterbox_with(img, h, w, Some(stride), true)
 }
 
 fn letterbox_with(

@@ -92,7 +92,7 @@ fn predict_and_val_letterboxes_equal_ultralytics() {
         let (ch, cw) = (crop[0].as_u64().unwrap(), crop[1].as_u64().unwrap());
         let img = image::imageops::crop_imm(&img, 0, 0, cw as u32, ch as u32).to_image();
         let imgsz = case["imgsz"].as_u64().unwrap() as usize;
-        let (p, _) = letterbox_auto(&img, imgsz, 32);
+        let (p, _) = letterbox_auto(&img, imgsz, imgsz, 32);
         let (v, _) = resize_long_side(img, imgsz);
         let (v, _) = letterbox_image(&v, imgsz, imgsz);
         for (what, out) in [("predict", &p), ("val", &v)] {

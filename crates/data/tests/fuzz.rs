@@ -77,7 +77,7 @@ fn fuzz_image_decode() {
         |b| {
             if let Ok(img) = data::image_ops::decode_rgb(b, "fuzz") {
                 assert!(img.width() > 0 && img.height() > 0);
-                let _ = data::image_ops::letterbox_auto(&img, 64, 32);
+                let _ = data::image_ops::letterbox_auto(&img, 64, 64, 32);
             }
         },
     );

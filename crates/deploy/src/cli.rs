@@ -6,7 +6,8 @@ use crate::export::{export, ExportOptions, Format};
 use crate::verify::Fixture;
 use anyhow::{Context, Result};
 use clap::Subcommand;
-use model::cli::ForeignModelArgs;
+use data::args::ImgSize;
+use model::cli::{DeviceArgs, ForeignModelArgs};
 use model::weights::load_model;
 use model::{ModelSpec, YoloModel};
 use std::path::{Path, PathBuf};
@@ -32,9 +33,9 @@ pub struct VerifyArgs {
     /// Model YAML to use instead of the one the fixture names.
     #[arg(long)]
     config: Option<String>,
-    /// cpu, wgpu, wgpu:N (or N), wgpu:cpu, cuda:N (`cuda` feature); the engine checks run on the CPU only.
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    /// Where the burn checks run (the engine checks run on the CPU).
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// Reparameterize + fuse, check fused == unfused, then write the requested formats.
@@ -51,16 +52,16 @@ pub struct ExportArgs {
     format: String,
     /// Export (and ONNX input) size: N or H,W.
     #[arg(long, default_value = "640")]
-    imgsz: String,
-    /// Write the unfused model instead (safetensors/burn only).
-    #[arg(long)]
-    no_fuse: bool,
+    imgsz: ImgSize,
+    /// Fuse before writing; `--fuse false` writes the unfused model (safetensors/burn only).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    fuse: bool,
     /// Image for the pre-export check (default: a built-in aerial photo).
     #[arg(long)]
     image: Option<PathBuf>,
-    /// Where to fuse and check: cpu, wgpu, wgpu:N (or N), wgpu:cpu, cuda:N (`cuda` feature).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    /// Where to fuse and check.
+    #[command(flatten)]
+    device: DeviceArgs,
 }
 
 /// Detect objects in images, videos and streams: annotated images and videos, labels/*.txt,
@@ -79,13 +80,14 @@ pub struct PredictArgs {
     vid_stride: usize,
     /// Predict every frame of a stream; by default frames that arrive while the model is busy are dropped
     /// so the results stay live.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     stream_buffer: bool,
     /// Output folder (default runs/predict/predict, predict2, ... as Ultralytics numbers them).
     #[arg(long)]
     out: Option<PathBuf>,
-    #[arg(long, default_value_t = 640, value_parser = data::args::image_size)]
-    imgsz: usize,
+    /// Network input: N or H,W (each side a multiple of the model's largest stride).
+    #[arg(long, default_value = "640")]
+    imgsz: ImgSize,
     #[arg(long, default_value_t = 0.25)]
     conf: f32,
     #[arg(long, default_value_t = 0.7)]
@@ -95,32 +97,35 @@ pub struct PredictArgs {
     /// Keep only these class ids, e.g. 0,2.
     #[arg(long)]
     classes: Option<String>,
-    #[arg(long)]
+    /// NMS across classes.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     agnostic_nms: bool,
     #[arg(long, default_value_t = 8, value_parser = data::args::at_least_one)]
     batch: usize,
-    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu,
-    /// cuda:N (`cuda` feature).
-    #[arg(long, default_value = "auto")]
-    device: String,
-    #[arg(long)]
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Write labels/NAME.txt (`cls cx cy w h`, normalized).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     save_txt: bool,
-    #[arg(long)]
+    /// Add the confidence to each label row.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     save_conf: bool,
-    #[arg(long)]
+    /// Write predictions.json (COCO-style).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     save_json: bool,
-    #[arg(long)]
-    no_save_img: bool,
+    /// Write the annotated images and videos (`--save false`: labels and JSON only).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    save: bool,
     /// Decoding threads.
     #[arg(long, default_value_t = 2, value_parser = data::args::at_least_one)]
     workers: usize,
     #[command(flatten)]
     foreign: ForeignModelArgs,
     /// Fuse Conv+BN and MobileOne branches before running (same outputs, faster).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     fuse: bool,
-    /// On the CPU, run the fused model through the inference engine (AVX-512/AVX2 kernels); false: burn.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    /// On the CPU, run the model through the inference engine (AVX-512/AVX2 kernels); false: burn.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     engine: bool,
     /// Sliced inference for large images: tiles of N original pixels, each predicted alone, boxes merged.
     #[arg(long, value_parser = data::args::at_least_one)]
@@ -136,7 +141,7 @@ pub struct PredictArgs {
     #[arg(long, default_value_t = 0.5, value_parser = |s: &str| fraction(s, 1.0))]
     tile_match: f32,
     /// With --tile, also predict the whole image and merge its boxes in.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     tile_full: bool,
 }
 
@@ -150,21 +155,20 @@ pub struct BenchArgs {
     /// Comma-separated batch sizes.
     #[arg(long, default_value = "1,8")]
     batch: String,
-    /// auto, cpu, wgpu, wgpu:N (or N), wgpu:cpu, cuda:N (`cuda` feature).
-    #[arg(long, default_value = "auto")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArgs,
     #[arg(long, default_value_t = 2)]
     warmup: usize,
     #[arg(long, default_value_t = 10, value_parser = data::args::at_least_one)]
     iters: usize,
     /// Also print per-layer times (batch = the first of --batch).
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     layers: bool,
-    /// Time only the inference engine (unfused and fused); burn is skipped.
-    #[arg(long)]
-    engine_only: bool,
+    /// Time burn too (`--burn false`: only the inference engine, unfused and fused).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    burn: bool,
     /// Print the rows as JSON (for scripts/bench_peers.py).
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     json: bool,
 }
 
@@ -186,7 +190,7 @@ fn verify(a: VerifyArgs) -> Result<()> {
         device,
     } = a;
     let fx = Fixture::load(&fixture, config.as_deref())?;
-    let report = fx.verify(&model::device::select(&device)?)?;
+    let report = fx.verify(&device.select()?)?;
     print!("{}", report.render());
     if !report.ok() {
         eprintln!("{}: out of tolerance", fixture.display());
@@ -204,11 +208,11 @@ fn export_cmd(a: ExportArgs) -> Result<()> {
         out,
         format,
         imgsz,
-        no_fuse,
+        fuse,
         image,
         device,
     } = a;
-    let dev = model::device::select(&device)?;
+    let dev = device.select()?;
     let formats = format
         .split(',')
         .map(str::parse)
@@ -220,8 +224,8 @@ fn export_cmd(a: ExportArgs) -> Result<()> {
         .unwrap_or_else(|| "model".into());
     let opts = ExportOptions {
         formats,
-        imgsz: model::cli::parse_hw(&imgsz).map_err(anyhow::Error::msg)?,
-        fuse: !no_fuse,
+        imgsz: (imgsz.h, imgsz.w),
+        fuse,
         out,
         stem,
         image,
@@ -252,7 +256,7 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
         save_txt,
         save_conf,
         save_json,
-        no_save_img,
+        save,
         workers,
         foreign,
         fuse,
@@ -263,7 +267,7 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
         tile_match,
         tile_full,
     } = a;
-    let dev = model::device::select(&dev)?;
+    let dev = dev.select()?;
 
     let classes = classes
         .map(|c| {
@@ -277,8 +281,15 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
     loaded
         .model
         .spec
-        .check_input(imgsz, imgsz)
+        .check_input(imgsz.h, imgsz.w)
         .map_err(|e| anyhow::anyhow!("{weights}: {e}"))?;
+    // Letterboxed images are padded to a multiple of the model's largest stride (64 for P6 models).
+    let stride = loaded
+        .model
+        .spec
+        .strides()
+        .iter()
+        .fold(32.0f32, |a, &s| a.max(s)) as usize;
     let model = if fuse {
         loaded.model.fuse()
     } else {
@@ -287,7 +298,7 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
     let sources = crate::sources::collect_sources(&source)?;
     let out = out.unwrap_or_else(|| model::cli::next_run_dir(Path::new("runs/predict"), "predict"));
     let opts = crate::predict::PredictOptions {
-        imgsz,
+        input: crate::predict::InputShape { imgsz, stride },
         nms: model::postprocess::NmsOptions {
             conf,
             iou,
@@ -298,7 +309,7 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
         },
         batch: batch.max(1),
         out: out.clone(),
-        save_img: !no_save_img,
+        save_img: save,
         save_txt,
         save_conf,
         save_json,
@@ -337,11 +348,11 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         warmup,
         iters,
         layers,
-        engine_only,
+        burn,
         json,
     } = a;
-    let dev = model::device::select(&dev)?;
-    let (h, w) = variant.hw()?;
+    let dev = dev.select()?;
+    let (h, w) = variant.hw();
     let batches = batch
         .split(',')
         .map(data::args::at_least_one)
@@ -372,7 +383,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     };
     let (engine, engine_unfused) = (lower(&fused), lower(&unfused));
     let mut variants = Vec::new();
-    if !engine_only {
+    if burn {
         variants.push(Variant::burn("burn unfused", &unfused, &dev));
         variants.push(Variant::burn("burn fused", &fused, &dev));
     }
@@ -402,7 +413,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             }
             println!("      {:<48}{total:>9.2} ms", "total");
         }
-        if engine_only {
+        if !burn {
             return Ok(());
         }
         let x = model::burn::tensor::Tensor::<4>::random(

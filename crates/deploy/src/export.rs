@@ -191,7 +191,7 @@ pub fn export(
         bail!("--imgsz: {e}");
     }
     if opts.formats.contains(&Format::Onnx) && !opts.fuse {
-        bail!("ONNX export writes the fused graph; drop --no-fuse or the onnx format");
+        bail!("ONNX export writes the fused graph; drop --fuse false or the onnx format");
     }
     let was_fused = model.is_fused();
     let params_before = model.parameter_count();
@@ -214,7 +214,7 @@ pub fn export(
         ensure_finite(&out_model, &inputs)?;
         Report {
             checks: vec![Check {
-                name: "no fusion to check (weights already fused or --no-fuse)".into(),
+                name: "no fusion to check (weights already fused or --fuse false)".into(),
                 max_abs: 0.0,
                 tol: 0.0,
             }],

@@ -37,7 +37,10 @@ fn setup(tag: &str) -> (PathBuf, YoloModel) {
 
 fn opts(out: PathBuf, batch: usize) -> PredictOptions {
     PredictOptions {
-        imgsz: 128,
+        input: deploy::predict::InputShape {
+            imgsz: data::args::ImgSize::square(128),
+            stride: 32,
+        },
         nms: NmsOptions {
             conf: 0.2,
             ..NmsOptions::predict()

@@ -117,7 +117,7 @@ fn non_finite_model_outputs_are_dropped_with_a_warning() {
                 .args([
                     "--imgsz", "320", "--conf", "0.0001", "--device", "cpu", "--engine", engine,
                 ])
-                .args(["--save-txt", "--save-json", "--no-save-img", "--source"])
+                .args(["--save-txt", "--save-json", "--save", "false", "--source"])
                 .arg(root.join("../../datasets/trees/images/val"))
                 .arg("--out")
                 .arg(&out),
@@ -234,7 +234,7 @@ fn tiled_prediction_equals_the_tiles_predicted_alone() {
                 "--save-txt",
                 "--save-conf",
             ])
-            .args(["--no-save-img", "--device", "cpu", "--out"])
+            .args(["--save", "false", "--device", "cpu", "--out"])
             .arg(dir.join(out))
             .args(tile)
             .output()

@@ -34,7 +34,7 @@ fn predict(weights: &Path, imgsz: u64, conf: f64, out: &Path) -> (Vec<(String, D
             .arg("--source")
             .arg(root().join("../../datasets/trees/images/val"))
             .args(["--imgsz", &imgsz.to_string(), "--conf", &conf.to_string()])
-            .args(["--device", "cpu", "--save-json", "--no-save-img", "--out"])
+            .args(["--device", "cpu", "--save-json", "--save", "false", "--out"])
             .arg(out),
     );
     let json: serde_json::Value =

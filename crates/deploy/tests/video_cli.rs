@@ -217,7 +217,7 @@ fn a_video_made_from_the_val_tiles_predicts_like_its_frames() {
     predict(
         dir.join("frames").to_str().unwrap(),
         &dir.join("images"),
-        &["--no-save-img"],
+        &["--save", "false"],
     );
     // Images get a label file even when empty; frames only with detections (as Ultralytics).
     let mut with_boxes = 0;

@@ -64,7 +64,7 @@ pub struct VariantArgs {
     pub nc: Option<usize>,
     /// Image size: one number (square) or H,W.
     #[arg(long, default_value = "640")]
-    pub imgsz: String,
+    pub imgsz: data::args::ImgSize,
 }
 
 impl VariantArgs {
@@ -76,27 +76,24 @@ impl VariantArgs {
     }
 
     /// `--imgsz` as (height, width).
-    pub fn hw(&self) -> anyhow::Result<(usize, usize)> {
-        parse_hw(&self.imgsz).map_err(anyhow::Error::msg)
+    pub fn hw(&self) -> (usize, usize) {
+        (self.imgsz.h, self.imgsz.w)
     }
 }
 
-/// `--imgsz` as one number (square) or `H,W`.
-pub fn parse_hw(s: &str) -> Result<(usize, usize), String> {
-    let v: Vec<usize> = s
-        .split(',')
-        .map(|x| x.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("--imgsz {s}: expected N or H,W"))?;
-    let (h, w) = match v.as_slice() {
-        [n] => (*n, *n),
-        [h, w] => (*h, *w),
-        _ => return Err(format!("--imgsz {s}: expected N or H,W")),
-    };
-    if !(1..=8192).contains(&h) || !(1..=8192).contains(&w) {
-        return Err(format!("--imgsz {s}: sizes must be between 1 and 8192"));
+/// `--device`, the same in every command.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu,
+    /// cuda:N (`cuda` feature).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+impl DeviceArgs {
+    pub fn select(&self) -> anyhow::Result<Device> {
+        Ok(crate::device::select(&self.device)?)
     }
-    Ok((h, w))
 }
 
 /// `base/name`, or `base/name2`, `name3`, ... when taken (Ultralytics' run folder numbering).
@@ -109,16 +106,6 @@ pub fn next_run_dir(base: &Path, name: &str) -> PathBuf {
         .map(|i| base.join(format!("{name}{i}")))
         .find(|p| !p.exists())
         .expect("some number is free")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn imgsz_forms() {
-        assert_eq!(super::parse_hw("640"), Ok((640, 640)));
-        assert_eq!(super::parse_hw("384, 640"), Ok((384, 640)));
-        assert!(super::parse_hw("a").is_err() && super::parse_hw("1,2,3").is_err());
-    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -138,7 +125,7 @@ pub struct InfoArgs {
     weights: Option<String>,
     #[command(flatten)]
     variant: VariantArgs,
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     json: bool,
 }
 
@@ -152,7 +139,7 @@ pub fn run(cmd: Cmd) -> anyhow::Result<()> {
                 variant,
                 json,
             } = a;
-            let (h, w) = variant.hw()?;
+            let (h, w) = variant.hw();
             let opts = variant.spec_options();
             let device = Device::flex();
             let model = match (&weights, &config) {

@@ -21,8 +21,9 @@ pub struct TrainCli {
     scale: Option<String>,
     #[arg(long, value_parser = data::args::at_least_one)]
     epochs: Option<usize>,
-    #[arg(long, value_parser = data::args::image_size)]
-    imgsz: Option<usize>,
+    /// One size, or H,W (the larger side is used, as Ultralytics' train).
+    #[arg(long)]
+    imgsz: Option<data::args::ImgSize>,
     #[arg(long, value_parser = data::args::at_least_one)]
     batch: Option<usize>,
     /// Nominal batch size for gradient accumulation and weight-decay scaling (Ultralytics default 64;
@@ -62,14 +63,15 @@ pub struct TrainCli {
     warmup_epochs: Option<f64>,
     #[arg(long)]
     close_mosaic: Option<usize>,
-    #[arg(long)]
-    cos_lr: bool,
+    /// Cosine learning-rate decay instead of linear.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    cos_lr: Option<bool>,
     /// Hyperparameters in a YAML file with Ultralytics' key names (lr0, momentum, mosaic, hsv_h, ...).
     #[arg(long)]
     hyp: Option<PathBuf>,
-    /// Skip validation after each epoch.
-    #[arg(long)]
-    no_val: bool,
+    /// Validate after each epoch (`--val false` skips it).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    val: Option<bool>,
     /// Augmented samples with their boxes drawn, written to the run folder at start (train_batchN.jpg).
     #[arg(long)]
     dump: Option<usize>,
@@ -78,8 +80,64 @@ pub struct TrainCli {
     freeze: Option<usize>,
 }
 
+impl TrainCli {
+    /// The arguments of a fresh run: the defaults, then a `--hyp` file, then these flags (`bench_step` times
+    /// a step of exactly this recipe).
+    pub fn fresh_args(&self) -> Result<TrainArgs> {
+        let c = self;
+        let mut a = match &c.hyp {
+            Some(p) => TrainArgs::from_hyp_file(p)?,
+            None => TrainArgs::default(),
+        };
+        macro_rules! set {
+            ($($f:ident),*) => { $(if let Some(v) = c.$f.clone() { a.$f = v; })* };
+        }
+        set!(
+            config,
+            data,
+            epochs,
+            batch,
+            workers,
+            seed,
+            optimizer,
+            lr0,
+            lrf,
+            momentum,
+            weight_decay,
+            warmup_epochs,
+            close_mosaic,
+            dump,
+            freeze,
+            cos_lr,
+            val
+        );
+        if let Some(s) = c.imgsz {
+            a.imgsz = s.side("train");
+        }
+        if let Some(n) = c.nbs {
+            a.nbs = n;
+        } else if c.batch.is_some() && c.hyp.is_none() {
+            a.nbs = a.batch;
+        }
+        a.scale = c.scale.clone().or(a.scale);
+        a.weights = c.weights.clone();
+        a.config = resolve_config(&a.config);
+        Ok(a)
+    }
+
+    /// `--device`: one device or a list for data-parallel training.
+    pub fn devices(&self) -> Result<Vec<model::burn::tensor::Device>> {
+        Ok(model::device::select_all(&self.device)?)
+    }
+
+    /// Whether `--resume` was given (a fresh-run-only tool refuses it).
+    pub fn resumes(&self) -> bool {
+        self.resume.is_some()
+    }
+}
+
 pub fn train(c: TrainCli) -> Result<()> {
-    let mut devices = model::device::select_all(&c.device)?;
+    let mut devices = c.devices()?;
     let device = devices.remove(0);
     let (mut args, run_dir) = match &c.resume {
         Some(r) => {
@@ -117,41 +175,7 @@ pub fn train(c: TrainCli) -> Result<()> {
             (args, dir)
         }
         None => {
-            let mut a = match &c.hyp {
-                Some(p) => TrainArgs::from_hyp_file(p)?,
-                None => TrainArgs::default(),
-            };
-            macro_rules! set {
-                ($($f:ident),*) => { $(if let Some(v) = c.$f.clone() { a.$f = v; })* };
-            }
-            set!(
-                config,
-                data,
-                epochs,
-                imgsz,
-                batch,
-                workers,
-                seed,
-                optimizer,
-                lr0,
-                lrf,
-                momentum,
-                weight_decay,
-                warmup_epochs,
-                close_mosaic,
-                dump,
-                freeze
-            );
-            if let Some(n) = c.nbs {
-                a.nbs = n;
-            } else if c.batch.is_some() && c.hyp.is_none() {
-                a.nbs = a.batch;
-            }
-            a.scale = c.scale.clone().or(a.scale);
-            a.weights = c.weights.clone();
-            a.cos_lr |= c.cos_lr;
-            a.val &= !c.no_val;
-            a.config = resolve_config(&a.config);
+            let mut a = c.fresh_args()?;
             let dir = c
                 .out
                 .clone()
@@ -213,8 +237,9 @@ pub struct ValCli {
     data: PathBuf,
     #[arg(long, default_value = "val")]
     split: String,
-    #[arg(long, default_value_t = 640, value_parser = data::args::image_size)]
-    imgsz: usize,
+    /// One size, or H,W (the larger side is used, as Ultralytics' val).
+    #[arg(long, default_value = "640")]
+    imgsz: data::args::ImgSize,
     #[arg(long, default_value_t = 16, value_parser = data::args::at_least_one)]
     batch: usize,
     #[arg(long, default_value_t = 0.001)]
@@ -230,26 +255,25 @@ pub struct ValCli {
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     rect: bool,
     /// Print one JSON object instead of the table.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     json: bool,
     /// Write PR_curve.png and confusion_matrix.png into --out.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     plots: bool,
     #[arg(long, default_value = "runs/val")]
     out: PathBuf,
     #[command(flatten)]
     foreign: model::cli::ForeignModelArgs,
-    /// auto (the first hardware GPU through wgpu, else the CPU), cpu, wgpu, wgpu:N (or N), wgpu:cpu,
-    /// cuda:N (`cuda` feature).
-    #[arg(long, default_value = "auto")]
-    device: String,
+    #[command(flatten)]
+    device: model::cli::DeviceArgs,
 }
 
 pub fn val(a: ValCli) -> Result<()> {
-    let device = model::device::select(&a.device)?;
+    let device = a.device.select()?;
+    let imgsz = a.imgsz.side("val");
     let loaded = load_model(&a.weights, &a.foreign.load_options(), &device)?;
     let spec = &loaded.model.spec;
-    spec.check_input(a.imgsz, a.imgsz)
+    spec.check_input(imgsz, imgsz)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.weights))?;
     let cfg = DataConfig::from_file(&a.data)?;
     if cfg.nc() != loaded.model.nc() {
@@ -264,7 +288,7 @@ pub fn val(a: ValCli) -> Result<()> {
     let ds = Arc::new(Dataset::load(&cfg, &a.split)?);
     eprint!("{}", ds.report());
     let opts = ValOptions {
-        imgsz: a.imgsz,
+        imgsz,
         batch: a.batch,
         conf: a.conf,
         iou: a.iou,

@@ -213,16 +213,18 @@ pub fn resolve_config(name: &str) -> String {
 }
 
 /// What the run resolves to before it starts.
-struct Plan {
-    optimizer: OptimizerKind,
-    lr0: f64,
-    momentum: f64,
-    warmup_bias_lr: f64,
-    accumulate: usize,
-    weight_decay: f64,
+pub struct Plan {
+    pub optimizer: OptimizerKind,
+    pub lr0: f64,
+    pub momentum: f64,
+    pub warmup_bias_lr: f64,
+    pub accumulate: usize,
+    pub weight_decay: f64,
 }
 
-fn plan(a: &TrainArgs, n_train: usize, nc: usize) -> Result<Plan> {
+/// The optimizer, learning rate, momentum and accumulation a run of `a` on `n_train` images of `nc` classes
+/// resolves to (`auto` as Ultralytics 8.4).
+pub fn plan(a: &TrainArgs, n_train: usize, nc: usize) -> Result<Plan> {
     let accumulate = ((a.nbs as f64 / a.batch as f64).round() as usize).max(1);
     let weight_decay = a.weight_decay * a.batch as f64 * accumulate as f64 / a.nbs as f64;
     let (optimizer, lr0, momentum, warmup_bias_lr) = match a.optimizer.to_ascii_lowercase().as_str()

@@ -1,8 +1,9 @@
 //! Ultralytics' `key=value` arguments rewritten as our `--key value` flags.
 
-/// Rewrites `key=value` arguments after the verb: `save_txt=True` -> `--save-txt`, `=False` dropped,
-/// `imgsz=320` -> `--imgsz 320`, and `model=` -> `--weights` for a weights file (`.pt`, `.safetensors`) or
-/// `--config` for a YAML. A leading task word (`yolo detect predict ...`) is skipped; `--flags` pass as they are.
+/// Rewrites `key=value` arguments after the verb: `save_txt=True` -> `--save-txt true` (every boolean flag takes
+/// `true|false`, so `fuse=False` turns a default-on flag off), `imgsz=320` -> `--imgsz 320`, and `model=` ->
+/// `--weights` for a weights file (`.pt`, `.safetensors`) or `--config` for a YAML. A leading task word
+/// (`yolo detect predict ...`) is skipped; `--flags` pass as they are.
 pub fn translate(args: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut it = args.into_iter();
     let mut out: Vec<String> = it.next().into_iter().collect();
@@ -28,14 +29,12 @@ pub fn translate(args: impl IntoIterator<Item = String>) -> Vec<String> {
             "model" => "weights".to_string(),
             k => k.replace('_', "-"),
         };
-        match value {
-            "True" | "true" => out.push(format!("--{key}")),
-            "False" | "false" => {}
-            v => {
-                out.push(format!("--{key}"));
-                out.push(v.to_string());
-            }
-        }
+        out.push(format!("--{key}"));
+        out.push(match value {
+            "True" | "true" => "true".to_string(),
+            "False" | "false" => "false".to_string(),
+            v => v.to_string(),
+        });
     }
     out
 }
@@ -51,12 +50,12 @@ mod tests {
     #[test]
     fn key_value_arguments_become_flags() {
         assert_eq!(
-            t("yolo detect predict model=best.pt source=a/b=c.jpg imgsz=320 save_txt=True save_conf=False --conf 0.1"),
-            t("yolo predict --weights best.pt --source a/b=c.jpg --imgsz 320 --save-txt --conf 0.1")
+            t("yolo detect predict model=best.pt source=a/b=c.jpg imgsz=320,256 save_txt=True save_conf=False --conf 0.1"),
+            t("yolo predict --weights best.pt --source a/b=c.jpg --imgsz 320,256 --save-txt true --save-conf false --conf 0.1")
         );
         assert_eq!(
-            t("yolo train model=yolov8n-mobileone.yaml epochs=3 cos_lr=true"),
-            t("yolo train --config yolov8n-mobileone.yaml --epochs 3 --cos-lr")
+            t("yolo train model=yolov8n-mobileone.yaml epochs=3 cos_lr=true val=False"),
+            t("yolo train --config yolov8n-mobileone.yaml --epochs 3 --cos-lr true --val false")
         );
         // The verb itself and positional paths are left alone.
         assert_eq!(

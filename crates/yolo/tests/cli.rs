@@ -211,3 +211,143 @@ fn family_models_train_and_export() {
     }
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+/// The same run in both argument styles gives the same result: every boolean is `--name [true|false]`
+/// (`save=False` turns a default-on output off), `--imgsz` takes `H,W` in every verb, `--device` defaults to
+/// auto everywhere; a bad value is refused the same way in both.
+#[test]
+fn flags_and_key_value_arguments_are_one_argument_set() {
+    let tmp = std::env::temp_dir().join(format!("yolo-styles-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let fx = root().join("crates/deploy/tests/fixtures/trained_mobileone/weights.safetensors");
+    let weights = fx.to_str().unwrap();
+    let (a, b) = (tmp.join("flags"), tmp.join("keys"));
+    yolo(&[
+        "predict",
+        "--weights",
+        weights,
+        "--source",
+        "datasets/trees/images/val",
+        "--imgsz",
+        "256,320",
+        "--conf",
+        "0.05",
+        "--save-txt",
+        "--save-conf",
+        "false",
+        "--save",
+        "false",
+        "--fuse",
+        "false",
+        "--device",
+        "cpu",
+        "--out",
+        a.to_str().unwrap(),
+    ]);
+    let (wk, ok) = (format!("model={weights}"), format!("out={}", b.display()));
+    yolo(&[
+        "predict",
+        &wk,
+        "source=datasets/trees/images/val",
+        "imgsz=[256, 320]",
+        "conf=0.05",
+        "save_txt=True",
+        "save_conf=False",
+        "save=False",
+        "fuse=False",
+        "device=cpu",
+        &ok,
+    ]);
+    let files = |d: &Path| {
+        let mut v: Vec<(String, String)> = std::fs::read_dir(d.join("labels"))
+            .unwrap()
+            .map(|e| {
+                let p = e.unwrap().path();
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (fa, fb) = (files(&a), files(&b));
+    assert_eq!(fa.len(), 14, "a label file per tile");
+    assert_eq!(fa, fb, "the same labels in both styles");
+    // save_conf false: five columns; save false: no annotated images.
+    assert!(fa
+        .iter()
+        .flat_map(|f| f.1.lines())
+        .all(|l| l.split(' ').count() == 5));
+    for d in [&a, &b] {
+        let images = std::fs::read_dir(d).unwrap().filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "jpg")
+        });
+        assert_eq!(
+            images.count(),
+            0,
+            "{}: --save false writes no images",
+            d.display()
+        );
+    }
+
+    // info at H,W: the same table in both styles, and FLOPs that follow the area.
+    let info = |args: &[&str]| -> serde_json::Value { serde_json::from_str(&yolo(args)).unwrap() };
+    let square = info(&[
+        "info",
+        "model=configs/yolov8.yaml",
+        "imgsz=640",
+        "json=True",
+    ]);
+    let rect = info(&[
+        "info",
+        "model=configs/yolov8.yaml",
+        "imgsz=320,640",
+        "json=True",
+    ]);
+    let flags = info(&[
+        "info",
+        "--config",
+        "configs/yolov8.yaml",
+        "--imgsz",
+        "320x640",
+        "--json",
+    ]);
+    assert_eq!(rect, flags);
+    let (g1, g2) = (
+        square["gflops"].as_f64().unwrap(),
+        rect["gflops"].as_f64().unwrap(),
+    );
+    assert!(
+        (g2 / g1 - 0.5).abs() < 0.01,
+        "half the pixels, half the FLOPs: {g1} {g2}"
+    );
+
+    // A size that is not a multiple of the stride is refused in both styles, before anything loads.
+    let bad: [&[&str]; 2] = [
+        &["info", "model=configs/yolov8.yaml", "imgsz=320,100"],
+        &[
+            "info",
+            "--imgsz",
+            "320,100",
+            "--config",
+            "configs/yolov8.yaml",
+        ],
+    ];
+    for args in bad {
+        let o = Command::new(env!("CARGO_BIN_EXE_yolo"))
+            .args(args)
+            .current_dir(root())
+            .output()
+            .unwrap();
+        let said = testkit::said(&o);
+        assert!(
+            !o.status.success() && said.contains("multiple of 32"),
+            "{args:?}: {said}"
+        );
+    }
+    std::fs::remove_dir_all(&tmp).ok();
+}

@@ -27,7 +27,7 @@ pub(super) fn spawn_image_readers(
     let (tx, rx) = sync_channel(8);
     let next = Arc::new(Mutex::new(0usize));
     let images = Arc::new(images);
-    let (imgsz, tile) = (o.imgsz, o.tile.is_some());
+    let (shape, tile) = (o.input, o.tile.is_some());
     for _ in 0..o.workers.max(1) {
         let (tx, images, next) = (tx.clone(), images.clone(), next.clone());
         std::thread::spawn(move || loop {
@@ -44,7 +44,7 @@ pub(super) fn spawn_image_readers(
             let r = read_rgb(path).map(|image| Prepared {
                 path: path.clone(),
                 name: name.clone(),
-                view: (!tile).then(|| whole_view(&image, imgsz)),
+                view: (!tile).then(|| whole_view(&image, shape)),
                 image,
                 decode_s: t.elapsed().as_secs_f64(),
                 frame: None,
@@ -73,7 +73,7 @@ pub(super) fn spawn_video_reader(
     let is_file = matches!(source, Source::Video(_));
     let live = !is_file && !o.stream_buffer;
     let (tx, rx) = sync_channel(if live { o.batch.max(1) } else { 8 });
-    let (imgsz, tile, stride) = (o.imgsz, o.tile.is_some(), o.vid_stride.max(1));
+    let (shape, tile, stride) = (o.input, o.tile.is_some(), o.vid_stride.max(1));
     std::thread::spawn(move || {
         let (location, path) = match &source {
             Source::Video(p) => (Location::File(p.clone()), p.clone()),
@@ -115,7 +115,7 @@ pub(super) fn spawn_video_reader(
             let p = Prepared {
                 path: path.clone(),
                 name: format!("{base}_{}", index + 1),
-                view: (!tile).then(|| whole_view(&image, imgsz)),
+                view: (!tile).then(|| whole_view(&image, shape)),
                 image,
                 decode_s: t.elapsed().as_secs_f64(),
                 frame: Some(FrameOf {

@@ -25,9 +25,17 @@ use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The network input: images letterboxed into `imgsz`, the padding only what makes each side a multiple of
+/// the model's largest `stride` (Ultralytics' LetterBox with auto).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputShape {
+    pub imgsz: data::args::ImgSize,
+    pub stride: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct PredictOptions {
-    pub imgsz: usize,
+    pub input: InputShape,
     pub nms: NmsOptions,
     pub batch: usize,
     pub out: PathBuf,
@@ -93,8 +101,8 @@ struct Prepared {
 }
 
 /// The whole image letterboxed to the network size.
-fn whole_view(image: &RgbImage, imgsz: usize) -> View {
-    let (boxed, lb) = letterbox_auto(image, imgsz, 32);
+fn whole_view(image: &RgbImage, shape: InputShape) -> View {
+    let (boxed, lb) = letterbox_auto(image, shape.imgsz.h, shape.imgsz.w, shape.stride);
     View {
         chw: to_chw(&boxed),
         lb,
@@ -103,7 +111,7 @@ fn whole_view(image: &RgbImage, imgsz: usize) -> View {
 }
 
 /// The tile `[x0, y0, x1, y1]` of an image, letterboxed to the network size.
-fn tile_view(image: &RgbImage, r: [usize; 4], imgsz: usize) -> View {
+fn tile_view(image: &RgbImage, r: [usize; 4], shape: InputShape) -> View {
     let [x0, y0, x1, y1] = r;
     let crop = image::imageops::crop_imm(
         image,
@@ -113,7 +121,7 @@ fn tile_view(image: &RgbImage, r: [usize; 4], imgsz: usize) -> View {
         (y1 - y0) as u32,
     )
     .to_image();
-    let (boxed, lb) = letterbox_auto(&crop, imgsz, 32);
+    let (boxed, lb) = letterbox_auto(&crop, shape.imgsz.h, shape.imgsz.w, shape.stride);
     View {
         chw: to_chw(&boxed),
         lb,
@@ -324,14 +332,14 @@ impl Runner<'_> {
     fn run_tiled(&mut self, p: Prepared, t: &TileOptions) -> Result<()> {
         let what = || format!("tiles of {}", p.path.display());
         let (w, h) = (p.image.width() as usize, p.image.height() as usize);
-        let (imgsz, batch) = (self.net.o.imgsz, self.net.o.batch.max(1));
+        let (shape, batch) = (self.net.o.input, self.net.o.batch.max(1));
         let mut all = Vec::new();
         // Tiles are all t.size square (smaller only for an image smaller than a tile): one shape per batch.
         for rects in tile_rects(w, h, t.size, t.overlap).chunks(batch) {
             let t0 = Instant::now();
             let views: Vec<View> = rects
                 .iter()
-                .map(|r| tile_view(&p.image, *r, imgsz))
+                .map(|r| tile_view(&p.image, *r, shape))
                 .collect();
             self.stats.decode_s += t0.elapsed().as_secs_f64();
             let refs: Vec<&View> = views.iter().collect();
@@ -343,7 +351,7 @@ impl Runner<'_> {
             );
         }
         if t.full_pass {
-            let v = whole_view(&p.image, imgsz);
+            let v = whole_view(&p.image, shape);
             all.extend(
                 self.net
                     .forward(&[&v], &what, &mut self.stats)?

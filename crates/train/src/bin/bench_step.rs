@@ -3,11 +3,12 @@
 //! `--parity` instead runs one step on the CPU (burn-flex) and on `--device` from the same weights and batch
 //! and prints the largest differences (exit 1 when beyond float32 noise).
 //!
-//! `cargo run --release -p train --bin bench_step -- [--steps 12] [--batch 8] [--imgsz 320] [--device cpu]`
+//! `cargo run --release -p train --bin bench_step -- [--steps 12] [train's flags: --batch 8 --imgsz 320 --device cpu
+//! --optimizer AdamW ...]`
 
 use anyhow::{bail, Result};
 use clap::Parser;
-use data::augment::{AugmentConfig, Augmenter};
+use data::augment::Augmenter;
 use data::loader::train_batches;
 use data::{DataConfig, Dataset};
 use model::burn::tensor::Device;
@@ -16,34 +17,23 @@ use model::{ModelSpec, SpecOptions, YoloModel};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
+use train::cli::TrainCli;
 use train::loss::LossGains;
-use train::optim::{Ema, GroupLr, Optimizer, OptimizerKind};
+use train::optim::{Ema, GroupLr, Optimizer};
 use train::parity::{fixed_batch, one_step, StepDiff};
 use train::step::{Learner, Phase, PhaseTimer, Schedule};
+use train::trainer::{plan, TrainArgs};
 
 #[derive(Parser)]
 #[command(name = "bench_step", about = "Time the phases of a training step")]
 struct Cli {
-    #[arg(long, default_value = "configs/yolov8-mobileone.yaml")]
-    config: String,
-    #[arg(long, default_value = "n")]
-    scale: String,
-    #[arg(long, default_value = "datasets/trees/data.yaml")]
-    data: String,
-    #[arg(long, default_value_t = 320, value_parser = data::args::image_size)]
-    imgsz: usize,
-    #[arg(long, default_value_t = 8, value_parser = data::args::at_least_one)]
-    batch: usize,
+    /// The trainer's own arguments (model, data, imgsz, batch, device, optimizer, recipe): the step timed is
+    /// the one `train` runs with the same flags.
+    #[command(flatten)]
+    train: TrainCli,
     /// Timed steps (after the --warmup ones).
     #[arg(long, default_value_t = 12, value_parser = data::args::at_least_one)]
     steps: usize,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long, default_value = "AdamW")]
-    optimizer: String,
-    /// Data loader threads.
-    #[arg(long, default_value_t = 2, value_parser = data::args::at_least_one)]
-    workers: usize,
     /// Untimed steps first (kernel compilation and autotuning on a GPU).
     #[arg(long, default_value_t = 2)]
     warmup: usize,
@@ -51,11 +41,17 @@ struct Cli {
     #[arg(long, default_value_t = 0.0)]
     seconds: f64,
     /// Print one JSON line instead of the table.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     json: bool,
     /// Compare one training step on --device with the same step on the CPU.
-    #[arg(long)]
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     parity: bool,
+}
+
+/// What a timed step runs with: the trainer's resolved arguments and the device names for the report.
+struct Run {
+    args: TrainArgs,
+    device: String,
 }
 
 fn main() -> std::process::ExitCode {
@@ -64,41 +60,52 @@ fn main() -> std::process::ExitCode {
 }
 
 fn bench(a: Cli) -> Result<()> {
-    let dev = model::device::select(&a.device)?;
-    let cfg = DataConfig::from_file(Path::new(&a.data))?;
+    if a.train.resumes() {
+        bail!("bench_step times a fresh run's step; --resume does not apply");
+    }
+    let args = a.train.fresh_args()?;
+    args.check()
+        .map_err(|e| anyhow::anyhow!("training arguments: {e}"))?;
+    let mut devices = a.train.devices()?;
+    let dev = devices.remove(0);
+    let run = Run {
+        device: format!("{dev:?}"),
+        args,
+    };
+    let args = &run.args;
+    let cfg = DataConfig::from_file(Path::new(&args.data))?;
     let spec = ModelSpec::from_file(
-        &a.config,
+        &args.config,
         &SpecOptions {
-            scale: Some(a.scale.clone()),
+            scale: args.scale.clone(),
             nc: Some(cfg.nc()),
         },
     )?;
-    spec.check_input(a.imgsz, a.imgsz)
+    spec.check_input(args.imgsz, args.imgsz)
         .map_err(|e| anyhow::anyhow!("{}: {e}", spec.source))?;
     if a.parity {
-        return parity(&a, &spec, &dev);
+        return parity(&a, &run, &spec, &dev);
     }
     let ds = Arc::new(Dataset::load(&cfg, "train")?);
-    dev.seed(0);
-    let Some(kind) = OptimizerKind::from_name(&a.optimizer) else {
-        bail!("--optimizer {}: expected SGD, AdamW or MuSGD", a.optimizer);
-    };
+    dev.seed(args.seed);
+    let p = plan(args, ds.len(), cfg.nc())?;
+    let kind = p.optimizer;
     let model = YoloModel::new(&spec, &dev);
-    let opt = Optimizer::new(kind, 0.9, 5e-4).for_model(&model);
+    let opt = Optimizer::new(kind, p.momentum, p.weight_decay).for_model(&model);
     let ema = Ema::new(YoloModel::new(&spec, &dev));
     let gains = LossGains::default();
     // The trainer's own step, optimizer stepping on every batch.
-    let mut learner = Learner::new(&spec, model, opt, ema, (&dev, &[]), gains);
+    let mut learner = Learner::new(&spec, model, opt, ema, (&dev, &devices), gains);
     let schedule = Schedule {
-        lr: GroupLr::uniform([1e-3; 3]),
-        momentum: 0.9,
+        lr: GroupLr::uniform([p.lr0; 3]),
+        momentum: p.momentum,
         accumulate: 1,
     };
     let aug = Arc::new(Augmenter::new(
         ds.clone(),
-        AugmentConfig::default(),
-        a.imgsz,
-        0,
+        args.augment.clone(),
+        args.imgsz,
+        args.seed,
         false,
     ));
     let mut timer = PhaseTimer::default();
@@ -106,7 +113,7 @@ fn bench(a: Cli) -> Result<()> {
     let (mut done, mut epoch) = (0, 0);
     let start = Instant::now();
     'outer: loop {
-        let mut batches = train_batches(aug.clone(), epoch, a.batch, a.workers, true);
+        let mut batches = train_batches(aug.clone(), epoch, args.batch, args.workers, true);
         loop {
             // Warmup steps run on a scratch timer: only the timed ones count.
             let mut scratch = PhaseTimer::default();
@@ -153,8 +160,8 @@ fn bench(a: Cli) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({
-                "config": a.config, "scale": a.scale, "batch": a.batch, "imgsz": a.imgsz,
-                "device": a.device, "optimizer": format!("{kind:?}"), "steps": n,
+                "config": args.config, "scale": args.scale, "batch": args.batch, "imgsz": args.imgsz,
+                "device": run.device, "optimizer": format!("{kind:?}"), "steps": n,
                 "ms_per_batch": phases, "images_per_s": images as f64 / sum,
                 "images_per_s_without_data": images as f64 / compute,
             })
@@ -170,19 +177,20 @@ fn bench(a: Cli) -> Result<()> {
         "| total | {:.1} | {:.2} images/s (batch {}, {}px, {:?}) |",
         sum / n * 1e3,
         images as f64 / sum,
-        a.batch,
-        a.imgsz,
+        args.batch,
+        args.imgsz,
         kind
     );
     Ok(())
 }
 
 /// One step on the CPU and on `dev` from the same weights and batch (`--batch` made-up images).
-fn parity(a: &Cli, spec: &ModelSpec, dev: &Device) -> Result<()> {
+fn parity(a: &Cli, run: &Run, spec: &ModelSpec, dev: &Device) -> Result<()> {
+    let args = &run.args;
     let cpu = Device::flex();
     cpu.seed(0);
     let init = state_dict(&YoloModel::new(spec, &cpu));
-    let batch = fixed_batch(a.batch, a.imgsz, a.imgsz, spec.nc);
+    let batch = fixed_batch(args.batch, args.imgsz, args.imgsz, spec.nc);
     let t0 = Instant::now();
     let want = one_step(spec, &cpu, &init, &batch);
     let t1 = Instant::now();
@@ -194,14 +202,14 @@ fn parity(a: &Cli, spec: &ModelSpec, dev: &Device) -> Result<()> {
         "parity": d, "ok": ok, "loss_cpu": want.loss, "loss_device": got.loss,
         "gradients": [want.gradient_count, got.gradient_count],
         "seconds_cpu": (t1 - t0).as_secs_f64(), "seconds_device": (t2 - t1).as_secs_f64(),
-        "device": a.device, "batch": a.batch, "imgsz": a.imgsz,
+        "device": run.device, "batch": args.batch, "imgsz": args.imgsz,
     });
     if a.json {
         println!("{line}");
     } else {
         println!(
             "one step, {} vs cpu: loss {:.2e}, weights {:.2e} ({}), eval output {:.2e} -> {}",
-            a.device,
+            run.device,
             d.loss,
             d.weights,
             d.worst_tensor,
@@ -210,7 +218,7 @@ fn parity(a: &Cli, spec: &ModelSpec, dev: &Device) -> Result<()> {
         );
     }
     if !ok {
-        anyhow::bail!("the step on {} differs from the CPU's: {d:?}", a.device);
+        anyhow::bail!("the step on {} differs from the CPU's: {d:?}", run.device);
     }
     Ok(())
 }
