@@ -69,74 +69,142 @@ simd_entries!(rows(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: usize
     rows_avx2: "avx2,fma" <Avx2>;
 });
 
-/// Output rows `y0..y1`.
+/// Output pixels computed together along a row: independent accumulators (no single dependent chain of
+/// multiply-adds per output) that share each weight load.
+const PX: usize = 4;
+
+/// Output rows `y0..y1`: the pixels whose window lies inside the map horizontally in blocks of [`PX`], the
+/// border pixels one at a time with their out-of-map taps left out; channels a vector at a time, a partial
+/// vector masked.
 ///
 /// # Safety
 /// Compiled with `I`'s target features; `src` and `dst` are valid for their geometry with at least `pd.c`
 /// channels per pixel, `dst` is the convolution's output size, and no other thread writes rows `y0..y1`.
 #[inline(always)]
 unsafe fn rows<I: Isa>(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: usize, y1: usize) {
-    let (k, s, p, c) = (pd.k, pd.s, pd.p, pd.c);
-    let l = I::LANES;
-    let cv = c / l * l;
+    let (k, s, p) = (pd.k, pd.s, pd.p);
+    // Output columns x_lo..x_hi have every tap inside the map: x * s >= p and x * s - p + k <= src.w.
+    let x_lo = p.div_ceil(s).min(dst.w);
+    let x_hi = if src.w + p >= k {
+        ((src.w + p - k) / s + 1).min(dst.w)
+    } else {
+        0
+    }
+    .max(x_lo);
     let mut taps: Vec<(usize, *const f32)> = Vec::with_capacity(k * k);
-    let mut tail = vec![0.0f32; c - cv];
     for oy in y0..y1 {
-        for ox in 0..dst.w {
-            taps.clear();
-            for ky in 0..k {
-                let iy = (oy * s + ky) as isize - p as isize;
-                if iy < 0 || iy as usize >= src.h {
-                    continue;
-                }
-                for kx in 0..k {
-                    let ix = (ox * s + kx) as isize - p as isize;
-                    if ix < 0 || ix as usize >= src.w {
-                        continue;
-                    }
-                    let px = src
-                        .ptr
-                        .add((iy as usize * src.w + ix as usize) * src.stride);
-                    taps.push((ky * k + kx, px));
-                }
-            }
-            let out = dst.ptr.add((oy * dst.w + ox) * dst.stride);
-            let mut ch = 0;
-            while ch < cv {
-                let mut acc = I::load(pd.bias.as_ptr().add(ch));
-                for &(t, px) in &taps {
-                    acc = I::fma(
-                        I::load(px.add(ch)),
-                        I::load(pd.w.as_ptr().add(t * c + ch)),
-                        acc,
-                    );
-                }
-                let acc = match act {
-                    Act::None => acc,
-                    Act::Relu => I::max(I::zero(), acc),
-                    Act::Silu => I::silu(acc),
-                };
-                I::store(out.add(ch), acc);
-                ch += l;
-            }
-            if cv < c {
-                for (j, v) in tail.iter_mut().enumerate() {
-                    *v = pd.bias[cv + j];
-                }
-                for &(t, px) in &taps {
-                    for (j, v) in tail.iter_mut().enumerate() {
-                        *v += *px.add(cv + j) * pd.w[t * c + cv + j];
-                    }
-                }
-                for (j, &v) in tail.iter().enumerate() {
-                    *out.add(cv + j) = match act {
-                        Act::None => v,
-                        Act::Relu => relu(v),
-                        Act::Silu => v / (1.0 + (-v).exp()),
-                    };
+        // Kernel rows inside the map: 0 <= oy * s + ky - p < src.h.
+        let ky_lo = p.saturating_sub(oy * s).min(k);
+        let ky_hi = (src.h + p).saturating_sub(oy * s).min(k).max(ky_lo);
+        let rows = ky_lo..ky_hi;
+        for ox in (0..x_lo).chain(x_hi..dst.w) {
+            pixel::<I>(pd, src, dst, act, (oy, ox), &mut taps);
+        }
+        let mut ox = x_lo;
+        while ox + PX <= x_hi {
+            block::<I, PX>(pd, src, dst, act, (oy, ox), rows.clone());
+            ox += PX;
+        }
+        while ox < x_hi {
+            block::<I, 1>(pd, src, dst, act, (oy, ox), rows.clone());
+            ox += 1;
+        }
+    }
+}
+
+/// `P` neighbouring interior output pixels from `(oy, ox)` on, every channel.
+///
+/// # Safety
+/// As [`rows`]; every tap of these pixels in kernel rows `ky` is inside the source map.
+#[inline(always)]
+unsafe fn block<I: Isa, const P: usize>(
+    pd: &PackedDepthwise,
+    src: Src,
+    dst: Dst,
+    act: Act,
+    (oy, ox): (usize, usize),
+    ky: std::ops::Range<usize>,
+) {
+    let (k, s, p, c, l) = (pd.k, pd.s, pd.p, pd.c, I::LANES);
+    let x0 = ox * s - p;
+    let out = dst.ptr.add((oy * dst.w + ox) * dst.stride);
+    let mut ch = 0;
+    while ch < c {
+        let n = (c - ch).min(l);
+        // A full vector, or the first n lanes: what lies past the channels is neither read nor written.
+        let load = |q: *const f32| if n == l { I::load(q) } else { I::load_n(q, n) };
+        let mut acc = [load(pd.bias.as_ptr().add(ch)); P];
+        for ky in ky.clone() {
+            let row = src
+                .ptr
+                .add(((oy * s + ky - p) * src.w + x0) * src.stride + ch);
+            for kx in 0..k {
+                let w = load(pd.w.as_ptr().add((ky * k + kx) * c + ch));
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = I::fma(load(row.add((j * s + kx) * src.stride)), w, *a);
                 }
             }
         }
+        for (j, a) in acc.into_iter().enumerate() {
+            let v = act.vector::<I>(a);
+            let o = out.add(j * dst.stride + ch);
+            if n == l {
+                I::store(o, v)
+            } else {
+                I::store_n(o, v, n)
+            }
+        }
+        ch += l;
+    }
+}
+
+/// One output pixel whose window may reach past the map (its out-of-map taps are left out).
+///
+/// # Safety
+/// As [`rows`].
+#[inline(always)]
+unsafe fn pixel<I: Isa>(
+    pd: &PackedDepthwise,
+    src: Src,
+    dst: Dst,
+    act: Act,
+    (oy, ox): (usize, usize),
+    taps: &mut Vec<(usize, *const f32)>,
+) {
+    let (k, s, p, c, l) = (pd.k, pd.s, pd.p, pd.c, I::LANES);
+    taps.clear();
+    for ky in 0..k {
+        let iy = (oy * s + ky) as isize - p as isize;
+        if iy < 0 || iy as usize >= src.h {
+            continue;
+        }
+        for kx in 0..k {
+            let ix = (ox * s + kx) as isize - p as isize;
+            if ix < 0 || ix as usize >= src.w {
+                continue;
+            }
+            let px = src
+                .ptr
+                .add((iy as usize * src.w + ix as usize) * src.stride);
+            taps.push((ky * k + kx, px));
+        }
+    }
+    let out = dst.ptr.add((oy * dst.w + ox) * dst.stride);
+    let mut ch = 0;
+    while ch < c {
+        let n = (c - ch).min(l);
+        let load = |q: *const f32| if n == l { I::load(q) } else { I::load_n(q, n) };
+        let mut acc = load(pd.bias.as_ptr().add(ch));
+        for &(t, px) in taps.iter() {
+            acc = I::fma(load(px.add(ch)), load(pd.w.as_ptr().add(t * c + ch)), acc);
+        }
+        let v = act.vector::<I>(acc);
+        if n == l {
+            I::store(out.add(ch), v)
+        } else {
+            I::store_n(out.add(ch), v, n)
+        }
+        ch += l;
     }
 }
 

@@ -72,6 +72,10 @@ pub trait Isa: Copy {
     unsafe fn splat(x: f32) -> Self::V;
     unsafe fn load(p: *const f32) -> Self::V;
     unsafe fn store(p: *mut f32, v: Self::V);
+    /// The first `n < LANES` floats at `p` (the other lanes zero); reads only those `n`.
+    unsafe fn load_n(p: *const f32, n: usize) -> Self::V;
+    /// Stores the first `n < LANES` lanes of `v` at `p`; writes only those `n`.
+    unsafe fn store_n(p: *mut f32, v: Self::V, n: usize);
     /// `a * b + c`
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
@@ -149,6 +153,14 @@ impl Isa for Avx512 {
         _mm512_storeu_ps(p, v)
     }
     #[inline(always)]
+    unsafe fn load_n(p: *const f32, n: usize) -> __m512 {
+        _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, p)
+    }
+    #[inline(always)]
+    unsafe fn store_n(p: *mut f32, v: __m512, n: usize) {
+        _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, v)
+    }
+    #[inline(always)]
     unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
         _mm512_fmadd_ps(a, b, c)
     }
@@ -213,6 +225,14 @@ impl Isa for Avx2 {
         _mm256_storeu_ps(p, v)
     }
     #[inline(always)]
+    unsafe fn load_n(p: *const f32, n: usize) -> __m256 {
+        _mm256_maskload_ps(p, avx2_mask(n))
+    }
+    #[inline(always)]
+    unsafe fn store_n(p: *mut f32, v: __m256, n: usize) {
+        _mm256_maskstore_ps(p, avx2_mask(n), v)
+    }
+    #[inline(always)]
     unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
         _mm256_fmadd_ps(a, b, c)
     }
@@ -253,4 +273,17 @@ impl Isa for Avx2 {
         let r = _mm256_rcp_ps(a);
         _mm256_mul_ps(r, _mm256_fnmadd_ps(a, r, _mm256_set1_ps(2.0)))
     }
+}
+
+/// The AVX2 lane mask of the first `n` lanes (a lane is on when its sign bit is set).
+///
+/// # Safety
+/// Called from code compiled with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn avx2_mask(n: usize) -> __m256i {
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n as i32),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
 }

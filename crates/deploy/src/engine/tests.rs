@@ -172,9 +172,20 @@ fn dense_conv_matches_the_textbook_sum() {
 fn depthwise_conv_matches_the_textbook_sum() {
     for level in levels() {
         for (ci, &(c, k, s, p, h, w)) in
-            [(20, 3, 1, 1, 7, 5), (32, 3, 2, 1, 9, 8), (3, 1, 2, 0, 5, 5)]
-                .iter()
-                .enumerate()
+            // c, k, s, p, h, w: vector tails (masked), blocks of interior pixels and their remainders,
+            // GhostConv's 5x5, strided windows, a one-row map and a map smaller than the kernel.
+            [
+                (20, 3, 1, 1, 7, 5),
+                (32, 3, 2, 1, 9, 8),
+                (3, 1, 2, 0, 5, 5),
+                (4, 5, 1, 2, 9, 13),
+                (16, 5, 1, 2, 6, 11),
+                (37, 3, 2, 1, 7, 12),
+                (8, 3, 1, 1, 1, 9),
+                (5, 5, 1, 2, 3, 3),
+            ]
+            .iter()
+            .enumerate()
         {
             let wt = values(c * k * k, 10 + ci as u64);
             let b = values(c, 20 + ci as u64);
