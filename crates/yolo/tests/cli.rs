@@ -8,15 +8,21 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn yolo(args: &[&str]) -> String {
+/// Runs `yolo ARGS` from the checkout: whether it succeeded, its stdout, and everything it said.
+fn run(args: &[&str]) -> (bool, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_yolo"))
         .args(args)
         .current_dir(root())
         .output()
         .unwrap();
-    let said = testkit::said(&o);
-    assert!(o.status.success(), "yolo {args:?}:\n{said}");
-    String::from_utf8_lossy(&o.stdout).into_owned()
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    (o.status.success(), out, testkit::said(&o))
+}
+
+fn yolo(args: &[&str]) -> String {
+    let (ok, out, said) = run(args);
+    assert!(ok, "yolo {args:?}:\n{said}");
+    out
 }
 
 /// `yolo info model=... json=True` reports Ultralytics' own parameter counts (crates/model/tests/fixtures).
@@ -126,13 +132,8 @@ fn predict_with_key_value_arguments_matches_ultralytics() {
 
 #[test]
 fn check_reports_the_dataset() {
-    let o = Command::new(env!("CARGO_BIN_EXE_yolo"))
-        .args(["check", "data=datasets/trees/data.yaml", "split=val"])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.success(), "{said}");
+    let (ok, _, said) = run(&["check", "data=datasets/trees/data.yaml", "split=val"]);
+    assert!(ok, "{said}");
     assert!(said.contains("val: 14 images found"), "{said}");
     assert!(said.contains("520 boxes"), "{said}");
 }
@@ -338,16 +339,8 @@ fn flags_and_key_value_arguments_are_one_argument_set() {
         ],
     ];
     for args in bad {
-        let o = Command::new(env!("CARGO_BIN_EXE_yolo"))
-            .args(args)
-            .current_dir(root())
-            .output()
-            .unwrap();
-        let said = testkit::said(&o);
-        assert!(
-            !o.status.success() && said.contains("multiple of 32"),
-            "{args:?}: {said}"
-        );
+        let (ok, _, said) = run(args);
+        assert!(!ok && said.contains("multiple of 32"), "{args:?}: {said}");
     }
     std::fs::remove_dir_all(&tmp).ok();
 }

@@ -117,17 +117,34 @@ pub struct Node {
     pub c: usize,
 }
 
-impl NodeOp {
-    /// The values this node reads, first the one its output size follows.
-    pub fn inputs(&self) -> Vec<Id> {
-        match self {
-            NodeOp::Input => Vec::new(),
+/// Runs `$body` with `$x` bound to each input id of `$op` in order (a reference, shared or mutable as `$op`
+/// is), so the list of each operation's inputs is written once for reading and rewriting.
+macro_rules! each_input {
+    ($op:expr, $x:ident => $body:expr) => {
+        match $op {
+            NodeOp::Input => {}
             NodeOp::Conv { x, add, .. } | NodeOp::Affine { x, add, .. } => {
-                std::iter::once(*x).chain(*add).collect()
+                let $x = x;
+                $body;
+                if let Some($x) = add {
+                    $body;
+                }
             }
-            NodeOp::Add { a, b, .. } => vec![*a, *b],
-            NodeOp::Mul { x, gate, .. } => vec![*x, *gate],
-            NodeOp::Concat(xs) => xs.clone(),
+            NodeOp::Add { a, b, .. } => {
+                for $x in [a, b] {
+                    $body;
+                }
+            }
+            NodeOp::Mul { x, gate, .. } => {
+                for $x in [x, gate] {
+                    $body;
+                }
+            }
+            NodeOp::Concat(xs) => {
+                for $x in xs {
+                    $body;
+                }
+            }
             NodeOp::Col2Im { x, .. }
             | NodeOp::Act { x, .. }
             | NodeOp::Slice { x, .. }
@@ -136,39 +153,25 @@ impl NodeOp {
             | NodeOp::Upsample { x, .. }
             | NodeOp::GlobalAvgPool { x }
             | NodeOp::Attention { x, .. }
-            | NodeOp::Alias(x) => vec![*x],
+            | NodeOp::Alias(x) => {
+                let $x = x;
+                $body;
+            }
         }
+    };
+}
+
+impl NodeOp {
+    /// The values this node reads, first the one its output size follows.
+    pub fn inputs(&self) -> Vec<Id> {
+        let mut v = Vec::new();
+        each_input!(self, x => v.push(*x));
+        v
     }
 
     /// Every input id rewritten by `f`.
     pub fn map_inputs(&mut self, f: impl Fn(Id) -> Id) {
-        match self {
-            NodeOp::Input => {}
-            NodeOp::Conv { x, add, .. } | NodeOp::Affine { x, add, .. } => {
-                *x = f(*x);
-                if let Some(a) = add {
-                    *a = f(*a);
-                }
-            }
-            NodeOp::Add { a, b, .. } => {
-                *a = f(*a);
-                *b = f(*b);
-            }
-            NodeOp::Mul { x, gate, .. } => {
-                *x = f(*x);
-                *gate = f(*gate);
-            }
-            NodeOp::Concat(xs) => xs.iter_mut().for_each(|x| *x = f(*x)),
-            NodeOp::Col2Im { x, .. }
-            | NodeOp::Act { x, .. }
-            | NodeOp::Slice { x, .. }
-            | NodeOp::MaxPool { x, .. }
-            | NodeOp::ZeroPad { x, .. }
-            | NodeOp::Upsample { x, .. }
-            | NodeOp::GlobalAvgPool { x }
-            | NodeOp::Attention { x, .. }
-            | NodeOp::Alias(x) => *x = f(*x),
-        }
+        each_input!(self, x => *x = f(*x));
     }
 }
 
@@ -236,6 +239,21 @@ impl Graph {
     }
 }
 
+/// A transposed conv's weights `(cin, cout, k, k)` as a 1x1 conv whose output channel `tap * cout + co` holds that
+/// tap's products (`(taps * cout, cin)`, row-major): the first half of the engine's transposed conv.
+pub(super) fn taps_as_channels(wt: &[f32], cin: usize, cout: usize, k: usize) -> Vec<f32> {
+    let taps = k * k;
+    let mut w = vec![0.0f32; taps * cout * cin];
+    for ci in 0..cin {
+        for co in 0..cout {
+            for t in 0..taps {
+                w[(t * cout + co) * cin + ci] = wt[(ci * cout + co) * taps + t];
+            }
+        }
+    }
+    w
+}
+
 fn host<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     model::weights::host(t).data
 }
@@ -277,18 +295,9 @@ impl Lowering for Graph {
     }
 
     fn conv_transpose2d(&mut self, x: &Id, c: &ConvTranspose) -> Id {
-        // (cin, cout, k, k) -> a 1x1 conv whose output channel (tap * cout + co) holds that tap's products.
         let [cin, cout, k, _] = c.weight.shape().dims::<4>();
-        let wt = host(c.weight.val());
         let taps = k * k;
-        let mut w = vec![0.0f32; taps * cout * cin];
-        for ci in 0..cin {
-            for co in 0..cout {
-                for t in 0..taps {
-                    w[(t * cout + co) * cin + ci] = wt[(ci * cout + co) * taps + t];
-                }
-            }
-        }
+        let w = taps_as_channels(&host(c.weight.val()), cin, cout, k);
         let cols = Box::new(ConvWeights {
             w,
             b: vec![0.0; taps * cout],

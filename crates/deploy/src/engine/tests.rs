@@ -407,16 +407,10 @@ fn transposed_conv_matches_the_textbook_scatter() {
                     }
                 }
             }
-            // The graph's rearrangement: output channel (tap * cout + co) of a 1x1 conv.
+            // The engine's own rearrangement (output channel tap * cout + co of a 1x1 conv), checked here
+            // against the textbook scatter.
             let taps = k * k;
-            let mut cols = vec![0.0f32; taps * cout * cin];
-            for c in 0..cin {
-                for co in 0..cout {
-                    for t in 0..taps {
-                        cols[(t * cout + co) * cin + c] = wt[(c * cout + co) * taps + t];
-                    }
-                }
-            }
+            let cols = super::graph::taps_as_channels(&wt, cin, cout, k);
             let pc = PackedConv::new(
                 level,
                 &cols,
