@@ -218,20 +218,26 @@ impl YoloModel {
     }
 }
 
+/// One row's tensors under `prefix` (`model.{i}`); a stack's blocks under `prefix.{j}`.
+impl Named for Layer {
+    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
+        match self {
+            Layer::Single(b) => b.visit_named(prefix, f),
+            Layer::Stack(bs) => {
+                for (j, b) in bs.iter_mut().enumerate() {
+                    b.visit_named(&format!("{prefix}.{j}"), f);
+                }
+            }
+            Layer::Detect(d) => d.visit_named(prefix, f),
+            Layer::Upsample(_) | Layer::Concat(_) => {}
+        }
+    }
+}
+
 impl Named for YoloModel {
     fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
         for (i, layer) in self.layers.iter_mut().enumerate() {
-            let p = format!("{prefix}.{i}");
-            match layer {
-                Layer::Single(b) => b.visit_named(&p, f),
-                Layer::Stack(bs) => {
-                    for (j, b) in bs.iter_mut().enumerate() {
-                        b.visit_named(&format!("{p}.{j}"), f);
-                    }
-                }
-                Layer::Detect(d) => d.visit_named(&p, f),
-                Layer::Upsample(_) | Layer::Concat(_) => {}
-            }
+            layer.visit_named(&format!("{prefix}.{i}"), f);
         }
     }
 }

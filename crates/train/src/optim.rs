@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 use model::nn::{Named, Slot};
 use model::weights::HostTensor;
 use model::YoloModel;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OptimizerKind {
@@ -89,8 +89,8 @@ pub struct Optimizer {
     /// MuSGD's weights of its Muon and SGD parts (Ultralytics: 0.2 and 1.0).
     pub muon_scale: f64,
     pub sgd_scale: f64,
-    /// Names starting with this train at the boosted rate (MuSGD: the Detect layer's `cv3.`).
-    pub boosted_prefix: Option<String>,
+    /// The tensors trained at the boosted rate (MuSGD: the Detect head's class branches).
+    pub boosted: HashSet<String>,
     /// SGD momentum buffers, Adam first moments, or MuSGD's Muon momentum.
     pub m: HashMap<String, Tensor<4>>,
     /// Adam second moments, or MuSGD's SGD momentum of the Muon-trained tensors.
@@ -128,16 +128,13 @@ pub fn add_grad(acc: &mut GradMap, key: String, g: AnyTensor) {
     acc.insert(key, sum);
 }
 
-/// Stops training the first `layers` layers (Ultralytics' `freeze=N`: every tensor under `model.{i}.` for
-/// `i < N`); returns how many parameters that froze. BatchNorm statistics still update, as in Ultralytics.
+/// Stops training the first `layers` layers (Ultralytics' `freeze=N`: every tensor of rows `0..N`), walking
+/// those rows' own modules; returns how many parameters that froze. BatchNorm statistics still update, as in
+/// Ultralytics.
 pub fn freeze_layers(model: &mut YoloModel, layers: usize) -> usize {
-    let prefixes: Vec<String> = (0..layers).map(|i| format!("model.{i}.")).collect();
     let mut n = 0;
-    model.visit_named("model", &mut |key, slot| {
-        if !prefixes.iter().any(|p| key.starts_with(p)) {
-            return;
-        }
-        match slot {
+    for (i, layer) in model.layers.iter_mut().take(layers).enumerate() {
+        layer.visit_named(&format!("model.{i}"), &mut |_, slot| match slot {
             Slot::W4(p) => {
                 *p = p.clone().set_require_grad(false);
                 n += 1;
@@ -147,8 +144,8 @@ pub fn freeze_layers(model: &mut YoloModel, layers: usize) -> usize {
                 n += 1;
             }
             Slot::Stat(_) | Slot::Frozen(_) => {}
-        }
-    });
+        });
+    }
     n
 }
 
@@ -213,7 +210,7 @@ impl Optimizer {
             max_norm: 10.0,
             muon_scale: 0.2,
             sgd_scale: 1.0,
-            boosted_prefix: None,
+            boosted: HashSet::new(),
             m: HashMap::new(),
             v: HashMap::new(),
             steps: 0,
@@ -223,7 +220,11 @@ impl Optimizer {
     /// MuSGD trains `model`'s class branch at the boosted rate, as Ultralytics does.
     pub fn for_model(mut self, model: &YoloModel) -> Self {
         if self.kind == OptimizerKind::MuSgd {
-            self.boosted_prefix = Some(format!("model.{}.cv3.", model.layers.len() - 1));
+            let head = format!("model.{}", model.layers.len() - 1);
+            let mut detect = model.detect().clone();
+            detect.visit_class_branches(&head, &mut |k, _| {
+                self.boosted.insert(k);
+            });
         }
         self
     }
@@ -306,10 +307,7 @@ impl Optimizer {
         momentum: f64,
     ) -> Tensor<4> {
         let filter = group == 0;
-        let boosted = self
-            .boosted_prefix
-            .as_deref()
-            .is_some_and(|p| key.starts_with(p));
+        let boosted = self.boosted.contains(key);
         let lr_g = if boosted {
             lr.boosted[group]
         } else {

@@ -280,10 +280,17 @@ impl Named for HeadBranch {
     }
 }
 
+impl Detect {
+    /// The class branches' tensors (`cv3`), which MuSGD trains at a boosted rate.
+    pub fn visit_class_branches(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
+        visit_list(&mut self.cv3, &key(prefix, "cv3"), f);
+    }
+}
+
 impl Named for Detect {
     fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
         visit_list(&mut self.cv2, &key(prefix, "cv2"), f);
-        visit_list(&mut self.cv3, &key(prefix, "cv3"), f);
+        self.visit_class_branches(prefix, f);
         f(key(prefix, "dfl.conv.weight"), Slot::Frozen(&mut self.dfl));
     }
 }
