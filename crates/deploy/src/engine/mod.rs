@@ -269,11 +269,6 @@ impl Engine {
         })
     }
 
-    /// The operations this engine runs, one line each (what `deploy bench --layers` profiles).
-    pub fn describe(&self) -> Vec<String> {
-        self.ops.iter().map(Op::describe).collect()
-    }
-
     pub fn level(&self) -> Level {
         self.level
     }

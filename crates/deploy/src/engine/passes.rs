@@ -19,10 +19,10 @@ pub fn optimize(g: &mut Graph) {
     prune(g);
 }
 
-/// Whether a conv can take an epilogue (activation or add): the engine's direct, Winograd and grouped
-/// kernels can; the burn fallback for dilation applies an activation but not an add.
-fn epilogue_conv(w: &ConvWeights, with_add: bool) -> bool {
-    !(with_add && (w.dilated.is_some() || w.depthwise()))
+/// Whether a conv can add a residual in its epilogue: the direct, Winograd and grouped kernels can; the
+/// depthwise kernel and the burn fallback for dilation apply only an activation (every conv takes that).
+fn takes_add(w: &ConvWeights) -> bool {
+    w.dilated.is_none() && !w.depthwise()
 }
 
 fn fuse_activations(g: &mut Graph) {
@@ -40,9 +40,7 @@ fn fuse_activations(g: &mut Graph) {
             continue;
         }
         let slot = match &mut g.nodes[p].op {
-            NodeOp::Conv {
-                w, act, add: None, ..
-            } if epilogue_conv(w, false) => act,
+            NodeOp::Conv { act, add: None, .. } => act,
             NodeOp::Affine { act, add: None, .. }
             | NodeOp::Add { act, .. }
             | NodeOp::Mul { act, .. } => act,
@@ -120,12 +118,15 @@ fn stack_convs(g: &mut Graph) {
 
 /// One conv computing every conv of `grp` (all read `x`), each original becoming its slice.
 fn stack(g: &mut Graph, x: Id, grp: &[Id]) {
+    // The originals' weights are moved into the merged conv: the originals become slices of it below.
     let convs: Vec<(ConvWeights, Act)> = grp
         .iter()
-        .map(|&r| match &g.nodes[r].op {
-            NodeOp::Conv { w, act, .. } => ((**w).clone(), *act),
-            _ => unreachable!("stacked nodes are convs"),
-        })
+        .map(
+            |&r| match std::mem::replace(&mut g.nodes[r].op, NodeOp::Input) {
+                NodeOp::Conv { w, act, .. } => (*w, act),
+                _ => unreachable!("stacked nodes are convs"),
+            },
+        )
         .collect();
     let first = &convs[0].0;
     let w = ConvWeights {
@@ -191,7 +192,7 @@ fn fuse_adds(g: &mut Graph) {
                 continue;
             }
             let slot = match &mut g.nodes[p].op {
-                NodeOp::Conv { w, add, .. } if epilogue_conv(w, true) => add,
+                NodeOp::Conv { w, add, .. } if takes_add(w) => add,
                 NodeOp::Affine { add, .. } => add,
                 _ => continue,
             };
