@@ -286,8 +286,8 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
     // Letterboxed images are padded to a multiple of the model's largest stride (64 for P6 models).
     let stride = loaded
         .model
-        .spec
-        .strides()
+        .detect()
+        .strides
         .iter()
         .fold(32.0f32, |a, &s| a.max(s)) as usize;
     let model = if fuse {

@@ -8,7 +8,6 @@ use crate::verify::{Check, Report};
 use anyhow::{bail, Context, Result};
 use model::burn::module::Module;
 use model::burn::tensor::{Device, Distribution, FloatDType, Tensor};
-use model::shapes::gflops;
 use model::weights::{
     host, model_metadata, state_dict, to_safetensors_bytes, write_atomic, HostTensor,
 };
@@ -195,14 +194,14 @@ pub fn export(
     }
     let was_fused = model.is_fused();
     let params_before = model.parameter_count();
-    let gflops_before = gflops(&model.spec, h, w, was_fused);
+    let gflops_before = model.gflops(h, w)?;
     let mut out_model = if opts.fuse {
         model.clone().fuse()
     } else {
         model.clone()
     };
     let params_after = out_model.parameter_count();
-    let gflops_after = gflops(&model.spec, h, w, opts.fuse || was_fused);
+    let gflops_after = out_model.gflops(h, w)?;
     eprintln!(
         "parameters {params_before} -> {params_after}, GFLOPs at {h}x{w} {gflops_before:.2} -> {gflops_after:.2}"
     );

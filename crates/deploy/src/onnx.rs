@@ -336,7 +336,7 @@ pub fn export_onnx(model: &YoloModel, h: usize, w: usize) -> Result<Vec<u8>> {
         .iter()
         .map(|m| b.node("Reshape", &[m, &shape], vec![]))
         .collect();
-    let level_hw = model::shapes::head_sizes(&model.spec, h, w);
+    let level_hw = model.head_sizes(h, w)?;
     let all = b.concat(&flat, 2);
     let parts = b.split(&all, &[4 * d.reg_max as i64, d.nc as i64], 1);
     // DFL: softmax over the bins of each side, expectation with the stored projection.

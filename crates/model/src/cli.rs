@@ -163,7 +163,7 @@ pub fn run(cmd: Cmd) -> anyhow::Result<()> {
                 .spec
                 .check_input(h, w)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", model.spec.source))?;
-            let info = model_info(&model, h, w);
+            let info = model_info(&model, h, w)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&info)?);
             } else {

@@ -1,5 +1,6 @@
 //! A YOLO model built from a [`ModelSpec`]: the layer list, its forward pass and its named tensors.
 
+use crate::dry_run::DryRun;
 use crate::error::Result;
 use crate::lowering::Lowering;
 pub use crate::modules::Block;
@@ -31,11 +32,9 @@ pub struct YoloModel {
 impl YoloModel {
     /// Builds the model with Ultralytics' initialisation (PyTorch default conv init, BN 1/0, Detect bias init).
     pub fn new(spec: &ModelSpec, device: &Device) -> YoloModel {
-        let strides = spec.strides();
-        let layers = spec
-            .layers
-            .iter()
-            .map(|l| match &l.module {
+        let mut layers = Vec::with_capacity(spec.layers.len());
+        for l in &spec.layers {
+            let layer = match &l.module {
                 ModuleSpec::Upsample { scale } => Layer::Upsample(*scale),
                 ModuleSpec::Concat => Layer::Concat(1),
                 ModuleSpec::Detect {
@@ -43,15 +42,13 @@ impl YoloModel {
                     reg_max,
                     ch,
                     legacy,
-                } => Layer::Detect(Detect::new(
-                    *nc,
-                    *reg_max,
-                    ch,
-                    strides.clone(),
-                    *legacy,
-                    spec.act,
-                    device,
-                )),
+                } => {
+                    // A validated spec lowers without error; its declared shapes are the fallback.
+                    let strides = strides_of(&layers, spec).unwrap_or_else(|_| spec.strides());
+                    Layer::Detect(Detect::new(
+                        *nc, *reg_max, ch, strides, *legacy, spec.act, device,
+                    ))
+                }
                 ModuleSpec::Block(m) => {
                     let mk = || m.build(device);
                     if l.repeats > 1 {
@@ -60,8 +57,9 @@ impl YoloModel {
                         Layer::Single(mk())
                     }
                 }
-            })
-            .collect();
+            };
+            layers.push(layer);
+        }
         YoloModel {
             layers,
             spec: spec.clone(),
@@ -90,78 +88,45 @@ impl YoloModel {
         x: Tensor<4>,
         observe: &mut dyn FnMut(usize, &Tensor<4>),
     ) -> Vec<Tensor<4>> {
-        let mut saved: Vec<Option<Tensor<4>>> = vec![None; self.layers.len()];
-        let mut x = x;
-        for (i, (layer, ls)) in self.layers.iter().zip(&self.spec.layers).enumerate() {
-            let input = |j: &Option<usize>, x: &Tensor<4>| match j {
-                None => x.clone(),
-                Some(j) => saved[*j]
-                    .clone()
-                    .expect("save list covers every from index"),
+        let heads = walk_to_head(&self.layers, &self.spec, x, &mut |i, layer, xs| {
+            let y = match layer {
+                Layer::Concat(_) => Tensor::cat(xs, 1),
+                Layer::Upsample(s) => upsample_nearest(first(xs), *s),
+                Layer::Single(b) => b.forward(first(xs)),
+                Layer::Stack(bs) => bs.iter().fold(first(xs), |y, b| b.forward(y)),
+                Layer::Detect(_) => unreachable!("the walk stops at the Detect row"),
             };
-            match layer {
-                Layer::Detect(d) => {
-                    let xs = ls.from.iter().map(|j| input(j, &x)).collect();
-                    return d.forward_raw(xs);
-                }
-                Layer::Concat(_) => {
-                    let xs = ls.from.iter().map(|j| input(j, &x)).collect();
-                    x = Tensor::cat(xs, 1);
-                }
-                Layer::Upsample(s) => x = upsample_nearest(input(&ls.from[0], &x), *s),
-                Layer::Single(b) => x = b.forward(input(&ls.from[0], &x)),
-                Layer::Stack(bs) => {
-                    let mut y = input(&ls.from[0], &x);
-                    for b in bs {
-                        y = b.forward(y);
-                    }
-                    x = y;
-                }
-            }
-            observe(i, &x);
-            if self.spec.save.binary_search(&i).is_ok() {
-                saved[i] = Some(x.clone());
-            }
-        }
-        unreachable!("the spec guarantees a final Detect row")
+            observe(i, &y);
+            Ok(y)
+        });
+        let heads = heads.unwrap_or_else(|e| unreachable!("burn's forward has no error: {e}"));
+        self.detect().forward_raw(heads)
     }
 
     /// The model as primitive operations from `input`: the raw head map of each level, as [`Self::forward_raw`]
     /// (an exporter or engine adds the decode). The same walk over `from` indices as the forward pass.
     pub fn lower<L: Lowering>(&self, l: &mut L, input: &L::V) -> Result<Vec<L::V>> {
-        let mut saved: Vec<Option<L::V>> = vec![None; self.layers.len()];
-        let mut x = input.clone();
-        for (i, (layer, ls)) in self.layers.iter().zip(&self.spec.layers).enumerate() {
-            let input = |j: &Option<usize>, x: &L::V| match j {
-                None => x.clone(),
-                Some(j) => saved[*j]
-                    .clone()
-                    .expect("save list covers every from index"),
-            };
-            match layer {
-                Layer::Detect(d) => {
-                    let xs: Vec<L::V> = ls.from.iter().map(|j| input(j, &x)).collect();
-                    return d.lower(l, &xs);
-                }
-                Layer::Concat(_) => {
-                    let xs: Vec<L::V> = ls.from.iter().map(|j| input(j, &x)).collect();
-                    x = l.concat(&xs);
-                }
-                Layer::Upsample(s) => x = l.upsample(&input(&ls.from[0], &x), *s),
-                Layer::Single(b) => x = b.lower(l, &input(&ls.from[0], &x))?,
-                Layer::Stack(bs) => {
-                    let mut y = input(&ls.from[0], &x);
-                    for b in bs {
-                        y = b.lower(l, &y)?;
-                    }
-                    x = y;
-                }
-            }
-            if self.spec.save.binary_search(&i).is_ok() {
-                saved[i] = Some(x.clone());
-            }
-        }
-        unreachable!("the spec guarantees a final Detect row")
+        let heads = lower_to_head(&self.layers, &self.spec, l, input)?;
+        self.detect().lower(l, &heads)
+    }
+
+    /// The dry run of the model on an `h x w` input: multiply-accumulates as Ultralytics counts them, from the
+    /// blocks' own lowering (a fused model counts no BatchNorm).
+    pub fn dry_run(&self, h: usize, w: usize) -> Result<DryRun> {
+        let mut d = DryRun::default();
+        self.lower(&mut d, &(3, h, w))?;
+        Ok(d)
+    }
+
+    /// `(height, width)` of each map the Detect head reads, in level order, for an `h x w` input.
+    pub fn head_sizes(&self, h: usize, w: usize) -> Result<Vec<(usize, usize)>> {
+        let heads = lower_to_head(&self.layers, &self.spec, &mut DryRun::default(), &(3, h, w))?;
+        Ok(heads.iter().map(|&(_, h, w)| (h, w)).collect())
+    }
+
+    /// GFLOPs for an `h x w` input, as Ultralytics reports them.
+    pub fn gflops(&self, h: usize, w: usize) -> Result<f64> {
+        Ok(self.dry_run(h, w)?.gflops())
     }
 
     /// Eval output `(B, 4 + nc, A)`: xywh boxes in input pixels, then sigmoid class scores.
@@ -240,4 +205,72 @@ impl Named for YoloModel {
             layer.visit_named(&format!("{prefix}.{i}"), f);
         }
     }
+}
+
+fn first<V>(xs: Vec<V>) -> V {
+    xs.into_iter()
+        .next()
+        .expect("every row reads at least one input")
+}
+
+/// One row's work in [`walk_to_head`]: `(row index, its layer, its inputs) -> its output`.
+type RowStep<'a, V> = dyn FnMut(usize, &Layer, Vec<V>) -> Result<V> + 'a;
+
+/// The one walk over the rows' `from` indices: `step(row, layer, inputs)` for every row before the Detect
+/// row, whose inputs it returns. `layers` may stop before the Detect row (a model being built).
+fn walk_to_head<V: Clone>(
+    layers: &[Layer],
+    spec: &ModelSpec,
+    input: V,
+    step: &mut RowStep<'_, V>,
+) -> Result<Vec<V>> {
+    let mut saved: Vec<Option<V>> = vec![None; spec.layers.len()];
+    let mut x = input;
+    for (i, ls) in spec.layers.iter().enumerate() {
+        let inputs: Vec<V> = ls
+            .from
+            .iter()
+            .map(|j| match j {
+                None => x.clone(),
+                Some(j) => saved[*j]
+                    .clone()
+                    .expect("save list covers every from index"),
+            })
+            .collect();
+        if matches!(ls.module, ModuleSpec::Detect { .. }) {
+            return Ok(inputs);
+        }
+        x = step(i, &layers[i], inputs)?;
+        if spec.save.binary_search(&i).is_ok() {
+            saved[i] = Some(x.clone());
+        }
+    }
+    unreachable!("the spec guarantees a final Detect row")
+}
+
+/// The rows before the Detect row as primitive operations; the Detect row's inputs.
+fn lower_to_head<L: Lowering>(
+    layers: &[Layer],
+    spec: &ModelSpec,
+    l: &mut L,
+    input: &L::V,
+) -> Result<Vec<L::V>> {
+    walk_to_head(
+        layers,
+        spec,
+        input.clone(),
+        &mut |_, layer, xs| match layer {
+            Layer::Concat(_) => Ok(l.concat(&xs)),
+            Layer::Upsample(s) => Ok(l.upsample(&xs[0], *s)),
+            Layer::Single(b) => b.lower(l, &xs[0]),
+            Layer::Stack(bs) => bs.iter().try_fold(xs[0].clone(), |y, b| b.lower(l, &y)),
+            Layer::Detect(_) => unreachable!("the walk stops at the Detect row"),
+        },
+    )
+}
+
+/// The Detect strides from a 256x256 dry run of the built rows, as Ultralytics' `DetectionModel` finds them.
+fn strides_of(layers: &[Layer], spec: &ModelSpec) -> Result<Vec<f32>> {
+    let heads = lower_to_head(layers, spec, &mut DryRun::default(), &(3, 256, 256))?;
+    Ok(heads.iter().map(|&(_, h, _)| 256.0 / h as f32).collect())
 }

@@ -1,8 +1,8 @@
 //! Model summaries: the per-layer table Ultralytics prints, and the totals as JSON.
 
+use crate::error::Result;
 use crate::graph::{Layer, YoloModel};
 use crate::nn::{Named, Slot};
-use crate::shapes::gflops;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +50,7 @@ fn count(layer: &mut Layer) -> (usize, usize) {
 }
 
 /// Summarises an unfused model (it is fused on a copy for the fused figures).
-pub fn model_info(model: &YoloModel, h: usize, w: usize) -> ModelInfo {
+pub fn model_info(model: &YoloModel, h: usize, w: usize) -> Result<ModelInfo> {
     let mut m = model.clone();
     let spec = m.spec.clone();
     let mut layers = Vec::new();
@@ -75,7 +75,7 @@ pub fn model_info(model: &YoloModel, h: usize, w: usize) -> ModelInfo {
         });
     }
     let fused = model.clone().fuse();
-    ModelInfo {
+    Ok(ModelInfo {
         config: spec.source.clone(),
         scale: spec.scale.clone(),
         nc: spec.nc,
@@ -83,10 +83,10 @@ pub fn model_info(model: &YoloModel, h: usize, w: usize) -> ModelInfo {
         layers,
         parameters: total,
         gradients: total - frozen,
-        gflops: gflops(&spec, h, w, false),
+        gflops: model.gflops(h, w)?,
         fused_parameters: fused.parameter_count(),
-        fused_gflops: gflops(&spec, h, w, true),
-    }
+        fused_gflops: fused.gflops(h, w)?,
+    })
 }
 
 fn thousands(n: usize) -> String {

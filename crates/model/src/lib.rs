@@ -1,11 +1,12 @@
 //! YOLOv8 models from Ultralytics YAML on burn: parsing (`spec`), the blocks a row can name, one file each
-//! (`modules`), the layer graph (`graph`, `nn`), deploy-time fusion and MobileOne reparameterization (`fuse`), shapes/FLOPs (`shapes`), summaries (`info`), NMS and
+//! (`modules`), the layer graph (`graph`, `nn`), deploy-time fusion and MobileOne reparameterization (`fuse`), shapes and FLOPs before building (`shapes`) and from the built model's lowering (`dry_run`), summaries (`info`), NMS and
 //! box scaling (`postprocess`) and safetensors weights under Ultralytics' `state_dict` names (`weights`), also
 //! read from Ultralytics' `.pt` checkpoints (`checkpoint`).
 
 pub mod checkpoint;
 pub mod cli;
 pub mod device;
+pub mod dry_run;
 pub mod error;
 pub mod fuse;
 pub mod graph;

@@ -37,21 +37,6 @@ pub fn layer_shapes(spec: &ModelSpec, h: usize, w: usize) -> Vec<(usize, usize, 
     out
 }
 
-/// `(height, width)` of each map the Detect head reads, in level order, for an input of `h x w`.
-pub fn head_sizes(spec: &ModelSpec, h: usize, w: usize) -> Vec<(usize, usize)> {
-    let shapes = layer_shapes(spec, h, w);
-    let Some(det) = spec.layers.last() else {
-        return Vec::new();
-    };
-    det.from
-        .iter()
-        .map(|f| {
-            let j = f.unwrap_or(det.index - 1);
-            (shapes[j].1, shapes[j].2)
-        })
-        .collect()
-}
-
 /// Where the inputs of a Concat row disagree in size for this input, a message saying so.
 pub fn check_input_size(spec: &ModelSpec, h: usize, w: usize) -> Result<(), String> {
     let shapes = layer_shapes(spec, h, w);

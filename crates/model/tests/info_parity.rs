@@ -1,7 +1,8 @@
 //! `info` against Ultralytics' own summaries: parameter counts exactly, GFLOPs within 1%, unfused and fused.
 //! tests/fixtures/info.json (scripts/make_info_fixture.py): every scale of both configs; family_info.json
 //! (scripts/make_family_fixtures.py): Ultralytics' own YOLO family YAMLs, unchanged (configs/ultralytics),
-//! strides included.
+//! strides included. The figures come from the built model's lowering (`YoloModel::dry_run`); the spec's
+//! own pre-build estimate is checked against them.
 
 use model::burn::tensor::Device;
 use model::info::model_info;
@@ -48,8 +49,17 @@ fn check_summaries(fixture: &str, min_rows: usize) {
             },
         )
         .unwrap_or_else(|e| panic!("{}: {e}", cfg.display()));
+        let built = YoloModel::new(&spec, &Device::flex());
+        // The strides and FLOPs a spec declares before anything is built (imgsz checks, the size guard) must
+        // be the ones the built model's lowering gives.
+        assert_eq!(
+            spec.strides(),
+            built.detect().strides,
+            "{} declared strides",
+            cfg.display()
+        );
         if let Some(strides) = r.get("strides") {
-            let ours: Vec<u64> = spec.strides().iter().map(|s| *s as u64).collect();
+            let ours: Vec<u64> = built.detect().strides.iter().map(|s| *s as u64).collect();
             let theirs: Vec<u64> = strides
                 .as_array()
                 .unwrap()
@@ -58,7 +68,15 @@ fn check_summaries(fixture: &str, min_rows: usize) {
                 .collect();
             assert_eq!(ours, theirs, "{} strides", cfg.display());
         }
-        let info = model_info(&YoloModel::new(&spec, &Device::flex()), 640, 640);
+        let info = model_info(&built, 640, 640).unwrap();
+        for (fused, ours) in [(false, info.gflops), (true, info.fused_gflops)] {
+            let declared = model::shapes::gflops(&spec, 640, 640, fused);
+            assert!(
+                (declared - ours).abs() <= 1e-9 * ours,
+                "{} fused {fused}: declared {declared} vs lowering {ours} GFLOPs",
+                cfg.display()
+            );
+        }
         let what = format!("{} scale {scale} nc {nc}", r["config"]);
         for (ours, key) in [
             (info.layers.len(), "layers"),
