@@ -41,7 +41,8 @@ def main():
     if isinstance(names, dict):
         names = [names[i] for i in sorted(names)]
     nc = int(cfg.get("nc", len(names)))
-    fused = not any(".bn." in k or "bn_layer" in k for k in sd)
+    # Ultralytics' fuse() deletes the BatchNorm modules: the module tree says whether the model is fused.
+    fused = not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     meta = {
         "format": "yolo-burn/ultralytics-state-dict",
         "yaml": yaml.safe_dump({k: v for k, v in cfg.items() if k not in ("scale", "yaml_file", "channels")}, sort_keys=False),

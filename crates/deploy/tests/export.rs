@@ -86,7 +86,14 @@ fn export_fixture(name: &str) {
     // safetensors: loads by itself (metadata), is fused, and reproduces Ultralytics' fused output.
     let st = out.join("best_fused.safetensors");
     let lm = load_model(st.to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
-    assert!(lm.model.is_fused() && lm.file.is_fused());
+    assert!(lm.model.is_fused());
+    assert_eq!(
+        lm.file
+            .metadata
+            .get(model::weights::meta::FUSED)
+            .map(String::as_str),
+        Some("true")
+    );
     assert_eq!(lm.names[0], "k0");
     let x = Tensor::<4>::from_data(
         TensorData::new(fx.input.data.clone(), fx.input.shape.clone()),

@@ -192,3 +192,33 @@ fn truncated_file_is_a_clear_error() {
     .to_string();
     assert!(e.contains("--config"), "{e}");
 }
+
+#[test]
+fn a_file_without_our_metadata_is_read_in_the_structure_its_tensors_fill() {
+    // The package's own state_dicts (no metadata): unfused and fused, for every family fixture.
+    for dir in fixtures() {
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap();
+        let opts = LoadOptions {
+            config: Some(dir.join("model.yaml").to_string_lossy().into_owned()),
+            spec: model::SpecOptions {
+                scale: meta["scale"]
+                    .as_str()
+                    .map(String::from)
+                    .filter(|s| !s.is_empty()),
+                nc: meta["nc"].as_u64().map(|n| n as usize),
+            },
+        };
+        for (file, fused) in [
+            ("weights.safetensors", false),
+            ("fused_weights.safetensors", true),
+        ] {
+            let path = dir.join(file);
+            let w = WeightsFile::read(&path.to_string_lossy()).unwrap();
+            assert!(!w.metadata.contains_key(model::weights::meta::FUSED));
+            let loaded = load_model(&path.to_string_lossy(), &opts, &Device::flex())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(loaded.model.is_fused(), fused, "{}", path.display());
+        }
+    }
+}

@@ -7,9 +7,10 @@
 
 use crate::error::{FileError, ModelError, Result};
 use crate::pickle::Value;
-use crate::weights::{fused_by_names, meta, HostTensor, StateDict, WeightsFile};
+use crate::weights::{meta, HostTensor, StateDict, WeightsFile};
 use pytorch_reader::PytorchReader;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// Whether the file opens like a zip (a PyTorch >= 1.6 checkpoint); reads its first four bytes only.
 pub fn is_torch_zip(path: &str) -> bool {
@@ -138,13 +139,52 @@ pub fn read(path: &str) -> Result<WeightsFile> {
             serde_json::to_string(&names).unwrap_or_default(),
         );
     }
-    let fused = fused_by_names(tensors.keys().map(String::as_str));
-    metadata.insert(meta::FUSED.to_string(), fused.to_string());
+    metadata.insert(
+        meta::FUSED.to_string(),
+        (!holds_batch_norm(&model)).to_string(),
+    );
     Ok(WeightsFile {
         path: path.to_string(),
         tensors,
         metadata,
     })
+}
+
+/// The class path PyTorch pickles a BatchNorm module under.
+const BATCH_NORM_CLASS: &str = "torch.nn.modules.batchnorm.BatchNorm2d";
+
+/// Whether the pickled module tree holds a BatchNorm module (an unfused model): Ultralytics' `fuse()` deletes
+/// them. Shared and cyclic values are visited once.
+fn holds_batch_norm(root: &Value) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![root.clone()];
+    while let Some(v) = stack.pop() {
+        let ptr = match &v {
+            Value::List(l) => Rc::as_ptr(l) as *const (),
+            Value::Tuple(t) => Rc::as_ptr(t) as *const (),
+            Value::Dict(d) => Rc::as_ptr(d) as *const (),
+            Value::Object(o) => Rc::as_ptr(o) as *const (),
+            _ => continue,
+        };
+        if !seen.insert(ptr) {
+            continue;
+        }
+        match &v {
+            Value::List(l) => stack.extend(l.borrow().iter().cloned()),
+            Value::Tuple(t) => stack.extend(t.iter().cloned()),
+            Value::Dict(d) => stack.extend(d.borrow().iter().map(|(_, v)| v.clone())),
+            Value::Object(o) => {
+                let o = o.borrow();
+                if o.class == BATCH_NORM_CLASS {
+                    return true;
+                }
+                stack.push(o.args.clone());
+                stack.push(o.state.clone());
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 fn to_f32(b: &[u8], dtype: pytorch_reader::DType) -> Option<Vec<f32>> {

@@ -18,6 +18,7 @@ pub mod pickle;
 pub mod postprocess;
 pub mod shapes;
 pub mod spec;
+pub mod structure;
 pub mod weights;
 pub mod yaml_args;
 

@@ -184,11 +184,17 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    /// The state_dict names of `nn.Conv2d`'s tensors.
+    pub const WEIGHT: &'static str = "weight";
+    pub const BIAS: &'static str = "bias";
+}
+
 impl Named for Conv2d {
     fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        f(key(prefix, "weight"), Slot::W4(&mut self.weight));
+        f(key(prefix, Self::WEIGHT), Slot::W4(&mut self.weight));
         if let Some(b) = &mut self.bias {
-            f(key(prefix, "bias"), Slot::W1(b));
+            f(key(prefix, Self::BIAS), Slot::W1(b));
         }
     }
 }
@@ -252,12 +258,18 @@ impl Bn {
     }
 }
 
+impl Bn {
+    /// The state_dict names of `nn.BatchNorm2d`'s tensors.
+    pub const WEIGHT: &'static str = "weight";
+    pub const RUNNING_MEAN: &'static str = "running_mean";
+}
+
 impl Named for Bn {
     fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        f(key(prefix, "weight"), Slot::Norm(&mut self.weight));
+        f(key(prefix, Self::WEIGHT), Slot::Norm(&mut self.weight));
         f(key(prefix, "bias"), Slot::W1(&mut self.bias));
         f(
-            key(prefix, "running_mean"),
+            key(prefix, Self::RUNNING_MEAN),
             Slot::Stat(&mut self.running_mean),
         );
         f(

@@ -4,6 +4,7 @@ use crate::error::{FileError, ModelError, Result};
 use crate::graph::YoloModel;
 use crate::nn::{Named, NamedRef, Slot};
 use crate::spec::{ModelSpec, SpecOptions};
+use crate::structure;
 use burn::module::{Param, RunningState};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, TensorView};
@@ -29,13 +30,6 @@ pub mod meta {
     pub const FUSED: &str = "fused";
     pub const FORMAT: &str = "format";
     pub const FORMAT_VALUE: &str = "yolo-burn/ultralytics-state-dict";
-}
-
-/// Whether the tensors of a weights file without our metadata (Ultralytics' own files) form a fused model:
-/// none has a BatchNorm's name (a Conv's `.bn.`, a MobileOne branch's `bn_layer`). A file holds only names;
-/// a built model says it by its tensors' kinds ([`crate::YoloModel::is_fused`]).
-pub fn fused_by_names<'a>(mut names: impl Iterator<Item = &'a str>) -> bool {
-    !names.any(|k| k.contains(".bn.") || k.contains("bn_layer"))
 }
 
 /// Copies a tensor to the host as f32.
@@ -76,7 +70,7 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
         expected.push((k, shape));
     });
     let known: HashSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
-    let folded = fold_conv_biases_before_bn(sd, &known);
+    let folded = fold_conv_biases_before_bn(sd, model);
     let sd = match &folded {
         Some((sd, n)) => {
             eprintln!(
@@ -160,8 +154,7 @@ pub struct Transfer {
 /// but the class branch.
 pub fn load_matching(model: &mut YoloModel, sd: &StateDict, source: &str) -> Result<Transfer> {
     let mut full = state_dict(model);
-    let known: HashSet<&str> = full.keys().map(String::as_str).collect();
-    let folded = fold_conv_biases_before_bn(sd, &known);
+    let folded = fold_conv_biases_before_bn(sd, model);
     let sd = folded.as_ref().map(|(sd, _)| sd).unwrap_or(sd);
     let mut order = Vec::new();
     model.visit_named("model", &mut |k, _| order.push(k));
@@ -185,18 +178,19 @@ pub fn load_matching(model: &mut YoloModel, sd: &StateDict, source: &str) -> Res
 
 /// A conv bias right before a BatchNorm is redundant: `bn(Wx + b)` with running mean `m` equals `bn(Wx)` with
 /// running mean `m - b`, in eval and in training (the batch mean shifts by `b` too). Files written while our
-/// MobileOne branch convs still had a bias load into the bias-free model this way. `None` when there is none.
-fn fold_conv_biases_before_bn(sd: &StateDict, known: &HashSet<&str>) -> Option<(StateDict, usize)> {
-    let foldable: Vec<(String, String)> = sd
-        .iter()
-        .filter(|(k, _)| !known.contains(k.as_str()))
-        .filter_map(|(k, b)| {
-            let conv = k.strip_suffix(".conv.bias")?;
-            let mean = format!("{conv}.bn.running_mean");
-            let fits = known.contains(format!("{conv}.conv.weight").as_str())
-                && known.contains(mean.as_str())
-                && sd.get(&mean).is_some_and(|m| m.shape == b.shape);
-            fits.then(|| (k.clone(), mean))
+/// MobileOne branch convs still had a bias load into the bias-free model this way. Which convs a BatchNorm
+/// follows comes from the model's module tree. `None` when there is none.
+fn fold_conv_biases_before_bn(sd: &StateDict, model: &YoloModel) -> Option<(StateDict, usize)> {
+    let foldable: Vec<(String, String)> = structure::conv_norm_pairs(model)
+        .into_iter()
+        .filter_map(|(conv, bn)| {
+            let (bias, mean) = (
+                structure::conv_bias_key(&conv),
+                structure::running_mean_key(&bn),
+            );
+            let fits =
+                matches!((sd.get(&bias), sd.get(&mean)), (Some(b), Some(m)) if b.shape == m.shape);
+            fits.then_some((bias, mean))
         })
         .collect();
     if foldable.is_empty() {
@@ -353,10 +347,20 @@ impl WeightsFile {
         ))
     }
 
-    pub fn is_fused(&self) -> bool {
-        match self.metadata.get(meta::FUSED) {
+    /// The model for `spec` in the structure this file's tensors fill: fused or not as our metadata says, else
+    /// (a file written by others) fused unless the file holds the tensors of the unfused model's BatchNorms.
+    pub fn build_model(&self, spec: &ModelSpec, device: &Device) -> YoloModel {
+        let model = YoloModel::new(spec, device);
+        let fused = match self.metadata.get(meta::FUSED) {
             Some(v) => v == "true",
-            None => fused_by_names(self.tensors.keys().map(String::as_str)),
+            None => !structure::norm_keys(&model)
+                .iter()
+                .any(|k| self.tensors.contains_key(k)),
+        };
+        if fused {
+            model.fuse()
+        } else {
+            model
         }
     }
 
@@ -460,10 +464,7 @@ pub fn load_model(path: &str, opts: &LoadOptions, device: &Device) -> Result<Loa
                 .into(),
         }),
     };
-    let mut model = YoloModel::new(&spec, device);
-    if file.is_fused() {
-        model = model.fuse();
-    }
+    let mut model = file.build_model(&spec, device);
     load_state_dict(&mut model, &file.tensors, path)?;
     let names = file
         .names()

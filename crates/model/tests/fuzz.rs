@@ -72,10 +72,7 @@ fn fuzz_safetensors() {
             if !small(&spec) {
                 return;
             }
-            let mut m = YoloModel::new(&spec, &Device::flex());
-            if file.is_fused() {
-                m = m.fuse();
-            }
+            let mut m = file.build_model(&spec, &Device::flex());
             let _ = load_state_dict(&mut m, &file.tensors, "fuzz.safetensors");
         },
     );

@@ -1,7 +1,7 @@
 //! Every tensor burn sees in a model (its module tree: parameters and running statistics) is reached by the
 //! `Named` walk under exactly one name, for every block of every config we ship and of Ultralytics' family
 //! YAMLs, unfused and fused: a field a block's walk left out would otherwise be silently not saved, loaded or
-//! trained.
+//! trained. The conv -> BatchNorm pairs read from the module types agree with Ultralytics' naming.
 
 use model::burn::module::{Module, ModuleVisitor, Param};
 use model::burn::tensor::{Device, Tensor};
@@ -41,6 +41,27 @@ fn check(model: &mut YoloModel, what: &str) {
     assert_eq!(
         values, tree.values,
         "{what}: values named vs in the module tree"
+    );
+    // The convs a BatchNorm follows, found from the module types, are the ones Ultralytics' naming says
+    // (`X.conv` then `X.bn`, bias-free) and none once fused.
+    let mut by_names = BTreeSet::new();
+    for k in &names {
+        if let Some(x) = k.strip_suffix(".conv.weight") {
+            if names.contains(&format!("{x}.bn.weight"))
+                && !names.contains(&format!("{x}.conv.bias"))
+            {
+                by_names.insert((format!("{x}.conv"), format!("{x}.bn")));
+            }
+        }
+    }
+    let pairs: BTreeSet<_> = model::structure::conv_norm_pairs(model)
+        .into_iter()
+        .collect();
+    assert_eq!(pairs, by_names, "{what}: conv -> BatchNorm pairs");
+    assert_eq!(
+        pairs.is_empty(),
+        model.is_fused(),
+        "{what}: pairs iff unfused"
     );
 }
 
