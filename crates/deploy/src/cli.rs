@@ -41,8 +41,8 @@ pub struct VerifyArgs {
 /// Reparameterize + fuse, check fused == unfused, then write the requested formats.
 #[derive(clap::Args, Debug)]
 pub struct ExportArgs {
-    #[arg(long)]
-    weights: String,
+    #[command(flatten)]
+    weights: model::cli::WeightsArg,
     #[command(flatten)]
     foreign: ForeignModelArgs,
     #[arg(long)]
@@ -68,8 +68,8 @@ pub struct ExportArgs {
 /// predictions.json.
 #[derive(clap::Args, Debug)]
 pub struct PredictArgs {
-    #[arg(long)]
-    weights: String,
+    #[command(flatten)]
+    weights: model::cli::WeightsArg,
     /// An image or video file, a folder (recursive), a glob, a .txt list of files, a stream URL (rtsp://,
     /// rtmp://, http://, tcp://, file://...), a .streams list of URLs, or a camera index (0: /dev/video0;
     /// needs the `camera` feature).
@@ -148,8 +148,12 @@ pub struct PredictArgs {
 /// Latency of unfused vs fused on the same backend, as a table.
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    #[arg(long)]
-    config: String,
+    /// Model YAML to time (random weights: latency only).
+    #[arg(long, required_unless_present = "model")]
+    config: Option<String>,
+    /// The model YAML, Ultralytics' name for it (as --config).
+    #[arg(long, conflicts_with = "config")]
+    model: Option<model::cli::ModelSource>,
     #[command(flatten)]
     variant: model::cli::VariantArgs,
     /// Comma-separated batch sizes.
@@ -212,6 +216,7 @@ fn export_cmd(a: ExportArgs) -> Result<()> {
         image,
         device,
     } = a;
+    let weights = weights.path("export")?;
     let dev = device.select()?;
     let formats = format
         .split(',')
@@ -267,6 +272,7 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
         tile_match,
         tile_full,
     } = a;
+    let weights = weights.path("predict")?;
     let dev = dev.select()?;
 
     let classes = classes
@@ -342,6 +348,7 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
 fn bench_cmd(a: BenchArgs) -> Result<()> {
     let BenchArgs {
         config,
+        model,
         variant,
         batch,
         device: dev,
@@ -351,6 +358,13 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         burn,
         json,
     } = a;
+    let config = match model::cli::ModelSource::resolve(model, None, config)? {
+        (None, Some(c)) => c,
+        (Some(w), _) => {
+            anyhow::bail!("--model {w}: bench times a model YAML (random weights), not weights")
+        }
+        (None, None) => anyhow::bail!("bench needs --config (or --model) MODEL.yaml"),
+    };
     let dev = dev.select()?;
     let (h, w) = variant.hw();
     let batches = batch

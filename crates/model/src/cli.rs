@@ -27,6 +27,77 @@ pub fn ctrl_c_flag(what: &'static str) -> Arc<AtomicBool> {
     stop
 }
 
+/// What `--model` names, by its extension: a model YAML (a model built fresh) or a weights file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    Yaml(String),
+    Weights(String),
+}
+
+impl std::str::FromStr for ModelSource {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ext = Path::new(s)
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("yaml" | "yml") => Ok(ModelSource::Yaml(s.to_string())),
+            Some("safetensors" | "pt" | "pth") => Ok(ModelSource::Weights(s.to_string())),
+            _ => Err(format!(
+                "{s}: a model is a YAML (.yaml, .yml) or a weights file (.safetensors, .pt)"
+            )),
+        }
+    }
+}
+
+impl ModelSource {
+    /// `--model` next to `--weights` and `--config` as one answer: `(weights, config)`. Naming the same thing
+    /// twice is an error.
+    pub fn resolve(
+        model: Option<ModelSource>,
+        weights: Option<String>,
+        config: Option<String>,
+    ) -> anyhow::Result<(Option<String>, Option<String>)> {
+        match (model, weights, config) {
+            (Some(ModelSource::Yaml(m)), _, Some(c)) => {
+                anyhow::bail!("--model {m} and --config {c}: give the YAML once")
+            }
+            (Some(ModelSource::Weights(m)), Some(w), _) => {
+                anyhow::bail!("--model {m} and --weights {w}: give the weights once")
+            }
+            (Some(ModelSource::Yaml(m)), w, None) => Ok((w, Some(m))),
+            (Some(ModelSource::Weights(m)), None, c) => Ok((Some(m), c)),
+            (None, w, c) => Ok((w, c)),
+        }
+    }
+}
+
+/// The weights a command runs: `--weights FILE`, or `--model FILE` as Ultralytics names it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WeightsArg {
+    /// Our safetensors (unfused, fused or converted) or an Ultralytics .pt checkpoint.
+    #[arg(long, required_unless_present = "model")]
+    pub weights: Option<String>,
+    /// The model, Ultralytics' name for it: here a weights file (.safetensors, .pt), as --weights.
+    #[arg(long, conflicts_with = "weights")]
+    pub model: Option<ModelSource>,
+}
+
+impl WeightsArg {
+    /// The weights file; a YAML given as `--model` is refused with what `verb` needs instead.
+    pub fn path(&self, verb: &str) -> anyhow::Result<String> {
+        match (&self.weights, &self.model) {
+            (Some(w), _) | (None, Some(ModelSource::Weights(w))) => Ok(w.clone()),
+            (None, Some(ModelSource::Yaml(y))) => anyhow::bail!(
+                "--model {y}: {verb} runs trained weights (.safetensors, .pt), not a model YAML"
+            ),
+            (None, None) => anyhow::bail!("{verb} needs --weights (or --model) FILE"),
+        }
+    }
+}
+
 /// `--config/--scale/--nc`: how to build the model for weights that carry no YAML of their own.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ForeignModelArgs {
@@ -118,11 +189,14 @@ pub enum Cmd {
 #[derive(clap::Args, Debug)]
 pub struct InfoArgs {
     /// Model YAML (a scaled name like yolov8n-mobileone.yaml picks the scale).
-    #[arg(long, required_unless_present = "weights")]
+    #[arg(long, required_unless_present_any = ["weights", "model"])]
     config: Option<String>,
-    /// Our safetensors file (its embedded YAML is used).
+    /// Our safetensors file or an Ultralytics .pt (its embedded YAML is used).
     #[arg(long)]
     weights: Option<String>,
+    /// A YAML (as --config) or a weights file (as --weights).
+    #[arg(long)]
+    model: Option<ModelSource>,
     #[command(flatten)]
     variant: VariantArgs,
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -136,9 +210,11 @@ pub fn run(cmd: Cmd) -> anyhow::Result<()> {
             let InfoArgs {
                 config,
                 weights,
+                model,
                 variant,
                 json,
             } = a;
+            let (weights, config) = ModelSource::resolve(model, weights, config)?;
             let (h, w) = variant.hw();
             let opts = variant.spec_options();
             let device = Device::flex();
@@ -157,7 +233,7 @@ pub fn run(cmd: Cmd) -> anyhow::Result<()> {
                     loaded.model
                 }
                 (None, Some(c)) => YoloModel::new(&ModelSpec::from_file(c, &opts)?, &device),
-                (None, None) => unreachable!("clap requires one"),
+                (None, None) => anyhow::bail!("info needs --config, --weights or --model"),
             };
             model
                 .spec

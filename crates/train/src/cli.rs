@@ -48,6 +48,9 @@ pub struct TrainCli {
     /// for another class count: all but the class branch), as Ultralytics transfers them.
     #[arg(long)]
     weights: Option<String>,
+    /// The model, Ultralytics' name for it: a YAML (as --config) or initial weights (as --weights).
+    #[arg(long)]
+    model: Option<model::cli::ModelSource>,
     /// auto (Ultralytics 8.4: MuSGD for runs over 10k iterations, else AdamW), SGD, AdamW or MuSGD.
     #[arg(long)]
     optimizer: Option<String>,
@@ -85,6 +88,8 @@ impl TrainCli {
     /// a step of exactly this recipe).
     pub fn fresh_args(&self) -> Result<TrainArgs> {
         let c = self;
+        let (weights, config) =
+            model::cli::ModelSource::resolve(c.model.clone(), c.weights.clone(), c.config.clone())?;
         let mut a = match &c.hyp {
             Some(p) => TrainArgs::from_hyp_file(p)?,
             None => TrainArgs::default(),
@@ -92,8 +97,10 @@ impl TrainCli {
         macro_rules! set {
             ($($f:ident),*) => { $(if let Some(v) = c.$f.clone() { a.$f = v; })* };
         }
+        if let Some(v) = config {
+            a.config = v;
+        }
         set!(
-            config,
             data,
             epochs,
             batch,
@@ -120,7 +127,7 @@ impl TrainCli {
             a.nbs = a.batch;
         }
         a.scale = c.scale.clone().or(a.scale);
-        a.weights = c.weights.clone();
+        a.weights = weights;
         a.config = resolve_config(&a.config);
         Ok(a)
     }
@@ -230,9 +237,8 @@ pub fn train(c: TrainCli) -> Result<()> {
 /// Validate YOLO weights on a dataset split (Ultralytics' metrics).
 #[derive(clap::Args, Debug)]
 pub struct ValCli {
-    /// Our safetensors (unfused, fused or converted from Ultralytics).
-    #[arg(long)]
-    weights: String,
+    #[command(flatten)]
+    weights: model::cli::WeightsArg,
     #[arg(long, default_value = "datasets/trees/data.yaml")]
     data: PathBuf,
     #[arg(long, default_value = "val")]
@@ -271,15 +277,16 @@ pub struct ValCli {
 pub fn val(a: ValCli) -> Result<()> {
     let device = a.device.select()?;
     let imgsz = a.imgsz.side("val");
-    let loaded = load_model(&a.weights, &a.foreign.load_options(), &device)?;
+    let weights = a.weights.path("val")?;
+    let loaded = load_model(&weights, &a.foreign.load_options(), &device)?;
     let spec = &loaded.model.spec;
     spec.check_input(imgsz, imgsz)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", a.weights))?;
+        .map_err(|e| anyhow::anyhow!("{weights}: {e}"))?;
     let cfg = DataConfig::from_file(&a.data)?;
     if cfg.nc() != loaded.model.nc() {
         bail!(
             "{}: the model has {} classes but {} names {}",
-            a.weights,
+            weights,
             loaded.model.nc(),
             a.data.display(),
             cfg.nc()

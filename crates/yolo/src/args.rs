@@ -1,8 +1,8 @@
 //! Ultralytics' `key=value` arguments rewritten as our `--key value` flags.
 
 /// Rewrites `key=value` arguments after the verb: `save_txt=True` -> `--save-txt true` (every boolean flag takes
-/// `true|false`, so `fuse=False` turns a default-on flag off), `imgsz=320` -> `--imgsz 320`, and `model=` ->
-/// `--weights` for a weights file (`.pt`, `.safetensors`) or `--config` for a YAML. A leading task word
+/// `true|false`, so `fuse=False` turns a default-on flag off), `imgsz=320` -> `--imgsz 320`, `model=` -> `--model`
+/// (a YAML or a weights file, by its extension). A leading task word
 /// (`yolo detect predict ...`) is skipped; `--flags` pass as they are.
 pub fn translate(args: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut it = args.into_iter();
@@ -25,8 +25,6 @@ pub fn translate(args: impl IntoIterator<Item = String>) -> Vec<String> {
             continue;
         };
         let key = match key {
-            "model" if value.ends_with(".yaml") || value.ends_with(".yml") => "config".to_string(),
-            "model" => "weights".to_string(),
             k => k.replace('_', "-"),
         };
         out.push(format!("--{key}"));
@@ -51,11 +49,11 @@ mod tests {
     fn key_value_arguments_become_flags() {
         assert_eq!(
             t("yolo detect predict model=best.pt source=a/b=c.jpg imgsz=320,256 save_txt=True save_conf=False --conf 0.1"),
-            t("yolo predict --weights best.pt --source a/b=c.jpg --imgsz 320,256 --save-txt true --save-conf false --conf 0.1")
+            t("yolo predict --model best.pt --source a/b=c.jpg --imgsz 320,256 --save-txt true --save-conf false --conf 0.1")
         );
         assert_eq!(
             t("yolo train model=yolov8n-mobileone.yaml epochs=3 cos_lr=true val=False"),
-            t("yolo train --config yolov8n-mobileone.yaml --epochs 3 --cos-lr true --val false")
+            t("yolo train --model yolov8n-mobileone.yaml --epochs 3 --cos-lr true --val false")
         );
         // The verb itself and positional paths are left alone.
         assert_eq!(

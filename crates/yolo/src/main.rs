@@ -12,7 +12,7 @@ use std::process::ExitCode;
     name = "yolo",
     about = "YOLO detectors in Rust: train, validate, predict, export",
     after_help = "Ultralytics' key=value style works too, e.g. `yolo predict model=best.pt source=clip.mp4 \
-                  imgsz=320 save_txt=True` (model= is --weights for a weights file, --config for a YAML)."
+                  imgsz=320 save_txt=True`; --model takes a YAML or a weights file in every command (as --config or --weights)."
 )]
 struct Cli {
     #[command(subcommand)]

@@ -344,3 +344,53 @@ fn flags_and_key_value_arguments_are_one_argument_set() {
     }
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+/// `--model` takes a YAML or a weights file in every command, as `--config` / `--weights` do; a YAML where
+/// trained weights are needed, an unknown extension, or the same thing named twice is an error saying so.
+#[test]
+fn model_argument_takes_a_yaml_or_weights_everywhere() {
+    let pt = "crates/model/tests/fixtures/pt/tiny.pt";
+    let yaml = "configs/yolov8-mobileone.yaml";
+    assert_eq!(
+        yolo(&["info", "--model", yaml, "--imgsz", "320"]),
+        yolo(&["info", "--config", yaml, "--imgsz", "320"])
+    );
+    assert_eq!(
+        yolo(&["info", &format!("model={pt}"), "--json"]),
+        yolo(&["info", "--weights", pt, "--json"])
+    );
+    let refused = [
+        (
+            vec![
+                "predict",
+                "--model",
+                yaml,
+                "--source",
+                "datasets/trees/images/val",
+            ],
+            "not a model YAML",
+        ),
+        (vec!["val", "--model", yaml], "not a model YAML"),
+        (vec!["info", "--model", "notes.txt"], "a model is a YAML"),
+        (
+            vec!["info", "--model", yaml, "--config", yaml],
+            "give the YAML once",
+        ),
+        (
+            vec![
+                "export",
+                "--model",
+                pt,
+                "--weights",
+                pt,
+                "--out",
+                "/nonexistent",
+            ],
+            "cannot be used with",
+        ),
+    ];
+    for (args, says) in refused {
+        let (ok, _, said) = run(&args);
+        assert!(!ok && said.contains(says), "yolo {args:?}:\n{said}");
+    }
+}
