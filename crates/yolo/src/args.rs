@@ -24,9 +24,7 @@ pub fn translate(args: impl IntoIterator<Item = String>) -> Vec<String> {
             out.push(a);
             continue;
         };
-        let key = match key {
-            k => k.replace('_', "-"),
-        };
+        let key = key.replace('_', "-");
         out.push(format!("--{key}"));
         out.push(match value {
             "True" | "true" => "true".to_string(),
