@@ -23,11 +23,18 @@ struct HeadJob<'a> {
     head: usize,
     src: Src,
     dst: Dst,
-    /// `[key_dim][n]`
+    /// `[key_dim][n_pad]`
     kt: &'a [f32],
-    /// `[n][head_dim]`
+    /// `[n][hd_pad]`
     v: &'a [f32],
+    /// Keys per row of `kt` (whole blocks of pixels).
+    n_pad: usize,
+    /// Values per row of `v` (whole vectors).
+    hd_pad: usize,
 }
+
+/// Pixels of a block of logits: four vectors, so each query broadcast feeds four multiply-adds.
+const BLOCK: usize = 4;
 
 /// Writes the attended values (channels `0..heads * head_dim`) and `v` itself (the next as many) of every
 /// pixel of `src` into `dst`.
@@ -38,10 +45,15 @@ pub fn attention(level: Level, shape: AttentionShape, src: Src, dst: Dst, parall
         head_dim: hd,
     } = shape;
     let n = src.h * src.w;
+    let lanes = level.lanes();
+    // Keys padded with zero pixels to whole blocks, values with zero channels to whole vectors: the inner
+    // loops then run on full vectors only (the padded logits are never read).
+    let n_pad = n.next_multiple_of(BLOCK * lanes);
+    let hd_pad = hd.next_multiple_of(lanes);
     let per_head = 2 * kd + hd;
     let c = heads * hd;
-    let mut kt = vec![0.0f32; kd * n];
-    let mut v = vec![0.0f32; n * hd];
+    let mut kt = vec![0.0f32; kd * n_pad];
+    let mut v = vec![0.0f32; n * hd_pad];
     for head in 0..heads {
         let base = head * per_head;
         for j in 0..n {
@@ -49,9 +61,9 @@ pub fn attention(level: Level, shape: AttentionShape, src: Src, dst: Dst, parall
             let px =
                 unsafe { std::slice::from_raw_parts(src.ptr.add(j * src.stride + base), per_head) };
             for d in 0..kd {
-                kt[d * n + j] = px[kd + d];
+                kt[d * n_pad + j] = px[kd + d];
             }
-            v[j * hd..(j + 1) * hd].copy_from_slice(&px[2 * kd..]);
+            v[j * hd_pad..j * hd_pad + hd].copy_from_slice(&px[2 * kd..]);
             // SAFETY: pixel j of the destination holds 2c channels.
             unsafe {
                 std::ptr::copy_nonoverlapping(
@@ -68,6 +80,8 @@ pub fn attention(level: Level, shape: AttentionShape, src: Src, dst: Dst, parall
             dst,
             kt: &kt,
             v: &v,
+            n_pad,
+            hd_pad,
         };
         let job = |i0: usize, i1: usize| {
             // SAFETY: views valid for their geometry, query pixels disjoint between jobs, ISA detected.
@@ -86,8 +100,9 @@ simd_entries!(head_rows(job: &HeadJob, i0: usize, i1: usize) {
 ///
 /// # Safety
 /// Compiled with `I`'s target features; `src` holds `heads * (2 * key_dim + head_dim)` channels per pixel and
-/// `dst` `2 * heads * head_dim`, both of the same size; `kt` and `v` hold the head's gathered keys and values;
-/// no other thread writes these pixels.
+/// `dst` `2 * heads * head_dim`, both of the same size; `kt` holds `key_dim` rows of `n_pad` keys (a multiple
+/// of `BLOCK * LANES`) and `v` `n` rows of `hd_pad` values (a multiple of `LANES`); no other thread writes
+/// these pixels.
 #[inline(always)]
 unsafe fn head_rows<I: Isa>(job: &HeadJob, i0: usize, i1: usize) {
     let AttentionShape {
@@ -95,55 +110,96 @@ unsafe fn head_rows<I: Isa>(job: &HeadJob, i0: usize, i1: usize) {
         head_dim: hd,
         ..
     } = job.shape;
-    let (src, dst) = (job.src, job.dst);
+    let (src, dst, n_pad, hd_pad) = (job.src, job.dst, job.n_pad, job.hd_pad);
     let n = src.h * src.w;
     let l = I::LANES;
-    let scale = (kd as f32).powf(-0.5);
+    let scale = I::splat((kd as f32).powf(-0.5));
     let base = job.head * (2 * kd + hd);
-    let mut logits = vec![0.0f32; n];
-    let mut y = vec![0.0f32; hd];
+    let mut logits = vec![0.0f32; n_pad];
+    let mut y = vec![0.0f32; hd_pad];
     for i in i0..i1 {
         let q = src.ptr.add(i * src.stride + base);
-        logits.fill(0.0);
-        for d in 0..kd {
-            let qd = I::splat(*q.add(d));
-            let row = job.kt.as_ptr().add(d * n);
-            let mut j = 0;
-            while j + l <= n {
-                let lp = logits.as_mut_ptr().add(j);
-                I::store(lp, I::fma(qd, I::load(row.add(j)), I::load(lp)));
-                j += l;
+        // logits = (q . k_j) * scale, as PyTorch's `(q^T k) * scale`.
+        for j in (0..n_pad).step_by(BLOCK * l) {
+            let mut acc = [I::zero(); BLOCK];
+            for d in 0..kd {
+                let qd = I::splat(*q.add(d));
+                let row = job.kt.as_ptr().add(d * n_pad + j);
+                for (b, a) in acc.iter_mut().enumerate() {
+                    *a = I::fma(qd, I::load(row.add(b * l)), *a);
+                }
             }
-            while j < n {
-                logits[j] += *q.add(d) * *row.add(j);
-                j += 1;
+            for (b, a) in acc.iter().enumerate() {
+                I::store(logits.as_mut_ptr().add(j + b * l), I::mul(*a, scale));
             }
         }
-        // Softmax over pixels of `scale * q.k`, as PyTorch: exp(x - max) / sum.
-        let m = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) * scale;
-        let mut sum = 0.0f32;
-        for z in logits.iter_mut() {
-            *z = (*z * scale - m).exp();
+        // Softmax over the n real pixels, as PyTorch: exp(x - max) / sum.
+        let whole = n - n % l;
+        let lp = logits.as_mut_ptr();
+        let mut mv = I::splat(f32::NEG_INFINITY);
+        for j in (0..whole).step_by(l) {
+            mv = I::max(mv, I::load(lp.add(j)));
+        }
+        let mut lanes = [0.0f32; 16];
+        I::store(lanes.as_mut_ptr(), mv);
+        let m = lanes[..l]
+            .iter()
+            .chain(&logits[whole..n])
+            .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let (mv, mut sv) = (I::splat(m), I::zero());
+        for j in (0..whole).step_by(l) {
+            let e = I::exp(I::sub(I::load(lp.add(j)), mv));
+            I::store(lp.add(j), e);
+            sv = I::add(sv, e);
+        }
+        I::store(lanes.as_mut_ptr(), sv);
+        let mut sum: f32 = lanes[..l].iter().sum();
+        for z in &mut logits[whole..n] {
+            *z = (*z - m).exp();
             sum += *z;
         }
-        y.fill(0.0);
-        for (j, &pj) in logits.iter().enumerate() {
-            let pv = I::splat(pj);
-            let vj = job.v.as_ptr().add(j * hd);
-            let mut d = 0;
-            while d + l <= hd {
-                let yp = y.as_mut_ptr().add(d);
-                I::store(yp, I::fma(pv, I::load(vj.add(d)), I::load(yp)));
-                d += l;
+        // The weighted sum of values, up to four vectors of channels held in registers across all pixels.
+        let mut d0 = 0;
+        while d0 < hd_pad {
+            match (hd_pad - d0) / l {
+                1 => weighted::<I, 1>(&logits[..n], job.v, hd_pad, d0, &mut y),
+                2 => weighted::<I, 2>(&logits[..n], job.v, hd_pad, d0, &mut y),
+                3 => weighted::<I, 3>(&logits[..n], job.v, hd_pad, d0, &mut y),
+                _ => weighted::<I, 4>(&logits[..n], job.v, hd_pad, d0, &mut y),
             }
-            while d < hd {
-                y[d] += pj * *vj.add(d);
-                d += 1;
-            }
+            d0 += 4 * l;
         }
         let out = dst.ptr.add(i * dst.stride + job.head * hd);
-        for (d, &yd) in y.iter().enumerate() {
+        for (d, &yd) in y[..hd].iter().enumerate() {
             *out.add(d) = yd / sum;
         }
+    }
+}
+
+/// `y[d0 .. d0 + NV * LANES] = sum_j p[j] * v[j][d0 ..]`.
+///
+/// # Safety
+/// Compiled with `I`'s target features; `v` holds `p.len()` rows of `stride` floats and `d0 + NV * LANES <=
+/// stride <= y.len()`.
+#[inline(always)]
+unsafe fn weighted<I: Isa, const NV: usize>(
+    p: &[f32],
+    v: &[f32],
+    stride: usize,
+    d0: usize,
+    y: &mut [f32],
+) {
+    let l = I::LANES;
+    let mut acc = [I::zero(); NV];
+    let mut vp = v.as_ptr().add(d0);
+    for &pj in p {
+        let pv = I::splat(pj);
+        for (c, a) in acc.iter_mut().enumerate() {
+            *a = I::fma(pv, I::load(vp.add(c * l)), *a);
+        }
+        vp = vp.add(stride);
+    }
+    for (c, a) in acc.iter().enumerate() {
+        I::store(y.as_mut_ptr().add(d0 + c * l), *a);
     }
 }

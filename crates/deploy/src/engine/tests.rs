@@ -457,10 +457,15 @@ fn attention_matches_the_textbook_softmax() {
     use super::attention::{attention, AttentionShape};
     for level in levels() {
         // heads, key_dim, head_dim, h, w: vector tails in both the pixel and the value loops.
-        for (ci, &(heads, kd, hd, h, w)) in [(2, 8, 16, 3, 5), (1, 5, 11, 4, 4), (3, 16, 32, 2, 9)]
-            .iter()
-            .enumerate()
-        {
+        // Also several blocks of pixels and several register chunks of values (C2PSA's 32/64 at n scale).
+        let cases = [
+            (2, 8, 16, 3, 5),
+            (1, 5, 11, 4, 4),
+            (3, 16, 32, 2, 9),
+            (2, 32, 64, 7, 9),
+            (1, 3, 40, 6, 7),
+        ];
+        for (ci, &(heads, kd, hd, h, w)) in cases.iter().enumerate() {
             let (n, per) = (h * w, 2 * kd + hd);
             let cq = heads * per;
             let x = values(n * cq, 90 + ci as u64);
