@@ -212,9 +212,29 @@ unsafe fn run_tiles<I: Isa, const MR: usize>(job: &TileJob, t0: usize, t1: usize
     let (pc, src, dst) = (job.pc, job.io.src, job.io.dst);
     let (act, add, zeros) = (job.io.act, job.io.add, job.io.zeros);
     let (k, s, p) = (pc.k, pc.s, pc.p);
-    let taps = k * k;
     let m = dst.h * dst.w;
-    let mut rows: Vec<[*const f32; MR]> = vec![[zeros.as_ptr(); MR]; taps];
+    // In a dense map (no channel slice) the k taps of one kernel row are k * cin consecutive floats, the
+    // order the weights are packed in: one pointer per kernel row then serves them all, so a stem on 3
+    // channels runs 9-long inner loops instead of 3-long ones. Pixels whose row crosses the map's edge are
+    // gathered (with zeros) into `edge`.
+    let rowwise = src.stride == pc.cin && k > 1;
+    let (taps, span) = if rowwise {
+        (k, k * pc.cin)
+    } else {
+        (k * k, pc.cin)
+    };
+    let zrow: Vec<f32> = if rowwise { vec![0.0; span] } else { Vec::new() };
+    let zero = if rowwise {
+        zrow.as_ptr()
+    } else {
+        zeros.as_ptr()
+    };
+    let mut edge = if rowwise {
+        vec![0.0f32; MR * k * span]
+    } else {
+        Vec::new()
+    };
+    let mut rows: Vec<[*const f32; MR]> = vec![[zero; MR]; taps];
     // MR pixels x NR <= 48 channels (MR_NARROW only with one 16-channel vector).
     let mut tile = [0.0f32; 384];
     for t in t0..t1 {
@@ -226,15 +246,40 @@ unsafe fn run_tiles<I: Isa, const MR: usize>(job: &TileJob, t0: usize, t1: usize
             let (oy, ox) = (mi / dst.w, mi % dst.w);
             for ky in 0..k {
                 let iy = (oy * s + ky) as isize - p as isize;
+                let row_in = iy >= 0 && (iy as usize) < src.h;
+                if rowwise {
+                    let ix0 = (ox * s) as isize - p as isize;
+                    rows[ky][r] = if !row_in {
+                        zero
+                    } else if ix0 >= 0 && ix0 as usize + k <= src.w {
+                        src.ptr
+                            .add((iy as usize * src.w + ix0 as usize) * src.stride)
+                    } else {
+                        let g = edge.as_mut_ptr().add((r * k + ky) * span);
+                        for kx in 0..k {
+                            let ix = ix0 + kx as isize;
+                            let to = g.add(kx * pc.cin);
+                            if ix >= 0 && (ix as usize) < src.w {
+                                let from = src
+                                    .ptr
+                                    .add((iy as usize * src.w + ix as usize) * src.stride);
+                                std::ptr::copy_nonoverlapping(from, to, pc.cin);
+                            } else {
+                                std::ptr::write_bytes(to, 0, pc.cin);
+                            }
+                        }
+                        g
+                    };
+                    continue;
+                }
                 for kx in 0..k {
                     let ix = (ox * s + kx) as isize - p as isize;
-                    rows[ky * k + kx][r] =
-                        if iy >= 0 && (iy as usize) < src.h && ix >= 0 && (ix as usize) < src.w {
-                            src.ptr
-                                .add((iy as usize * src.w + ix as usize) * src.stride)
-                        } else {
-                            zeros.as_ptr()
-                        };
+                    rows[ky * k + kx][r] = if row_in && ix >= 0 && (ix as usize) < src.w {
+                        src.ptr
+                            .add((iy as usize * src.w + ix as usize) * src.stride)
+                    } else {
+                        zero
+                    };
                 }
             }
         }
@@ -243,10 +288,10 @@ unsafe fn run_tiles<I: Isa, const MR: usize>(job: &TileJob, t0: usize, t1: usize
             let bias = pc.bias.as_ptr().add(pn.col);
             let nr = pn.nv * I::LANES;
             match pn.nv {
-                1 => kernel::<I, MR, 1>(&rows, pc.cin, b, bias, act, &mut tile),
+                1 => kernel::<I, MR, 1>(&rows, span, b, bias, act, &mut tile),
                 // Wider panels only with the 8- and 6-row tiles (`narrow` takes one-vector panels).
-                2 if MR <= MR_512 => kernel::<I, MR, 2>(&rows, pc.cin, b, bias, act, &mut tile),
-                _ if MR <= MR_512 => kernel::<I, MR, 3>(&rows, pc.cin, b, bias, act, &mut tile),
+                2 if MR <= MR_512 => kernel::<I, MR, 2>(&rows, span, b, bias, act, &mut tile),
+                _ if MR <= MR_512 => kernel::<I, MR, 3>(&rows, span, b, bias, act, &mut tile),
                 _ => unreachable!("a narrow convolution has one-vector panels"),
             }
             let ncols = (pc.cout - pn.col).min(nr);

@@ -108,6 +108,8 @@ fn dense_conv_matches_the_textbook_sum() {
         (5, 37, 3, 1, 1, 7, 9),
         (16, 48, 1, 1, 0, 5, 6),
         (7, 8, 5, 2, 2, 9, 9),
+        // YOLOv5's stem: 6x6, stride 2, padding 2, on 3 channels.
+        (3, 16, 6, 2, 2, 14, 10),
         (64, 144, 3, 1, 1, 6, 5),
         (2, 3, 1, 1, 0, 1, 1),
         // Winograd F(2x2, 3x3) with one-vector panels, channel tails and 1-pixel maps.
@@ -129,11 +131,19 @@ fn dense_conv_matches_the_textbook_sum() {
                 let (want, oh, ow) = conv_ref(&x, h, w, cin, &wt, &b, cout, k, s, p, false);
                 let add = values(oh * ow * cout, 300 + ci as u64);
                 let pc = PackedConv::new(level, &wt, &b, cout, cin, k, s, p);
-                for with_add in [false, true] {
+                // A channel slice of a wider map, and a dense map (one pointer per kernel row).
+                for (with_add, dense) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
                     let mut ybuf = vec![7.0f32; oh * ow * ys];
                     let zeros = vec![0.0f32; cin];
+                    let input = if dense {
+                        src(&x, h, w, cin)
+                    } else {
+                        src(&xbuf[2..], h, w, xs)
+                    };
                     pc.run(
-                        src(&xbuf[2..], h, w, xs),
+                        input,
                         dst(&mut ybuf[3..], oh, ow, ys),
                         act,
                         with_add.then_some(src(&add, oh, ow, cout)),
@@ -158,7 +168,7 @@ fn dense_conv_matches_the_textbook_sum() {
                             let tol = 1e-5 * (1.0 + (cin * k * k) as f64).sqrt();
                             assert!(
                                 (got as f64 - e).abs() <= tol,
-                                "{level:?} case {ci} {act:?} add {with_add}: pixel {px} channel {co}: {got} vs {e}"
+                                "{level:?} case {ci} {act:?} add {with_add} dense {dense}: pixel {px} channel {co}: {got} vs {e}"
                             );
                         }
                     }
