@@ -3,6 +3,11 @@
 //! numbers as `%g`) and Pascal VOC XML as Ultralytics' VOC converter (objects marked difficult skipped; VOC's
 //! 1-based pixel coordinates). The images are linked (or copied) beside the labels, a data.yaml keeps the class
 //! names, and every object left out is counted by reason.
+//!
+//! Nothing outside `--out` is written or removed: a file name from the annotations is used only when it is a
+//! relative path without `..` (never joined when absolute), an image is placed through a temporary sibling and
+//! a rename (never by deleting what is there: that may be the source itself), two annotations of one image
+//! keep both sets of boxes, and an `--out` that already holds label files is refused rather than mixed.
 
 use crate::error::{DataError, FileError, Result};
 use crate::labels::fmt_g;
@@ -47,6 +52,15 @@ impl Report {
         Ok(())
     }
 
+    /// Adds `row` to an image's rows unless it is there already.
+    fn push_row(&mut self, rows: &mut Vec<String>, row: String) {
+        if rows.contains(&row) {
+            self.skip("repeated box (written once)");
+        } else {
+            rows.push(row);
+        }
+    }
+
     pub fn render(&self) -> String {
         let mut s = format!(
             "wrote {} images, {} boxes, {} classes to {}\n",
@@ -72,13 +86,90 @@ fn bad(path: &Path, msg: impl Into<String>) -> DataError {
     }
 }
 
-/// Puts `src` at `dst`: a hard link where the file system allows, else a copy.
-fn place(src: &Path, dst: &Path) -> Result<()> {
-    if dst.exists() {
-        std::fs::remove_file(dst).map_err(|e| FileError::io(dst, e))?;
+/// `name` when it is a relative path of plain components (no root, drive, `.` or `..`): safe to join under a
+/// folder without leaving it.
+fn confined(name: &str) -> Option<&Path> {
+    let p = Path::new(name);
+    let plain = p
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    (plain && p.components().next().is_some()).then_some(p)
+}
+
+/// Whether two paths name the same file (the same inode where the platform says).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) if x == y => true,
+        #[cfg(unix)]
+        _ => {
+            use std::os::unix::fs::MetadataExt;
+            matches!((std::fs::metadata(a), std::fs::metadata(b)),
+                (Ok(x), Ok(y)) if x.dev() == y.dev() && x.ino() == y.ino())
+        }
+        #[cfg(not(unix))]
+        _ => false,
     }
-    if std::fs::hard_link(src, dst).is_err() {
-        std::fs::copy(src, dst).map_err(|e| FileError::io(dst, e))?;
+}
+
+/// Puts `src` at `dst`: a hard link where the file system allows, else a copy, made under a temporary name and
+/// renamed over `dst`, so nothing is deleted first (`dst` may be `src` itself: then it stays as it is).
+fn place(src: &Path, dst: &Path) -> Result<()> {
+    if dst.exists() && same_file(src, dst) {
+        return Ok(());
+    }
+    let tmp = dst.with_file_name(format!(
+        ".{}.tmp{}",
+        dst.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(src, &tmp).is_err() {
+        std::fs::copy(src, &tmp).map_err(|e| FileError::io(dst, e))?;
+    }
+    std::fs::rename(&tmp, dst).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        FileError::io(dst, e)
+    })?;
+    Ok(())
+}
+
+/// A label row `cls cx cy w h` when every number is finite and the box has a positive size.
+fn box_row(
+    cls: usize,
+    cx: f64,
+    cy: f64,
+    w: f64,
+    h: f64,
+) -> std::result::Result<String, &'static str> {
+    if ![cx, cy, w, h].iter().all(|v| v.is_finite()) {
+        return Err("box with a coordinate that is not a finite number");
+    }
+    if w <= 0.0 || h <= 0.0 {
+        return Err("box of zero width or height");
+    }
+    Ok(format!(
+        "{cls} {} {} {} {}",
+        fmt_g(cx),
+        fmt_g(cy),
+        fmt_g(w),
+        fmt_g(h)
+    ))
+}
+
+/// Refuses an output whose labels folder already holds label files: converting again would mix old and new.
+fn fresh_labels(lab: &Path) -> Result<()> {
+    let old = std::fs::read_dir(lab)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .any(|e| e.path().extension().is_some_and(|x| x == "txt"))
+        })
+        .unwrap_or(false);
+    if old {
+        return Err(bad(
+            lab,
+            "already holds label files (an earlier conversion?): converting into it would mix old and new \
+             labels; give another --out or remove that folder",
+        ));
     }
     Ok(())
 }
@@ -97,14 +188,78 @@ fn write_yaml(out: &Path, split: &str, names: &[String]) -> Result<()> {
 }
 
 fn dirs(out: &Path, split: &str) -> Result<(PathBuf, PathBuf)> {
+    let Some(split) = confined(split).filter(|p| p.components().count() == 1) else {
+        return Err(bad(
+            out,
+            format!("--split {split}: a plain folder name is expected"),
+        ));
+    };
     let (img, lab) = (
         out.join("images").join(split),
         out.join("labels").join(split),
     );
+    fresh_labels(&lab)?;
     for d in [&img, &lab] {
         std::fs::create_dir_all(d).map_err(|e| FileError::io(d, e))?;
     }
     Ok((img, lab))
+}
+
+/// The label rows of the images a conversion places, by output file name, in the order first seen.
+#[derive(Default)]
+struct Placed {
+    order: Vec<String>,
+    by_name: HashMap<String, (PathBuf, Vec<String>)>,
+}
+
+impl Placed {
+    /// The output name for source image `src` (wanted: `name`): the same name again for the same file (its
+    /// boxes join the earlier ones), a new `stem_tag.ext` for another file with that name.
+    fn name_for(&mut self, r: &mut Report, src: &Path, name: &str, tag: &str) -> String {
+        match self.by_name.get(name) {
+            None => {}
+            Some((s, _)) if same_file(s, src) => {
+                r.note(
+                    "images annotated twice: their boxes are written together",
+                    name.to_string(),
+                );
+                return name.to_string();
+            }
+            Some(_) => {
+                let p = Path::new(name);
+                let stem = p.file_stem().unwrap_or_default().to_string_lossy();
+                let renamed = match p.extension() {
+                    Some(e) => format!("{stem}_{tag}.{}", e.to_string_lossy()),
+                    None => format!("{stem}_{tag}"),
+                };
+                r.note(
+                    "different images with one file name: the later ones renamed",
+                    format!("{} -> {renamed}", src.display()),
+                );
+                return self.name_for(r, src, &renamed, tag);
+            }
+        }
+        self.order.push(name.to_string());
+        self.by_name
+            .insert(name.to_string(), (src.to_path_buf(), Vec::new()));
+        name.to_string()
+    }
+
+    fn rows(&mut self, name: &str) -> &mut Vec<String> {
+        &mut self.by_name.get_mut(name).expect("named by name_for").1
+    }
+
+    /// Places every image and writes its labels.
+    fn write(self, r: &mut Report, img_dir: &Path, lab_dir: &Path) -> Result<()> {
+        let Placed { order, mut by_name } = self;
+        for name in order {
+            let (src, rows) = by_name.remove(&name).expect("listed once");
+            place(&src, &img_dir.join(&name))?;
+            r.images += 1;
+            r.write_labels(lab_dir, Path::new(&name), &rows)?;
+        }
+        Ok(())
+    }
 }
 
 /// COCO JSON (`ann`) with its images under `images` to a YOLO dataset in `out` (split `split`). Classes are
@@ -122,7 +277,22 @@ pub fn coco(ann: &Path, images: &Path, out: &Path, split: &str) -> Result<Report
         .iter()
         .filter_map(|c| Some((c.get("id")?.as_i64()?, c.get("name")?.as_str()?.to_string())))
         .collect();
+    if cats.is_empty() {
+        return Err(bad(
+            ann,
+            "\"categories\" names no class (each needs an id and a name): the dataset would have no classes",
+        ));
+    }
     cats.sort();
+    if let Some(w) = cats.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(bad(
+            ann,
+            format!(
+                "category id {} is given twice ({:?} and {:?})",
+                w[0].0, w[0].1, w[1].1
+            ),
+        ));
+    }
     let class_of: HashMap<i64, usize> = cats.iter().enumerate().map(|(i, c)| (c.0, i)).collect();
     let mut r = Report {
         names: cats.into_iter().map(|c| c.1).collect(),
@@ -138,28 +308,60 @@ pub fn coco(ann: &Path, images: &Path, out: &Path, split: &str) -> Result<Report
     }
     let (img_dir, lab_dir) = dirs(out, split)?;
     let mut seen_ids = BTreeSet::new();
+    let mut placed = Placed::default();
     for (k, img) in list("images")?.iter().enumerate() {
-        let (Some(id), Some(file), Some(w), Some(h)) = (
+        let (Some(id), Some(file)) = (
             img.get("id").and_then(|v| v.as_i64()),
             img.get("file_name").and_then(|v| v.as_str()),
-            img.get("width").and_then(|v| v.as_f64()),
-            img.get("height").and_then(|v| v.as_f64()),
         ) else {
             return Err(bad(
                 ann,
-                format!("images[{k}]: needs id, file_name, width and height"),
+                format!("images[{k}]: needs an id and a file_name"),
             ));
         };
-        seen_ids.insert(id);
-        let src = images.join(file);
+        if !seen_ids.insert(id) {
+            r.skip("image entry with an id given before (its annotations go to the first)");
+            continue;
+        }
+        let Some(rel) = confined(file) else {
+            r.skip("file_name absolute or with .. (outside --images; not read)");
+            continue;
+        };
+        let src = images.join(rel);
         if !src.is_file() {
             r.skip("image file missing (its objects too)");
             continue;
         }
-        let name = Path::new(file).file_name().unwrap_or_default();
-        place(&src, &img_dir.join(name))?;
-        r.images += 1;
-        let mut rows: Vec<String> = Vec::new();
+        let size = |key: &str| {
+            img.get(key)
+                .and_then(|v| v.as_f64())
+                .filter(|v| v.is_finite() && *v > 0.0)
+        };
+        let (w, h) = match (size("width"), size("height")) {
+            (Some(w), Some(h)) => (w, h),
+            _ => {
+                let (w, h) = image::image_dimensions(&src).map_err(|e| {
+                    FileError::decode(
+                        &src,
+                        format!(
+                            "images[{k}] has no usable width/height and the image is unreadable"
+                        ),
+                        e,
+                    )
+                })?;
+                r.note(
+                    "images without a positive width/height: the image's own size used",
+                    file.to_string(),
+                );
+                (w as f64, h as f64)
+            }
+        };
+        let wanted = rel
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        let name = placed.name_for(&mut r, &src, &wanted, &id.to_string());
         for a in anns.get(&id).map(Vec::as_slice).unwrap_or_default() {
             if a.get("iscrowd").and_then(|v| v.as_i64()).unwrap_or(0) != 0 {
                 r.skip("crowd annotation (iscrowd)");
@@ -174,17 +376,7 @@ pub fn coco(ann: &Path, images: &Path, out: &Path, split: &str) -> Result<Report
                 r.skip("annotation without a 4-number bbox");
                 continue;
             }
-            let (cx, cy, bw, bh) = (
-                (b[0] + b[2] / 2.0) / w,
-                (b[1] + b[3] / 2.0) / h,
-                b[2] / w,
-                b[3] / h,
-            );
-            if bw <= 0.0 || bh <= 0.0 {
-                r.skip("box of zero width or height");
-                continue;
-            }
-            let Some(cls) = a
+            let Some(&cls) = a
                 .get("category_id")
                 .and_then(|v| v.as_i64())
                 .and_then(|c| class_of.get(&c))
@@ -192,21 +384,24 @@ pub fn coco(ann: &Path, images: &Path, out: &Path, split: &str) -> Result<Report
                 r.skip("category_id not in categories");
                 continue;
             };
-            let row = format!(
-                "{cls} {} {} {} {}",
-                fmt_g(cx),
-                fmt_g(cy),
-                fmt_g(bw),
-                fmt_g(bh)
+            let row = box_row(
+                cls,
+                (b[0] + b[2] / 2.0) / w,
+                (b[1] + b[3] / 2.0) / h,
+                b[2] / w,
+                b[3] / h,
             );
-            if rows.contains(&row) {
-                r.skip("repeated box (written once)");
-                continue;
+            match row {
+                Ok(row) => {
+                    let mut rows = std::mem::take(placed.rows(&name));
+                    r.push_row(&mut rows, row);
+                    *placed.rows(&name) = rows;
+                }
+                Err(why) => r.skip(why),
             }
-            rows.push(row);
         }
-        r.write_labels(&lab_dir, Path::new(name), &rows)?;
     }
+    placed.write(&mut r, &img_dir, &lab_dir)?;
     for (id, a) in &anns {
         if !seen_ids.contains(id) {
             r.skip_n("image_id not in images", a.len());
@@ -290,6 +485,7 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
         ..Default::default()
     };
     let (img_dir, lab_dir) = dirs(out, split)?;
+    let mut placed = Placed::default();
     for (p, doc) in parsed {
         let root = doc.root_element();
         let stem = p
@@ -316,7 +512,7 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
                 .and_then(|v| v.parse::<f64>().ok())
         };
         let (w, h) = match (num("width"), num("height")) {
-            (Some(w), Some(h)) if w > 0.0 && h > 0.0 => (w, h),
+            (Some(w), Some(h)) if w > 0.0 && h > 0.0 && w.is_finite() && h.is_finite() => (w, h),
             _ => {
                 let (w, h) = image::image_dimensions(&src).map_err(|e| {
                     FileError::decode(
@@ -328,9 +524,8 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
                 (w as f64, h as f64)
             }
         };
-        place(&src, &img_dir.join(&file))?;
-        r.images += 1;
-        let mut rows = Vec::new();
+        let name = placed.name_for(&mut r, &src, &file, &stem);
+        let mut rows = std::mem::take(placed.rows(&name));
         for o in root.children().filter(|c| c.has_tag_name("object")) {
             let Some(name) = text_of(o, "name") else {
                 r.skip("object without a name");
@@ -352,18 +547,29 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
                 r.skip("bndbox without four numbers");
                 continue;
             };
+            if ![x0, x1, y0, y1].iter().all(|v| v.is_finite()) {
+                r.skip("box with a coordinate that is not a finite number");
+                continue;
+            }
+            if x1 <= x0 || y1 <= y0 {
+                r.skip("box with xmax <= xmin or ymax <= ymin");
+                continue;
+            }
             let cls = r.names.iter().position(|n| *n == name).unwrap_or(0);
             let (cx, cy) = ((x0 + x1) / 2.0 - 1.0, (y0 + y1) / 2.0 - 1.0);
-            rows.push(format!(
+            // Python's full-precision floats, as Ultralytics' VOC converter writes them.
+            let row = format!(
                 "{cls} {} {} {} {}",
                 cx / w,
                 cy / h,
                 (x1 - x0) / w,
                 (y1 - y0) / h
-            ));
+            );
+            rows.push(row);
         }
-        r.write_labels(&lab_dir, Path::new(&file), &rows)?;
+        *placed.rows(&name) = rows;
     }
+    placed.write(&mut r, &img_dir, &lab_dir)?;
     write_yaml(out, split, &r.names)?;
     Ok(r)
 }
