@@ -19,6 +19,28 @@ pub fn at_least_one(s: &str) -> Result<usize, String> {
     Ok(n)
 }
 
+/// A threshold such as `--conf` or `--iou`: a number in [0, 1] (NaN, negatives and values above 1 would
+/// silently keep every box or none).
+pub fn unit_interval(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is outside [0, 1]")),
+        Err(_) => Err(format!("'{s}' is not a number (expected one in [0, 1])")),
+    }
+}
+
+/// The smallest `--tile`: a tile of fewer pixels is below any model's largest stride.
+pub const MIN_TILE: usize = 32;
+
+/// `--tile N`: a whole number of pixels, at least [`MIN_TILE`].
+pub fn tile_size(s: &str) -> Result<usize, String> {
+    let n = at_least_one(s)?;
+    if n < MIN_TILE {
+        return Err(format!("{n} pixels: a tile must be at least {MIN_TILE}"));
+    }
+    Ok(n)
+}
+
 /// An image size: a multiple of the models' largest stride (32), at least 32 and at most 8192.
 pub fn image_size(s: &str) -> Result<usize, String> {
     check_image_size(at_least_one(s)?)

@@ -88,9 +88,11 @@ pub struct PredictArgs {
     /// Network input: N or H,W (each side a multiple of the model's largest stride).
     #[arg(long, default_value = "640")]
     imgsz: ImgSize,
-    #[arg(long, default_value_t = 0.25)]
+    /// Keep boxes scoring at least this (0..1).
+    #[arg(long, default_value_t = 0.25, value_parser = data::args::unit_interval)]
     conf: f32,
-    #[arg(long, default_value_t = 0.7)]
+    /// NMS overlap threshold (0..1).
+    #[arg(long, default_value_t = 0.7, value_parser = data::args::unit_interval)]
     iou: f32,
     #[arg(long, default_value_t = 300, value_parser = data::args::at_least_one)]
     max_det: usize,
@@ -128,7 +130,7 @@ pub struct PredictArgs {
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     engine: bool,
     /// Sliced inference for large images: tiles of N original pixels, each predicted alone, boxes merged.
-    #[arg(long, value_parser = data::args::at_least_one)]
+    #[arg(long, value_parser = data::args::tile_size)]
     tile: Option<usize>,
     /// Fraction of a tile shared with its neighbour.
     #[arg(long, default_value_t = 0.2, value_parser = |s: &str| fraction(s, 0.9))]
@@ -340,6 +342,12 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
     if stats.interrupted {
         eprintln!("interrupted: the outputs above cover the images and frames done before Ctrl-C");
         std::process::exit(130);
+    }
+    if stats.images + stats.frames == 0 && stats.skipped > 0 {
+        anyhow::bail!(
+            "nothing was predicted: every input failed ({} skipped, reasons above)",
+            stats.skipped
+        );
     }
     Ok(())
 }

@@ -170,6 +170,30 @@ fn a_folder_of_images_and_videos_skips_a_broken_video() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// An image named like one of a video's frames (`clip_1.png` next to `clip.avi`) keeps its outputs: the video's
+/// frames take a longer name instead of overwriting the image's label file.
+#[test]
+fn an_image_named_like_a_frame_keeps_its_outputs() {
+    let dir = temp("clash");
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(fixtures().join("video/clip.avi"), src.join("clip.avi")).unwrap();
+    let img = image::RgbImage::from_pixel(64, 64, image::Rgb([90, 140, 60]));
+    img.save(src.join("clip_1.png")).unwrap();
+    let said = predict(src.to_str().unwrap(), &dir.join("out"), &[]);
+    assert!(
+        said.contains("its frames are named clip_avi_<frame>"),
+        "{said}"
+    );
+    assert!(
+        dir.join("out/clip_1.jpg").exists(),
+        "the image's own annotated copy"
+    );
+    assert!(dir.join("out/labels/clip_avi_10.txt").exists());
+    assert!(!dir.join("out/labels/clip_10.txt").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// A longer video generated here from the val tiles (our MJPEG writer): predicting it with --vid-stride 4 gives,
 /// frame for frame, what predicting the kept frames as images gives, and predictions.json names every frame.
 #[test]

@@ -248,9 +248,9 @@ pub struct ValCli {
     imgsz: data::args::ImgSize,
     #[arg(long, default_value_t = 16, value_parser = data::args::at_least_one)]
     batch: usize,
-    #[arg(long, default_value_t = 0.001)]
+    #[arg(long, default_value_t = 0.001, value_parser = data::args::unit_interval)]
     conf: f32,
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = 0.7, value_parser = data::args::unit_interval)]
     iou: f32,
     #[arg(long, default_value_t = 300, value_parser = data::args::at_least_one)]
     max_det: usize,

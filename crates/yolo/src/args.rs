@@ -25,12 +25,13 @@ pub fn translate(args: impl IntoIterator<Item = String>) -> Vec<String> {
             continue;
         };
         let key = key.replace('_', "-");
-        out.push(format!("--{key}"));
-        out.push(match value {
-            "True" | "true" => "true".to_string(),
-            "False" | "false" => "false".to_string(),
-            v => v.to_string(),
-        });
+        match value {
+            "True" | "true" => out.extend([format!("--{key}"), "true".into()]),
+            "False" | "false" => out.extend([format!("--{key}"), "false".into()]),
+            // `--key=-0.5`: a value starting with `-` would otherwise read as a flag.
+            v if v.starts_with('-') => out.push(format!("--{key}={v}")),
+            v => out.extend([format!("--{key}"), v.to_string()]),
+        }
     }
     out
 }

@@ -394,3 +394,16 @@ fn model_argument_takes_a_yaml_or_weights_everywhere() {
         assert!(!ok && said.contains(says), "yolo {args:?}:\n{said}");
     }
 }
+
+/// `conf=-0.5` reaches the range check (a value starting with `-` is passed as `--conf=-0.5`, not as a flag).
+#[test]
+fn a_negative_value_in_key_value_form_reaches_the_check() {
+    let w = "crates/deploy/tests/fixtures/trained_mobileone/weights.safetensors";
+    let (ok, _, said) = run(&[
+        "predict",
+        "conf=-0.5",
+        "source=x.jpg",
+        &format!("model={w}"),
+    ]);
+    assert!(!ok && said.contains("-0.5 is outside [0, 1]"), "{said}");
+}

@@ -277,6 +277,9 @@ impl Net<'_> {
 }
 
 /// Batches prepared images in input order, runs them and hands the results to the writer.
+/// The most tiles one image is cut into (a 16k x 16k scene in tiles of 640 with 0.2 overlap is about 1000).
+const MAX_TILES: usize = 10_000;
+
 struct Runner<'a> {
     net: Net<'a>,
     wtx: SyncSender<Finished>,
@@ -334,8 +337,28 @@ impl Runner<'_> {
         let (w, h) = (p.image.width() as usize, p.image.height() as usize);
         let (shape, batch) = (self.net.o.input, self.net.o.batch.max(1));
         let mut all = Vec::new();
+        let rects = tile_rects(w, h, t.size, t.overlap);
+        if rects.len() > MAX_TILES {
+            self.bar.suspend(|| {
+                eprintln!(
+                    "skipped: {}: {w}x{h} in tiles of {} with overlap {} is {} tiles, more than {MAX_TILES}: \
+                     use a larger --tile or a smaller --overlap",
+                    p.path.display(),
+                    t.size,
+                    t.overlap,
+                    rects.len()
+                )
+            });
+            self.stats.skipped += 1;
+            return Ok(());
+        }
         // Tiles are all t.size square (smaller only for an image smaller than a tile): one shape per batch.
-        for rects in tile_rects(w, h, t.size, t.overlap).chunks(batch) {
+        for rects in rects.chunks(batch) {
+            if self.net.o.stopped() {
+                // The image's boxes would be partial: none are written for it.
+                self.stats.interrupted = true;
+                return Ok(());
+            }
             let t0 = Instant::now();
             let views: Vec<View> = rects
                 .iter()

@@ -107,6 +107,41 @@ pub(super) fn source_names(sources: &[Source]) -> Vec<String> {
             name
         })
         .collect();
+    // A video's frames are named `<name>_<frame>`: an image named like one (`b_1.jpg` next to `b.mp4`) would
+    // have its labels overwritten, so such a video takes a longer name (`b_mp4`).
+    let image_names: std::collections::HashSet<String> = sources
+        .iter()
+        .zip(&names)
+        .filter(|(s, _)| s.is_image())
+        .map(|(_, n)| n.clone())
+        .collect();
+    let clashes = |base: &str| {
+        image_names.iter().any(|n| {
+            n.strip_prefix(base)
+                .and_then(|r| r.strip_prefix('_'))
+                .is_some_and(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    let mut names = names;
+    for (s, name) in sources.iter().zip(names.iter_mut()) {
+        if s.is_image() || !clashes(name) {
+            continue;
+        }
+        let ext = s
+            .path()
+            .and_then(|p| p.extension())
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "video".into());
+        let mut longer = format!("{name}_{ext}");
+        while clashes(&longer) || taken.contains(&longer) {
+            longer.push('_');
+        }
+        eprintln!(
+            "{name}: an image is named like one of its frames; its frames are named {longer}_<frame>"
+        );
+        taken.insert(longer.clone());
+        *name = longer;
+    }
     let renamed: Vec<&String> = sources
         .iter()
         .zip(&names)
@@ -341,4 +376,27 @@ pub(super) fn spawn_writer(
         Ok(w)
     });
     (wtx, writer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_names;
+    use crate::sources::Source;
+    use std::path::PathBuf;
+
+    #[test]
+    fn frames_never_take_an_image_s_name() {
+        let p = |s: &str| PathBuf::from(s);
+        let names = source_names(&[
+            Source::Image(p("in/b_1.jpg")),
+            Source::Video(p("in/b.mp4")),
+            Source::Video(p("in/c.mp4")),
+            Source::Image(p("in/c_x.jpg")),
+            Source::Stream("rtsp://cam/live".into()),
+            Source::Image(p("in/live_12.png")),
+        ]);
+        // b.mp4's frames would be b_1, b_2...: one of them is an image's. c's frames (c_1...) clash with no
+        // image; the stream's (live_12) would.
+        assert_eq!(names, ["b_1", "b_mp4", "c", "c_x", "live_video", "live_12"]);
+    }
 }
