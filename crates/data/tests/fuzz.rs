@@ -1,4 +1,4 @@
-//! Fuzzing the dataset YAML reader, the label parser and the image decoder (see `data::fuzz`): mutations of
+//! Fuzzing the dataset YAML reader, the label parser, the image decoder and the COCO/VOC converters (see `data::fuzz`): mutations of
 //! the committed corpus in `tests/fuzz_corpus/` give an error or a result, never a panic, abort or hang.
 //! `YOLO_FUZZ_SECS` (default 8 per target) sets the budget; a failing input is saved under the temp folder.
 
@@ -83,4 +83,111 @@ fn fuzz_image_decode() {
     );
     let r = r.unwrap_or_else(|e| panic!("{e}"));
     eprintln!("images: {} inputs (seed {})", r.executions, r.seed);
+}
+
+/// A fresh folder per input of a converter target, under one base for the run.
+fn scratch(base: &std::path::Path) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let d = base.join(
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            .to_string(),
+    );
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// What a conversion wrote: every row five finite numbers with a positive size, every file inside `out`.
+fn check_converted(out: &std::path::Path) {
+    let Ok(dir) = std::fs::read_dir(out.join("labels/train")) else {
+        return;
+    };
+    for e in dir {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        for line in text.lines() {
+            let v: Vec<f64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+            assert_eq!(v.len(), 5, "{line}");
+            assert!(
+                v.iter().all(|x| x.is_finite()) && v[3] > 0.0 && v[4] > 0.0,
+                "{line}"
+            );
+        }
+    }
+}
+
+fn tiny_jpeg(p: &std::path::Path) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    image::RgbImage::from_pixel(64, 48, image::Rgb([90, 140, 60]))
+        .save(p)
+        .unwrap();
+}
+
+/// COCO JSON conversion on mutated annotation files (images a.jpg and sub/a.jpg present; a sentinel file
+/// beside the images folder must survive every input).
+#[test]
+fn fuzz_coco() {
+    let base = std::env::temp_dir().join(format!("yolo-fuzz-coco-{}", std::process::id()));
+    let images = base.join("images");
+    tiny_jpeg(&images.join("a.jpg"));
+    tiny_jpeg(&images.join("sub/a.jpg"));
+    let sentinel = base.join("sentinel.jpg");
+    tiny_jpeg(&sentinel);
+    let runs = base.join("runs");
+    let (imgs, sent) = (images.clone(), sentinel.clone());
+    let r = fuzz(
+        "coco",
+        seeds("coco"),
+        budget(8.0),
+        HANG,
+        &crashes(),
+        move |b| {
+            let d = scratch(&runs);
+            let ann = d.join("ann.json");
+            std::fs::write(&ann, b).unwrap();
+            let out = d.join("out");
+            if data::convert::coco(&ann, &imgs, &out, "train").is_ok() {
+                check_converted(&out);
+            }
+            assert!(
+                sent.is_file() && imgs.join("a.jpg").is_file(),
+                "a source was removed"
+            );
+            std::fs::remove_dir_all(&d).ok();
+        },
+    );
+    let r = r.unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("coco: {} inputs (seed {})", r.executions, r.seed);
+    std::fs::remove_dir_all(&base).ok();
+}
+
+/// Pascal VOC conversion on mutated annotations (JPEGImages/a.jpg present).
+#[test]
+fn fuzz_voc() {
+    let base = std::env::temp_dir().join(format!("yolo-fuzz-voc-{}", std::process::id()));
+    let shared = base.join("a.jpg");
+    tiny_jpeg(&shared);
+    let runs = base.join("runs");
+    let r = fuzz(
+        "voc",
+        seeds("voc"),
+        budget(8.0),
+        HANG,
+        &crashes(),
+        move |b| {
+            let d = scratch(&runs);
+            let voc = d.join("voc");
+            std::fs::create_dir_all(voc.join("Annotations")).unwrap();
+            std::fs::create_dir_all(voc.join("JPEGImages")).unwrap();
+            std::fs::copy(&shared, voc.join("JPEGImages/a.jpg")).unwrap();
+            std::fs::write(voc.join("Annotations/a.xml"), b).unwrap();
+            let out = d.join("out");
+            if data::convert::voc(&voc, &out, "train").is_ok() {
+                check_converted(&out);
+            }
+            assert!(shared.is_file());
+            std::fs::remove_dir_all(&d).ok();
+        },
+    );
+    let r = r.unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("voc: {} inputs (seed {})", r.executions, r.seed);
+    std::fs::remove_dir_all(&base).ok();
 }

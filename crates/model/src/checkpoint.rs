@@ -27,21 +27,46 @@ fn err(path: &str, msg: impl Into<String>) -> ModelError {
     }
 }
 
-/// A plain pickle value as YAML (objects and tensors are left out).
-fn to_yaml(v: &Value) -> Option<serde_yaml::Value> {
+/// How much of a pickled value [`to_yaml`] converts: a model YAML is a few hundred values a dozen levels deep;
+/// a crafted one can be cyclic, nested a million deep, or share one list so that it unfolds to 10^12 values.
+struct YamlBudget {
+    values: usize,
+    exceeded: bool,
+}
+
+const YAML_MAX_DEPTH: usize = 64;
+const YAML_MAX_VALUES: usize = 100_000;
+
+/// A plain pickle value as YAML (objects and tensors are left out); `None` too once the budget is spent.
+fn to_yaml(v: &Value, depth: usize, budget: &mut YamlBudget) -> Option<serde_yaml::Value> {
     use serde_yaml::Value as Y;
+    if budget.exceeded || depth > YAML_MAX_DEPTH || budget.values >= YAML_MAX_VALUES {
+        budget.exceeded = true;
+        return None;
+    }
+    budget.values += 1;
+    let seq = |items: &[Value], budget: &mut YamlBudget| {
+        Y::Sequence(
+            items
+                .iter()
+                .filter_map(|x| to_yaml(x, depth + 1, budget))
+                .collect(),
+        )
+    };
     Some(match v {
         Value::None => Y::Null,
         Value::Bool(b) => Y::Bool(*b),
         Value::Int(i) => Y::Number((*i).into()),
         Value::Float(f) => Y::Number((*f).into()),
         Value::Str(s) => Y::String(s.clone()),
-        Value::List(l) => Y::Sequence(l.borrow().iter().filter_map(to_yaml).collect()),
-        Value::Tuple(l) => Y::Sequence(l.iter().filter_map(to_yaml).collect()),
+        Value::List(l) => seq(&l.borrow(), budget),
+        Value::Tuple(l) => seq(l, budget),
         Value::Dict(d) => {
             let mut m = serde_yaml::Mapping::new();
             for (k, v) in d.borrow().iter() {
-                if let (Some(k), Some(v)) = (to_yaml(k), to_yaml(v)) {
+                if let (Some(k), Some(v)) =
+                    (to_yaml(k, depth + 1, budget), to_yaml(v, depth + 1, budget))
+                {
                     m.insert(k, v);
                 }
             }
@@ -89,12 +114,32 @@ pub fn read(path: &str) -> Result<WeightsFile> {
             )
         })?;
     let model = root.get(key).unwrap_or(Value::None);
+    let metadata = metadata_of(&model, path)?;
     let reader = PytorchReader::with_top_level_key(path, key)
         .map_err(|e| FileError::decode(path, "not a readable PyTorch checkpoint", e))?;
     let mut tensors = StateDict::new();
+    // torch.save stores every storage once, uncompressed: the tensors together hold no more bytes than the
+    // file. A view can declare more (an `expand` has stride 0: 4e9 values from one); it is refused, not
+    // materialized.
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| FileError::io(path, e))?
+        .len();
+    let mut total = 0u64;
     for (name, t) in reader.tensors() {
         if name.ends_with("num_batches_tracked") {
             continue;
+        }
+        total += t.byte_len() as u64;
+        if total > file_len {
+            return Err(err(
+                path,
+                format!(
+                    "tensor {name} ({:?}, {} bytes) brings the tensors to more bytes than the whole file holds \
+                     ({file_len}): an expanded (stride-0) or shared view; refused",
+                    t.shape(),
+                    t.byte_len()
+                ),
+            ));
         }
         let bytes = t
             .read()
@@ -113,10 +158,34 @@ pub fn read(path: &str) -> Result<WeightsFile> {
             },
         );
     }
+    Ok(WeightsFile {
+        path: path.to_string(),
+        tensors,
+        metadata,
+    })
+}
+
+/// Our metadata (YAML, scale, nc, names, whether fused) from a checkpoint's pickled model object, within
+/// bounds: a cyclic, too deep or too large `yaml` is an error.
+pub fn metadata_of(model: &Value, path: &str) -> Result<HashMap<String, String>> {
     let mut metadata = HashMap::new();
     metadata.insert(meta::FORMAT.to_string(), meta::FORMAT_VALUE.to_string());
     if let Some(yaml @ Value::Dict(_)) = model.get("yaml") {
-        let Some(serde_yaml::Value::Mapping(mut y)) = to_yaml(&yaml) else {
+        let mut budget = YamlBudget {
+            values: 0,
+            exceeded: false,
+        };
+        let converted = to_yaml(&yaml, 0, &mut budget);
+        if budget.exceeded {
+            return Err(err(
+                path,
+                format!(
+                    "the model's yaml is nested deeper than {YAML_MAX_DEPTH} levels or holds more than \
+                     {YAML_MAX_VALUES} values (cyclic or crafted): refused"
+                ),
+            ));
+        }
+        let Some(serde_yaml::Value::Mapping(mut y)) = converted else {
             return Err(err(path, "the model's yaml is not a dict"));
         };
         let scale = match y.remove("scale") {
@@ -141,13 +210,9 @@ pub fn read(path: &str) -> Result<WeightsFile> {
     }
     metadata.insert(
         meta::FUSED.to_string(),
-        (!holds_batch_norm(&model)).to_string(),
+        (!holds_batch_norm(model)).to_string(),
     );
-    Ok(WeightsFile {
-        path: path.to_string(),
-        tensors,
-        metadata,
-    })
+    Ok(metadata)
 }
 
 /// The class path PyTorch pickles a BatchNorm module under.
@@ -210,6 +275,9 @@ fn to_f32(b: &[u8], dtype: pytorch_reader::DType) -> Option<Vec<f32>> {
     })
 }
 
+/// The largest `data.pkl` read (pytorch-reader's own limit).
+const MAX_PICKLE_BYTES: u64 = pytorch_reader::MAX_PICKLE_SIZE;
+
 /// The pickle of a checkpoint (`*/data.pkl` in its zip).
 fn data_pkl(path: &str) -> Result<Vec<u8>> {
     let f = std::fs::File::open(path).map_err(|e| FileError::io(path, e))?;
@@ -226,7 +294,21 @@ fn data_pkl(path: &str) -> Result<Vec<u8>> {
     let mut entry = z
         .by_name(&name)
         .map_err(|e| FileError::decode(path, "checkpoint zip", e))?;
+    // Read no more than the limit: a compressed entry can unfold to gigabytes from a small file.
     let mut bytes = Vec::new();
-    std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| FileError::io(path, e))?;
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(&mut entry, MAX_PICKLE_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(|e| FileError::io(path, e))?;
+    if bytes.len() as u64 > MAX_PICKLE_BYTES {
+        return Err(err(
+            path,
+            format!(
+                "{name} is larger than {} MB unpacked (a checkpoint's is well under 1 MB): refused",
+                MAX_PICKLE_BYTES >> 20
+            ),
+        ));
+    }
     Ok(bytes)
 }

@@ -16,9 +16,9 @@ pub enum Value {
     Float(f64),
     Str(String),
     Bytes(Vec<u8>),
-    List(Rc<RefCell<Vec<Value>>>),
-    Tuple(Rc<Vec<Value>>),
-    Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    List(Rc<RefCell<Items>>),
+    Tuple(Rc<Items>),
+    Dict(Rc<RefCell<Pairs>>),
     /// A class or function named by `GLOBAL` (never resolved).
     Global(Rc<String>),
     /// An object: its class, constructor arguments and `BUILD` state.
@@ -30,6 +30,102 @@ pub struct Object {
     pub class: String,
     pub args: Value,
     pub state: Value,
+}
+
+/// The values of a list or tuple. Freed without recursion (see [`free`]).
+#[derive(Debug, Default)]
+pub struct Items(pub Vec<Value>);
+
+/// The entries of a dict, in insertion order. Freed without recursion (see [`free`]).
+#[derive(Debug, Default)]
+pub struct Pairs(pub Vec<(Value, Value)>);
+
+impl std::ops::Deref for Items {
+    type Target = Vec<Value>;
+    fn deref(&self) -> &Vec<Value> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Items {
+    fn deref_mut(&mut self) -> &mut Vec<Value> {
+        &mut self.0
+    }
+}
+
+impl std::ops::Deref for Pairs {
+    type Target = Vec<(Value, Value)>;
+    fn deref(&self) -> &Vec<(Value, Value)> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Pairs {
+    fn deref_mut(&mut self) -> &mut Vec<(Value, Value)> {
+        &mut self.0
+    }
+}
+
+impl Drop for Items {
+    fn drop(&mut self) {
+        free(std::mem::take(&mut self.0));
+    }
+}
+
+impl Drop for Pairs {
+    fn drop(&mut self) {
+        free(
+            std::mem::take(&mut self.0)
+                .into_iter()
+                .flat_map(|(k, v)| [k, v])
+                .collect(),
+        );
+    }
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        let args = std::mem::replace(&mut self.args, Value::None);
+        let state = std::mem::replace(&mut self.state, Value::None);
+        free(vec![args, state]);
+    }
+}
+
+/// Frees values through a worklist on the heap: a pickle can nest lists a million deep (one byte per level),
+/// and freeing each level from the one above would overflow the stack. A value still shared elsewhere is only
+/// released here.
+fn free(mut work: Vec<Value>) {
+    while let Some(v) = work.pop() {
+        match v {
+            Value::List(rc) => {
+                if let Ok(cell) = Rc::try_unwrap(rc) {
+                    work.append(&mut cell.into_inner().0);
+                }
+            }
+            Value::Tuple(rc) => {
+                if let Ok(mut items) = Rc::try_unwrap(rc) {
+                    work.append(&mut items.0);
+                }
+            }
+            Value::Dict(rc) => {
+                if let Ok(cell) = Rc::try_unwrap(rc) {
+                    let mut pairs = cell.into_inner();
+                    for (k, v) in pairs.0.drain(..) {
+                        work.push(k);
+                        work.push(v);
+                    }
+                }
+            }
+            Value::Object(rc) => {
+                if let Ok(cell) = Rc::try_unwrap(rc) {
+                    let mut o = cell.into_inner();
+                    work.push(std::mem::replace(&mut o.args, Value::None));
+                    work.push(std::mem::replace(&mut o.state, Value::None));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Value {
@@ -196,14 +292,14 @@ pub fn load(b: &[u8]) -> Result<Value, String> {
             }
             b't' => {
                 let items = pop_mark(&mut stack)?;
-                stack.push(Item::V(Value::Tuple(Rc::new(items))))
+                stack.push(Item::V(Value::Tuple(Rc::new(Items(items)))))
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
                 let mut items: Vec<Value> =
                     (0..n).map(|_| pop(&mut stack)).collect::<Result<_, _>>()?;
                 items.reverse();
-                stack.push(Item::V(Value::Tuple(Rc::new(items))))
+                stack.push(Item::V(Value::Tuple(Rc::new(Items(items)))))
             }
             b'a' => {
                 let v = pop(&mut stack)?;
@@ -239,7 +335,7 @@ pub fn load(b: &[u8]) -> Result<Value, String> {
             0x8f => stack.push(Item::V(Value::List(Default::default()))), // EMPTY_SET
             0x91 => {
                 let items = pop_mark(&mut stack)?;
-                stack.push(Item::V(Value::List(Rc::new(RefCell::new(items)))))
+                stack.push(Item::V(Value::List(Rc::new(RefCell::new(Items(items))))))
             }
             b'R' | 0x81 => {
                 let args = pop(&mut stack)?;

@@ -1,4 +1,4 @@
-//! Fuzzing the model YAML parser and the safetensors loader (see `data::fuzz`): mutations of the committed
+//! Fuzzing the model YAML parser, the safetensors loader and the .pt pickle reader (see `data::fuzz`): mutations of the committed
 //! corpus in `tests/fuzz_corpus/` give an error or a model, never a panic, abort or hang.
 //! `YOLO_FUZZ_SECS` (default 8 per target) sets the budget; a failing input is saved under the temp folder.
 
@@ -78,4 +78,29 @@ fn fuzz_safetensors() {
     );
     let r = r.unwrap_or_else(|e| panic!("{e}"));
     eprintln!("safetensors: {} inputs (seed {})", r.executions, r.seed);
+}
+
+/// The checkpoint pickle reader and the metadata read from it (seeds: the data.pkl of the real tiny.pt and of
+/// the crafted cyclic and memo-bomb checkpoints).
+#[test]
+fn fuzz_pickle() {
+    let r = fuzz(
+        "pickle",
+        seeds("pickle"),
+        budget(8.0),
+        HANG,
+        &crashes(),
+        |b| {
+            if let Ok(root) = model::pickle::load(b) {
+                let _ = model::checkpoint::metadata_of(&root, "fuzz.pkl");
+                for k in ["ema", "model"] {
+                    if let Some(m) = root.get(k) {
+                        let _ = model::checkpoint::metadata_of(&m, "fuzz.pkl");
+                    }
+                }
+            }
+        },
+    );
+    let r = r.unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("pickle: {} inputs (seed {})", r.executions, r.seed);
 }
