@@ -376,6 +376,30 @@ pub struct RunOutcome {
     pub interrupted: bool,
 }
 
+/// Holds the run folder for this process: an exclusive lock on `RUN/.lock` (the OS releases it when the
+/// process ends, however it ends). Two runs writing one folder would mix their args.yaml, weights and
+/// results, and a later `--resume` would continue the mix.
+fn lock_run_folder(run_dir: &Path) -> Result<std::fs::File> {
+    let path = run_dir.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{} is in use by another training run (it holds {}); wait for it or choose another --out",
+            run_dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("{}: cannot lock", path.display())))
+        }
+    }
+}
+
 pub struct Trainer {
     pub args: TrainArgs,
     /// Continue the run in `run_dir` from its checkpoint (an error when there is none). Without it a folder
@@ -406,6 +430,7 @@ impl Trainer {
         let wdir = self.run_dir.join("weights");
         std::fs::create_dir_all(&wdir)
             .with_context(|| format!("{}: cannot create", wdir.display()))?;
+        let _lock = lock_run_folder(&self.run_dir)?;
 
         let (data_cfg, train_ds, val_ds) = open_data(a)?;
         let nc = data_cfg.nc();

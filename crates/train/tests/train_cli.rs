@@ -449,3 +449,31 @@ fn weights_of_another_class_count_transfer_and_freeze_keeps_layers() {
     );
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// Two runs into one folder at once: the second is refused while the first holds it (its lock is the OS's,
+/// released however the first ends), and nothing of the second is written there.
+#[test]
+fn a_folder_in_use_by_another_run_is_refused() {
+    let tmp = std::env::temp_dir().join(format!("yolo-train-lock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let data = tmp.join("data");
+    data::synth::write_dataset(&data, 6, 4, 2, 64).unwrap();
+    let out = tmp.join("run");
+    std::fs::create_dir_all(&out).unwrap();
+    // Another process's run holds the folder (this test process takes the lock the trainer takes).
+    let held = std::fs::File::create(out.join(".lock")).unwrap();
+    held.lock().unwrap();
+    let o = run(train_cmd(&data, &out, 1));
+    let said = testkit::said(&o);
+    assert!(
+        !o.status.success() && said.contains("is in use by another training run"),
+        "{said}"
+    );
+    assert!(!out.join("args.yaml").exists() && !out.join("results.csv").exists());
+    // Released: the same folder trains.
+    drop(held);
+    let o = run(train_cmd(&data, &out, 1));
+    assert!(o.status.success(), "{}", testkit::said(&o));
+    assert!(out.join("weights/last.safetensors").exists());
+    std::fs::remove_dir_all(&tmp).ok();
+}
