@@ -57,6 +57,69 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
 }
 
+/// What a process stopped at once (a second Ctrl-C or SIGTERM) still does before it exits: temporary files
+/// are removed, and a JSON array being written is closed after its last complete element and put in place.
+pub mod forced_exit {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    enum Pending {
+        Remove(PathBuf),
+        /// `(temp file, final path)` of a JSON array written two-space-indented, one element at a time.
+        CloseJson(PathBuf, PathBuf),
+    }
+
+    static PENDING: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
+
+    fn pending() -> std::sync::MutexGuard<'static, Vec<Pending>> {
+        PENDING.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `tmp` is removed if the process is stopped at once before [`done`] is called for it.
+    pub fn remove_on_exit(tmp: &Path) {
+        pending().push(Pending::Remove(tmp.to_path_buf()));
+    }
+
+    /// `tmp` (a JSON array in progress) becomes `path`, cut after its last complete element, if the process
+    /// is stopped at once before [`done`].
+    pub fn close_json_on_exit(tmp: &Path, path: &Path) {
+        pending().push(Pending::CloseJson(tmp.to_path_buf(), path.to_path_buf()));
+    }
+
+    /// `tmp` was finished or removed by its owner.
+    pub fn done(tmp: &Path) {
+        pending().retain(|p| match p {
+            Pending::Remove(t) | Pending::CloseJson(t, _) => t != tmp,
+        });
+    }
+
+    /// A partial JSON array whose elements are indented by two spaces, closed after the last element that
+    /// ended (its closing `  }` at the start of a line).
+    pub fn close_partial_array(text: &str) -> String {
+        match text.rfind("\n  }") {
+            Some(i) => format!("{}\n]", &text[..i + 4]),
+            None => "[]".to_string(),
+        }
+    }
+
+    /// Does what is pending; for the signal handler, right before it exits.
+    pub fn run() {
+        for p in pending().drain(..) {
+            match p {
+                Pending::Remove(t) => {
+                    let _ = std::fs::remove_file(t);
+                }
+                Pending::CloseJson(t, path) => {
+                    if let Ok(text) = std::fs::read_to_string(&t) {
+                        let _ = std::fs::write(&path, close_partial_array(&text));
+                    }
+                    let _ = std::fs::remove_file(t);
+                }
+            }
+        }
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary sibling that is flushed to disk before it is renamed over
 /// `path`: readers never see half a file, and after a crash or power loss `path` holds the old or the new
 /// content. The one atomic-write helper of the workspace (checkpoints, caches, results.csv, exports).
@@ -87,4 +150,27 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod forced_exit_tests {
+    use super::forced_exit::close_partial_array;
+
+    #[test]
+    fn a_partial_array_is_cut_after_its_last_complete_element() {
+        let whole = serde_json::json!([{"a": 1, "b": [1, 2]}, {"a": 2, "b": {"c": 3}}]);
+        let text = serde_json::to_string_pretty(&whole).unwrap();
+        let body = text.trim_end_matches(']').trim_end();
+        // Cut anywhere inside the second element: the first survives, valid.
+        let second = body.find("},").unwrap() + 2;
+        for cut in second..body.len() {
+            let closed = close_partial_array(&body[..cut]);
+            let v: serde_json::Value =
+                serde_json::from_str(&closed).unwrap_or_else(|e| panic!("{cut}: {e}\n{closed}"));
+            assert_eq!(v.as_array().unwrap().len(), 1, "{closed}");
+        }
+        let v: serde_json::Value = serde_json::from_str(&close_partial_array(body)).unwrap();
+        assert_eq!(v, whole);
+        assert_eq!(close_partial_array("[\n  {\n    \"a\""), "[]");
+    }
 }

@@ -324,6 +324,7 @@ impl VideoWriter {
         init();
         let name = path.display().to_string();
         let tmp = path.with_extension(format!("avi.tmp{}", std::process::id()));
+        data::forced_exit::remove_on_exit(&tmp);
         let tmp_s = tmp
             .to_str()
             .ok_or_else(|| VideoError::NotUtf8(name.clone()))?;
@@ -461,6 +462,7 @@ impl Drop for VideoWriter {
         if !self.finished {
             let _ = std::fs::remove_file(&self.tmp);
         }
+        data::forced_exit::done(&self.tmp);
     }
 }
 

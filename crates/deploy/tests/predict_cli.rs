@@ -1,18 +1,30 @@
 //! The `deploy predict` binary stopped with Ctrl-C: it exits 130 and keeps what it did (a label file per
-//! processed image, predictions.json for them, the closing line).
+//! processed image, predictions.json for them, the closing line); stopped at once (SIGTERM twice), it still
+//! leaves a valid predictions.json and no temporary file.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-#[test]
-fn ctrl_c_keeps_the_outputs_of_processed_images() {
+/// A folder of `total` small images and `deploy predict` started on it (labels, predictions.json), once it has
+/// written 10 label files (`extra` flags replace the defaults): the child, the folder, and the output folder.
+fn predict_running(
+    tag: &str,
+    total: usize,
+    extra: &[(&'static str, &'static str)],
+) -> (std::process::Child, std::path::PathBuf, std::path::PathBuf) {
+    let mut flags = vec![("--imgsz", "96"), ("--conf", "0.2"), ("--batch", "1")];
+    for (k, v) in extra {
+        match flags.iter_mut().find(|f| f.0 == *k) {
+            Some(f) => f.1 = v,
+            None => flags.push((k, v)),
+        }
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let fixture = root.join("tests/fixtures/mobileone_nc3_96x128");
-    let dir = std::env::temp_dir().join(format!("yolo-predict-cli-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("yolo-predict-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("src")).unwrap();
-    let total = 3000;
     let mut img = image::RgbImage::from_pixel(96, 96, image::Rgb([90, 140, 60]));
     for (i, p) in img.pixels_mut().enumerate() {
         p.0[0] = (i * 7 % 251) as u8;
@@ -32,17 +44,9 @@ fn ctrl_c_keeps_the_outputs_of_processed_images() {
             .arg(fixture.join("weights.safetensors"))
             .arg("--config")
             .arg(fixture.join("model.yaml"))
-            .args([
-                "--scale", "t", "--nc", "3", "--imgsz", "96", "--conf", "0.2",
-            ])
-            .args([
-                "--batch",
-                "1",
-                "--device",
-                "cpu",
-                "--save-txt",
-                "--save-json",
-            ])
+            .args(["--scale", "t", "--nc", "3", "--device", "cpu"])
+            .args(["--save-txt", "--save-json"])
+            .args(flags.iter().flat_map(|(k, v)| [*k, *v]))
             .arg("--source")
             .arg(dir.join("src"))
             .arg("--out")
@@ -53,6 +57,13 @@ fn ctrl_c_keeps_the_outputs_of_processed_images() {
         assert!(t.elapsed() < Duration::from_secs(120), "no labels written");
         std::thread::sleep(Duration::from_millis(20));
     }
+    (child, dir, out)
+}
+
+#[test]
+fn ctrl_c_keeps_the_outputs_of_processed_images() {
+    let total = 3000;
+    let (child, dir, out) = predict_running("cli", total, &[]);
     testkit::interrupt(&child);
     let o = child.wait_with_output().unwrap();
     let said = testkit::said(&o);
@@ -81,6 +92,42 @@ fn ctrl_c_keeps_the_outputs_of_processed_images() {
         let stem = f.trim_end_matches(".png");
         assert!(out.join(format!("labels/{stem}.txt")).exists(), "{f}");
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_second_sigterm_stops_at_once_leaving_valid_json_and_no_temp_files() {
+    // Batches of 32 at 640: the first signal's orderly stop (finish the batch) takes long enough for a second.
+    let (child, dir, out) = predict_running(
+        "term",
+        3000,
+        &[("--batch", "32"), ("--imgsz", "640"), ("--conf", "0.001")],
+    );
+    for _ in 0..2 {
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        // Two signals sent together could arrive as one.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = child.wait_with_output().unwrap();
+    let said = testkit::said(&o);
+    assert_eq!(o.status.code(), Some(130), "{said}");
+    assert!(
+        said.contains("stopping now"),
+        "the second signal stopped it at once: {said}"
+    );
+    let names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains(".tmp")), "{names:?}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("predictions.json")).unwrap())
+            .unwrap_or_else(|e| panic!("predictions.json: {e}\n{said}"));
+    assert!(json.as_array().is_some_and(|a| !a.is_empty()), "{said}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

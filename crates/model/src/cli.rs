@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// A flag the first Ctrl-C sets (after printing `what` happens next); a second Ctrl-C exits at once with 130.
+/// A flag the first Ctrl-C (or SIGTERM) sets (after printing `what` happens next); a second one exits at once
+/// with 130, after [`data::forced_exit::run`] removes temporary files and closes a JSON being written.
 /// For the binaries' `main`: it installs the process's one Ctrl-C handler.
 pub fn ctrl_c_flag(what: &'static str) -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -20,6 +21,7 @@ pub fn ctrl_c_flag(what: &'static str) -> Arc<AtomicBool> {
         data::interrupt();
         if flag.swap(true, Ordering::SeqCst) {
             eprintln!("\nsecond Ctrl-C: stopping now");
+            data::forced_exit::run();
             std::process::exit(130);
         }
         eprintln!("\nCtrl-C: {what} (Ctrl-C again to stop at once)");

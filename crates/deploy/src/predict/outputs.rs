@@ -193,6 +193,7 @@ impl JsonOut {
         let tmp = out.join(format!(".predictions.json.tmp{}", std::process::id()));
         let file = std::fs::File::create(&tmp)
             .with_context(|| format!("{}: cannot create", tmp.display()))?;
+        data::forced_exit::close_json_on_exit(&tmp, &path);
         Ok(JsonOut {
             path,
             tmp,
@@ -207,7 +208,9 @@ impl JsonOut {
         let text = serde_json::to_string_pretty(v)?;
         let sep = if self.count == 0 { "[\n" } else { ",\n" };
         let indented: Vec<String> = text.lines().map(|l| format!("  {l}")).collect();
+        // Flushed per element: a run stopped at once keeps every element written so far.
         write!(self.file, "{sep}{}", indented.join("\n"))
+            .and_then(|_| self.file.flush())
             .with_context(|| format!("{}: cannot write", self.tmp.display()))?;
         self.count += 1;
         Ok(())
@@ -225,6 +228,7 @@ impl JsonOut {
         if done.is_err() {
             let _ = std::fs::remove_file(&self.tmp);
         }
+        data::forced_exit::done(&self.tmp);
         done.with_context(|| format!("{}: cannot write", self.path.display()))
     }
 }
@@ -233,6 +237,7 @@ impl Drop for JsonOut {
     fn drop(&mut self) {
         // Unfinished (the writer failed): no temp file stays behind. After `finish` it is already renamed.
         let _ = std::fs::remove_file(&self.tmp);
+        data::forced_exit::done(&self.tmp);
     }
 }
 
