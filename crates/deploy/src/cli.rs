@@ -82,6 +82,10 @@ pub struct PredictArgs {
     /// so the results stay live.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     stream_buffer: bool,
+    /// Seconds a stream may go without a frame (opening included) before it is given up; Ctrl-C stops a
+    /// waiting read at once.
+    #[arg(long, default_value_t = 10, value_parser = data::args::at_least_one)]
+    stream_timeout: usize,
     /// Output folder (default runs/predict/predict, predict2, ... as Ultralytics numbers them).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -251,6 +255,7 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
         source,
         vid_stride,
         stream_buffer,
+        stream_timeout,
         out,
         imgsz,
         conf,
@@ -335,6 +340,7 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
         }),
         vid_stride,
         stream_buffer,
+        stream_timeout: std::time::Duration::from_secs(stream_timeout as u64),
     };
     let stats = crate::predict::predict(&model, &loaded.names, sources, &opts, &dev)?;
     println!("results in {}", out.display());

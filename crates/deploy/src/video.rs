@@ -7,6 +7,9 @@ use ffmpeg::software::scaling::{self, Flags};
 use ffmpeg_next as ffmpeg;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VideoError {
@@ -85,12 +88,90 @@ pub struct VideoReader {
     quarter_turns: u32,
     /// Packets the decoder refused (damaged data); decoding goes on after them.
     pub bad_packets: usize,
+    /// A stream's: fed each decoded frame, it gives up a read that waits too long.
+    watchdog: Option<Arc<Watchdog>>,
+}
+
+/// How long a stream may go without a decoded frame (opening included) before it is given up on.
+pub const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Gives up a network read: when no frame came for `limit` (a server that accepts and never answers, a
+/// silent `udp://` source, endless bytes that decode to nothing) or Ctrl-C was pressed. FFmpeg polls it from
+/// inside every blocking network call, whatever the protocol.
+struct Watchdog {
+    start: Instant,
+    /// Milliseconds after `start` of the last decoded frame (or the open).
+    last: AtomicU64,
+    limit: Duration,
+}
+
+impl Watchdog {
+    fn touch(&self) {
+        self.last
+            .store(self.start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn stalled(&self) -> bool {
+        let since = self.start.elapsed().as_millis() as u64 - self.last.load(Ordering::Relaxed);
+        since > self.limit.as_millis() as u64
+    }
+
+    fn give_up(&self) -> bool {
+        data::interrupted() || self.stalled()
+    }
+}
+
+/// `avformat_open_input` + `avformat_find_stream_info` with options and an interrupt callback (ffmpeg-next
+/// offers one or the other).
+fn open_url(
+    url: &str,
+    opts: ffmpeg::Dictionary,
+    watchdog: Arc<Watchdog>,
+) -> Result<ffmpeg::format::context::Input, ffmpeg::Error> {
+    use ffmpeg::ffi;
+    let path = std::ffi::CString::new(url).map_err(|_| ffmpeg::Error::InvalidData)?;
+    // SAFETY: the calls follow FFmpeg's documented ownership: a context allocated here is freed by
+    // avformat_open_input on failure and by avformat_close_input after a failed probe; on success it is
+    // wrapped (and later closed) by ffmpeg-next. The options dictionary is given to FFmpeg and taken back.
+    // The callback's box is leaked on purpose: FFmpeg may call it until the context is closed.
+    unsafe {
+        let mut ps = ffi::avformat_alloc_context();
+        if ps.is_null() {
+            return Err(ffmpeg::Error::Other {
+                errno: ffmpeg::util::error::ENOMEM,
+            });
+        }
+        let cb = move || watchdog.give_up();
+        (*ps).interrupt_callback = ffmpeg::util::interrupt::new(Box::new(cb)).interrupt;
+        let mut o = opts.disown();
+        let res = ffi::avformat_open_input(&mut ps, path.as_ptr(), std::ptr::null_mut(), &mut o);
+        ffmpeg::Dictionary::own(o);
+        if res < 0 {
+            return Err(ffmpeg::Error::from(res));
+        }
+        let r = ffi::avformat_find_stream_info(ps, std::ptr::null_mut());
+        if r < 0 {
+            ffi::avformat_close_input(&mut ps);
+            return Err(ffmpeg::Error::from(r));
+        }
+        Ok(ffmpeg::format::context::Input::wrap(ps))
+    }
 }
 
 impl VideoReader {
     pub fn open(location: &Location, stride: usize) -> Result<Self, VideoError> {
+        Self::open_with_timeout(location, stride, STREAM_TIMEOUT)
+    }
+
+    /// As [`Self::open`]; a stream (URL) is given up after `timeout` without a frame.
+    pub fn open_with_timeout(
+        location: &Location,
+        stride: usize,
+        timeout: Duration,
+    ) -> Result<Self, VideoError> {
         init();
         let name = location.display();
+        let mut watchdog = None;
         let input = match location {
             Location::File(p) => {
                 let s = p
@@ -99,10 +180,29 @@ impl VideoReader {
                 ffmpeg::format::input(&s).map_err(ff(&name, "cannot open"))?
             }
             Location::Url(u) => {
+                let wd = Arc::new(Watchdog {
+                    start: Instant::now(),
+                    last: AtomicU64::new(0),
+                    limit: timeout,
+                });
+                watchdog = Some(wd.clone());
                 let mut opts = ffmpeg::Dictionary::new();
-                // A stream that stops sending ends the run after 10 s instead of hanging it.
-                opts.set("rw_timeout", "10000000");
-                ffmpeg::format::input_with_dictionary(u, opts).map_err(ff(&name, "cannot open"))?
+                // The protocols' own socket timeouts too (microseconds), where FFmpeg honours them.
+                let us = timeout.as_micros().to_string();
+                opts.set("rw_timeout", &us);
+                opts.set("timeout", &us);
+                open_url(u, opts, wd.clone()).map_err(|e| {
+                    if wd.stalled() {
+                        VideoError::Msg(
+                            name.clone(),
+                            format!("cannot open: nothing usable within {} s", timeout.as_secs()),
+                        )
+                    } else if data::interrupted() {
+                        VideoError::Msg(name.clone(), "stopped (Ctrl-C)".into())
+                    } else {
+                        ff(&name, "cannot open")(e)
+                    }
+                })?
             }
             #[cfg(not(feature = "camera"))]
             Location::Camera(_) => {
@@ -169,7 +269,22 @@ impl VideoReader {
             frames: count.map(|c| c / stride),
             quarter_turns,
             bad_packets: 0,
+            watchdog,
         })
+    }
+
+    /// A read error, or what the watchdog made of it.
+    fn read_error(&self, e: ffmpeg::Error, what: &'static str) -> VideoError {
+        match &self.watchdog {
+            Some(w) if w.stalled() => VideoError::Msg(
+                self.name.clone(),
+                format!("no frame for {} s: the stream stalled", w.limit.as_secs()),
+            ),
+            Some(_) if data::interrupted() => {
+                VideoError::Msg(self.name.clone(), "stopped (Ctrl-C)".into())
+            }
+            _ => ff(&self.name, what)(e),
+        }
     }
 
     /// Frames per second, as the container states it.
@@ -189,6 +304,9 @@ impl VideoReader {
             match self.decoder.receive_frame(&mut decoded) {
                 Ok(()) => {
                     self.decoded += 1;
+                    if let Some(w) = &self.watchdog {
+                        w.touch();
+                    }
                     if self.decoded.is_multiple_of(self.stride) {
                         return self.convert(&decoded).map(Some);
                     }
@@ -218,7 +336,7 @@ impl VideoReader {
                         .map_err(ff(&self.name, "cannot decode"))?;
                     self.eof_sent = true;
                 }
-                Err(e) => return Err(ff(&self.name, "cannot read")(e)),
+                Err(e) => return Err(self.read_error(e, "cannot read")),
             }
         }
     }

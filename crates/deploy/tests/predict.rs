@@ -56,6 +56,7 @@ fn opts(out: PathBuf, batch: usize) -> PredictOptions {
         engine: true,
         tile: None,
         vid_stride: 1,
+        stream_timeout: std::time::Duration::from_secs(10),
         stream_buffer: false,
     }
 }

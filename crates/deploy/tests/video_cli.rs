@@ -6,6 +6,7 @@
 use deploy::video::{Location, VideoReader};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -294,5 +295,111 @@ fn a_rotated_video_is_predicted_upright() {
     );
     let (n, size, _) = frames_of(&dir.join("rotated.avi"));
     assert_eq!((n, size), (6, (192, 128)));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A server on a free local port that accepts connections and then either never answers (`garbage`
+/// false) or answers an HTTP request with a video content type and endless random bytes.
+fn hostile_server(garbage: bool) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            if !garbage {
+                held.push(conn);
+                continue;
+            }
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut c = conn;
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf);
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: video/mp2t\r\n\r\n");
+                let mut x = 0x9e37_79b9u32;
+                loop {
+                    let chunk: Vec<u8> = (0..65536)
+                        .map(|_| {
+                            x ^= x << 13;
+                            x ^= x >> 17;
+                            x ^= x << 5;
+                            x as u8
+                        })
+                        .collect();
+                    if c.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Streams that never deliver a frame end within the timeout, each as a skipped input with the reason
+/// (every input failed: a non-zero exit); a waiting read stops at once on Ctrl-C.
+#[test]
+fn streams_that_stall_are_given_up_and_ctrl_c_stops_a_waiting_read() {
+    let dir = temp("stall");
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    drop(udp);
+    let sources = [
+        format!("rtsp://127.0.0.1:{}/live", hostile_server(false)),
+        format!("http://127.0.0.1:{}/feed.ts", hostile_server(true)),
+        format!("udp://127.0.0.1:{udp_port}"),
+    ];
+    for (i, src) in sources.iter().enumerate() {
+        let t = Instant::now();
+        let o = Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .arg("predict")
+            .arg("--weights")
+            .arg(fixtures().join("trained_mobileone/weights.safetensors"))
+            .args([
+                "--source",
+                src,
+                "--stream-timeout",
+                "2",
+                "--device",
+                "cpu",
+                "--out",
+            ])
+            .arg(dir.join(format!("out{i}")))
+            .output()
+            .unwrap();
+        let said = testkit::said(&o);
+        assert_eq!(o.status.code(), Some(1), "{src}:\n{said}");
+        assert!(
+            said.contains("nothing was predicted") && said.contains("skipped: "),
+            "{src}:\n{said}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "{src}: {:?}",
+            t.elapsed()
+        );
+    }
+    let child = testkit::spawn(
+        Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .arg("predict")
+            .arg("--weights")
+            .arg(fixtures().join("trained_mobileone/weights.safetensors"))
+            .args([
+                "--source",
+                &sources[0],
+                "--stream-timeout",
+                "600",
+                "--device",
+                "cpu",
+                "--out",
+            ])
+            .arg(dir.join("waiting")),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let t = Instant::now();
+    testkit::interrupt(&child);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", testkit::said(&o));
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     std::fs::remove_dir_all(&dir).ok();
 }

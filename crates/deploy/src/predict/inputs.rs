@@ -74,6 +74,7 @@ pub(super) fn spawn_video_reader(
     let live = !is_file && !o.stream_buffer;
     let (tx, rx) = sync_channel(if live { o.batch.max(1) } else { 8 });
     let (shape, tile, stride) = (o.input, o.tile.is_some(), o.vid_stride.max(1));
+    let timeout = o.stream_timeout;
     std::thread::spawn(move || {
         let (location, path) = match &source {
             Source::Video(p) => (Location::File(p.clone()), p.clone()),
@@ -84,7 +85,7 @@ pub(super) fn spawn_video_reader(
             ),
             Source::Image(p) => (Location::File(p.clone()), p.clone()),
         };
-        let mut reader = match VideoReader::open(&location, stride) {
+        let mut reader = match VideoReader::open_with_timeout(&location, stride, timeout) {
             Ok(r) => r,
             Err(e) => {
                 let _ = tx.send(Item::Ready(0, Box::new(Err(e.into()))));

@@ -55,6 +55,8 @@ pub struct PredictOptions {
     /// Process every frame of a stream; without it, frames that arrive while the model is busy are dropped
     /// so the output stays live (Ultralytics' `stream_buffer`).
     pub stream_buffer: bool,
+    /// A stream is given up after this long without a frame.
+    pub stream_timeout: std::time::Duration,
 }
 
 impl PredictOptions {
