@@ -147,8 +147,7 @@ pub fn run(cmd: Cmd) -> Result<()> {
                 };
                 crate::draw::draw_labels(&mut img, &labels);
                 let p = out.join(format!("{}_{i:03}.jpg", if val { "val" } else { "train" }));
-                img.save(&p)
-                    .with_context(|| format!("{}: cannot write", p.display()))?;
+                crate::image_ops::save_rgb(&img, &p)?;
                 println!("{} ({} boxes)", p.display(), labels.len());
             }
         }

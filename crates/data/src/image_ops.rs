@@ -29,6 +29,18 @@ pub fn read_rgb(path: &Path) -> Result<RgbImage> {
 
 /// [`read_rgb`] on bytes in memory; `name` is for messages. JPEGs decode through libjpeg-turbo's code, so
 /// the pixels equal cv2.imread's (what Ultralytics sees); other formats through the image crate.
+/// Writes `img` in the format its extension names, encoded in memory first: the image crate's own `save`
+/// buffers the file and drops a failing final flush, so a full disk would lose a small image without a word.
+pub fn save_rgb(img: &RgbImage, path: &Path) -> Result<()> {
+    let format = image::ImageFormat::from_path(path)
+        .with_context(|| format!("{}: no image format for this extension", path.display()))?;
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, format)
+        .with_context(|| format!("{}: cannot encode", path.display()))?;
+    std::fs::write(path, bytes.into_inner())
+        .with_context(|| format!("{}: cannot write", path.display()))
+}
+
 pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage> {
     use image::ImageDecoder;
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))

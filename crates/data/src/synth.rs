@@ -93,8 +93,11 @@ pub fn write_dataset(
         for i in 0..n {
             let (img, labels) = synth_image(&mut rng, size);
             let name = format!("{split}_{i:04}");
-            img.save(out.join("images").join(split).join(format!("{name}.png")))
-                .map_err(std::io::Error::other)?;
+            crate::image_ops::save_rgb(
+                &img,
+                &out.join("images").join(split).join(format!("{name}.png")),
+            )
+            .map_err(std::io::Error::other)?;
             let text: String = labels
                 .iter()
                 .map(|l| format!("{} {:.6} {:.6} {:.6} {:.6}\n", l.cls, l.cx, l.cy, l.w, l.h))

@@ -97,3 +97,26 @@ fn a_run_where_every_input_failed_exits_non_zero() {
     assert!(ok && said.contains("1 skipped"), "{said}");
     std::fs::remove_dir_all(&d).ok();
 }
+
+/// A full disk (an output that is /dev/full) is reported with the file and the OS's error, not only as
+/// "the output writer stopped".
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_names_the_file_and_the_error() {
+    let d = tmp("full");
+    let src = d.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let one = image(&d, 64);
+    for i in 0..20 {
+        std::fs::copy(&one, src.join(format!("{i:05}.png"))).unwrap();
+    }
+    let out = d.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink("/dev/full", out.join("00000.jpg")).unwrap();
+    let (ok, said) = predict(&src, &out, &["--batch", "1"]);
+    assert!(
+        !ok && said.contains("00000.jpg") && said.contains("No space left on device"),
+        "{said}"
+    );
+    std::fs::remove_dir_all(&d).ok();
+}

@@ -69,7 +69,7 @@ impl ModelSource {
             (Some(ModelSource::Weights(m)), Some(w), _) => {
                 anyhow::bail!("--model {m} and --weights {w}: give the weights once")
             }
-            (Some(ModelSource::Yaml(m)), w, None) => Ok((w, Some(m))),
+            (Some(ModelSource::Yaml(m)), w, None) => Ok((w, Some(crate::spec::find_config(&m)))),
             (Some(ModelSource::Weights(m)), None, c) => Ok((Some(m), c)),
             (None, w, c) => Ok((w, c)),
         }

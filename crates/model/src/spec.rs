@@ -10,7 +10,7 @@ use crate::yaml_args::{
     args_display, as_f64, as_usize, check_arity, make_divisible, resolve_arg, Arg, Ctx,
 };
 use serde_yaml::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One YAML row after depth/width scaling and argument resolution.
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +111,44 @@ pub fn scale_from_name(path: &str) -> Option<String> {
         i += pos + 4;
     }
     None
+}
+
+/// Where a bare model name (`yolov8n-mobileone.yaml`, no folder) is looked up, in order: the working
+/// directory, its `configs/` and `configs/ultralytics/`, the same next to the executable, and the checkout the
+/// binary was built from (so `model=yolov8n-mobileone.yaml` works from any folder).
+pub fn config_dirs() -> Vec<PathBuf> {
+    let mut roots = vec![PathBuf::from(".")];
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        roots.push(dir);
+    }
+    roots.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    let mut dirs = Vec::new();
+    for r in roots {
+        dirs.push(r.join("configs"));
+        dirs.push(r.join("configs/ultralytics"));
+    }
+    dirs
+}
+
+/// A model YAML path: `name` itself when it exists or names a folder, else the first of [`config_dirs`]
+/// that holds it (or its unified file, for a scaled name); `name` unchanged when none does (the error then
+/// names it).
+pub fn find_config(name: &str) -> String {
+    let p = Path::new(name);
+    if p.exists() || p.parent().is_some_and(|d| !d.as_os_str().is_empty()) {
+        return name.to_string();
+    }
+    for dir in config_dirs() {
+        let candidate = dir.join(name);
+        let unified = unified_name(&candidate.to_string_lossy());
+        if candidate.exists() || Path::new(&unified).exists() {
+            return candidate.to_string_lossy().into_owned();
+        }
+    }
+    name.to_string()
 }
 
 /// The unified file for a scaled name (`yolov8n-mobileone.yaml` -> `yolov8-mobileone.yaml`), like `yaml_model_load`.

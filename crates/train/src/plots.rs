@@ -16,8 +16,7 @@ pub fn register_font() {
 
 fn save(buf: Vec<u8>, w: u32, h: u32, path: &Path) -> Result<()> {
     let img = image::RgbImage::from_raw(w, h, buf).ok_or_else(|| anyhow!("plot buffer size"))?;
-    img.save(path)
-        .map_err(|e| anyhow!("{}: {e}", path.display()))
+    data::image_ops::save_rgb(&img, path)
 }
 
 /// Precision-recall curves at IoU 0.5, one line per class plus the mean.

@@ -200,16 +200,7 @@ pub fn lr_factor(a: &TrainArgs, epoch: usize) -> f64 {
 
 /// Resolves a bare config name (`yolov8n-mobileone.yaml`) from `configs/`, as Ultralytics finds its own.
 pub fn resolve_config(name: &str) -> String {
-    let p = Path::new(name);
-    if p.exists() || p.parent().is_some_and(|d| !d.as_os_str().is_empty()) {
-        return name.to_string();
-    }
-    let in_configs = Path::new("configs").join(name);
-    let unified = model::spec::unified_name(&in_configs.to_string_lossy());
-    if in_configs.exists() || Path::new(&unified).exists() {
-        return in_configs.to_string_lossy().into_owned();
-    }
-    name.to_string()
+    model::spec::find_config(name)
 }
 
 /// What the run resolves to before it starts.
@@ -861,8 +852,7 @@ impl Trainer {
             let mut img = s.image;
             data::draw::draw_labels(&mut img, &s.labels);
             let p = self.run_dir.join(format!("train_batch{i}.jpg"));
-            img.save(&p)
-                .with_context(|| format!("{}: cannot write", p.display()))?;
+            data::image_ops::save_rgb(&img, &p)?;
         }
         Ok(())
     }

@@ -407,3 +407,21 @@ fn a_negative_value_in_key_value_form_reaches_the_check() {
     ]);
     assert!(!ok && said.contains("-0.5 is outside [0, 1]"), "{said}");
 }
+
+/// A bare model name resolves from any working folder (the shipped configs/ and configs/ultralytics/).
+#[test]
+fn a_bare_model_name_resolves_from_any_folder() {
+    let elsewhere = std::env::temp_dir();
+    for name in ["yolov8n-mobileone.yaml", "yolo11.yaml"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_yolo"))
+            .args(["info", &format!("model={name}"), "imgsz=320"])
+            .current_dir(&elsewhere)
+            .output()
+            .unwrap();
+        let said = testkit::said(&o);
+        assert!(
+            o.status.success() && said.contains("parameters"),
+            "{name}:\n{said}"
+        );
+    }
+}

@@ -527,9 +527,10 @@ pub fn predict(
     let written = writer
         .join()
         .map_err(|_| anyhow::anyhow!("the output writer panicked"))?;
-    // The run's own error first: the writer's is usually its consequence.
-    result?;
+    // The writer's error first: a run that fails stops the writer cleanly, while a writer that fails (a
+    // full disk) makes the run fail with only "the output writer stopped".
     let written = written?;
+    result?;
     stats.save_s = written.save_s;
     for v in &written.videos {
         eprintln!("{v}");

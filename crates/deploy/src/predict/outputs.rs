@@ -366,9 +366,7 @@ pub(super) fn spawn_writer(
                 match &f.frame {
                     Some(frame) => write_frame(&mut open, &mut w.videos, &out, frame, &img)?,
                     None => {
-                        let p = out.join(format!("{stem}.jpg"));
-                        img.save(&p)
-                            .with_context(|| format!("{}: cannot write", p.display()))?;
+                        data::image_ops::save_rgb(&img, &out.join(format!("{stem}.jpg")))?;
                     }
                 }
             }
