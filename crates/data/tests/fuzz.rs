@@ -121,6 +121,28 @@ fn tiny_jpeg(p: &std::path::Path) {
         .unwrap();
 }
 
+/// Runs converter target `name`: each input in a fresh folder under `base/runs`, where `convert(folder,
+/// input)` writes into `folder/out` (true when it succeeded); what it wrote is checked, then `sources_intact`.
+fn fuzz_converter(
+    name: &'static str,
+    base: PathBuf,
+    convert: impl Fn(&std::path::Path, &[u8]) -> bool + Send + Sync + 'static,
+    sources_intact: impl Fn() -> bool + Send + Sync + 'static,
+) {
+    let runs = base.join("runs");
+    let r = fuzz(name, seeds(name), budget(8.0), HANG, &crashes(), move |b| {
+        let d = scratch(&runs);
+        if convert(&d, b) {
+            check_converted(&d.join("out"));
+        }
+        assert!(sources_intact(), "a source was removed");
+        std::fs::remove_dir_all(&d).ok();
+    });
+    let r = r.unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{name}: {} inputs (seed {})", r.executions, r.seed);
+    std::fs::remove_dir_all(&base).ok();
+}
+
 /// COCO JSON conversion on mutated annotation files (images a.jpg and sub/a.jpg present; a sentinel file
 /// beside the images folder must survive every input).
 #[test]
@@ -131,32 +153,17 @@ fn fuzz_coco() {
     tiny_jpeg(&images.join("sub/a.jpg"));
     let sentinel = base.join("sentinel.jpg");
     tiny_jpeg(&sentinel);
-    let runs = base.join("runs");
-    let (imgs, sent) = (images.clone(), sentinel.clone());
-    let r = fuzz(
+    let imgs = images.clone();
+    fuzz_converter(
         "coco",
-        seeds("coco"),
-        budget(8.0),
-        HANG,
-        &crashes(),
-        move |b| {
-            let d = scratch(&runs);
+        base,
+        move |d, b| {
             let ann = d.join("ann.json");
             std::fs::write(&ann, b).unwrap();
-            let out = d.join("out");
-            if data::convert::coco(&ann, &imgs, &out, "train").is_ok() {
-                check_converted(&out);
-            }
-            assert!(
-                sent.is_file() && imgs.join("a.jpg").is_file(),
-                "a source was removed"
-            );
-            std::fs::remove_dir_all(&d).ok();
+            data::convert::coco(&ann, &imgs, &d.join("out"), "train").is_ok()
         },
+        move || sentinel.is_file() && images.join("a.jpg").is_file(),
     );
-    let r = r.unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("coco: {} inputs (seed {})", r.executions, r.seed);
-    std::fs::remove_dir_all(&base).ok();
 }
 
 /// Pascal VOC conversion on mutated annotations (JPEGImages/a.jpg present).
@@ -165,29 +172,18 @@ fn fuzz_voc() {
     let base = std::env::temp_dir().join(format!("yolo-fuzz-voc-{}", std::process::id()));
     let shared = base.join("a.jpg");
     tiny_jpeg(&shared);
-    let runs = base.join("runs");
-    let r = fuzz(
+    let src = shared.clone();
+    fuzz_converter(
         "voc",
-        seeds("voc"),
-        budget(8.0),
-        HANG,
-        &crashes(),
-        move |b| {
-            let d = scratch(&runs);
+        base,
+        move |d, b| {
             let voc = d.join("voc");
             std::fs::create_dir_all(voc.join("Annotations")).unwrap();
             std::fs::create_dir_all(voc.join("JPEGImages")).unwrap();
-            std::fs::copy(&shared, voc.join("JPEGImages/a.jpg")).unwrap();
+            std::fs::copy(&src, voc.join("JPEGImages/a.jpg")).unwrap();
             std::fs::write(voc.join("Annotations/a.xml"), b).unwrap();
-            let out = d.join("out");
-            if data::convert::voc(&voc, &out, "train").is_ok() {
-                check_converted(&out);
-            }
-            assert!(shared.is_file());
-            std::fs::remove_dir_all(&d).ok();
+            data::convert::voc(&voc, &d.join("out"), "train").is_ok()
         },
+        move || shared.is_file(),
     );
-    let r = r.unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("voc: {} inputs (seed {})", r.executions, r.seed);
-    std::fs::remove_dir_all(&base).ok();
 }
