@@ -547,25 +547,24 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
                 r.skip("bndbox without four numbers");
                 continue;
             };
-            if ![x0, x1, y0, y1].iter().all(|v| v.is_finite()) {
-                r.skip("box with a coordinate that is not a finite number");
-                continue;
-            }
             if x1 <= x0 || y1 <= y0 {
                 r.skip("box with xmax <= xmin or ymax <= ymin");
                 continue;
             }
             let cls = r.names.iter().position(|n| *n == name).unwrap_or(0);
             let (cx, cy) = ((x0 + x1) / 2.0 - 1.0, (y0 + y1) / 2.0 - 1.0);
+            let v = [cx / w, cy / h, (x1 - x0) / w, (y1 - y0) / h];
+            // Checked after the arithmetic: finite corners can still sum or divide to infinity.
+            if !v.iter().all(|x| x.is_finite()) {
+                r.skip("box with a coordinate that is not a finite number");
+                continue;
+            }
+            if v[2] <= 0.0 || v[3] <= 0.0 {
+                r.skip("box of zero width or height");
+                continue;
+            }
             // Python's full-precision floats, as Ultralytics' VOC converter writes them.
-            let row = format!(
-                "{cls} {} {} {} {}",
-                cx / w,
-                cy / h,
-                (x1 - x0) / w,
-                (y1 - y0) / h
-            );
-            rows.push(row);
+            rows.push(format!("{cls} {} {} {} {}", v[0], v[1], v[2], v[3]));
         }
         *placed.rows(&name) = rows;
     }

@@ -183,13 +183,14 @@ fn voc_non_finite_and_inverted_boxes_are_skipped_and_paths_never_joined() {
         )
     };
     let xml = format!(
-        "<annotation><filename>{}</filename><size><width>400</width><height>400</height></size>{}{}{}{}\
+        "<annotation><filename>{}</filename><size><width>400</width><height>400</height></size>{}{}{}{}{}\
          </annotation>",
         victim.display(),
         obj("10", "50", "10", "50"),
         obj("NaN", "50", "10", "50"),
         obj("10", "inf", "10", "50"),
         obj("60", "20", "10", "50"),
+        obj("-1e308", "1e308", "10", "50"),
     );
     std::fs::write(voc.join("Annotations/a.xml"), xml).unwrap();
     let out = d.join("out");
@@ -207,7 +208,7 @@ fn voc_non_finite_and_inverted_boxes_are_skipped_and_paths_never_joined() {
     assert_eq!(l.len(), 1);
     assert_eq!(l[0].1.lines().count(), 1, "{l:?}");
     assert!(
-        s.contains("skipped 2: box with a coordinate that is not a finite number")
+        s.contains("skipped 3: box with a coordinate that is not a finite number")
             && s.contains("skipped 1: box with xmax <= xmin or ymax <= ymin"),
         "{s}"
     );
