@@ -273,6 +273,13 @@ impl VideoReader {
         })
     }
 
+    /// Restarts a stream's timeout: the caller was busy (a blocking send to a slow model), not the stream.
+    pub fn progressed(&self) {
+        if let Some(w) = &self.watchdog {
+            w.touch();
+        }
+    }
+
     /// A read error, or what the watchdog made of it.
     fn read_error(&self, e: ffmpeg::Error, what: &'static str) -> VideoError {
         match &self.watchdog {
@@ -304,9 +311,7 @@ impl VideoReader {
             match self.decoder.receive_frame(&mut decoded) {
                 Ok(()) => {
                     self.decoded += 1;
-                    if let Some(w) = &self.watchdog {
-                        w.touch();
-                    }
+                    self.progressed();
                     if self.decoded.is_multiple_of(self.stride) {
                         return self.convert(&decoded).map(Some);
                     }

@@ -134,6 +134,8 @@ pub(super) fn spawn_video_reader(
             } else if tx.send(item).is_err() {
                 return;
             } else {
+                // Time spent waiting for our own model is not the stream stalling.
+                reader.progressed();
                 index += 1;
             }
         }
