@@ -133,13 +133,12 @@ fn place(src: &Path, dst: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A label row `cls cx cy w h` when every number is finite and the box has a positive size.
+/// A label row `cls cx cy w h` (numbers written by `num`) when every number is finite and the box has a
+/// positive size. Checked on the normalized values: finite corners can still sum or divide to infinity.
 fn box_row(
     cls: usize,
-    cx: f64,
-    cy: f64,
-    w: f64,
-    h: f64,
+    [cx, cy, w, h]: [f64; 4],
+    num: fn(f64) -> String,
 ) -> std::result::Result<String, &'static str> {
     if ![cx, cy, w, h].iter().all(|v| v.is_finite()) {
         return Err("box with a coordinate that is not a finite number");
@@ -149,11 +148,28 @@ fn box_row(
     }
     Ok(format!(
         "{cls} {} {} {} {}",
-        fmt_g(cx),
-        fmt_g(cy),
-        fmt_g(w),
-        fmt_g(h)
+        num(cx),
+        num(cy),
+        num(w),
+        num(h)
     ))
+}
+
+/// The image size the annotations give when both sides are finite and positive, else the image's own
+/// (`what` says where the size was looked for); whether the image's own was used.
+fn size_or_image(
+    given: (Option<f64>, Option<f64>),
+    src: &Path,
+    what: impl FnOnce() -> String,
+) -> Result<((f64, f64), bool)> {
+    let usable = |v: Option<f64>| v.filter(|v| v.is_finite() && *v > 0.0);
+    if let (Some(w), Some(h)) = (usable(given.0), usable(given.1)) {
+        return Ok(((w, h), false));
+    }
+    let (w, h) = image::image_dimensions(src).map_err(|e| {
+        FileError::decode(src, format!("{} and the image is unreadable", what()), e)
+    })?;
+    Ok(((w as f64, h as f64), true))
 }
 
 /// Refuses an output whose labels folder already holds label files: converting again would mix old and new.
@@ -332,30 +348,16 @@ pub fn coco(ann: &Path, images: &Path, out: &Path, split: &str) -> Result<Report
             r.skip("image file missing (its objects too)");
             continue;
         }
-        let size = |key: &str| {
-            img.get(key)
-                .and_then(|v| v.as_f64())
-                .filter(|v| v.is_finite() && *v > 0.0)
-        };
-        let (w, h) = match (size("width"), size("height")) {
-            (Some(w), Some(h)) => (w, h),
-            _ => {
-                let (w, h) = image::image_dimensions(&src).map_err(|e| {
-                    FileError::decode(
-                        &src,
-                        format!(
-                            "images[{k}] has no usable width/height and the image is unreadable"
-                        ),
-                        e,
-                    )
-                })?;
-                r.note(
-                    "images without a positive width/height: the image's own size used",
-                    file.to_string(),
-                );
-                (w as f64, h as f64)
-            }
-        };
+        let given = |key: &str| img.get(key).and_then(|v| v.as_f64());
+        let ((w, h), own) = size_or_image((given("width"), given("height")), &src, || {
+            format!("images[{k}] has no usable width/height")
+        })?;
+        if own {
+            r.note(
+                "images without a positive width/height: the image's own size used",
+                file.to_string(),
+            );
+        }
         let wanted = rel
             .file_name()
             .unwrap_or_default()
@@ -384,19 +386,14 @@ pub fn coco(ann: &Path, images: &Path, out: &Path, split: &str) -> Result<Report
                 r.skip("category_id not in categories");
                 continue;
             };
-            let row = box_row(
-                cls,
+            let v = [
                 (b[0] + b[2] / 2.0) / w,
                 (b[1] + b[3] / 2.0) / h,
                 b[2] / w,
                 b[3] / h,
-            );
-            match row {
-                Ok(row) => {
-                    let mut rows = std::mem::take(placed.rows(&name));
-                    r.push_row(&mut rows, row);
-                    *placed.rows(&name) = rows;
-                }
+            ];
+            match box_row(cls, v, fmt_g) {
+                Ok(row) => r.push_row(placed.rows(&name), row),
                 Err(why) => r.skip(why),
             }
         }
@@ -511,21 +508,10 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
             size.and_then(|s| text_of(s, tag))
                 .and_then(|v| v.parse::<f64>().ok())
         };
-        let (w, h) = match (num("width"), num("height")) {
-            (Some(w), Some(h)) if w > 0.0 && h > 0.0 && w.is_finite() && h.is_finite() => (w, h),
-            _ => {
-                let (w, h) = image::image_dimensions(&src).map_err(|e| {
-                    FileError::decode(
-                        &src,
-                        format!("no <size> in {} and the image is unreadable", p.display()),
-                        e,
-                    )
-                })?;
-                (w as f64, h as f64)
-            }
-        };
-        let name = placed.name_for(&mut r, &src, &file, &stem);
-        let mut rows = std::mem::take(placed.rows(&name));
+        let ((w, h), _) = size_or_image((num("width"), num("height")), &src, || {
+            format!("no <size> in {}", p.display())
+        })?;
+        let image_name = placed.name_for(&mut r, &src, &file, &stem);
         for o in root.children().filter(|c| c.has_tag_name("object")) {
             let Some(name) = text_of(o, "name") else {
                 r.skip("object without a name");
@@ -554,19 +540,13 @@ pub fn voc(dir: &Path, out: &Path, split: &str) -> Result<Report> {
             let cls = r.names.iter().position(|n| *n == name).unwrap_or(0);
             let (cx, cy) = ((x0 + x1) / 2.0 - 1.0, (y0 + y1) / 2.0 - 1.0);
             let v = [cx / w, cy / h, (x1 - x0) / w, (y1 - y0) / h];
-            // Checked after the arithmetic: finite corners can still sum or divide to infinity.
-            if !v.iter().all(|x| x.is_finite()) {
-                r.skip("box with a coordinate that is not a finite number");
-                continue;
+            // Python's full-precision floats, as Ultralytics' VOC converter writes them (every object, even
+            // a repeated one).
+            match box_row(cls, v, |x| x.to_string()) {
+                Ok(row) => placed.rows(&image_name).push(row),
+                Err(why) => r.skip(why),
             }
-            if v[2] <= 0.0 || v[3] <= 0.0 {
-                r.skip("box of zero width or height");
-                continue;
-            }
-            // Python's full-precision floats, as Ultralytics' VOC converter writes them.
-            rows.push(format!("{cls} {} {} {} {}", v[0], v[1], v[2], v[3]));
         }
-        *placed.rows(&name) = rows;
     }
     placed.write(&mut r, &img_dir, &lab_dir)?;
     write_yaml(out, split, &r.names)?;

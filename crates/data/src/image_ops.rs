@@ -27,8 +27,6 @@ pub fn read_rgb(path: &Path) -> Result<RgbImage> {
     decode_rgb(&bytes, &path.display().to_string())
 }
 
-/// [`read_rgb`] on bytes in memory; `name` is for messages. JPEGs decode through libjpeg-turbo's code, so
-/// the pixels equal cv2.imread's (what Ultralytics sees); other formats through the image crate.
 /// Writes `img` in the format its extension names, encoded in memory first: the image crate's own `save`
 /// buffers the file and drops a failing final flush, so a full disk would lose a small image without a word.
 pub fn save_rgb(img: &RgbImage, path: &Path) -> Result<()> {
@@ -41,6 +39,8 @@ pub fn save_rgb(img: &RgbImage, path: &Path) -> Result<()> {
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 
+/// [`read_rgb`] on bytes in memory; `name` is for messages. JPEGs decode through libjpeg-turbo's code, so
+/// the pixels equal cv2.imread's (what Ultralytics sees); other formats through the image crate.
 pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage> {
     use image::ImageDecoder;
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
