@@ -119,6 +119,24 @@ impl Watchdog {
     fn give_up(&self) -> bool {
         data::interrupted() || self.stalled()
     }
+
+    /// What an FFmpeg error on a watched stream means: the watchdog's timeout (`stalled` says so), Ctrl-C, or
+    /// FFmpeg's own error while doing `what`.
+    fn explain(
+        &self,
+        name: &str,
+        stalled: String,
+        e: ffmpeg::Error,
+        what: &'static str,
+    ) -> VideoError {
+        if self.stalled() {
+            VideoError::Msg(name.to_string(), stalled)
+        } else if data::interrupted() {
+            VideoError::Msg(name.to_string(), "stopped (Ctrl-C)".into())
+        } else {
+            ff(name, what)(e)
+        }
+    }
 }
 
 /// `avformat_open_input` + `avformat_find_stream_info` with options and an interrupt callback (ffmpeg-next
@@ -192,16 +210,9 @@ impl VideoReader {
                 opts.set("rw_timeout", &us);
                 opts.set("timeout", &us);
                 open_url(u, opts, wd.clone()).map_err(|e| {
-                    if wd.stalled() {
-                        VideoError::Msg(
-                            name.clone(),
-                            format!("cannot open: nothing usable within {} s", timeout.as_secs()),
-                        )
-                    } else if data::interrupted() {
-                        VideoError::Msg(name.clone(), "stopped (Ctrl-C)".into())
-                    } else {
-                        ff(&name, "cannot open")(e)
-                    }
+                    let stalled =
+                        format!("cannot open: nothing usable within {} s", timeout.as_secs());
+                    wd.explain(&name, stalled, e, "cannot open")
                 })?
             }
             #[cfg(not(feature = "camera"))]
@@ -283,14 +294,11 @@ impl VideoReader {
     /// A read error, or what the watchdog made of it.
     fn read_error(&self, e: ffmpeg::Error, what: &'static str) -> VideoError {
         match &self.watchdog {
-            Some(w) if w.stalled() => VideoError::Msg(
-                self.name.clone(),
-                format!("no frame for {} s: the stream stalled", w.limit.as_secs()),
-            ),
-            Some(_) if data::interrupted() => {
-                VideoError::Msg(self.name.clone(), "stopped (Ctrl-C)".into())
+            Some(w) => {
+                let stalled = format!("no frame for {} s: the stream stalled", w.limit.as_secs());
+                w.explain(&self.name, stalled, e, what)
             }
-            _ => ff(&self.name, what)(e),
+            None => ff(&self.name, what)(e),
         }
     }
 
