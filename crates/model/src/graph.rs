@@ -175,7 +175,7 @@ impl YoloModel {
     pub fn is_fused(&self) -> bool {
         let mut norms = 0;
         self.for_each_named("model", &mut |_, slot| {
-            if matches!(slot, Slot::Norm(_) | Slot::Stat(_)) {
+            if slot.is_norm() {
                 norms += 1;
             }
         });

@@ -40,12 +40,7 @@ fn count(layer: &mut Layer) -> (usize, usize) {
             frozen += slot.numel();
         }
     };
-    match layer {
-        Layer::Single(b) => b.visit_named("", &mut f),
-        Layer::Stack(bs) => bs.iter_mut().for_each(|b| b.visit_named("", &mut f)),
-        Layer::Detect(d) => d.visit_named("", &mut f),
-        _ => {}
-    }
+    layer.visit_named("", &mut f);
     (n, frozen)
 }
 

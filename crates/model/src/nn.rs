@@ -111,6 +111,11 @@ impl Slot<'_> {
         }
     }
 
+    /// Whether this belongs to a norm layer (its weight or running statistics): only an unfused model has one.
+    pub fn is_norm(&self) -> bool {
+        matches!(self, Slot::Norm(_) | Slot::Stat(_))
+    }
+
     /// Whether this is a learnable parameter as Ultralytics counts them (running statistics are not).
     pub fn is_parameter(&self) -> bool {
         !matches!(self, Slot::Stat(_))

@@ -94,7 +94,7 @@ pub fn conv_norm_pairs(model: &YoloModel) -> Vec<(String, String)> {
 pub fn norm_keys(unfused: &YoloModel) -> Vec<String> {
     let mut keys = Vec::new();
     unfused.for_each_named("model", &mut |k, slot| {
-        if matches!(slot, Slot::Norm(_) | Slot::Stat(_)) {
+        if slot.is_norm() {
             keys.push(k);
         }
     });

@@ -70,7 +70,7 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
         expected.push((k, shape));
     });
     let known: HashSet<&str> = expected.iter().map(|(k, _)| k.as_str()).collect();
-    let folded = fold_conv_biases_before_bn(sd, model);
+    let folded = fold_conv_biases_before_bn(sd, model, &known);
     let sd = match &folded {
         Some((sd, n)) => {
             eprintln!(
@@ -154,7 +154,8 @@ pub struct Transfer {
 /// but the class branch.
 pub fn load_matching(model: &mut YoloModel, sd: &StateDict, source: &str) -> Result<Transfer> {
     let mut full = state_dict(model);
-    let folded = fold_conv_biases_before_bn(sd, model);
+    let known: HashSet<&str> = full.keys().map(String::as_str).collect();
+    let folded = fold_conv_biases_before_bn(sd, model, &known);
     let sd = folded.as_ref().map(|(sd, _)| sd).unwrap_or(sd);
     let mut order = Vec::new();
     model.visit_named("model", &mut |k, _| order.push(k));
@@ -179,8 +180,16 @@ pub fn load_matching(model: &mut YoloModel, sd: &StateDict, source: &str) -> Res
 /// A conv bias right before a BatchNorm is redundant: `bn(Wx + b)` with running mean `m` equals `bn(Wx)` with
 /// running mean `m - b`, in eval and in training (the batch mean shifts by `b` too). Files written while our
 /// MobileOne branch convs still had a bias load into the bias-free model this way. Which convs a BatchNorm
-/// follows comes from the model's module tree. `None` when there is none.
-fn fold_conv_biases_before_bn(sd: &StateDict, model: &YoloModel) -> Option<(StateDict, usize)> {
+/// follows comes from the model's module tree (walked only when the file holds a key the model does not:
+/// `known`). `None` when there is none.
+fn fold_conv_biases_before_bn(
+    sd: &StateDict,
+    model: &YoloModel,
+    known: &HashSet<&str>,
+) -> Option<(StateDict, usize)> {
+    if sd.keys().all(|k| known.contains(k.as_str())) {
+        return None;
+    }
     let foldable: Vec<(String, String)> = structure::conv_norm_pairs(model)
         .into_iter()
         .filter_map(|(conv, bn)| {

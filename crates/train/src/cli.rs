@@ -1,7 +1,7 @@
 //! The `train` and `val` commands as a library, so the `train`, `val` and `yolo` binaries share their
 //! arguments and code.
 
-use crate::trainer::{resolve_config, TrainArgs, Trainer};
+use crate::trainer::{TrainArgs, Trainer};
 use crate::val::{render, to_json, validate, ValOptions};
 use anyhow::{bail, Context, Result};
 use data::{DataConfig, Dataset};
@@ -128,7 +128,7 @@ impl TrainCli {
         }
         a.scale = c.scale.clone().or(a.scale);
         a.weights = weights;
-        a.config = resolve_config(&a.config);
+        a.config = model::spec::find_config(&a.config);
         Ok(a)
     }
 

@@ -198,11 +198,6 @@ pub fn lr_factor(a: &TrainArgs, epoch: usize) -> f64 {
     }
 }
 
-/// Resolves a bare config name (`yolov8n-mobileone.yaml`) from `configs/`, as Ultralytics finds its own.
-pub fn resolve_config(name: &str) -> String {
-    model::spec::find_config(name)
-}
-
 /// What the run resolves to before it starts.
 pub struct Plan {
     pub optimizer: OptimizerKind,
