@@ -127,7 +127,7 @@ pub fn render(rows: &[BenchRow]) -> String {
 
 /// Median time per layer (ms) over `iters` runs, the Detect head last, for unfused and fused side by side.
 pub fn layer_times(m: &YoloModel, x: &Tensor<4>, iters: usize) -> Vec<f64> {
-    let n = m.layers.len();
+    let n = m.model.len();
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); n];
     for _ in 0..iters {
         let mut last = Instant::now();

@@ -182,8 +182,8 @@ impl Lowering for Builder {
         let c = bn.weight.dims()[0];
         let scale = self.init_f32("bn_scale", &[c], &p(bn.weight.val()));
         let bias = self.init_f32("bn_bias", &[c], &p(bn.bias.val()));
-        let mean = self.init_f32("bn_mean", &[c], &p(bn.running_mean.value_sync()));
-        let var = self.init_f32("bn_var", &[c], &p(bn.running_var.value_sync()));
+        let mean = self.init_f32("bn_mean", &[c], &p(bn.running_mean.value()));
+        let var = self.init_f32("bn_var", &[c], &p(bn.running_var.value()));
         let mut n = NodeProto::new();
         n.op_type = "BatchNormalization".into();
         n.name = format!("BatchNormalization_{}", self.nodes.len());
@@ -344,7 +344,7 @@ pub fn export_onnx(model: &YoloModel, h: usize, w: usize) -> Result<Vec<u8>> {
     let dfl_shape = b.init_i64("dfl_shape", &[0, 4, d.reg_max as i64, -1]);
     let bins = b.node("Reshape", &[&parts[0], &dfl_shape], vec![]);
     let sm = b.node("Softmax", &[&bins], vec![("axis", Attr::Int(2))]);
-    let proj = host(d.dfl.val());
+    let proj = host(d.dfl.conv.weight.val());
     let proj = b.init_f32("dfl_proj", &[1, 1, d.reg_max, 1], &proj.data);
     let wsum = b.node("Mul", &[&sm, &proj], vec![]);
     let axes = b.init_i64("axes", &[2]);

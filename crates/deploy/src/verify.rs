@@ -356,6 +356,6 @@ impl Fixture {
 /// Keys of a model, for listing what a fixture covers.
 pub fn keys(model: &mut YoloModel) -> Vec<String> {
     let mut v = Vec::new();
-    model.visit_named("model", &mut |k, _| v.push(k));
+    model.visit_named("", &mut |k, _| v.push(k));
     v
 }

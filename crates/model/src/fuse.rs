@@ -11,13 +11,13 @@ use burn::tensor::Tensor;
 /// Folds a BN that follows a conv kernel (and optional conv bias) into `(W', b')`:
 /// `W' = W * gamma/std`, `b' = beta + (b - mean) * gamma/std`, `std = sqrt(var + eps)`.
 pub fn fold_bn(weight: Tensor<4>, bias: Option<Tensor<1>>, bn: &Bn) -> (Tensor<4>, Tensor<1>) {
-    let std = (bn.running_var.value_sync() + bn.eps).sqrt();
+    let std = (bn.running_var.value() + bn.eps).sqrt();
     let t = bn.weight.val() / std;
     let c = t.dims()[0];
     let w = weight * t.clone().reshape([c, 1, 1, 1]);
     let shift = match bias {
-        Some(b) => b - bn.running_mean.value_sync(),
-        None => bn.running_mean.value_sync().neg(),
+        Some(b) => b - bn.running_mean.value(),
+        None => bn.running_mean.value().neg(),
     };
     (w, bn.bias.val() + shift * t)
 }
@@ -38,7 +38,7 @@ impl YoloModel {
     /// Folds every BN and reparameterizes every MobileOne block (inference form). Idempotent.
     pub fn fuse(self) -> YoloModel {
         let layers = self
-            .layers
+            .model
             .into_iter()
             .map(|l| match l {
                 Layer::Single(b) => Layer::Single(b.fuse()),
@@ -48,7 +48,7 @@ impl YoloModel {
             })
             .collect();
         YoloModel {
-            layers,
+            model: layers,
             spec: self.spec,
         }
     }

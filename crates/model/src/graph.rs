@@ -6,7 +6,7 @@ use crate::lowering::Lowering;
 pub use crate::modules::Block;
 use crate::nn::{upsample_nearest, Detect, Named, NamedRef, Slot};
 use crate::spec::{ModelSpec, ModuleSpec};
-use burn::module::{Module, Param, RunningState};
+use burn::module::{Module, Param};
 use burn::tensor::{Device, FloatDType, Tensor};
 
 /// One row of the graph.
@@ -24,7 +24,8 @@ pub enum Layer {
 /// A YOLOv8 detection model. `spec` keeps the YAML it was built from.
 #[derive(Module, Debug)]
 pub struct YoloModel {
-    pub layers: Vec<Layer>,
+    /// Named as Ultralytics' `DetectionModel.model`, which puts every key under `model.`.
+    pub model: Vec<Layer>,
     #[module(skip)]
     pub spec: ModelSpec,
 }
@@ -61,13 +62,13 @@ impl YoloModel {
             layers.push(layer);
         }
         YoloModel {
-            layers,
+            model: layers,
             spec: spec.clone(),
         }
     }
 
     pub fn detect(&self) -> &Detect {
-        match self.layers.last() {
+        match self.model.last() {
             Some(Layer::Detect(d)) => d,
             _ => unreachable!("the spec guarantees a final Detect row"),
         }
@@ -88,7 +89,7 @@ impl YoloModel {
         x: Tensor<4>,
         observe: &mut dyn FnMut(usize, &Tensor<4>),
     ) -> Vec<Tensor<4>> {
-        let heads = walk_to_head(&self.layers, &self.spec, x, &mut |i, layer, xs| {
+        let heads = walk_to_head(&self.model, &self.spec, x, &mut |i, layer, xs| {
             let y = match layer {
                 Layer::Concat(_) => Tensor::cat(xs, 1),
                 Layer::Upsample(s) => upsample_nearest(first(xs), *s),
@@ -106,7 +107,7 @@ impl YoloModel {
     /// The model as primitive operations from `input`: the raw head map of each level, as [`Self::forward_raw`]
     /// (an exporter or engine adds the decode). The same walk over `from` indices as the forward pass.
     pub fn lower<L: Lowering>(&self, l: &mut L, input: &L::V) -> Result<Vec<L::V>> {
-        let heads = lower_to_head(&self.layers, &self.spec, l, input)?;
+        let heads = lower_to_head(&self.model, &self.spec, l, input)?;
         self.detect().lower(l, &heads)
     }
 
@@ -120,7 +121,7 @@ impl YoloModel {
 
     /// `(height, width)` of each map the Detect head reads, in level order, for an `h x w` input.
     pub fn head_sizes(&self, h: usize, w: usize) -> Result<Vec<(usize, usize)>> {
-        let heads = lower_to_head(&self.layers, &self.spec, &mut DryRun::default(), &(3, h, w))?;
+        let heads = lower_to_head(&self.model, &self.spec, &mut DryRun::default(), &(3, h, w))?;
         Ok(heads.iter().map(|&(_, h, w)| (h, w)).collect())
     }
 
@@ -145,7 +146,7 @@ impl YoloModel {
     /// Learnable parameter count (BN running statistics excluded), as Ultralytics counts it.
     pub fn parameter_count(&self) -> usize {
         let mut n = 0;
-        self.for_each_named("model", &mut |_, slot| {
+        self.for_each_named("", &mut |_, slot| {
             if slot.is_parameter() {
                 n += slot.numel();
             }
@@ -157,7 +158,7 @@ impl YoloModel {
     /// float32 rounding of this model (the fused-vs-unfused check at export).
     pub fn cast_to(&self, dtype: FloatDType, device: &Device) -> YoloModel {
         let mut m = self.clone().to_device(device);
-        m.visit_named("model", &mut |_, slot| match slot {
+        m.visit_named("", &mut |_, slot| match slot {
             Slot::W4(p) | Slot::Frozen(p) => {
                 let t = p.val().cast(dtype);
                 *p = Param::from_tensor(t).set_require_grad(false);
@@ -166,7 +167,7 @@ impl YoloModel {
                 let t = p.val().cast(dtype);
                 *p = Param::from_tensor(t).set_require_grad(false);
             }
-            Slot::Stat(s) => *s = RunningState::new(s.value_sync().cast(dtype)),
+            Slot::Stat(p) => *p = Param::initialized(p.id, p.val().cast(dtype)),
         });
         m
     }
@@ -174,36 +175,12 @@ impl YoloModel {
     /// Whether no norm layer is left (every BatchNorm folded, every MobileOne branch reparameterized).
     pub fn is_fused(&self) -> bool {
         let mut norms = 0;
-        self.for_each_named("model", &mut |_, slot| {
+        self.for_each_named("", &mut |_, slot| {
             if slot.is_norm() {
                 norms += 1;
             }
         });
         norms == 0
-    }
-}
-
-/// One row's tensors under `prefix` (`model.{i}`); a stack's blocks under `prefix.{j}`.
-impl Named for Layer {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        match self {
-            Layer::Single(b) => b.visit_named(prefix, f),
-            Layer::Stack(bs) => {
-                for (j, b) in bs.iter_mut().enumerate() {
-                    b.visit_named(&format!("{prefix}.{j}"), f);
-                }
-            }
-            Layer::Detect(d) => d.visit_named(prefix, f),
-            Layer::Upsample(_) | Layer::Concat(_) => {}
-        }
-    }
-}
-
-impl Named for YoloModel {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        for (i, layer) in self.layers.iter_mut().enumerate() {
-            layer.visit_named(&format!("{prefix}.{i}"), f);
-        }
     }
 }
 

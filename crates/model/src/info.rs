@@ -51,7 +51,7 @@ pub fn model_info(model: &YoloModel, h: usize, w: usize) -> Result<ModelInfo> {
     let mut layers = Vec::new();
     let mut total = 0;
     let mut frozen = 0;
-    for (l, ls) in m.layers.iter_mut().zip(&spec.layers) {
+    for (l, ls) in m.model.iter_mut().zip(&spec.layers) {
         let (np, fz) = count(l);
         total += np;
         frozen += fz;

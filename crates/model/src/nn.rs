@@ -2,19 +2,24 @@
 //! [`Named`] walk that gives every tensor its Ultralytics `state_dict` name. The blocks themselves live in
 //! [`crate::modules`], one file each; they are re-exported here.
 
-use burn::module::{Flag, Module, Param, RunningState};
+use burn::module::{
+    Content, Devices, Flag, Module, ModuleDisplay, ModuleDisplayDefault, ModuleMapper,
+    ModuleVisitor, Param, ParamId,
+};
 use burn::tensor::module::{conv2d, interpolate, max_pool2d};
 use burn::tensor::ops::{ConvOptions, InterpolateMode, InterpolateOptions, MaxPoolOptions};
 use burn::tensor::{Device, Distribution, Tensor};
+use std::any::Any;
+use std::sync::{Arc, Mutex};
 
 pub use crate::modules::bottleneck::Bottleneck;
 pub use crate::modules::c2f::C2f;
 pub use crate::modules::c3::C3;
 pub use crate::modules::conv::Conv;
-pub use crate::modules::detect::{anchor_grid, flatten_levels, map_sizes, Detect, HeadBranch};
-pub use crate::modules::mobileone::{
-    ConvBn, MobileOneBlock, MobileOneBranches, MobileOneFused, Se,
+pub use crate::modules::detect::{
+    anchor_grid, flatten_levels, map_sizes, Detect, HeadBranch, Stage,
 };
+pub use crate::modules::mobileone::{Branch, ConvBn, MobileOneBlock, Se};
 pub use crate::modules::spp::Spp;
 pub use crate::modules::sppf::Sppf;
 pub use crate::modules::BlockModule;
@@ -69,9 +74,10 @@ impl Act {
 pub const BN_EPS: f64 = 1e-3;
 pub const BN_MOMENTUM: f64 = 0.03;
 
-/// A mutable reference to one named tensor of a module, tagged with its kind where the module makes it.
-/// The kind decides Ultralytics' optimizer group (weights with decay, norm weights, biases without), whether a
-/// model is fused (no norm layers left) and what is trained.
+/// A mutable reference to one named tensor of a module, tagged with its kind, which the type that holds it
+/// decides (a `Conv2d`'s weight, a `Bn`'s weight or running statistics, a `FixedConv`'s filter). The kind decides
+/// Ultralytics' optimizer group (weights with decay, norm weights, biases without), whether a model is fused (no
+/// norm layers left) and what is trained.
 pub enum Slot<'a> {
     /// A conv filter: trained with weight decay.
     W4(&'a mut Param<Tensor<4>>),
@@ -81,14 +87,31 @@ pub enum Slot<'a> {
     Norm(&'a mut Param<Tensor<1>>),
     /// A fixed tensor saved with the weights but never trained (the DFL projection).
     Frozen(&'a mut Param<Tensor<4>>),
-    /// BatchNorm running statistics: saved and loaded, not trained, not counted as parameters. Read them with
-    /// `value_sync()`: burn's `value()` does not yet see the latest `update()`.
-    Stat(&'a mut RunningState<Tensor<1>>),
+    /// BatchNorm running statistics: saved and loaded, not trained, not counted as parameters. What is written
+    /// here becomes the [`RunningStat`]'s value (its id kept).
+    Stat(&'a mut Param<Tensor<1>>),
 }
 
 /// Visits every tensor of a module under its Ultralytics state_dict key.
+///
+/// The key is the path of burn's derived field names (`Module::map` reports each field as it enters it), so a
+/// block's tensors are named where its struct is declared, as PyTorch names a module's attributes: fields join
+/// with `.`, a `Vec` or tuple adds the item's index (`nn.Sequential`, `nn.ModuleList`), an enum variant and an
+/// `Option` add nothing, and a [`Numbered`] list joins its index with `_` (the seed's `setattr(self,
+/// f"dw_3x3_{i}", ...)`). No block spells a key.
 pub trait Named {
     fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>));
+}
+
+impl<M: Module> Named for M {
+    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
+        let mut walk = NameWalk {
+            prefix,
+            path: Vec::new(),
+            f,
+        };
+        *self = self.clone().map(&mut walk);
+    }
 }
 
 /// The read-only walk: the same names and kinds from `&self`. It walks a clone, which shares the tensors, so
@@ -106,8 +129,15 @@ impl Slot<'_> {
     pub fn numel(&self) -> usize {
         match self {
             Slot::W4(p) | Slot::Frozen(p) => p.shape().num_elements(),
-            Slot::W1(p) | Slot::Norm(p) => p.shape().num_elements(),
-            Slot::Stat(s) => s.value().shape().num_elements(),
+            Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => p.shape().num_elements(),
+        }
+    }
+
+    /// The tensor's id (a running statistic's is its `RunningStat`'s).
+    pub fn id(&self) -> ParamId {
+        match self {
+            Slot::W4(p) | Slot::Frozen(p) => p.id,
+            Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => p.id,
         }
     }
 
@@ -119,6 +149,102 @@ impl Slot<'_> {
     /// Whether this is a learnable parameter as Ultralytics counts them (running statistics are not).
     pub fn is_parameter(&self) -> bool {
         !matches!(self, Slot::Stat(_))
+    }
+}
+
+/// A list whose items Ultralytics' modules name `{field}_{i}` rather than `{field}.{i}` (attributes set in a
+/// loop, as the seed's MobileOneBlock does).
+#[derive(Module, Debug)]
+pub struct Numbered<T: Module> {
+    pub items: Vec<T>,
+}
+
+impl<T: Module> Numbered<T> {
+    pub fn new(items: Vec<T>) -> Self {
+        Numbered { items }
+    }
+}
+
+impl<T: Module> std::ops::Deref for Numbered<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.items
+    }
+}
+
+/// The container types burn's derive reports (`Struct:{name}`) for the types whose tensors have their own kind.
+const BN: &str = "Struct:Bn";
+const FIXED_CONV: &str = "Struct:FixedConv";
+const NUMBERED: &str = "Struct:Numbered";
+
+/// One step of the path: the field (or index) entered and the container that holds it.
+struct Step {
+    name: String,
+    container: String,
+}
+
+struct NameWalk<'p, 'f> {
+    prefix: &'p str,
+    path: Vec<Step>,
+    f: &'f mut dyn FnMut(String, Slot<'_>),
+}
+
+impl NameWalk<'_, '_> {
+    fn key(&self) -> String {
+        let mut k = self.prefix.to_string();
+        for (i, s) in self.path.iter().enumerate() {
+            if s.container.starts_with("Enum:") || s.container == NUMBERED {
+                continue;
+            }
+            let numbered = i > 0 && self.path[i - 1].container == NUMBERED;
+            if numbered {
+                k.push('_');
+            } else if !k.is_empty() {
+                k.push('.');
+            }
+            k.push_str(&s.name);
+        }
+        k
+    }
+}
+
+impl ModuleMapper for NameWalk<'_, '_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(Step {
+            name: name.to_string(),
+            container: container_type.to_string(),
+        });
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, mut param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let key = self.key();
+        let (owner, field) = self
+            .path
+            .last()
+            .map_or(("", ""), |s| (s.container.as_str(), s.name.as_str()));
+        let any: &mut dyn Any = &mut param;
+        let slot = if let Some(p) = any.downcast_mut::<Param<Tensor<4>>>() {
+            if owner == FIXED_CONV {
+                Slot::Frozen(p)
+            } else {
+                Slot::W4(p)
+            }
+        } else if let Some(p) = any.downcast_mut::<Param<Tensor<1>>>() {
+            match (owner, field) {
+                (BN, "weight") => Slot::Norm(p),
+                (BN, "running_mean" | "running_var") => Slot::Stat(p),
+                _ => Slot::W1(p),
+            }
+        } else {
+            // Every module of the model crate holds 1-d and 4-d tensors only (checked by the named test).
+            panic!("{key}: a {D}-d tensor has no kind")
+        };
+        (self.f)(key, slot);
+        param
     }
 }
 
@@ -189,19 +315,17 @@ impl Conv2d {
     }
 }
 
+/// A conv filter saved with the weights but never trained: the DFL projection (`Detect.dfl.conv`, a
+/// bias-free `nn.Conv2d` with `requires_grad_(False)`).
+#[derive(Module, Debug)]
+pub struct FixedConv {
+    pub weight: Param<Tensor<4>>,
+}
+
 impl Conv2d {
     /// The state_dict names of `nn.Conv2d`'s tensors.
     pub const WEIGHT: &'static str = "weight";
     pub const BIAS: &'static str = "bias";
-}
-
-impl Named for Conv2d {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        f(key(prefix, Self::WEIGHT), Slot::W4(&mut self.weight));
-        if let Some(b) = &mut self.bias {
-            f(key(prefix, Self::BIAS), Slot::W1(b));
-        }
-    }
 }
 
 /// `nn.BatchNorm2d` with Ultralytics' eps and momentum. Inference uses the running statistics.
@@ -209,8 +333,8 @@ impl Named for Conv2d {
 pub struct Bn {
     pub weight: Param<Tensor<1>>,
     pub bias: Param<Tensor<1>>,
-    pub running_mean: RunningState<Tensor<1>>,
-    pub running_var: RunningState<Tensor<1>>,
+    pub running_mean: RunningStat,
+    pub running_var: RunningStat,
     /// Batch statistics are used (and the running ones updated) on autodiff devices while this is on.
     pub training: Param<Flag>,
     pub eps: f64,
@@ -222,8 +346,8 @@ impl Bn {
         Bn {
             weight: Param::from_tensor(Tensor::ones([c], device)),
             bias: Param::from_tensor(Tensor::zeros([c], device)),
-            running_mean: RunningState::new(Tensor::zeros([c], device)),
-            running_var: RunningState::new(Tensor::ones([c], device)),
+            running_mean: RunningStat::new(Tensor::zeros([c], device)),
+            running_var: RunningStat::new(Tensor::ones([c], device)),
             training: Param::from_bool(true),
             eps: BN_EPS,
             momentum: BN_MOMENTUM,
@@ -238,8 +362,8 @@ impl Bn {
             x,
             self.weight.val(),
             self.bias.val(),
-            self.running_mean.value_sync(),
-            self.running_var.value_sync(),
+            self.running_mean.value(),
+            self.running_var.value(),
             self.eps,
         )
     }
@@ -255,8 +379,8 @@ impl Bn {
             burn::tensor::module::batch_norm_train(x, self.weight.val(), self.bias.val(), self.eps);
         let unbiased = out.variance.detach() * (n / (n - 1.0).max(1.0));
         let m = self.momentum;
-        let mean = self.running_mean.value_sync().detach() * (1.0 - m) + out.mean.detach() * m;
-        let var = self.running_var.value_sync().detach() * (1.0 - m) + unbiased * m;
+        let mean = self.running_mean.value().detach() * (1.0 - m) + out.mean.detach() * m;
+        let var = self.running_var.value().detach() * (1.0 - m) + unbiased * m;
         self.running_mean.update(mean);
         self.running_var.update(var);
         out.output
@@ -269,30 +393,90 @@ impl Bn {
     pub const RUNNING_MEAN: &'static str = "running_mean";
 }
 
-impl Named for Bn {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        f(key(prefix, Self::WEIGHT), Slot::Norm(&mut self.weight));
-        f(key(prefix, "bias"), Slot::W1(&mut self.bias));
-        f(
-            key(prefix, Self::RUNNING_MEAN),
-            Slot::Stat(&mut self.running_mean),
-        );
-        f(
-            key(prefix, "running_var"),
-            Slot::Stat(&mut self.running_var),
-        );
+/// A BatchNorm running statistic: a tensor `forward` updates through `&self`, saved with the weights, never
+/// trained. Written instead of burn's `RunningState`, which writes what a walk (`Module::map`) or a device move
+/// gives it into the storage its clones share, so that loading a float64 twin or an EMA copy would change the
+/// model it was cloned from; here both give the module storage of its own (the id kept). One model is updated
+/// by one thread (data-parallel replicas are separate models), so burn's per-thread averaging is not needed.
+#[derive(Clone, Debug)]
+pub struct RunningStat {
+    id: ParamId,
+    value: Arc<Mutex<Tensor<1>>>,
+}
+
+impl RunningStat {
+    pub fn new(value: Tensor<1>) -> Self {
+        Self::with_id(ParamId::new(), value)
+    }
+
+    fn with_id(id: ParamId, value: Tensor<1>) -> Self {
+        RunningStat {
+            id,
+            value: Arc::new(Mutex::new(value)),
+        }
+    }
+
+    pub fn value(&self) -> Tensor<1> {
+        self.lock().clone()
+    }
+
+    pub fn update(&self, value: Tensor<1>) {
+        *self.lock() = value;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tensor<1>> {
+        // A panic while the lock was held left a whole tensor behind (assignments are not torn).
+        self.value.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-pub(crate) fn visit_list<T: Named>(
-    items: &mut [T],
-    prefix: &str,
-    f: &mut dyn FnMut(String, Slot<'_>),
-) {
-    for (i, m) in items.iter_mut().enumerate() {
-        m.visit_named(&key(prefix, &i.to_string()), f);
+impl Module for RunningStat {
+    fn collect_devices(&self, mut devices: Devices) -> Devices {
+        let device = self.value().device();
+        if !devices.contains(&device) {
+            devices.push(device);
+        }
+        devices
+    }
+
+    fn fork(self, device: &Device) -> Self {
+        self.to_device(device)
+    }
+
+    fn to_device(self, device: &Device) -> Self {
+        Self::with_id(self.id, self.value().to_device(device))
+    }
+
+    fn train(self) -> Self {
+        Self::with_id(self.id, Tensor::from_inner(self.value()))
+    }
+
+    fn valid(&self) -> Self {
+        Self::with_id(self.id, self.value().without_autodiff())
+    }
+
+    fn materialize(self) -> Self {
+        self
+    }
+
+    fn visit<V: ModuleVisitor>(&self, visitor: &mut V) {
+        visitor.visit_float(&Param::initialized(self.id, self.value()));
+    }
+
+    fn map<M: ModuleMapper>(self, mapper: &mut M) -> Self {
+        let param = mapper.map_float(Param::initialized(self.id, self.value()));
+        let (id, value, _) = param.consume();
+        Self::with_id(id, value.set_require_grad(false))
     }
 }
+
+impl ModuleDisplayDefault for RunningStat {
+    fn content(&self, content: Content) -> Option<Content> {
+        content.add_formatted(&"RunningStat".to_string()).optional()
+    }
+}
+
+impl ModuleDisplay for RunningStat {}
 
 /// Max pooling with stride 1 and `k // 2` padding (padding never wins the max, as in PyTorch).
 pub fn same_max_pool(x: Tensor<4>, k: usize) -> Tensor<4> {

@@ -74,7 +74,7 @@ pub fn conv_norm_pairs(model: &YoloModel) -> Vec<(String, String)> {
     model.visit(&mut v);
     // The owners' prefixes: the keys of their weights less the name each type gives its weight.
     let mut prefix: HashMap<ParamId, String> = HashMap::new();
-    model.for_each_named("model", &mut |k, slot| {
+    model.for_each_named("", &mut |k, slot| {
         let (id, name) = match slot {
             Slot::W4(p) => (p.id, Conv2d::WEIGHT),
             Slot::Norm(p) => (p.id, Bn::WEIGHT),
@@ -93,7 +93,7 @@ pub fn conv_norm_pairs(model: &YoloModel) -> Vec<(String, String)> {
 /// The keys only an unfused model holds: its BatchNorms' tensors, by their kind.
 pub fn norm_keys(unfused: &YoloModel) -> Vec<String> {
     let mut keys = Vec::new();
-    unfused.for_each_named("model", &mut |k, slot| {
+    unfused.for_each_named("", &mut |k, slot| {
         if slot.is_norm() {
             keys.push(k);
         }

@@ -5,7 +5,7 @@ use crate::graph::YoloModel;
 use crate::nn::{Named, NamedRef, Slot};
 use crate::spec::{ModelSpec, SpecOptions};
 use crate::structure;
-use burn::module::{Param, RunningState};
+use burn::module::Param;
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
@@ -46,11 +46,10 @@ pub fn host<const D: usize>(t: Tensor<D>) -> HostTensor {
 /// The model's tensors by key (`model.0.conv.weight`, ...).
 pub fn state_dict(model: &YoloModel) -> StateDict {
     let mut sd = StateDict::new();
-    model.for_each_named("model", &mut |k, slot| {
+    model.for_each_named("", &mut |k, slot| {
         let t = match slot {
             Slot::W4(p) | Slot::Frozen(p) => host(p.val()),
-            Slot::W1(p) | Slot::Norm(p) => host(p.val()),
-            Slot::Stat(s) => host(s.value_sync()),
+            Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => host(p.val()),
         };
         sd.insert(k, t);
     });
@@ -61,11 +60,10 @@ pub fn state_dict(model: &YoloModel) -> StateDict {
 /// together in one error, and the model is left untouched on error. `num_batches_tracked` is ignored.
 pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> Result<()> {
     let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
-    model.visit_named("model", &mut |k, slot| {
+    model.visit_named("", &mut |k, slot| {
         let shape = match slot {
             Slot::W4(p) | Slot::Frozen(p) => p.val().dims().to_vec(),
-            Slot::W1(p) | Slot::Norm(p) => p.val().dims().to_vec(),
-            Slot::Stat(s) => s.value().dims().to_vec(),
+            Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => p.val().dims().to_vec(),
         };
         expected.push((k, shape));
     });
@@ -118,7 +116,7 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
         });
     }
     let device = model_device(model);
-    model.visit_named("model", &mut |k, slot| {
+    model.visit_named("", &mut |k, slot| {
         let t = &sd[&k];
         let data = TensorData::new(t.data.clone(), t.shape.clone());
         match slot {
@@ -132,7 +130,7 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
             Slot::W1(p) | Slot::Norm(p) => {
                 *p = Param::from_tensor(Tensor::<1>::from_data(data, &device))
             }
-            Slot::Stat(s) => *s = RunningState::new(Tensor::<1>::from_data(data, &device)),
+            Slot::Stat(p) => *p = Param::initialized(p.id, Tensor::<1>::from_data(data, &device)),
         }
     });
     Ok(())
@@ -158,7 +156,7 @@ pub fn load_matching(model: &mut YoloModel, sd: &StateDict, source: &str) -> Res
     let folded = fold_conv_biases_before_bn(sd, model, &known);
     let sd = folded.as_ref().map(|(sd, _)| sd).unwrap_or(sd);
     let mut order = Vec::new();
-    model.visit_named("model", &mut |k, _| order.push(k));
+    model.visit_named("", &mut |k, _| order.push(k));
     let mut kept = Vec::new();
     for k in order {
         match sd.get(&k) {
@@ -218,12 +216,11 @@ fn fold_conv_biases_before_bn(
 
 fn model_device(model: &YoloModel) -> Device {
     let mut dev = None;
-    model.for_each_named("model", &mut |_, slot| {
+    model.for_each_named("", &mut |_, slot| {
         if dev.is_none() {
             dev = Some(match slot {
                 Slot::W4(p) | Slot::Frozen(p) => p.device(),
-                Slot::W1(p) | Slot::Norm(p) => p.device(),
-                Slot::Stat(s) => s.value().device(),
+                Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => p.device(),
             });
         }
     });

@@ -21,19 +21,18 @@ fn spec(cfg: &str, yaml_patch: Option<(&str, &str)>) -> ModelSpec {
 
 /// Non-trivial BatchNorm statistics, so that folding has something to fold.
 fn randomize_bn(m: &mut YoloModel) {
-    m.visit_named("model", &mut |k, slot| match slot {
+    m.visit_named("", &mut |k, slot| match slot {
         Slot::Stat(s) => {
-            let n = s.value().dims()[0];
+            let n = s.val().dims()[0];
             let (lo, hi) = if k.ends_with("running_var") {
                 (0.5, 2.0)
             } else {
                 (-0.3, 0.3)
             };
-            *s = model::burn::module::RunningState::new(Tensor::random(
-                [n],
-                Distribution::Uniform(lo, hi),
-                &s.value().device(),
-            ));
+            *s = model::burn::module::Param::initialized(
+                s.id,
+                Tensor::random([n], Distribution::Uniform(lo, hi), &s.val().device()),
+            );
         }
         Slot::Norm(p) => {
             let n = p.val().dims()[0];
@@ -49,7 +48,7 @@ fn randomize_bn(m: &mut YoloModel) {
 
 fn keys(m: &mut YoloModel) -> Vec<String> {
     let mut v = Vec::new();
-    m.visit_named("model", &mut |k, _| v.push(k));
+    m.visit_named("", &mut |k, _| v.push(k));
     v
 }
 
@@ -132,15 +131,16 @@ fn equivalent_kernel_is_differentiable() {
     let block = MobileOneBlock::new(8, 8, 2, 1, false, &device);
     let l2 = block.custom_l2().expect("branches present");
     let grads = l2.backward();
-    let b = block.branches.as_ref().unwrap();
-    let g = b.dw_3x3[1]
+    let g = block.dw_3x3[1]
+        .conv
         .conv
         .weight
         .val()
         .grad(&grads)
         .expect("gradient reaches a branch kernel");
     assert!(g.abs().sum().into_scalar::<f32>() > 0.0);
-    let g = b.pw_1x1[0]
+    let g = block.pw_1x1[0]
+        .conv
         .bn
         .weight
         .val()
@@ -157,7 +157,7 @@ fn strided_block_folds_exactly() {
         let x = Tensor::<4>::random([1, c1, 9, 10], Distribution::Uniform(-1.0, 1.0), &device);
         let a = block.forward(x.clone());
         let fused = block.reparameterize();
-        assert!(fused.branches.is_none() && fused.fused.is_some());
+        assert!(fused.dw_1x1.is_none() && fused.dw_3x3.is_empty() && fused.fused().is_some());
         a.into_data()
             .assert_approx_eq::<f32>(&fused.forward(x).into_data(), Tolerance::absolute(1e-5));
     }

@@ -1,12 +1,13 @@
-//! Every tensor burn sees in a model (its module tree: parameters and running statistics) is reached by the
-//! `Named` walk under exactly one name, for every block of every config we ship and of Ultralytics' family
-//! YAMLs, unfused and fused: a field a block's walk left out would otherwise be silently not saved, loaded or
-//! trained. The conv -> BatchNorm pairs read from the module types agree with Ultralytics' naming.
+//! The names our structs' fields give every tensor are the real package's: the state_dict keys and shapes
+//! Ultralytics gives every config we ship, every family YAML and a model of the blocks no YAML uses, unfused
+//! and fused (tests/fixtures/names.json, scripts/make_names_fixture.py). Every tensor burn sees is named once,
+//! and the conv -> BatchNorm pairs read from the module types agree with Ultralytics' naming.
 
 use model::burn::module::{Module, ModuleVisitor, Param};
 use model::burn::tensor::{Device, Tensor};
-use model::nn::Named;
+use model::nn::{Named, NamedRef, Slot};
 use model::{ModelSpec, SpecOptions, YoloModel};
+use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -29,7 +30,7 @@ fn check(model: &mut YoloModel, what: &str) {
     let mut names = BTreeSet::new();
     let mut values = 0;
     let mut tensors = 0;
-    model.visit_named("model", &mut |k, slot| {
+    model.visit_named("", &mut |k, slot| {
         tensors += 1;
         values += slot.numel();
         assert!(names.insert(k.clone()), "{what}: {k} named twice");
@@ -113,15 +114,101 @@ fn every_tensor_of_every_block_has_one_name() {
 
 #[test]
 fn blocks_no_config_uses_are_covered_too() {
-    // DWConv and a strided GhostBottleneck (its depthwise and shortcut convs) appear in no shipped YAML.
-    let text = "nc: 3\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 1, DWConv, [32, 3, 2]]\n  \
-                - [-1, 1, GhostBottleneck, [32, 3, 2]]\n  - [-1, 1, GhostBottleneck, [32, 3, 1]]\n  \
-                - [-1, 1, C2, [32, True]]\nhead:\n  - [[-1], 1, Detect, [nc]]\n";
+    // DWConv, a strided GhostBottleneck (its depthwise and shortcut convs), C2, a MobileOneBlock with SE and
+    // ConvTranspose2d appear in no shipped YAML.
+    let text = BLOCKS;
     let spec = ModelSpec::from_str(text, "blocks.yaml", &SpecOptions::default()).expect("parses");
     let mut m = YoloModel::new(&spec, &Device::flex());
     check(&mut m, "blocks.yaml unfused");
     let y = m.forward(Tensor::zeros([1, 3, 64, 64], &Device::flex()));
-    // Strides 2, 4 (DWConv), 8 (GhostBottleneck): one 8x8 level.
+    // Strides 2, 4 (DWConv), 8 (GhostBottleneck), 4 (ConvTranspose2d), 8: one 8x8 level.
     assert_eq!(y.dims(), [1, 4 + 3, 8 * 8]);
     check(&mut m.fuse(), "blocks.yaml fused");
+}
+
+/// Equal to BLOCKS in scripts/make_names_fixture.py.
+const BLOCKS: &str = "nc: 3
+backbone:
+  - [-1, 1, Conv, [16, 3, 2]]
+  - [-1, 1, DWConv, [32, 3, 2]]
+  - [-1, 1, GhostBottleneck, [32, 3, 2]]
+  - [-1, 1, GhostBottleneck, [32, 3, 1]]
+  - [-1, 1, C2, [32, True]]
+  - [-1, 1, MobileOneBlock, [32, 2, 1, 1, 'zeros', False, True]]
+  - [-1, 1, nn.ConvTranspose2d, [32, 2, 2]]
+  - [-1, 1, Conv, [32, 3, 2]]
+head:
+  - [[-1], 1, Detect, [nc]]
+";
+
+fn keys_and_shapes(m: &YoloModel) -> Vec<(String, Vec<usize>)> {
+    let mut v = Vec::new();
+    m.for_each_named("", &mut |k, slot| {
+        let shape = match slot {
+            Slot::W4(p) | Slot::Frozen(p) => p.val().dims().to_vec(),
+            Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => p.val().dims().to_vec(),
+        };
+        v.push((k, shape));
+    });
+    v.sort();
+    v
+}
+
+fn theirs(list: &Value) -> Vec<(String, Vec<usize>)> {
+    let mut v: Vec<(String, Vec<usize>)> = list
+        .as_array()
+        .expect("a key list")
+        .iter()
+        .map(|e| {
+            let shape = e[1].as_array().expect("a shape");
+            (
+                e[0].as_str().expect("a key").to_string(),
+                shape
+                    .iter()
+                    .map(|d| d.as_u64().expect("a dim") as usize)
+                    .collect(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn names_and_shapes_are_the_packages() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/names.json");
+    let fx: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let models = fx["models"].as_array().expect("models");
+    assert!(models.len() >= 16, "{} models", models.len());
+    for m in models {
+        let name = m["name"].as_str().expect("name");
+        let text = if name == "blocks.yaml" {
+            BLOCKS.to_string()
+        } else {
+            std::fs::read_to_string(root.join(name))
+                .expect("config")
+                .replace("depth_multiple: 1.0", "depth_multiple: 0.33")
+                .replace("width_multiple: 1.0", "width_multiple: 0.25")
+        };
+        let opts = SpecOptions {
+            scale: m["scale"].as_str().map(str::to_string),
+            nc: Some(3),
+        };
+        let spec = ModelSpec::from_str(&text, name, &opts).expect("parses");
+        let model = YoloModel::new(&spec, &Device::flex());
+        for (form, ours) in [
+            ("unfused", keys_and_shapes(&model)),
+            ("fused", keys_and_shapes(&model.clone().fuse())),
+        ] {
+            let want = theirs(&m[form]);
+            let missing: Vec<_> = want.iter().filter(|k| !ours.contains(k)).collect();
+            let extra: Vec<_> = ours.iter().filter(|k| !want.contains(k)).collect();
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "{name} {form}: theirs only {missing:?}, ours only {extra:?}"
+            );
+        }
+    }
 }

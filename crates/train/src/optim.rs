@@ -7,7 +7,7 @@
 use burn::module::Param;
 use burn::tensor::Gradients;
 use burn::tensor::Tensor;
-use model::nn::{Named, Slot};
+use model::nn::{Named, NamedRef, Slot};
 use model::weights::HostTensor;
 use model::YoloModel;
 use std::collections::{HashMap, HashSet};
@@ -104,7 +104,7 @@ pub type GradMap = HashMap<String, AnyTensor>;
 
 /// Adds the gradients of one backward pass to `acc`.
 pub fn accumulate(acc: &mut GradMap, model: &mut YoloModel, grads: &Gradients) {
-    model.visit_named("model", &mut |key, slot| {
+    model.visit_named("", &mut |key, slot| {
         let g = match slot {
             Slot::W4(p) if p.is_require_grad() => p.val().grad(grads).map(AnyTensor::R4),
             Slot::W1(p) | Slot::Norm(p) if p.is_require_grad() => {
@@ -133,7 +133,7 @@ pub fn add_grad(acc: &mut GradMap, key: String, g: AnyTensor) {
 /// Ultralytics.
 pub fn freeze_layers(model: &mut YoloModel, layers: usize) -> usize {
     let mut n = 0;
-    for (i, layer) in model.layers.iter_mut().take(layers).enumerate() {
+    for (i, layer) in model.model.iter_mut().take(layers).enumerate() {
         layer.visit_named(&format!("model.{i}"), &mut |_, slot| match slot {
             Slot::W4(p) => {
                 *p = p.clone().set_require_grad(false);
@@ -220,10 +220,11 @@ impl Optimizer {
     /// MuSGD trains `model`'s class branch at the boosted rate, as Ultralytics does.
     pub fn for_model(mut self, model: &YoloModel) -> Self {
         if self.kind == OptimizerKind::MuSgd {
-            let head = format!("model.{}", model.layers.len() - 1);
-            let mut detect = model.detect().clone();
-            detect.visit_class_branches(&head, &mut |k, _| {
-                self.boosted.insert(k);
+            let ids: HashSet<_> = model.detect().class_branch_ids().into_iter().collect();
+            model.for_each_named("", &mut |k, slot| {
+                if ids.contains(&slot.id()) {
+                    self.boosted.insert(k);
+                }
             });
         }
         self
@@ -268,7 +269,7 @@ impl Optimizer {
             1.0
         };
         self.steps += 1;
-        model.visit_named("model", &mut |key, slot| {
+        model.visit_named("", &mut |key, slot| {
             let group = group_of(&slot);
             match slot {
                 Slot::W4(p) => {
@@ -399,10 +400,9 @@ impl Optimizer {
 /// The trained model's tensors (parameters and BN statistics) without autodiff, in visit order.
 pub fn plain_tensors(model: &mut YoloModel) -> Vec<AnyTensor> {
     let mut v = Vec::new();
-    model.visit_named("model", &mut |_, slot| match slot {
+    model.visit_named("", &mut |_, slot| match slot {
         Slot::W4(p) | Slot::Frozen(p) => v.push(AnyTensor::R4(p.val().inner())),
-        Slot::W1(p) | Slot::Norm(p) => v.push(AnyTensor::R1(p.val().inner())),
-        Slot::Stat(s) => v.push(AnyTensor::R1(s.value_sync().inner())),
+        Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => v.push(AnyTensor::R1(p.val().inner())),
     });
     v
 }
@@ -431,7 +431,7 @@ impl Ema {
         let d = self.decay * (1.0 - (-(self.updates as f64) / self.tau).exp());
         let src = plain_tensors(trained);
         let mut i = 0;
-        self.model.visit_named("model", &mut |_, slot| {
+        self.model.visit_named("", &mut |_, slot| {
             let s = &src[i];
             i += 1;
             match (slot, s) {
@@ -439,13 +439,9 @@ impl Ema {
                     let v = p.val() * d + t.clone() * (1.0 - d);
                     *p = Param::initialized(p.id, v);
                 }
-                (Slot::W1(p) | Slot::Norm(p), AnyTensor::R1(t)) => {
+                (Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p), AnyTensor::R1(t)) => {
                     let v = p.val() * d + t.clone() * (1.0 - d);
                     *p = Param::initialized(p.id, v);
-                }
-                (Slot::Stat(r), AnyTensor::R1(t)) => {
-                    let v = r.value_sync() * d + t.clone() * (1.0 - d);
-                    r.update(v);
                 }
                 _ => unreachable!("the EMA mirrors the trained model's structure"),
             }

@@ -178,7 +178,7 @@ impl Replicas {
         }
         // Frozen layers (`--freeze`) stay frozen on every replica.
         let mut weights = vec![];
-        main.visit_named("model", &mut |_, slot| match slot {
+        main.visit_named("", &mut |_, slot| match slot {
             Slot::W4(p) | Slot::Frozen(p) => {
                 weights.push((AnyTensor::R4(p.val().inner()), p.is_require_grad()))
             }
@@ -190,7 +190,7 @@ impl Replicas {
         for rep in &mut self.extra {
             let mut i = 0;
             let dev = rep.device.clone();
-            rep.model.visit_named("model", &mut |_, slot| {
+            rep.model.visit_named("", &mut |_, slot| {
                 match (slot, &weights[i]) {
                     (Slot::W4(p) | Slot::Frozen(p), (AnyTensor::R4(t), grad)) => {
                         let t = t.clone().to_device(&dev).autodiff();

@@ -334,8 +334,8 @@ impl Lowering for Graph {
         let a = Affine::from_bn(
             &host(bn.weight.val()),
             &host(bn.bias.val()),
-            &host(bn.running_mean.value_sync()),
-            &host(bn.running_var.value_sync()),
+            &host(bn.running_mean.value()),
+            &host(bn.running_var.value()),
             bn.eps,
         );
         let c = a.c;

@@ -4,7 +4,7 @@ use super::conv::Conv;
 use super::{check_groups, check_kernel, expand, BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, Act, Named, Slot};
+use crate::nn::Act;
 use crate::shapes::Macs;
 use crate::yaml_args::{as_bool, as_f64, as_usize, check_arity, optional, Arg, Ctx};
 use burn::module::Module;
@@ -126,12 +126,5 @@ impl BlockModule for Bottleneck {
         let y = self.cv1.lower(l, x)?;
         let y = self.cv2.lower(l, &y)?;
         Ok(if self.add { l.add(x, &y) } else { y })
-    }
-}
-
-impl Named for Bottleneck {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.cv1.visit_named(&key(prefix, "cv1"), f);
-        self.cv2.visit_named(&key(prefix, "cv2"), f);
     }
 }

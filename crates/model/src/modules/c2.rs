@@ -6,7 +6,6 @@ use super::conv::Conv;
 use super::{BlockModule, BlockSpec, CspArgs, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, visit_list, Named, Slot};
 use crate::shapes::Macs;
 use crate::yaml_args::Ctx;
 use burn::module::Module;
@@ -93,13 +92,5 @@ impl BlockModule for C2 {
         }
         let cat = l.concat(&[a, halves[1].clone()]);
         self.cv2.lower(l, &cat)
-    }
-}
-
-impl Named for C2 {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.cv1.visit_named(&key(prefix, "cv1"), f);
-        self.cv2.visit_named(&key(prefix, "cv2"), f);
-        visit_list(&mut self.m, &key(prefix, "m"), f);
     }
 }

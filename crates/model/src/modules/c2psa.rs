@@ -6,7 +6,7 @@ use super::conv::Conv;
 use super::{expand, BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, visit_list, Act, Named, Slot};
+use crate::nn::Act;
 use crate::shapes::Macs;
 use crate::yaml_args::{as_f64, check_arity, optional, Ctx};
 use burn::module::Module;
@@ -106,8 +106,10 @@ impl BlockSpec for C2PsaSpec {
                         key_dim: kd,
                         head_dim: hd,
                     },
-                    ffn0: Conv::simple(c, 2 * c, 1, 1, act, device),
-                    ffn1: Conv::new(2 * c, c, 1, 1, 0, 1, 1, none, device),
+                    ffn: (
+                        Conv::simple(c, 2 * c, 1, 1, act, device),
+                        Conv::new(2 * c, c, 1, 1, 0, 1, 1, none, device),
+                    ),
                 })
                 .collect(),
             c,
@@ -143,12 +145,11 @@ impl Attention {
     }
 }
 
-/// Ultralytics `PSABlock`: `x + attn(x)`, then `x + ffn(x)`.
+/// Ultralytics `PSABlock`: `x + attn(x)`, then `x + ffn(x)` (`ffn` an `nn.Sequential` of two Convs).
 #[derive(Module, Debug)]
 pub struct PsaBlock {
     pub attn: Attention,
-    pub ffn0: Conv,
-    pub ffn1: Conv,
+    pub ffn: (Conv, Conv),
 }
 
 #[derive(Module, Debug)]
@@ -162,7 +163,7 @@ pub struct C2Psa {
 impl BlockModule for PsaBlock {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let x = x.clone() + self.attn.forward(x);
-        x.clone() + self.ffn1.forward(self.ffn0.forward(x))
+        x.clone() + self.ffn.1.forward(self.ffn.0.forward(x))
     }
 
     fn fuse(self) -> Self {
@@ -173,8 +174,7 @@ impl BlockModule for PsaBlock {
                 pe: self.attn.pe.fuse(),
                 ..self.attn
             },
-            ffn0: self.ffn0.fuse(),
-            ffn1: self.ffn1.fuse(),
+            ffn: (self.ffn.0.fuse(), self.ffn.1.fuse()),
         }
     }
 
@@ -186,19 +186,9 @@ impl BlockModule for PsaBlock {
         let y = l.add(&y, &pe);
         let y = a.proj.lower(l, &y)?;
         let x = l.add(x, &y);
-        let f = self.ffn0.lower(l, &x)?;
-        let f = self.ffn1.lower(l, &f)?;
+        let f = self.ffn.0.lower(l, &x)?;
+        let f = self.ffn.1.lower(l, &f)?;
         Ok(l.add(&x, &f))
-    }
-}
-
-impl Named for PsaBlock {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.attn.qkv.visit_named(&key(prefix, "attn.qkv"), f);
-        self.attn.proj.visit_named(&key(prefix, "attn.proj"), f);
-        self.attn.pe.visit_named(&key(prefix, "attn.pe"), f);
-        self.ffn0.visit_named(&key(prefix, "ffn.0"), f);
-        self.ffn1.visit_named(&key(prefix, "ffn.1"), f);
     }
 }
 
@@ -229,13 +219,5 @@ impl BlockModule for C2Psa {
         }
         let cat = l.concat(&[halves[0].clone(), b]);
         self.cv2.lower(l, &cat)
-    }
-}
-
-impl Named for C2Psa {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.cv1.visit_named(&key(prefix, "cv1"), f);
-        self.cv2.visit_named(&key(prefix, "cv2"), f);
-        visit_list(&mut self.m, &key(prefix, "m"), f);
     }
 }

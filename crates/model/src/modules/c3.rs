@@ -5,7 +5,6 @@ use super::conv::Conv;
 use super::{BlockModule, BlockSpec, CspArgs, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, visit_list, Named, Slot};
 use crate::shapes::Macs;
 use crate::yaml_args::Ctx;
 use burn::module::Module;
@@ -96,14 +95,5 @@ impl<M: Module + BlockModule> BlockModule for Csp3<M> {
         let b = self.cv2.lower(l, x)?;
         let cat = l.concat(&[a, b]);
         self.cv3.lower(l, &cat)
-    }
-}
-
-impl<M: Module + Named> Named for Csp3<M> {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.cv1.visit_named(&key(prefix, "cv1"), f);
-        self.cv2.visit_named(&key(prefix, "cv2"), f);
-        self.cv3.visit_named(&key(prefix, "cv3"), f);
-        visit_list(&mut self.m, &key(prefix, "m"), f);
     }
 }

@@ -8,7 +8,7 @@ use super::conv::Conv;
 use super::{check_groups, expand, BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{Act, Named, Slot};
+use crate::nn::Act;
 use crate::shapes::Macs;
 use crate::yaml_args::{as_bool, as_f64, as_usize, check_arity, optional, Ctx};
 use burn::module::Module;
@@ -157,15 +157,6 @@ impl BlockModule for C3k2Inner {
         match self {
             C3k2Inner::Bottleneck(b) => b.lower(l, x),
             C3k2Inner::C3k(b) => b.lower(l, x),
-        }
-    }
-}
-
-impl Named for C3k2Inner {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        match self {
-            C3k2Inner::Bottleneck(b) => b.visit_named(prefix, f),
-            C3k2Inner::C3k(b) => b.visit_named(prefix, f),
         }
     }
 }

@@ -4,7 +4,7 @@ use super::{check_kernel, BlockModule, BlockSpec, Role, Row, MAX_KERNEL};
 use crate::error::Result;
 use crate::fuse::{conv_from, fold_bn};
 use crate::lowering::{activate, Lowering};
-use crate::nn::{key, Act, Bn, Conv2d, Named, Slot};
+use crate::nn::{Act, Bn, Conv2d};
 use crate::shapes::{conv_out, Macs};
 use crate::yaml_args::{as_bool, as_usize, check_arity, optional, Arg, Ctx};
 use burn::module::Module;
@@ -173,14 +173,5 @@ impl BlockModule for Conv {
             y = l.batch_norm(&y, bn);
         }
         Ok(activate(l, self.act, y))
-    }
-}
-
-impl Named for Conv {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.conv.visit_named(&key(prefix, "conv"), f);
-        if let Some(bn) = &mut self.bn {
-            bn.visit_named(&key(prefix, "bn"), f);
-        }
     }
 }

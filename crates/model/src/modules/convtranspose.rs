@@ -3,7 +3,6 @@
 use super::{check_kernel, BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, Named, Slot};
 use crate::shapes::Macs;
 use crate::yaml_args::{as_bool, as_usize, check_arity, optional, Ctx};
 use burn::module::{Module, Param};
@@ -118,12 +117,5 @@ impl BlockModule for ConvTranspose {
 
     fn lower<L: Lowering>(&self, l: &mut L, x: &L::V) -> Result<L::V> {
         Ok(l.conv_transpose2d(x, self))
-    }
-}
-
-impl Named for ConvTranspose {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        f(key(prefix, "weight"), Slot::W4(&mut self.weight));
-        f(key(prefix, "bias"), Slot::W1(&mut self.bias));
     }
 }

@@ -6,9 +6,9 @@ use super::conv::Conv;
 use super::BlockModule;
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, visit_list, Act, Conv2d, Named, Slot};
+use crate::nn::{Act, Conv2d, FixedConv};
 use crate::shapes::Macs;
-use burn::module::{Module, Param};
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 
@@ -46,66 +46,87 @@ pub fn macs(
     }
 }
 
-/// One detection level's branch: Conv(3x3) -> Conv(3x3) -> Conv2d(1x1, bias); in the 8.4 class branch each
-/// Conv is a depthwise 3x3 (`dw0`, `dw1`) then a pointwise 1x1 Conv.
+/// One stage of a head branch: a Conv 3x3, or in the 8.4 class branch `nn.Sequential(DWConv 3x3, Conv 1x1)`.
+/// A head holds six of them, built once: the size difference is not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
-pub struct HeadBranch {
-    pub dw0: Option<Conv>,
-    pub c0: Conv,
-    pub dw1: Option<Conv>,
-    pub c1: Conv,
-    pub out: Conv2d,
+pub enum Stage {
+    Conv(Conv),
+    Depthwise((Conv, Conv)),
 }
 
-impl HeadBranch {
-    pub fn new(cin: usize, c: usize, cout: usize, act: Act, device: &Device) -> Self {
-        HeadBranch {
-            dw0: None,
-            c0: Conv::simple(cin, c, 3, 1, act, device),
-            dw1: None,
-            c1: Conv::simple(c, c, 3, 1, act, device),
-            out: Conv2d::new(c, cout, 1, 1, 0, 1, 1, true, device),
-        }
-    }
-
-    /// The 8.4 class branch: `[DWConv(x, x, 3), Conv(x, c, 1)], [DWConv(c, c, 3), Conv(c, c, 1)], Conv2d`.
-    pub fn depthwise(cin: usize, c: usize, cout: usize, act: Act, device: &Device) -> Self {
-        let dw = |c: usize| Conv::new(c, c, 3, 1, 1, c, 1, act, device);
-        HeadBranch {
-            dw0: Some(dw(cin)),
-            c0: Conv::simple(cin, c, 1, 1, act, device),
-            dw1: Some(dw(c)),
-            c1: Conv::simple(c, c, 1, 1, act, device),
-            out: Conv2d::new(c, cout, 1, 1, 0, 1, 1, true, device),
-        }
-    }
-
+impl Stage {
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let x = match &self.dw0 {
-            Some(dw) => dw.forward(x),
-            None => x,
-        };
-        let x = self.c0.forward(x);
-        let x = match &self.dw1 {
-            Some(dw) => dw.forward(x),
-            None => x,
-        };
-        self.out.forward(self.c1.forward(x))
+        match self {
+            Stage::Conv(c) => c.forward(x),
+            Stage::Depthwise((dw, pw)) => pw.forward(dw.forward(x)),
+        }
     }
 
-    /// The branch as primitive operations (ONNX export).
     pub fn lower<L: Lowering>(&self, l: &mut L, x: &L::V) -> Result<L::V> {
-        let mut y = x.clone();
-        if let Some(dw) = &self.dw0 {
-            y = dw.lower(l, &y)?;
+        match self {
+            Stage::Conv(c) => c.lower(l, x),
+            Stage::Depthwise((dw, pw)) => {
+                let y = dw.lower(l, x)?;
+                pw.lower(l, &y)
+            }
         }
-        y = self.c0.lower(l, &y)?;
-        if let Some(dw) = &self.dw1 {
-            y = dw.lower(l, &y)?;
-        }
-        y = self.c1.lower(l, &y)?;
-        Ok(l.conv2d(&y, &self.out))
     }
+
+    pub fn fuse(self) -> Stage {
+        match self {
+            Stage::Conv(c) => Stage::Conv(c.fuse()),
+            Stage::Depthwise((dw, pw)) => Stage::Depthwise((dw.fuse(), pw.fuse())),
+        }
+    }
+}
+
+/// One detection level's branch, Ultralytics' `nn.Sequential(stage, stage, nn.Conv2d 1x1)`.
+pub type HeadBranch = (Stage, Stage, Conv2d);
+
+/// Conv(3x3) -> Conv(3x3) -> Conv2d(1x1, bias): every box branch, and the class branch of v3/v5/v8.
+pub fn head_branch(cin: usize, c: usize, cout: usize, act: Act, device: &Device) -> HeadBranch {
+    (
+        Stage::Conv(Conv::simple(cin, c, 3, 1, act, device)),
+        Stage::Conv(Conv::simple(c, c, 3, 1, act, device)),
+        Conv2d::new(c, cout, 1, 1, 0, 1, 1, true, device),
+    )
+}
+
+/// The 8.4 class branch: `[DWConv(x, x, 3), Conv(x, c, 1)], [DWConv(c, c, 3), Conv(c, c, 1)], Conv2d`.
+pub fn depthwise_branch(
+    cin: usize,
+    c: usize,
+    cout: usize,
+    act: Act,
+    device: &Device,
+) -> HeadBranch {
+    let dw = |c: usize| Conv::new(c, c, 3, 1, 1, c, 1, act, device);
+    (
+        Stage::Depthwise((dw(cin), Conv::simple(cin, c, 1, 1, act, device))),
+        Stage::Depthwise((dw(c), Conv::simple(c, c, 1, 1, act, device))),
+        Conv2d::new(c, cout, 1, 1, 0, 1, 1, true, device),
+    )
+}
+
+fn branch_forward((s0, s1, out): &HeadBranch, x: Tensor<4>) -> Tensor<4> {
+    out.forward(s1.forward(s0.forward(x)))
+}
+
+fn branch_lower<L: Lowering>((s0, s1, out): &HeadBranch, l: &mut L, x: &L::V) -> Result<L::V> {
+    let y = s0.lower(l, x)?;
+    let y = s1.lower(l, &y)?;
+    Ok(l.conv2d(&y, out))
+}
+
+fn branch_fuse((s0, s1, out): HeadBranch) -> HeadBranch {
+    (s0.fuse(), s1.fuse(), out)
+}
+
+/// Ultralytics' `DFL` module: its one fixed conv.
+#[derive(Module, Debug)]
+pub struct Dfl {
+    pub conv: FixedConv,
 }
 
 /// The Detect head with DFL box decoding.
@@ -114,7 +135,7 @@ pub struct Detect {
     pub cv2: Vec<HeadBranch>,
     pub cv3: Vec<HeadBranch>,
     /// The frozen DFL projection (weights 0..reg_max-1), kept as a tensor so it is saved like Ultralytics does.
-    pub dfl: Param<Tensor<4>>,
+    pub dfl: Dfl,
     pub nc: usize,
     pub reg_max: usize,
     #[module(skip)]
@@ -134,31 +155,35 @@ impl Detect {
         let (c2, c3) = branch_widths(nc, reg_max, ch);
         let mut cv2: Vec<HeadBranch> = ch
             .iter()
-            .map(|&x| HeadBranch::new(x, c2, 4 * reg_max, act, device))
+            .map(|&x| head_branch(x, c2, 4 * reg_max, act, device))
             .collect();
         let mut cv3: Vec<HeadBranch> = ch
             .iter()
             .map(|&x| {
                 if legacy {
-                    HeadBranch::new(x, c3, nc, act, device)
+                    head_branch(x, c3, nc, act, device)
                 } else {
-                    HeadBranch::depthwise(x, c3, nc, act, device)
+                    depthwise_branch(x, c3, nc, act, device)
                 }
             })
             .collect();
         // Ultralytics' bias_init: box logits 2.0, class prior ~5 objects per 640 image.
         for (i, (a, b)) in cv2.iter_mut().zip(cv3.iter_mut()).enumerate() {
-            a.out.bias = Some(Param::from_tensor(Tensor::full([4 * reg_max], 2.0, device)));
+            a.2.bias = Some(Param::from_tensor(Tensor::full([4 * reg_max], 2.0, device)));
             let s = strides[i] as f64;
             let prior = (5.0 / nc as f64 / (640.0 / s).powi(2)).ln();
-            b.out.bias = Some(Param::from_tensor(Tensor::full([nc], prior, device)));
+            b.2.bias = Some(Param::from_tensor(Tensor::full([nc], prior, device)));
         }
         let proj: Vec<f32> = (0..reg_max).map(|i| i as f32).collect();
         let dfl = Tensor::<1>::from_floats(proj.as_slice(), device).reshape([1, reg_max, 1, 1]);
         Detect {
             cv2,
             cv3,
-            dfl: Param::from_tensor(dfl).set_require_grad(false),
+            dfl: Dfl {
+                conv: FixedConv {
+                    weight: Param::from_tensor(dfl).set_require_grad(false),
+                },
+            },
             nc,
             reg_max,
             strides,
@@ -171,7 +196,10 @@ impl Detect {
             .enumerate()
             .map(|(i, x)| {
                 Tensor::cat(
-                    vec![self.cv2[i].forward(x.clone()), self.cv3[i].forward(x)],
+                    vec![
+                        branch_forward(&self.cv2[i], x.clone()),
+                        branch_forward(&self.cv3[i], x),
+                    ],
                     1,
                 )
             })
@@ -183,8 +211,8 @@ impl Detect {
         xs.iter()
             .zip(self.cv2.iter().zip(&self.cv3))
             .map(|(x, (bx, cl))| {
-                let b = bx.lower(l, x)?;
-                let c = cl.lower(l, x)?;
+                let b = branch_lower(bx, l, x)?;
+                let c = branch_lower(cl, l, x)?;
                 Ok(l.concat(&[b, c]))
             })
             .collect()
@@ -199,7 +227,7 @@ impl Detect {
         let boxes = x.clone().narrow(1, 0, 4 * self.reg_max);
         let cls = x.narrow(1, 4 * self.reg_max, self.nc);
         let dist = softmax(boxes.reshape([b, 4, self.reg_max, a]), 2);
-        let proj = self.dfl.val().reshape([1, 1, self.reg_max, 1]);
+        let proj = self.dfl.conv.weight.val().reshape([1, 1, self.reg_max, 1]);
         let dist: Tensor<3> = (dist * proj).sum_dim(2).reshape([b, 4, a]);
         let (pts, strides) = anchor_grid(&map_sizes(raw), &self.strides);
         // Channel-major (x row, then y row) to broadcast against (B, 2, A).
@@ -260,58 +288,26 @@ pub fn map_sizes(raw: &[Tensor<4>]) -> Vec<(usize, usize)> {
     raw.iter().map(|t| (t.dims()[2], t.dims()[3])).collect()
 }
 
-impl Named for HeadBranch {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        match &mut self.dw0 {
-            Some(dw) => {
-                dw.visit_named(&key(prefix, "0.0"), f);
-                self.c0.visit_named(&key(prefix, "0.1"), f);
-            }
-            None => self.c0.visit_named(&key(prefix, "0"), f),
-        }
-        match &mut self.dw1 {
-            Some(dw) => {
-                dw.visit_named(&key(prefix, "1.0"), f);
-                self.c1.visit_named(&key(prefix, "1.1"), f);
-            }
-            None => self.c1.visit_named(&key(prefix, "1"), f),
-        }
-        self.out.visit_named(&key(prefix, "2"), f);
-    }
-}
-
 impl Detect {
-    /// The class branches' tensors (`cv3`), which MuSGD trains at a boosted rate.
-    pub fn visit_class_branches(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        visit_list(&mut self.cv3, &key(prefix, "cv3"), f);
-    }
-}
-
-impl Named for Detect {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        visit_list(&mut self.cv2, &key(prefix, "cv2"), f);
-        self.visit_class_branches(prefix, f);
-        f(key(prefix, "dfl.conv.weight"), Slot::Frozen(&mut self.dfl));
-    }
-}
-
-impl HeadBranch {
-    pub fn fuse(self) -> HeadBranch {
-        HeadBranch {
-            dw0: self.dw0.map(Conv::fuse),
-            c0: self.c0.fuse(),
-            dw1: self.dw1.map(Conv::fuse),
-            c1: self.c1.fuse(),
-            out: self.out,
+    /// The ids of the class branches' tensors (`cv3`), which MuSGD trains at a boosted rate.
+    pub fn class_branch_ids(&self) -> Vec<ParamId> {
+        struct Ids(Vec<ParamId>);
+        impl ModuleVisitor for Ids {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0.push(param.id);
+            }
         }
+        let mut ids = Ids(Vec::new());
+        self.cv3.visit(&mut ids);
+        ids.0
     }
 }
 
 impl Detect {
     /// BatchNorm folded into every branch conv. Idempotent.
     pub fn fuse(mut self) -> Detect {
-        self.cv2 = self.cv2.into_iter().map(HeadBranch::fuse).collect();
-        self.cv3 = self.cv3.into_iter().map(HeadBranch::fuse).collect();
+        self.cv2 = self.cv2.into_iter().map(branch_fuse).collect();
+        self.cv3 = self.cv3.into_iter().map(branch_fuse).collect();
         self
     }
 }

@@ -6,7 +6,7 @@ use super::ghostconv::{GhostConv, GhostConvSpec};
 use super::{check_kernel, BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, Act, Named, Slot};
+use crate::nn::Act;
 use crate::shapes::Macs;
 use crate::yaml_args::{as_usize, check_arity, optional, Ctx};
 use burn::module::Module;
@@ -81,19 +81,12 @@ impl BlockSpec for GhostBottleneckSpec {
     }
 }
 
-/// The strided branch: `conv.1` (depthwise) and the `shortcut` projection.
-#[derive(Module, Debug)]
-pub struct GhostDown {
-    pub dw: Conv,
-    pub shortcut_dw: Conv,
-    pub shortcut_pw: Conv,
-}
-
+/// Ultralytics' `GhostBottleneck`: `conv`, an `nn.Sequential(GhostConv, DWConv if s == 2 else Identity,
+/// GhostConv)`, plus `shortcut`, `nn.Sequential(DWConv, Conv)` if s == 2 else the identity.
 #[derive(Module, Debug)]
 pub struct GhostBottleneck {
-    pub pw: GhostConv,
-    pub down: Option<GhostDown>,
-    pub linear: GhostConv,
+    pub conv: (GhostConv, Option<Conv>, GhostConv),
+    pub shortcut: Option<(Conv, Conv)>,
 }
 
 impl GhostBottleneck {
@@ -103,65 +96,52 @@ impl GhostBottleneck {
         // DWConv(c, c, k, s, act=False): gcd(c, c) = c groups.
         let dw = |c: usize| Conv::new(c, c, k, s, k / 2, c, 1, none, device);
         GhostBottleneck {
-            pw: GhostConv::new(c1, c_, 1, 1, 1, act, device),
-            down: (s == 2).then(|| GhostDown {
-                dw: dw(c_),
-                shortcut_dw: dw(c1),
-                shortcut_pw: Conv::new(c1, c2, 1, 1, 0, 1, 1, none, device),
-            }),
-            linear: GhostConv::new(c_, c2, 1, 1, 1, none, device),
+            conv: (
+                GhostConv::new(c1, c_, 1, 1, 1, act, device),
+                (s == 2).then(|| dw(c_)),
+                GhostConv::new(c_, c2, 1, 1, 1, none, device),
+            ),
+            shortcut: (s == 2).then(|| (dw(c1), Conv::new(c1, c2, 1, 1, 0, 1, 1, none, device))),
         }
     }
 }
 
 impl BlockModule for GhostBottleneck {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let mut y = self.pw.forward(x.clone());
-        let skip = match &self.down {
-            Some(d) => {
-                y = d.dw.forward(y);
-                d.shortcut_pw.forward(d.shortcut_dw.forward(x))
-            }
+        let (pw, dw, linear) = &self.conv;
+        let mut y = pw.forward(x.clone());
+        if let Some(dw) = dw {
+            y = dw.forward(y);
+        }
+        let skip = match &self.shortcut {
+            Some((dw, pw)) => pw.forward(dw.forward(x)),
             None => x,
         };
-        self.linear.forward(y) + skip
+        linear.forward(y) + skip
     }
 
     fn fuse(self) -> Self {
+        let (pw, dw, linear) = self.conv;
         GhostBottleneck {
-            pw: self.pw.fuse(),
-            down: self.down.map(|d| GhostDown {
-                dw: d.dw.fuse(),
-                shortcut_dw: d.shortcut_dw.fuse(),
-                shortcut_pw: d.shortcut_pw.fuse(),
-            }),
-            linear: self.linear.fuse(),
+            conv: (pw.fuse(), dw.map(Conv::fuse), linear.fuse()),
+            shortcut: self.shortcut.map(|(dw, pw)| (dw.fuse(), pw.fuse())),
         }
     }
 
     fn lower<L: Lowering>(&self, l: &mut L, x: &L::V) -> Result<L::V> {
-        let mut y = self.pw.lower(l, x)?;
-        let skip = match &self.down {
-            Some(d) => {
-                y = d.dw.lower(l, &y)?;
-                let s = d.shortcut_dw.lower(l, x)?;
-                d.shortcut_pw.lower(l, &s)?
+        let (pw, dw, linear) = &self.conv;
+        let mut y = pw.lower(l, x)?;
+        if let Some(dw) = dw {
+            y = dw.lower(l, &y)?;
+        }
+        let skip = match &self.shortcut {
+            Some((dw, pw)) => {
+                let s = dw.lower(l, x)?;
+                pw.lower(l, &s)?
             }
             None => x.clone(),
         };
-        let y = self.linear.lower(l, &y)?;
+        let y = linear.lower(l, &y)?;
         Ok(l.add(&y, &skip))
-    }
-}
-
-impl Named for GhostBottleneck {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.pw.visit_named(&key(prefix, "conv.0"), f);
-        if let Some(d) = &mut self.down {
-            d.dw.visit_named(&key(prefix, "conv.1"), f);
-            d.shortcut_dw.visit_named(&key(prefix, "shortcut.0"), f);
-            d.shortcut_pw.visit_named(&key(prefix, "shortcut.1"), f);
-        }
-        self.linear.visit_named(&key(prefix, "conv.2"), f);
     }
 }

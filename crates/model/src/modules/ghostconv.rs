@@ -5,7 +5,7 @@ use super::conv::Conv;
 use super::{check_kernel, BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, Act, Named, Slot};
+use crate::nn::Act;
 use crate::shapes::{conv_out, Macs};
 use crate::yaml_args::{as_bool, as_usize, check_arity, optional, Ctx};
 use burn::module::Module;
@@ -120,12 +120,5 @@ impl BlockModule for GhostConv {
         let y = self.cv1.lower(l, x)?;
         let z = self.cv2.lower(l, &y)?;
         Ok(l.concat(&[y, z]))
-    }
-}
-
-impl Named for GhostConv {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.cv1.visit_named(&key(prefix, "cv1"), f);
-        self.cv2.visit_named(&key(prefix, "cv2"), f);
     }
 }

@@ -3,7 +3,6 @@
 use super::{check_kernel, BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{Named, Slot};
 use crate::shapes::{conv_out, Macs};
 use crate::yaml_args::{as_bool, as_usize, check_arity, optional, Arg, Ctx};
 use burn::module::Module;
@@ -101,8 +100,4 @@ impl BlockModule for MaxPool {
     fn lower<L: Lowering>(&self, l: &mut L, x: &L::V) -> Result<L::V> {
         Ok(l.max_pool(x, self.k, self.s, self.p))
     }
-}
-
-impl Named for MaxPool {
-    fn visit_named(&mut self, _prefix: &str, _f: &mut dyn FnMut(String, Slot<'_>)) {}
 }

@@ -6,7 +6,7 @@ use super::{BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::fuse::{conv_from, fold_bn};
 use crate::lowering::Lowering;
-use crate::nn::{key, Bn, Conv2d, Named, Slot};
+use crate::nn::{Bn, Conv2d, Numbered};
 use crate::shapes::{conv_out, Macs};
 use crate::yaml_args::{as_bool, as_usize, check_arity, optional, Arg, Ctx};
 use burn::module::Module;
@@ -154,13 +154,6 @@ impl ConvBn {
     }
 }
 
-impl Named for ConvBn {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.conv.visit_named(&key(prefix, "conv"), f);
-        self.bn.visit_named(&key(prefix, "bn"), f);
-    }
-}
-
 /// Squeeze-excite (Apple's MobileOne SE: ratio 1/16, ReLU, sigmoid gate).
 #[derive(Module, Debug)]
 pub struct Se {
@@ -188,42 +181,43 @@ impl Se {
     }
 }
 
-impl Named for Se {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.reduce.visit_named(&key(prefix, "reduce"), f);
-        self.expand.visit_named(&key(prefix, "expand"), f);
+/// The seed's `DepthWiseConv` / `PointWiseConv`: a conv+BN held as its `conv` attribute.
+#[derive(Module, Debug)]
+pub struct Branch {
+    pub conv: ConvBn,
+}
+
+impl Branch {
+    fn new(c1: usize, c2: usize, k: usize, stride: usize, groups: usize, device: &Device) -> Self {
+        Branch {
+            conv: ConvBn::new(c1, c2, k, stride, groups, device),
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.conv.forward(x)
     }
 }
 
-/// The training-time branches of a MobileOne block.
-#[derive(Module, Debug)]
-pub struct MobileOneBranches {
-    /// `dw_3x3_{j}.conv`: k depthwise 3x3 conv+BN branches.
-    pub dw_3x3: Vec<ConvBn>,
-    /// `dw_1x1.conv`: the depthwise 1x1 scale branch.
-    pub dw_1x1: ConvBn,
-    /// Identity BN of the depthwise stage (c1 == c2 and stride 1).
-    pub dw_bn_layer: Option<Bn>,
-    /// `pw_1x1_{j}.conv`: k pointwise 1x1 conv+BN branches.
-    pub pw_1x1: Vec<ConvBn>,
-    /// Identity BN of the pointwise stage (same condition as the depthwise one, as in the seed).
-    pub pw_bn_layer: Option<Bn>,
-}
-
-/// The deploy form: one depthwise 3x3 and one pointwise 1x1 conv, both with bias.
-#[derive(Module, Debug)]
-pub struct MobileOneFused {
-    pub dw_reparam: Conv2d,
-    pub pw_reparam: Conv2d,
-}
-
 /// The seed's MobileOneBlock: depthwise stage (k 3x3 + 1x1 + identity) -> [SE] -> ReLU, then pointwise
-/// stage (k 1x1 + identity) -> ReLU. Exactly one of `branches` / `fused` is present.
+/// stage (k 1x1 + identity) -> ReLU. The fields are the seed's attributes, in its order; the training
+/// branches (`dw_*`, `pw_*`) and the deploy convs (`*_reparam`) are never both present.
 #[derive(Module, Debug)]
 pub struct MobileOneBlock {
-    pub branches: Option<MobileOneBranches>,
-    pub fused: Option<MobileOneFused>,
     pub se: Option<Se>,
+    /// The deploy form: one depthwise 3x3 and one pointwise 1x1 conv, both with bias.
+    pub dw_reparam: Option<Conv2d>,
+    pub pw_reparam: Option<Conv2d>,
+    /// Identity BN of the depthwise stage (c1 == c2 and stride 1).
+    pub dw_bn_layer: Option<Bn>,
+    /// k depthwise 3x3 conv+BN branches.
+    pub dw_3x3: Numbered<Branch>,
+    /// The depthwise 1x1 scale branch.
+    pub dw_1x1: Option<Branch>,
+    /// Identity BN of the pointwise stage (same condition as the depthwise one, as in the seed).
+    pub pw_bn_layer: Option<Bn>,
+    /// k pointwise 1x1 conv+BN branches.
+    pub pw_1x1: Numbered<Branch>,
     pub c1: usize,
     pub c2: usize,
     pub k: usize,
@@ -241,19 +235,22 @@ impl MobileOneBlock {
     ) -> Self {
         let identity = c1 == c2 && stride == 1;
         MobileOneBlock {
-            branches: Some(MobileOneBranches {
-                dw_3x3: (0..k)
-                    .map(|_| ConvBn::new(c1, c1, 3, stride, c1, device))
-                    .collect(),
-                dw_1x1: ConvBn::new(c1, c1, 1, stride, c1, device),
-                dw_bn_layer: identity.then(|| Bn::new(c1, device)),
-                pw_1x1: (0..k)
-                    .map(|_| ConvBn::new(c1, c2, 1, 1, 1, device))
-                    .collect(),
-                pw_bn_layer: identity.then(|| Bn::new(c1, device)),
-            }),
-            fused: None,
             se: use_se.then(|| Se::new(c1, device)),
+            dw_reparam: None,
+            pw_reparam: None,
+            dw_bn_layer: identity.then(|| Bn::new(c1, device)),
+            dw_3x3: Numbered::new(
+                (0..k)
+                    .map(|_| Branch::new(c1, c1, 3, stride, c1, device))
+                    .collect(),
+            ),
+            dw_1x1: Some(Branch::new(c1, c1, 1, stride, c1, device)),
+            pw_bn_layer: identity.then(|| Bn::new(c1, device)),
+            pw_1x1: Numbered::new(
+                (0..k)
+                    .map(|_| Branch::new(c1, c2, 1, 1, 1, device))
+                    .collect(),
+            ),
             c1,
             c2,
             k,
@@ -261,62 +258,72 @@ impl MobileOneBlock {
         }
     }
 
+    /// The deploy convs, once reparameterized.
+    pub fn fused(&self) -> Option<(&Conv2d, &Conv2d)> {
+        self.dw_reparam.as_ref().zip(self.pw_reparam.as_ref())
+    }
+
+    /// The training branches, before reparameterization.
+    fn stages(&self) -> Option<Stages<'_>> {
+        let dw_1x1 = &self.dw_1x1.as_ref()?.conv;
+        let pw_1x1: Vec<&ConvBn> = self.pw_1x1.iter().map(|b| &b.conv).collect();
+        if pw_1x1.is_empty() {
+            return None;
+        }
+        Some(Stages {
+            dw: std::iter::once(dw_1x1)
+                .chain(self.dw_3x3.iter().map(|b| &b.conv))
+                .collect(),
+            dw_identity: self.dw_bn_layer.as_ref(),
+            pw: pw_1x1,
+            pw_identity: self.pw_bn_layer.as_ref(),
+        })
+    }
+
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let se = |y: Tensor<4>| match &self.se {
             Some(se) => se.forward(y),
             None => y,
         };
-        if let Some(f) = &self.fused {
-            let y = relu(se(f.dw_reparam.forward(x)));
-            return relu(f.pw_reparam.forward(y));
+        if let Some((dw, pw)) = self.fused() {
+            let y = relu(se(dw.forward(x)));
+            return relu(pw.forward(y));
         }
-        let b = self
-            .branches
-            .as_ref()
+        let st = self
+            .stages()
             .expect("a MobileOneBlock holds branches or fused convs");
-        let mut dw = b.dw_1x1.forward(x.clone());
-        for br in &b.dw_3x3 {
-            dw = dw + br.forward(x.clone());
-        }
-        if let Some(bn) = &b.dw_bn_layer {
-            dw = dw + bn.forward(x);
-        }
-        let y = relu(se(dw));
-        let mut pw = b.pw_1x1[0].forward(y.clone());
-        for br in &b.pw_1x1[1..] {
-            pw = pw + br.forward(y.clone());
-        }
-        if let Some(bn) = &b.pw_bn_layer {
-            pw = pw + bn.forward(y);
-        }
-        relu(pw)
+        let y = relu(se(st.dw_sum(x)));
+        relu(st.pw_sum(y))
     }
 }
 
-impl Named for MobileOneBlock {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        if let Some(b) = &mut self.branches {
-            if let Some(bn) = &mut b.dw_bn_layer {
-                bn.visit_named(&key(prefix, "dw_bn_layer"), f);
-            }
-            for (j, br) in b.dw_3x3.iter_mut().enumerate() {
-                br.visit_named(&key(prefix, &format!("dw_3x3_{j}.conv")), f);
-            }
-            b.dw_1x1.visit_named(&key(prefix, "dw_1x1.conv"), f);
-            if let Some(bn) = &mut b.pw_bn_layer {
-                bn.visit_named(&key(prefix, "pw_bn_layer"), f);
-            }
-            for (j, br) in b.pw_1x1.iter_mut().enumerate() {
-                br.visit_named(&key(prefix, &format!("pw_1x1_{j}.conv")), f);
-            }
-        }
-        if let Some(fz) = &mut self.fused {
-            fz.dw_reparam.visit_named(&key(prefix, "dw_reparam"), f);
-            fz.pw_reparam.visit_named(&key(prefix, "pw_reparam"), f);
-        }
-        if let Some(se) = &mut self.se {
-            se.visit_named(&key(prefix, "se"), f);
-        }
+/// An unfused block's branches in the order of the seed's forward pass: the depthwise 1x1, then the 3x3s, then
+/// the identity BN; the pointwise 1x1s, then the identity BN.
+struct Stages<'a> {
+    dw: Vec<&'a ConvBn>,
+    dw_identity: Option<&'a Bn>,
+    pw: Vec<&'a ConvBn>,
+    pw_identity: Option<&'a Bn>,
+}
+
+impl Stages<'_> {
+    fn dw_sum(&self, x: Tensor<4>) -> Tensor<4> {
+        sum_branches(&self.dw, self.dw_identity, x)
+    }
+
+    fn pw_sum(&self, x: Tensor<4>) -> Tensor<4> {
+        sum_branches(&self.pw, self.pw_identity, x)
+    }
+}
+
+fn sum_branches(convs: &[&ConvBn], identity: Option<&Bn>, x: Tensor<4>) -> Tensor<4> {
+    let mut y = convs[0].forward(x.clone());
+    for c in &convs[1..] {
+        y = y + c.forward(x.clone());
+    }
+    match identity {
+        Some(bn) => y + bn.forward(x),
+        None => y,
     }
 }
 
@@ -351,30 +358,9 @@ impl MobileOneBlock {
     /// The single-conv equivalent of each stage: `(dw_kernel (c1,1,3,3), dw_bias, pw_kernel (c2,c1,1,1), pw_bias)`.
     /// Built from tensor ops, so gradients flow through it (for the seed's kernel regulariser).
     pub fn equivalent_kernel_bias(&self) -> Option<(Tensor<4>, Tensor<1>, Tensor<4>, Tensor<1>)> {
-        let b = self.branches.as_ref()?;
-        let (k1, mut dw_b) = b.dw_1x1.kernel_bias();
-        let mut dw_k = k1.pad([(0, 0), (0, 0), (1, 1), (1, 1)], 0.0);
-        for br in &b.dw_3x3 {
-            let (k, bias) = br.kernel_bias();
-            dw_k = dw_k + k;
-            dw_b = dw_b + bias;
-        }
-        if let Some(bn) = &b.dw_bn_layer {
-            let (k, bias) = bn_as_kernel(bn, true, 3);
-            dw_k = dw_k + k;
-            dw_b = dw_b + bias;
-        }
-        let (mut pw_k, mut pw_b) = b.pw_1x1[0].kernel_bias();
-        for br in &b.pw_1x1[1..] {
-            let (k, bias) = br.kernel_bias();
-            pw_k = pw_k + k;
-            pw_b = pw_b + bias;
-        }
-        if let Some(bn) = &b.pw_bn_layer {
-            let (k, bias) = bn_as_kernel(bn, false, 1);
-            pw_k = pw_k + k;
-            pw_b = pw_b + bias;
-        }
+        let st = self.stages()?;
+        let (dw_k, dw_b) = stage_kernel_bias(&st.dw, st.dw_identity, true);
+        let (pw_k, pw_b) = stage_kernel_bias(&st.pw, st.pw_identity, false);
         Some((dw_k, dw_b, pw_k, pw_b))
     }
 
@@ -388,23 +374,53 @@ impl MobileOneBlock {
     /// Replaces the branches by `dw_reparam` / `pw_reparam`; the branch parameters are dropped. Idempotent.
     pub fn reparameterize(mut self) -> MobileOneBlock {
         if let Some((dw_k, dw_b, pw_k, pw_b)) = self.equivalent_kernel_bias() {
-            let b = self
-                .branches
-                .take()
-                .expect("equivalent_kernel_bias saw branches");
-            let dw_like = &b.dw_3x3.first().unwrap_or(&b.dw_1x1).conv;
+            let st = self.stages().expect("equivalent_kernel_bias saw branches");
             let dw = Conv2d {
                 padding: 1,
-                ..conv_from(dw_like, dw_k, dw_b)
+                ..conv_from(&st.dw[0].conv, dw_k, dw_b)
             };
-            let pw = conv_from(&b.pw_1x1[0].conv, pw_k, pw_b);
-            self.fused = Some(MobileOneFused {
-                dw_reparam: dw,
-                pw_reparam: pw,
-            });
+            let pw = conv_from(&st.pw[0].conv, pw_k, pw_b);
+            self.dw_reparam = Some(dw);
+            self.pw_reparam = Some(pw);
+            self.dw_bn_layer = None;
+            self.dw_3x3 = Numbered::new(Vec::new());
+            self.dw_1x1 = None;
+            self.pw_bn_layer = None;
+            self.pw_1x1 = Numbered::new(Vec::new());
         }
         self
     }
+}
+
+/// One stage's branches summed into one kernel and bias: the 1x1 kernels padded to 3x3 in the depthwise stage,
+/// the identity BN as a kernel with a 1 at the centre tap.
+fn stage_kernel_bias(
+    convs: &[&ConvBn],
+    identity: Option<&Bn>,
+    depthwise: bool,
+) -> (Tensor<4>, Tensor<1>) {
+    let ks = if depthwise { 3 } else { 1 };
+    let pad = |k: Tensor<4>| {
+        let p = (ks - k.dims()[3]) / 2;
+        if p == 0 {
+            k
+        } else {
+            k.pad([(0, 0), (0, 0), (p, p), (p, p)], 0.0)
+        }
+    };
+    let (k0, mut bias) = convs[0].kernel_bias();
+    let mut kernel = pad(k0);
+    for c in &convs[1..] {
+        let (k, b) = c.kernel_bias();
+        kernel = kernel + pad(k);
+        bias = bias + b;
+    }
+    if let Some(bn) = identity {
+        let (k, b) = bn_as_kernel(bn, depthwise, ks);
+        kernel = kernel + k;
+        bias = bias + b;
+    }
+    (kernel, bias)
 }
 
 impl BlockModule for MobileOneBlock {
@@ -428,24 +444,20 @@ impl BlockModule for MobileOneBlock {
             }
             None => y,
         };
-        if let Some(f) = &self.fused {
-            let y = l.conv2d(x, &f.dw_reparam);
+        if let Some((dw, pw)) = self.fused() {
+            let y = l.conv2d(x, dw);
             let y = se(l, y);
             let y = l.relu(&y);
-            let y = l.conv2d(&y, &f.pw_reparam);
+            let y = l.conv2d(&y, pw);
             return Ok(l.relu(&y));
         }
-        let b = self
-            .branches
-            .as_ref()
+        let st = self
+            .stages()
             .expect("a MobileOneBlock holds branches or fused convs");
-        // The branches summed in the order of the forward pass.
-        let dw: Vec<&ConvBn> = std::iter::once(&b.dw_1x1).chain(&b.dw_3x3).collect();
-        let y = branch_sum(l, x, &dw, b.dw_bn_layer.as_ref());
+        let y = branch_sum(l, x, &st.dw, st.dw_identity);
         let y = se(l, y);
         let y = l.relu(&y);
-        let pw: Vec<&ConvBn> = b.pw_1x1.iter().collect();
-        let y = branch_sum(l, &y, &pw, b.pw_bn_layer.as_ref());
+        let y = branch_sum(l, &y, &st.pw, st.pw_identity);
         Ok(l.relu(&y))
     }
 }

@@ -28,7 +28,7 @@ pub mod zeropad;
 
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{Act, Named, Slot};
+use crate::nn::Act;
 use crate::shapes::Macs;
 use crate::yaml_args::{Arg, Ctx};
 use burn::module::Module;
@@ -87,8 +87,8 @@ pub trait BlockSpec: Sized {
     fn build(&self, device: &Device) -> Self::Module;
 }
 
-/// A block's burn module: forward pass, fusion, and its tensors under Ultralytics' `state_dict` names.
-pub trait BlockModule: Named {
+/// A block's burn module: forward pass, fusion and lowering (its tensors are named by its fields, see `nn::Named`).
+pub trait BlockModule {
     fn forward(&self, x: Tensor<4>) -> Tensor<4>;
     /// The inference form (BatchNorm folded, branches reparameterized). Idempotent.
     fn fuse(self) -> Self;
@@ -210,11 +210,6 @@ macro_rules! registry {
             }
         }
 
-        impl Named for Block {
-            fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-                match self { $(Block::$variant(m) => m.visit_named(prefix, f),)* }
-            }
-        }
     };
 }
 

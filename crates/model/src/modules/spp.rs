@@ -5,7 +5,7 @@ use super::sppf::{check_pyramid, pyramid_macs};
 use super::{BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, same_max_pool, Act, Named, Slot};
+use crate::nn::{same_max_pool, Act};
 use crate::shapes::Macs;
 use crate::yaml_args::{as_usize, check_arity, Arg, Ctx};
 use burn::module::Module;
@@ -106,12 +106,5 @@ impl BlockModule for Spp {
         }
         let cat = l.concat(&ys);
         self.cv2.lower(l, &cat)
-    }
-}
-
-impl Named for Spp {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.cv1.visit_named(&key(prefix, "cv1"), f);
-        self.cv2.visit_named(&key(prefix, "cv2"), f);
     }
 }

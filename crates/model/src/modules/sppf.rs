@@ -4,7 +4,7 @@ use super::conv::Conv;
 use super::{check_channels, check_kernel, BlockModule, BlockSpec, Role, Row};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{key, same_max_pool, Act, Named, Slot};
+use crate::nn::{same_max_pool, Act};
 use crate::shapes::Macs;
 use crate::yaml_args::{as_bool, as_usize, check_arity, optional, Ctx};
 use burn::module::Module;
@@ -147,12 +147,5 @@ impl BlockModule for Sppf {
         let cat = l.concat(&ys);
         let y = self.cv2.lower(l, &cat)?;
         Ok(if self.add { l.add(&y, x) } else { y })
-    }
-}
-
-impl Named for Sppf {
-    fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.cv1.visit_named(&key(prefix, "cv1"), f);
-        self.cv2.visit_named(&key(prefix, "cv2"), f);
     }
 }

@@ -3,7 +3,6 @@
 use super::{BlockModule, BlockSpec, Role, Row, MAX_KERNEL};
 use crate::error::Result;
 use crate::lowering::Lowering;
-use crate::nn::{Named, Slot};
 use crate::shapes::Macs;
 use crate::yaml_args::{as_usize, check_arity, Arg, Ctx};
 use burn::module::Module;
@@ -107,8 +106,4 @@ impl BlockModule for ZeroPad {
     fn lower<L: Lowering>(&self, l: &mut L, x: &L::V) -> Result<L::V> {
         Ok(l.zero_pad(x, (self.left, self.right, self.top, self.bottom)))
     }
-}
-
-impl Named for ZeroPad {
-    fn visit_named(&mut self, _prefix: &str, _f: &mut dyn FnMut(String, Slot<'_>)) {}
 }
