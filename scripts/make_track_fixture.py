@@ -1,0 +1,126 @@
+"""What Ultralytics' trackers do on a panning clip, for `crates/track/tests/parity.rs`.
+
+The clip (written to a temporary folder; `window` in the fixture says where each frame was cut) is a 192x128 window over a datasets/trees val tile, 72 frames, moving with changing speed and turning
+(so the camera motion matters), written by OpenCV as FFV1 in AVI (lossless, so every decoder sees the same
+pixels). The package tracks it with the Ultralytics-trained checkpoint of the video fixture
+(crates/deploy/tests/fixtures/trained_mobileone, see make_trained_fixture.py) at imgsz 192 with its track-mode
+defaults (conf 0.1) with bytetrack.yaml and with botsort.yaml with `gmc_method: none`, and again with low
+thresholds (conf 0.01) so that many tracks start, get lost and are found again. Every call
+of the tracker is recorded: the detections it was given (cx, cy, w, h, conf, cls as float32, in the frame's
+pixels) and what it returned (x1, y1, x2, y2, track id, score, cls, detection index). The test feeds the same
+detections to our trackers, so it checks association alone, without the detector.
+
+    python scripts/make_track_fixture.py /var/tmp/ul/trees/weights/best.pt
+"""
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "crates/track/tests/fixtures"
+SCENE = ROOT / "datasets/trees/images/val/2019_YELL_2_541000_4977000_image_crop_r0_c0.jpg"
+W, H, FRAMES = 192, 128, 72
+
+
+def window_path():
+    """Integer window corners: right and slowly down, speeding up, then a turn downwards and back left."""
+    pts, x, y = [], 0.0, 0.0
+    for i in range(FRAMES):
+        pts.append((int(round(x)), int(round(y))))
+        if i < 36:
+            x += 1.0 + 0.25 * i  # 1 .. 9.75 px per frame
+            y += 1.0
+        else:
+            x -= 2.0 + 0.1 * (i - 36)
+            y += 4.0 + 0.1 * (i - 36)
+    return pts
+
+
+def write_clip(path: Path):
+    scene = cv2.imread(str(SCENE))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 30.0, (W, H))
+    assert writer.isOpened(), "OpenCV cannot write FFV1"
+    frames = []
+    for x, y in window_path():
+        assert 0 <= x <= scene.shape[1] - W and 0 <= y <= scene.shape[0] - H, (x, y)
+        frame = np.ascontiguousarray(scene[y : y + H, x : x + W])
+        writer.write(frame)
+        frames.append(frame)
+    writer.release()
+    cap = cv2.VideoCapture(str(path))
+    for i, want in enumerate(frames):
+        ok, got = cap.read()
+        assert ok and np.array_equal(got, want), f"frame {i} does not read back exactly"
+
+
+def record(weights: str, clip: Path, tracker_yaml: str, conf=None):
+    from ultralytics import YOLO
+    from ultralytics.trackers.byte_tracker import BYTETracker
+
+    calls = []
+    orig = BYTETracker.update
+
+    def update(self, results, img=None, feats=None, **kw):
+        dets = np.concatenate([results.xywh, results.conf[:, None], results.cls[:, None]], axis=1)
+        out = orig(self, results, img, feats, **kw)
+        calls.append({"dets": dets.astype(np.float32).tolist(), "tracks": np.asarray(out).tolist()})
+        return out
+
+    BYTETracker.update = update
+    try:
+        with tempfile.TemporaryDirectory() as t:
+            YOLO(weights).track(source=str(clip), imgsz=192, tracker=tracker_yaml, conf=conf, save=False,
+                                project=t, name="p", exist_ok=True, device="cpu", verbose=False)
+    finally:
+        BYTETracker.update = orig
+    return calls
+
+
+def main():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import mobileone
+
+    mobileone.register()
+    import ultralytics
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    clip_dir = tempfile.TemporaryDirectory()
+    clip = Path(clip_dir.name) / "pan.avi"
+    write_clip(clip)
+    cfg_dir = Path(ultralytics.__file__).parent / "cfg/trackers"
+    # The trees detector is weak (its scores rarely reach the default 0.25), so each tracker also runs with
+    # thresholds low enough for many tracks to start, be lost and be found again.
+    low = {"track_high_thresh: 0.25": "track_high_thresh: 0.05", "track_low_thresh: 0.1": "track_low_thresh: 0.01",
+           "new_track_thresh: 0.25": "new_track_thresh: 0.06"}
+    runs = {}
+    with tempfile.TemporaryDirectory() as t:
+        for name in ["bytetrack", "botsort"]:
+            text = (cfg_dir / f"{name}.yaml").read_text().replace("gmc_method: sparseOptFlow", "gmc_method: none")
+            for suffix, subs, conf in [("", {}, None), ("_low", low, 0.01)]:
+                for a, b in subs.items():
+                    assert a in text, a
+                    text_v = text.replace(a, b)
+                    text = text_v
+                path = Path(t) / f"{name}{suffix}.yaml"
+                path.write_text(text)
+                key = f"{name}{'_gmc_none' if name == 'botsort' else ''}{suffix}"
+                runs[key] = {"tracker": text, "conf": conf, "calls": record(sys.argv[1], clip, str(path), conf)}
+    for k, v in runs.items():
+        ids = {int(r[4]) for c in v["calls"] for r in c["tracks"]}
+        print(k, len(v["calls"]), "frames,", len(ids), "ids", file=sys.stderr)
+    out = {
+        "ultralytics": ultralytics.__version__,
+        "generator": "scripts/make_track_fixture.py",
+        "window": window_path(),
+        "runs": runs,
+    }
+    (OUT / "tracks.json").write_text(json.dumps(out, separators=(",", ":")) + "\n")
+
+
+if __name__ == "__main__":
+    main()
