@@ -26,7 +26,7 @@ from ultralytics.nn.tasks import DetectionModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Kept equal to BLOCKS in crates/model/tests/named.rs.
+# Recorded with the keys (`text`), so the test builds this very model.
 BLOCKS = """nc: 3
 backbone:
   - [-1, 1, Conv, [16, 3, 2]]
@@ -52,13 +52,16 @@ def keys(model):
     return [[k, list(v.shape)] for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
 
 
-def record(name, text):
+def record(name, text, keep_text=False):
     d = yaml.safe_load(text)
     if d.get("scales") and not d.get("scale"):
         d["scale"] = next(iter(d["scales"]))
     m = DetectionModel(d, ch=3, nc=3, verbose=False)
     f = mobileone.reparameterize_all(copy.deepcopy(m))
-    return {"name": name, "scale": d.get("scale"), "unfused": keys(m), "fused": keys(f)}
+    out = {"name": name, "scale": d.get("scale"), "unfused": keys(m), "fused": keys(f)}
+    if keep_text:
+        out["text"] = text
+    return out
 
 
 def main():
@@ -67,7 +70,7 @@ def main():
         for p in sorted((ROOT / sub).glob("*.yaml")):
             models.append(record(f"{sub}/{p.name}", small(p.read_text())))
             print(models[-1]["name"], len(models[-1]["unfused"]), file=sys.stderr)
-    models.append(record("blocks.yaml", BLOCKS))
+    models.append(record("blocks.yaml", BLOCKS, keep_text=True))
     import ultralytics
 
     out = {

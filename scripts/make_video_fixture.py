@@ -31,23 +31,27 @@ W, H, FRAMES = 192, 128, 10
 CONF = 0.02
 
 
-def write_clip(path: Path):
-    scene = cv2.imread(str(SCENE))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 10.0, (W, H))
+def write_lossless(path: Path, scene, corners, w: int, h: int, fps: float):
+    """The `w` x `h` windows of `scene` at `corners` as FFV1 in AVI, checked to read back exactly (lossless:
+    the package and our decoder see the same pixels)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), fps, (w, h))
     assert writer.isOpened(), "OpenCV cannot write FFV1"
     frames = []
-    for i in range(FRAMES):
-        x, y = 20 * i, 12 * i
-        frame = np.ascontiguousarray(scene[y : y + H, x : x + W])
+    for x, y in corners:
+        assert 0 <= x <= scene.shape[1] - w and 0 <= y <= scene.shape[0] - h, (x, y)
+        frame = np.ascontiguousarray(scene[y : y + h, x : x + w])
         writer.write(frame)
         frames.append(frame)
     writer.release()
-    # Lossless means the package reads back exactly the frames written.
     cap = cv2.VideoCapture(str(path))
     for i, want in enumerate(frames):
         ok, got = cap.read()
         assert ok and np.array_equal(got, want), f"frame {i} does not read back exactly"
     assert not cap.read()[0]
+
+
+def write_clip(path: Path):
+    write_lossless(path, cv2.imread(str(SCENE)), [(20 * i, 12 * i) for i in range(FRAMES)], W, H, 10.0)
 
 
 def write_rotated(path: Path):

@@ -16,14 +16,6 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/convert")
 }
 
-fn rows(p: &Path) -> Vec<Vec<f64>> {
-    std::fs::read_to_string(p)
-        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-        .lines()
-        .map(|l| l.split_whitespace().map(|v| v.parse().unwrap()).collect())
-        .collect()
-}
-
 /// Every expected label file has a twin in `got` with the same rows (within 1e-9), and no other file exists.
 fn same_labels(expected: &Path, got: &Path) -> usize {
     let mut n = 0;
@@ -33,7 +25,10 @@ fn same_labels(expected: &Path, got: &Path) -> usize {
         .collect();
     names.sort();
     for name in &names {
-        let (a, b) = (rows(&expected.join(name)), rows(&got.join(name)));
+        let (a, b) = (
+            testkit::label_rows(&expected.join(name)),
+            testkit::label_rows(&got.join(name)),
+        );
         assert_eq!(a.len(), b.len(), "{name:?}: rows");
         for (ra, rb) in a.iter().zip(&b) {
             assert_eq!(ra.len(), rb.len());

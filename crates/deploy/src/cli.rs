@@ -4,7 +4,7 @@
 use crate::bench::Variant;
 use crate::export::{export, ExportOptions, Format};
 use crate::verify::Fixture;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use data::args::ImgSize;
 use model::cli::{DeviceArgs, ForeignModelArgs};
@@ -21,6 +21,8 @@ pub enum Cmd {
     /// Detect objects in images, videos and streams: annotated images and videos, labels/*.txt,
     /// predictions.json.
     Predict(PredictArgs),
+    /// Follow objects through videos and streams (ByteTrack, BoT-SORT): predict's outputs with track ids.
+    Track(PredictArgs),
     /// Latency of unfused vs fused on the same backend, as a table.
     Bench(BenchArgs),
 }
@@ -92,9 +94,9 @@ pub struct PredictArgs {
     /// Network input: N or H,W (each side a multiple of the model's largest stride).
     #[arg(long, default_value = "640")]
     imgsz: ImgSize,
-    /// Keep boxes scoring at least this (0..1).
-    #[arg(long, default_value_t = 0.25, value_parser = data::args::unit_interval)]
-    conf: f32,
+    /// Keep boxes scoring at least this (0..1) [default: 0.25; 0.1 in track mode, as Ultralytics].
+    #[arg(long, value_parser = data::args::unit_interval)]
+    conf: Option<f32>,
     /// NMS overlap threshold (0..1).
     #[arg(long, default_value_t = 0.7, value_parser = data::args::unit_interval)]
     iou: f32,
@@ -106,11 +108,19 @@ pub struct PredictArgs {
     /// NMS across classes.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     agnostic_nms: bool,
-    #[arg(long, default_value_t = 8, value_parser = data::args::at_least_one)]
-    batch: usize,
+    /// Images per forward pass [default: 8; 1 in track mode, as Ultralytics].
+    #[arg(long, value_parser = data::args::at_least_one)]
+    batch: Option<usize>,
     #[command(flatten)]
     device: DeviceArgs,
-    /// Write labels/NAME.txt (`cls cx cy w h`, normalized).
+    /// Track mode: the tracker YAML (Ultralytics' keys), a path or a name in configs/trackers/.
+    #[arg(long, default_value = "botsort.yaml")]
+    tracker: String,
+    /// Track mode: one tracker carries on across sources instead of starting afresh for each video or image.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    persist: bool,
+    /// Write labels/NAME.txt (`cls cx cy w h`, normalized; `[conf] [id]` appended with --save-conf and in
+    /// track mode).
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     save_txt: bool,
     /// Add the confidence to each label row.
@@ -187,7 +197,8 @@ pub fn run(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Verify(a) => verify(a),
         Cmd::Export(a) => export_cmd(a),
-        Cmd::Predict(a) => predict_cmd(a),
+        Cmd::Predict(a) => predict_cmd(a, false),
+        Cmd::Track(a) => predict_cmd(a, true),
         Cmd::Bench(a) => bench_cmd(a),
     }
 }
@@ -249,7 +260,7 @@ fn export_cmd(a: ExportArgs) -> Result<()> {
 }
 
 /// Detects objects in every input `--source` names; exit status 130 when stopped by Ctrl-C.
-fn predict_cmd(a: PredictArgs) -> Result<()> {
+fn predict_cmd(a: PredictArgs, track: bool) -> Result<()> {
     let PredictArgs {
         weights,
         source,
@@ -265,6 +276,8 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
         agnostic_nms,
         batch,
         device: dev,
+        tracker,
+        persist,
         save_txt,
         save_conf,
         save_json,
@@ -279,8 +292,20 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
         tile_match,
         tile_full,
     } = a;
-    let weights = weights.path("predict")?;
+    let weights = weights.path(if track { "track" } else { "predict" })?;
     let dev = dev.select()?;
+    let tracker = if track {
+        let path = track_config(&tracker);
+        let cfg = track::TrackerConfig::from_file(&path)?;
+        Some((cfg, persist))
+    } else {
+        if persist || tracker != "botsort.yaml" {
+            bail!("--tracker and --persist are for track mode: run `track` instead of `predict`");
+        }
+        None
+    };
+    let conf = conf.unwrap_or(if track { 0.1 } else { 0.25 });
+    let batch = batch.unwrap_or(if track { 1 } else { 8 });
 
     let classes = classes
         .map(|c| {
@@ -341,6 +366,7 @@ fn predict_cmd(a: PredictArgs) -> Result<()> {
         vid_stride,
         stream_buffer,
         stream_timeout: std::time::Duration::from_secs(stream_timeout as u64),
+        tracker,
     };
     let stats = crate::predict::predict(&model, &loaded.names, sources, &opts, &dev)?;
     println!("results in {}", out.display());
@@ -462,4 +488,17 @@ fn fraction(s: &str, max: f32) -> std::result::Result<f32, String> {
         Ok(v) if (0.0..=max).contains(&v) => Ok(v),
         _ => Err(format!("expected a fraction between 0 and {max}")),
     }
+}
+
+/// A tracker YAML: the path as given, else a bare name from `configs/trackers/` where model YAMLs are found.
+fn track_config(name: &str) -> PathBuf {
+    let p = PathBuf::from(name);
+    if p.exists() || p.components().count() > 1 {
+        return p;
+    }
+    model::spec::config_dirs()
+        .into_iter()
+        .map(|d| d.join("trackers").join(name))
+        .find(|c| c.exists())
+        .unwrap_or(p)
 }

@@ -58,6 +58,7 @@ fn opts(out: PathBuf, batch: usize) -> PredictOptions {
         vid_stride: 1,
         stream_timeout: std::time::Duration::from_secs(10),
         stream_buffer: false,
+        tracker: None,
     }
 }
 

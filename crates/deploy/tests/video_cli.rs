@@ -34,14 +34,6 @@ fn predict(source: &str, out: &Path, extra: &[&str]) -> String {
     said
 }
 
-fn rows(p: &Path) -> Vec<Vec<f64>> {
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .map(|l| l.split(' ').map(|x| x.parse().unwrap()).collect())
-        .collect()
-}
-
 /// The label files under `got` are exactly those under `want` (names), with the same boxes.
 fn assert_same_labels(got: &Path, want: &Path) {
     let names = |d: &Path| {
@@ -54,7 +46,10 @@ fn assert_same_labels(got: &Path, want: &Path) {
     };
     assert_eq!(names(got), names(want), "label files");
     for n in names(want) {
-        let (g, w) = (rows(&got.join(&n)), rows(&want.join(&n)));
+        let (g, w) = (
+            testkit::label_rows(&got.join(&n)),
+            testkit::label_rows(&want.join(&n)),
+        );
         assert_eq!(g.len(), w.len(), "{n}");
         for (a, b) in g.iter().zip(&w) {
             assert_eq!(a[0], b[0], "{n}: class");
@@ -248,14 +243,14 @@ fn a_video_made_from_the_val_tiles_predicts_like_its_frames() {
     let mut with_boxes = 0;
     for k in 1..=n / 4 {
         let name = format!("long_{k}.txt");
-        let img = rows(&dir.join("images/labels").join(&name));
+        let img = testkit::label_rows(&dir.join("images/labels").join(&name));
         let vid = dir.join("video/labels").join(&name);
         if img.is_empty() {
             assert!(!vid.exists(), "{name}: no boxes, no file");
             continue;
         }
         with_boxes += 1;
-        assert_eq!(rows(&vid), img, "{name}");
+        assert_eq!(testkit::label_rows(&vid), img, "{name}");
     }
     assert!(with_boxes >= 10, "only {with_boxes} frames with boxes");
     let json: serde_json::Value =

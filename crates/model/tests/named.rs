@@ -116,7 +116,11 @@ fn every_tensor_of_every_block_has_one_name() {
 fn blocks_no_config_uses_are_covered_too() {
     // DWConv, a strided GhostBottleneck (its depthwise and shortcut convs), C2, a MobileOneBlock with SE and
     // ConvTranspose2d appear in no shipped YAML.
-    let text = BLOCKS;
+    let fx = fixture();
+    let text = fx["models"]
+        .as_array()
+        .and_then(|v| v.iter().find_map(|m| m["text"].as_str()))
+        .expect("the fixture's blocks model");
     let spec = ModelSpec::from_str(text, "blocks.yaml", &SpecOptions::default()).expect("parses");
     let mut m = YoloModel::new(&spec, &Device::flex());
     check(&mut m, "blocks.yaml unfused");
@@ -125,21 +129,6 @@ fn blocks_no_config_uses_are_covered_too() {
     assert_eq!(y.dims(), [1, 4 + 3, 8 * 8]);
     check(&mut m.fuse(), "blocks.yaml fused");
 }
-
-/// Equal to BLOCKS in scripts/make_names_fixture.py.
-const BLOCKS: &str = "nc: 3
-backbone:
-  - [-1, 1, Conv, [16, 3, 2]]
-  - [-1, 1, DWConv, [32, 3, 2]]
-  - [-1, 1, GhostBottleneck, [32, 3, 2]]
-  - [-1, 1, GhostBottleneck, [32, 3, 1]]
-  - [-1, 1, C2, [32, True]]
-  - [-1, 1, MobileOneBlock, [32, 2, 1, 1, 'zeros', False, True]]
-  - [-1, 1, nn.ConvTranspose2d, [32, 2, 2]]
-  - [-1, 1, Conv, [32, 3, 2]]
-head:
-  - [[-1], 1, Detect, [nc]]
-";
 
 fn keys_and_shapes(m: &YoloModel) -> Vec<(String, Vec<usize>)> {
     let mut v = Vec::new();
@@ -174,18 +163,21 @@ fn theirs(list: &Value) -> Vec<(String, Vec<usize>)> {
     v
 }
 
+fn fixture() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/names.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("json")
+}
+
 #[test]
 fn names_and_shapes_are_the_packages() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/names.json");
-    let fx: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("json");
+    let fx = fixture();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let models = fx["models"].as_array().expect("models");
     assert!(models.len() >= 16, "{} models", models.len());
     for m in models {
         let name = m["name"].as_str().expect("name");
-        let text = if name == "blocks.yaml" {
-            BLOCKS.to_string()
+        let text = if let Some(t) = m["text"].as_str() {
+            t.to_string()
         } else {
             std::fs::read_to_string(root.join(name))
                 .expect("config")

@@ -48,3 +48,19 @@ pub fn skip(what: &str, install: &str) {
     }
     eprintln!("{line}");
 }
+
+/// The rows of a YOLO label file (`cls cx cy w h [conf] [id]`) as numbers.
+pub fn label_rows(p: &std::path::Path) -> Vec<Vec<f64>> {
+    std::fs::read_to_string(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .lines()
+        .map(|l| {
+            l.split_whitespace()
+                .map(|v| {
+                    v.parse()
+                        .unwrap_or_else(|e| panic!("{}: {v}: {e}", p.display()))
+                })
+                .collect()
+        })
+        .collect()
+}

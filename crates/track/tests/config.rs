@@ -33,54 +33,67 @@ fn bad_files_are_errors_naming_key_and_file() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/trackers/botsort.yaml"),
     )
     .unwrap();
-    let cases = [
+    // (in botsort.yaml, replace, with, the error says)
+    let edits = [
         (
-            base.replace("match_thresh: 0.8", "match_tresh: 0.8"),
+            "match_thresh: 0.8",
+            "match_tresh: 0.8",
             "unknown key 'match_tresh'",
         ),
         (
-            base.replace("track_buffer: 30", "track_buffer: 2.5"),
+            "track_buffer: 30",
+            "track_buffer: 2.5",
             "track_buffer: expected a whole number",
         ),
         (
-            base.replace("track_buffer: 30", "track_buffer: -1"),
+            "track_buffer: 30",
+            "track_buffer: -1",
             "track_buffer: expected a whole number",
         ),
         (
-            base.replace("fuse_score: True", "fuse_score: yes please"),
+            "fuse_score: True",
+            "fuse_score: yes please",
             "fuse_score: expected True or False",
         ),
         (
-            base.replace("match_thresh: 0.8", "match_thresh: '0.8'"),
+            "match_thresh: 0.8",
+            "match_thresh: '0.8'",
             "match_thresh: expected a number",
         ),
         (
-            base.replace("new_track_thresh: 0.25", "new_track_thresh: 1.5"),
+            "new_track_thresh: 0.25",
+            "new_track_thresh: 1.5",
             "new_track_thresh: 1.5 is outside 0..1",
         ),
         (
-            base.replace("gmc_method: none", "gmc_method: sparseOptFlow"),
+            "gmc_method: none",
+            "gmc_method: sparseOptFlow",
             "implemented: none",
         ),
         (
-            base.replace("with_reid: False", "with_reid: True"),
+            "with_reid: False",
+            "with_reid: True",
             "with_reid: True is not implemented",
         ),
         (
-            base.replace("tracker_type: botsort", "tracker_type: deepsort"),
+            "tracker_type: botsort",
+            "tracker_type: deepsort",
             "expected bytetrack or botsort",
         ),
+        ("track_low_thresh: 0.1", "", "track_low_thresh: missing"),
+    ];
+    let whole = [
         (
-            base.replace("track_low_thresh: 0.1", ""),
-            "track_low_thresh: missing",
-        ),
-        (
-            "tracker_type: bytetrack\ngmc_method: none\n".to_string(),
+            "tracker_type: bytetrack\ngmc_method: none\n",
             "unknown key 'gmc_method' for bytetrack",
         ),
-        ("- 1\n- 2\n".to_string(), "expected a mapping"),
-        ("a: [\n".to_string(), "not valid YAML"),
+        ("- 1\n- 2\n", "expected a mapping"),
+        ("a: [\n", "not valid YAML"),
     ];
+    let cases = edits
+        .iter()
+        .map(|(a, b, want)| (base.replace(a, b), *want))
+        .chain(whole.iter().map(|(t, want)| (t.to_string(), *want)));
     for (text, want) in cases {
         let e = TrackerConfig::from_str(&text, "my/tracker.yaml")
             .expect_err(want)

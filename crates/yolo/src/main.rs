@@ -27,6 +27,8 @@ enum Verb {
     Val(train::cli::ValCli),
     /// Detect objects in images, videos and streams.
     Predict(deploy::cli::PredictArgs),
+    /// Follow objects through videos and streams (ByteTrack, BoT-SORT): predict's outputs with track ids.
+    Track(deploy::cli::PredictArgs),
     /// Reparameterize and fuse, check, and write safetensors, ONNX and burn records.
     Export(deploy::cli::ExportArgs),
     /// Per-layer table, parameters and GFLOPs of a model, unfused and fused.
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Verb::Train(a) => train::cli::train(a),
         Verb::Val(a) => train::cli::val(a),
         Verb::Predict(a) => deploy::cli::run(deploy::cli::Cmd::Predict(a)),
+        Verb::Track(a) => deploy::cli::run(deploy::cli::Cmd::Track(a)),
         Verb::Export(a) => deploy::cli::run(deploy::cli::Cmd::Export(a)),
         Verb::Info(a) => model::cli::run(model::cli::Cmd::Info(a)),
         Verb::Check(a) => data::cli::run(data::cli::Cmd::Check(a)),

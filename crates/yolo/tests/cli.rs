@@ -425,3 +425,96 @@ fn a_bare_model_name_resolves_from_any_folder() {
         );
     }
 }
+
+/// `yolo track` on still images: each image is its own source (Ultralytics resets the tracker when the path
+/// changes), so every detection that may start a track is confirmed at once, ids 1.. in detection order; an
+/// image with none keeps its plain detections, without ids. The fixture's detector scores low, so the tracker
+/// YAML here starts tracks from 0.03. A bare tracker name resolves from any folder.
+#[test]
+fn track_on_images_numbers_each_images_tracks_from_one() {
+    let fx = root().join("crates/deploy/tests/fixtures/trained_mobileone");
+    let out = std::env::temp_dir().join(format!("yolo-cli-track-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let low = out.join("low.yaml");
+    std::fs::write(
+        &low,
+        std::fs::read_to_string(root().join("configs/trackers/bytetrack.yaml"))
+            .unwrap()
+            .replace("track_high_thresh: 0.25", "track_high_thresh: 0.03")
+            .replace("new_track_thresh: 0.25", "new_track_thresh: 0.03")
+            .replace("track_low_thresh: 0.1", "track_low_thresh: 0.005"),
+    )
+    .unwrap();
+    let weights = format!("model={}", fx.join("weights.safetensors").display());
+    let out_arg = format!("out={}", out.join("run").display());
+    let tracker = format!("tracker={}", low.display());
+    let said = yolo(&[
+        "track",
+        &weights,
+        "source=datasets/trees/images/val",
+        &tracker,
+        "imgsz=320",
+        "conf=0.005",
+        "save_txt=True",
+        "save_conf=True",
+        "save_json=True",
+        "save=False",
+        "device=cpu",
+        &out_arg,
+    ]);
+    assert!(said.contains(" tracks)"), "{said}");
+    let (mut tracked, mut plain) = (0, 0);
+    for e in std::fs::read_dir(out.join("run/labels")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let rows: Vec<Vec<f64>> = text
+            .lines()
+            .map(|l| l.split(' ').map(|x| x.parse().unwrap()).collect())
+            .collect();
+        if rows.iter().all(|r| r.len() == 7) && !rows.is_empty() {
+            for (i, r) in rows.iter().enumerate() {
+                assert_eq!(r[6], (i + 1) as f64, "{text}");
+                assert!(r[5] >= 0.03, "a track starts from 0.03: {text}");
+            }
+            tracked += 1;
+        } else {
+            assert!(rows.iter().all(|r| r.len() == 6 && r[5] < 0.03), "{text}");
+            plain += 1;
+        }
+    }
+    assert!(tracked > 0, "{tracked} tracked, {plain} plain");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("run/predictions.json")).unwrap()).unwrap();
+    let with_id = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["track_id"].is_u64())
+        .count();
+    assert!(with_id > 0, "no track_id in predictions.json");
+
+    // The shipped botsort.yaml by its bare name, from a folder outside the checkout.
+    let image = root().join("datasets/trees/images/val");
+    let image = std::fs::read_dir(image)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let o = Command::new(env!("CARGO_BIN_EXE_yolo"))
+        .arg("track")
+        .arg(&weights)
+        .arg(format!("source={}", image.display()))
+        .args([
+            "tracker=botsort.yaml",
+            "imgsz=320",
+            "device=cpu",
+            "save=False",
+        ])
+        .arg(format!("out={}", out.join("bare").display()))
+        .current_dir(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", testkit::said(&o));
+    std::fs::remove_dir_all(&out).ok();
+}

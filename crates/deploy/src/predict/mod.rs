@@ -5,6 +5,7 @@
 
 mod inputs;
 mod outputs;
+mod tracking;
 
 pub use crate::sources::{collect_sources, Source};
 pub use outputs::output_names;
@@ -57,6 +58,8 @@ pub struct PredictOptions {
     pub stream_buffer: bool,
     /// A stream is given up after this long without a frame.
     pub stream_timeout: std::time::Duration,
+    /// Track mode: the tracker, and whether one tracker carries on across sources (Ultralytics' `persist`).
+    pub tracker: Option<(track::TrackerConfig, bool)>,
 }
 
 impl PredictOptions {
@@ -136,6 +139,8 @@ struct Finished {
     name: String,
     image: RgbImage,
     dets: Vec<Detection>,
+    /// Track mode: each box's track id.
+    ids: Option<Vec<u64>>,
     frame: Option<FrameOf>,
 }
 
@@ -161,6 +166,8 @@ pub struct PredictStats {
     pub interrupted: bool,
     /// The model produced NaN or infinite outputs (warned once; those boxes were dropped).
     pub non_finite: bool,
+    /// Track mode: the tracks started.
+    pub tracks: Option<u64>,
 }
 
 impl PredictStats {
@@ -180,13 +187,17 @@ impl PredictStats {
         } else {
             String::new()
         };
+        let tracks = self
+            .tracks
+            .map(|n| format!(" ({n} tracks)"))
+            .unwrap_or_default();
         let unit = match (self.images > 0, self.frames > 0) {
             (true, true) => "image or frame",
             (false, true) => "frame",
             _ => "image",
         };
         format!(
-            "{} images ({} skipped){videos}, {} detections in {:.2} s: {:.1} {unit}s/s; per {unit} {:.1} ms \
+            "{} images ({} skipped){videos}, {} detections{tracks} in {:.2} s: {:.1} {unit}s/s; per {unit} {:.1} ms \
              decode+letterbox, {:.1} ms forward, {:.1} ms NMS, {:.1} ms draw+save (decode and saving overlap the \
              forward pass)",
             self.images,
@@ -288,10 +299,24 @@ struct Runner<'a> {
     stats: PredictStats,
     batch: Vec<Prepared>,
     bar: ProgressBar,
+    tracking: Option<tracking::Tracking>,
 }
 
 impl Runner<'_> {
     fn finish(&mut self, p: Prepared, dets: Vec<Detection>) -> Result<()> {
+        let (dets, ids) = match &mut self.tracking {
+            Some(t) => {
+                let source = match &p.frame {
+                    Some(f) => f.video.base.clone(),
+                    None => p.path.display().to_string(),
+                };
+                let size = (p.image.width() as f32, p.image.height() as f32);
+                let r = t.apply(&source, size, dets);
+                self.stats.tracks = Some(t.tracks());
+                r
+            }
+            None => (dets, None),
+        };
         self.stats.decode_s += p.decode_s;
         self.stats.detections += dets.len();
         if p.frame.is_some() {
@@ -305,6 +330,7 @@ impl Runner<'_> {
             name: p.name,
             image: p.image,
             dets,
+            ids,
             frame: p.frame,
         };
         if self.wtx.send(f).is_err() {
@@ -507,6 +533,10 @@ pub fn predict(
         stats: PredictStats::default(),
         batch: Vec::new(),
         bar: ProgressBar::hidden(),
+        tracking: o
+            .tracker
+            .as_ref()
+            .map(|(cfg, persist)| tracking::Tracking::new(cfg.clone(), *persist)),
     };
     let mut result = Ok(());
     if !images.is_empty() {

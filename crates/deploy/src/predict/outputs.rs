@@ -10,9 +10,17 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-pub(super) fn label_lines(dets: &[Detection], w: f32, h: f32, save_conf: bool) -> String {
+/// `cls cx cy w h [conf] [id]` per box, as Ultralytics' `save_txt` (the id last, in track mode).
+pub(super) fn label_lines(
+    dets: &[Detection],
+    ids: Option<&[u64]>,
+    w: f32,
+    h: f32,
+    save_conf: bool,
+) -> String {
     dets.iter()
-        .map(|d| {
+        .enumerate()
+        .map(|(i, d)| {
             let (cx, cy) = ((d.x1 + d.x2) / 2.0 / w, (d.y1 + d.y2) / 2.0 / h);
             let (bw, bh) = ((d.x2 - d.x1) / w, (d.y2 - d.y1) / h);
             let mut s = format!(
@@ -25,6 +33,9 @@ pub(super) fn label_lines(dets: &[Detection], w: f32, h: f32, save_conf: bool) -
             );
             if save_conf {
                 s += &format!(" {}", fmt_g(d.conf as f64));
+            }
+            if let Some(id) = ids.and_then(|v| v.get(i)) {
+                s += &format!(" {id}");
             }
             s + "\n"
         })
@@ -241,16 +252,21 @@ impl Drop for JsonOut {
     }
 }
 
-fn draw(img: &mut image::RgbImage, dets: &[Detection], names: &[String]) {
-    for d in dets.iter().rev() {
+fn draw(img: &mut image::RgbImage, dets: &[Detection], ids: Option<&[u64]>, names: &[String]) {
+    for (i, d) in dets.iter().enumerate().rev() {
         let name = names
             .get(d.cls)
             .cloned()
             .unwrap_or_else(|| d.cls.to_string());
+        // Ultralytics' label: `id:3 tree 0.45` for a track.
+        let id = ids
+            .and_then(|v| v.get(i))
+            .map(|id| format!("id:{id} "))
+            .unwrap_or_default();
         data::draw::draw_labeled_box(
             img,
             [d.x1, d.y1, d.x2, d.y2],
-            &format!("{name} {:.2}", d.conf),
+            &format!("{id}{name} {:.2}", d.conf),
             data::draw::class_color(d.cls),
         );
     }
@@ -336,7 +352,8 @@ pub(super) fn spawn_writer(
             let t = Instant::now();
             let stem = f.name.clone();
             let (iw, ih) = (f.image.width() as f32, f.image.height() as f32);
-            for d in f.dets.iter() {
+            let ids = f.ids.as_deref();
+            for (i, d) in f.dets.iter().enumerate() {
                 let Some(json) = &mut json else { break };
                 let bbox =
                     [d.x1, d.y1, d.x2 - d.x1, d.y2 - d.y1].map(|v| (v * 1000.0).round() / 1000.0);
@@ -351,18 +368,21 @@ pub(super) fn spawn_writer(
                 if let Some(frame) = &f.frame {
                     j["frame"] = frame.index.into();
                 }
+                if let Some(id) = ids.and_then(|v| v.get(i)) {
+                    j["track_id"] = (*id).into();
+                }
                 json.push(&j)?;
             }
             // A frame without detections gets no label file (as Ultralytics); an image gets an empty one, the
             // record that it was looked at.
             if save_txt && !(f.frame.is_some() && f.dets.is_empty()) {
                 let p = out.join("labels").join(format!("{stem}.txt"));
-                std::fs::write(&p, label_lines(&f.dets, iw, ih, save_conf))
+                std::fs::write(&p, label_lines(&f.dets, ids, iw, ih, save_conf))
                     .with_context(|| format!("{}: cannot write", p.display()))?;
             }
             if save_img {
                 let mut img = f.image;
-                draw(&mut img, &f.dets, &names);
+                draw(&mut img, &f.dets, ids, &names);
                 match &f.frame {
                     Some(frame) => write_frame(&mut open, &mut w.videos, &out, frame, &img)?,
                     None => {
