@@ -113,9 +113,10 @@ pub struct PredictArgs {
     batch: Option<usize>,
     #[command(flatten)]
     device: DeviceArgs,
-    /// Track mode: the tracker YAML (Ultralytics' keys), a path or a name in configs/trackers/.
-    #[arg(long, default_value = "botsort.yaml")]
-    tracker: String,
+    /// Track mode: the tracker YAML (Ultralytics' keys), a path or a name in configs/trackers/ [default:
+    /// botsort.yaml].
+    #[arg(long)]
+    tracker: Option<String>,
     /// Track mode: one tracker carries on across sources instead of starting afresh for each video or image.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     persist: bool,
@@ -295,11 +296,11 @@ fn predict_cmd(a: PredictArgs, track: bool) -> Result<()> {
     let weights = weights.path(if track { "track" } else { "predict" })?;
     let dev = dev.select()?;
     let tracker = if track {
-        let path = track_config(&tracker);
+        let path = track_config(tracker.as_deref().unwrap_or("botsort.yaml"));
         let cfg = track::TrackerConfig::from_file(&path)?;
         Some((cfg, persist))
     } else {
-        if persist || tracker != "botsort.yaml" {
+        if persist || tracker.is_some() {
             bail!("--tracker and --persist are for track mode: run `track` instead of `predict`");
         }
         None

@@ -117,8 +117,13 @@ fn track_only_flags_are_refused_in_predict_and_bad_trackers_name_the_file() {
         assert!(!o.status.success(), "{args:?} should fail");
         String::from_utf8_lossy(&o.stderr).into_owned()
     };
-    let e = run(&["predict", "--persist"]);
-    assert!(e.contains("for track mode"), "{e}");
+    for flags in [
+        &["predict", "--persist"][..],
+        &["predict", "--tracker", "botsort.yaml"],
+    ] {
+        let e = run(flags);
+        assert!(e.contains("for track mode"), "{flags:?}: {e}");
+    }
     let bad = std::env::temp_dir().join(format!("yolo-bad-tracker-{}.yaml", std::process::id()));
     std::fs::write(&bad, "tracker_type: bytetrack\ntrack_buffer: thirty\n").unwrap();
     let e = run(&["track", "--tracker", bad.to_str().unwrap()]);
