@@ -112,7 +112,9 @@ impl Watchdog {
     }
 
     fn stalled(&self) -> bool {
-        let since = self.start.elapsed().as_millis() as u64 - self.last.load(Ordering::Relaxed);
+        // Saturating: a touch from another thread between the two reads must not wrap to "stalled".
+        let since = (self.start.elapsed().as_millis() as u64)
+            .saturating_sub(self.last.load(Ordering::Relaxed));
         since > self.limit.as_millis() as u64
     }
 

@@ -103,26 +103,32 @@ pub trait Named {
     fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>));
 }
 
+/// `module` mapped through the name walk (burn's `map` takes the module by value).
+fn walk_named<M: Module>(module: M, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) -> M {
+    module.map(&mut NameWalk {
+        prefix,
+        path: Vec::new(),
+        f,
+    })
+}
+
 impl<M: Module> Named for M {
     fn visit_named(&mut self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        let mut walk = NameWalk {
-            prefix,
-            path: Vec::new(),
-            f,
-        };
-        *self = self.clone().map(&mut walk);
+        *self = walk_named(self.clone(), prefix, f);
     }
 }
 
 /// The read-only walk: the same names and kinds from `&self`. It walks a clone, which shares the tensors, so
 /// it sees them all; what the callback writes through a slot is dropped with the clone.
-pub trait NamedRef: Named + Clone {
-    fn for_each_named(&self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
-        self.clone().visit_named(prefix, f)
-    }
+pub trait NamedRef {
+    fn for_each_named(&self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>));
 }
 
-impl<T: Named + Clone> NamedRef for T {}
+impl<M: Module> NamedRef for M {
+    fn for_each_named(&self, prefix: &str, f: &mut dyn FnMut(String, Slot<'_>)) {
+        walk_named(self.clone(), prefix, f);
+    }
+}
 
 impl Slot<'_> {
     /// The number of values.
@@ -235,8 +241,8 @@ impl ModuleMapper for NameWalk<'_, '_> {
             }
         } else if let Some(p) = any.downcast_mut::<Param<Tensor<1>>>() {
             match (owner, field) {
-                (BN, "weight") => Slot::Norm(p),
-                (BN, "running_mean" | "running_var") => Slot::Stat(p),
+                (BN, Bn::WEIGHT) => Slot::Norm(p),
+                (BN, Bn::RUNNING_MEAN | Bn::RUNNING_VAR) => Slot::Stat(p),
                 _ => Slot::W1(p),
             }
         } else {
@@ -391,6 +397,7 @@ impl Bn {
     /// The state_dict names of `nn.BatchNorm2d`'s tensors.
     pub const WEIGHT: &'static str = "weight";
     pub const RUNNING_MEAN: &'static str = "running_mean";
+    pub const RUNNING_VAR: &'static str = "running_var";
 }
 
 /// A BatchNorm running statistic: a tensor `forward` updates through `&self`, saved with the weights, never

@@ -5,7 +5,7 @@ use crate::graph::YoloModel;
 use crate::nn::{Named, NamedRef, Slot};
 use crate::spec::{ModelSpec, SpecOptions};
 use crate::structure;
-use burn::module::Param;
+use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
@@ -60,7 +60,7 @@ pub fn state_dict(model: &YoloModel) -> StateDict {
 /// together in one error, and the model is left untouched on error. `num_batches_tracked` is ignored.
 pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> Result<()> {
     let mut expected: Vec<(String, Vec<usize>)> = Vec::new();
-    model.visit_named("", &mut |k, slot| {
+    model.for_each_named("", &mut |k, slot| {
         let shape = match slot {
             Slot::W4(p) | Slot::Frozen(p) => p.val().dims().to_vec(),
             Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => p.val().dims().to_vec(),
@@ -156,7 +156,7 @@ pub fn load_matching(model: &mut YoloModel, sd: &StateDict, source: &str) -> Res
     let folded = fold_conv_biases_before_bn(sd, model, &known);
     let sd = folded.as_ref().map(|(sd, _)| sd).unwrap_or(sd);
     let mut order = Vec::new();
-    model.visit_named("", &mut |k, _| order.push(k));
+    model.for_each_named("", &mut |k, _| order.push(k));
     let mut kept = Vec::new();
     for k in order {
         match sd.get(&k) {
@@ -215,16 +215,11 @@ fn fold_conv_biases_before_bn(
 }
 
 fn model_device(model: &YoloModel) -> Device {
-    let mut dev = None;
-    model.for_each_named("", &mut |_, slot| {
-        if dev.is_none() {
-            dev = Some(match slot {
-                Slot::W4(p) | Slot::Frozen(p) => p.device(),
-                Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => p.device(),
-            });
-        }
-    });
-    dev.expect("a model has tensors")
+    model
+        .devices()
+        .into_iter()
+        .next()
+        .expect("a model has tensors")
 }
 
 /// A safetensors file read into host tensors (f32, f16, bf16 and f64 are converted to f32).

@@ -155,6 +155,11 @@ impl Tracker {
         *self = Tracker::new(self.cfg.clone());
     }
 
+    /// How many tracks this tracker has started (its ids are 1..=n).
+    pub fn tracks_started(&self) -> u64 {
+        self.next_id - 1
+    }
+
     /// Whether a track was started but not yet confirmed (Ultralytics then shows no box for the frame).
     pub fn has_unconfirmed(&self) -> bool {
         self.tracked.iter().any(|t| !t.borrow().is_activated)
@@ -264,11 +269,9 @@ impl Tracker {
         } else {
             let (m, u_unconfirmed, u_det) =
                 linear_assignment(&self.dists(&unconfirmed, &dets), 0.7);
+            // Unconfirmed tracks are in the Tracked state: a match joins `activated`, as the package's `update`.
             for (it, id) in m {
-                unconfirmed[it]
-                    .borrow_mut()
-                    .correct(&dets[id].borrow(), self.form, frame);
-                activated.push(unconfirmed[it].clone());
+                self.apply_match(&unconfirmed[it], &dets[id], &mut activated, &mut refind);
             }
             for i in u_unconfirmed {
                 unconfirmed[i].borrow_mut().state = State::Removed;

@@ -311,9 +311,7 @@ impl Runner<'_> {
                     None => p.path.display().to_string(),
                 };
                 let size = (p.image.width() as f32, p.image.height() as f32);
-                let r = t.apply(&source, size, dets);
-                self.stats.tracks = Some(t.tracks());
-                r
+                t.apply(&source, size, dets)
             }
             None => (dets, None),
         };
@@ -552,7 +550,13 @@ pub fn predict(
         result = run.consume(inputs::spawn_video_reader(s, name, o));
         run.bar.finish_and_clear();
     }
-    let Runner { wtx, mut stats, .. } = run;
+    let Runner {
+        wtx,
+        mut stats,
+        tracking,
+        ..
+    } = run;
+    stats.tracks = tracking.map(|t| t.tracks());
     drop(wtx);
     let written = writer
         .join()

@@ -1,8 +1,9 @@
 //! Track mode on top of predict, as Ultralytics' `on_predict_postprocess_end`: each frame's detections go to
-//! the tracker of its source, and the frame keeps the tracked boxes (the tracker's box, the matched detection's
-//! score and class, clipped to the frame) with their ids. Like the package, one tracker runs per source and is reset when the source
-//! changes (every still image is its own source) unless `persist`; a frame whose tracker returns nothing keeps
-//! no box while a new track waits for confirmation, and its plain detections otherwise.
+//! the tracker of its source, and the frame keeps the tracked boxes (the tracker's box clipped to the frame,
+//! the matched detection's score and class) with their ids. Like the package, one tracker runs per source and
+//! is replaced when the source changes (every still image is its own source) unless `persist`; a frame whose
+//! tracker returns nothing keeps no box while a new track waits for confirmation, and its plain detections
+//! otherwise.
 
 use model::postprocess::Detection;
 use track::{Tracker, TrackerConfig};
@@ -11,9 +12,8 @@ pub(super) struct Tracking {
     cfg: TrackerConfig,
     persist: bool,
     current: Option<(String, Tracker)>,
-    /// Ids handed out by the trackers already reset, and by the current one.
+    /// Tracks started by the trackers already replaced.
     done: u64,
-    latest: u64,
 }
 
 impl Tracking {
@@ -23,13 +23,12 @@ impl Tracking {
             persist,
             current: None,
             done: 0,
-            latest: 0,
         }
     }
 
     /// The tracks started over the run.
     pub(super) fn tracks(&self) -> u64 {
-        self.done + self.latest
+        self.done + self.current.as_ref().map_or(0, |(_, t)| t.tracks_started())
     }
 
     /// The boxes a `w` x `h` frame of `source` keeps, and their ids when they are tracks.
@@ -39,18 +38,14 @@ impl Tracking {
         (w, h): (f32, f32),
         dets: Vec<Detection>,
     ) -> (Vec<Detection>, Option<Vec<u64>>) {
-        let fresh = match &self.current {
-            Some((s, _)) => s != source && !self.persist,
-            None => true,
+        let tracker = match &mut self.current {
+            Some((s, t)) if s == source || self.persist => t,
+            _ => {
+                self.done = self.tracks();
+                let fresh = (source.to_string(), Tracker::new(self.cfg.clone()));
+                &mut self.current.insert(fresh).1
+            }
         };
-        if fresh {
-            self.current = Some((source.to_string(), Tracker::new(self.cfg.clone())));
-            self.done += std::mem::take(&mut self.latest);
-        }
-        let Some((s, tracker)) = &mut self.current else {
-            return (dets, None);
-        };
-        *s = source.to_string();
         // Ultralytics hands the tracker `Boxes.xywh`, computed from the corners in float32.
         let input: Vec<track::Detection> = dets
             .iter()
@@ -82,11 +77,9 @@ impl Tracking {
                 x2: t.xyxy[2].clamp(0.0, w),
                 y2: t.xyxy[3].clamp(0.0, h),
                 conf: t.score,
-                cls: dets.get(t.det).map_or(t.cls as usize, |d| d.cls),
+                cls: t.cls as usize,
             })
             .collect();
-        let ids: Vec<u64> = tracks.iter().map(|t| t.id).collect();
-        self.latest = self.latest.max(ids.iter().copied().max().unwrap_or(0));
-        (boxes, Some(ids))
+        (boxes, Some(tracks.iter().map(|t| t.id).collect()))
     }
 }

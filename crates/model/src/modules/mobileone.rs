@@ -292,8 +292,8 @@ impl MobileOneBlock {
         let st = self
             .stages()
             .expect("a MobileOneBlock holds branches or fused convs");
-        let y = relu(se(st.dw_sum(x)));
-        relu(st.pw_sum(y))
+        let y = relu(se(sum_branches(&st.dw, st.dw_identity, x)));
+        relu(sum_branches(&st.pw, st.pw_identity, y))
     }
 }
 
@@ -304,16 +304,6 @@ struct Stages<'a> {
     dw_identity: Option<&'a Bn>,
     pw: Vec<&'a ConvBn>,
     pw_identity: Option<&'a Bn>,
-}
-
-impl Stages<'_> {
-    fn dw_sum(&self, x: Tensor<4>) -> Tensor<4> {
-        sum_branches(&self.dw, self.dw_identity, x)
-    }
-
-    fn pw_sum(&self, x: Tensor<4>) -> Tensor<4> {
-        sum_branches(&self.pw, self.pw_identity, x)
-    }
 }
 
 fn sum_branches(convs: &[&ConvBn], identity: Option<&Bn>, x: Tensor<4>) -> Tensor<4> {
