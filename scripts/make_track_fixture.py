@@ -4,7 +4,8 @@ The clip (written to a temporary folder; `window` in the fixture says where each
 (so the camera motion matters), written by OpenCV as FFV1 in AVI (lossless, so every decoder sees the same
 pixels). The package tracks it with the Ultralytics-trained weights of the video fixture
 (crates/deploy/tests/fixtures/trained_mobileone, see make_trained_fixture.py) at imgsz 192 with its track-mode
-defaults (conf 0.1) with bytetrack.yaml and with botsort.yaml with `gmc_method: none`, and again with low
+defaults (conf 0.1) with bytetrack.yaml, botsort.yaml as shipped (camera-motion compensation by sparse optical
+flow) and botsort.yaml with `gmc_method: none`, and again with low
 thresholds (conf 0.005, no score fusion) so that many tracks start, get lost and are found again. Every call
 of the tracker is recorded: the detections it was given (cx, cy, w, h, conf, cls as float32, in the frame's
 pixels) and what it returned (x1, y1, x2, y2, track id, score, cls, detection index). The test feeds the same
@@ -143,16 +144,19 @@ def main():
            "new_track_thresh: 0.25": "new_track_thresh: 0.03", "fuse_score: True": "fuse_score: False"}
     runs = {}
     with tempfile.TemporaryDirectory() as t:
-        for name in ["bytetrack", "botsort"]:
-            text = (cfg_dir / f"{name}.yaml").read_text().replace("gmc_method: sparseOptFlow", "gmc_method: none")
+        # botsort.yaml as shipped (camera motion by sparseOptFlow), and with `gmc_method: none`.
+        for key, name, gmc in [("bytetrack", "bytetrack", None), ("botsort_gmc_none", "botsort", "none"),
+                               ("botsort", "botsort", None)]:
+            text = (cfg_dir / f"{name}.yaml").read_text()
+            if gmc:
+                text = text.replace("gmc_method: sparseOptFlow", f"gmc_method: {gmc}")
             for suffix, subs, conf in [("", {}, None), ("_low", low, 0.005)]:
                 for a, b in subs.items():
                     assert a in text, a
-                    text_v = text.replace(a, b)
-                    text = text_v
-                path = Path(t) / f"{name}{suffix}.yaml"
+                    text = text.replace(a, b)
+                path = Path(t) / f"{key}{suffix}.yaml"
                 path.write_text(text)
-                key = f"{name}{'_gmc_none' if name == 'botsort' else ''}{suffix}"
+                key = key.removesuffix("_low") + suffix
                 runs[key] = {"tracker": text, "conf": conf, "calls": record(weights, clip, str(path), conf)}
                 got = labels(weights, video / "pan24.avi", str(path), conf, video / f"track_{key}")
                 print(key, "labels:", got, file=sys.stderr)

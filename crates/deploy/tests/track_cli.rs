@@ -1,7 +1,8 @@
 //! `deploy track` against what Ultralytics' `track` wrote for a 24-frame pan over a trees tile
 //! (`scripts/make_track_fixture.py`: the Ultralytics-trained weights of fixtures/trained_mobileone, imgsz 192,
-//! bytetrack.yaml and botsort.yaml with `gmc_method: none`, at the defaults (nothing reaches conf 0.1) and with
-//! low thresholds; each fixture folder holds the YAML used and the label files). The same files, the same rows: boxes, scores and
+//! bytetrack.yaml, botsort.yaml as shipped (camera motion by sparse optical flow) and botsort.yaml with
+//! `gmc_method: none`, at the defaults (nothing reaches conf 0.1) and with low thresholds; each fixture folder
+//! holds the YAML used and the label files). The same files, the same rows: boxes, scores and
 //! track ids, and the package's rules for frames without tracks (no file while a new track awaits
 //! confirmation, the plain detections without ids when there is none).
 #![cfg(feature = "video")]
@@ -54,7 +55,7 @@ fn track(bin: &str, verb_args: &[&str], run: &Path, out: &Path) -> String {
 }
 
 #[test]
-fn track_labels_equal_ultralytics_for_both_trackers() {
+fn track_labels_equal_ultralytics_for_every_tracker() {
     let dir = std::env::temp_dir().join(format!("yolo-track-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let runs = [
@@ -62,6 +63,8 @@ fn track_labels_equal_ultralytics_for_both_trackers() {
         "bytetrack_low",
         "botsort_gmc_none",
         "botsort_gmc_none_low",
+        "botsort",
+        "botsort_low",
     ];
     let mut with_ids = 0;
     for run in runs {

@@ -21,14 +21,16 @@ pub enum TrackerType {
     BotSort,
 }
 
-/// BoT-SORT's camera-motion compensation. Only `none` is implemented yet.
+/// BoT-SORT's camera-motion compensation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GmcMethod {
     None,
+    /// Sparse optical flow between corners of consecutive frames (`crate::gmc`).
+    SparseOptFlow,
 }
 
 /// The GMC methods this build implements, as the YAML spells them.
-pub const GMC_METHODS: &[&str] = &["none"];
+pub const GMC_METHODS: &[&str] = &["none", "sparseOptFlow"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackerConfig {
@@ -63,6 +65,11 @@ const BOTSORT: &[&str] = &[
 ];
 
 impl TrackerConfig {
+    /// Whether the tracker warps its tracks by the camera's motion, and so wants the frames.
+    pub fn compensates_motion(&self) -> bool {
+        self.tracker_type == TrackerType::BotSort && self.gmc_method == GmcMethod::SparseOptFlow
+    }
+
     /// Ultralytics' `bytetrack.yaml` defaults.
     pub fn bytetrack() -> TrackerConfig {
         TrackerConfig {
@@ -177,6 +184,7 @@ impl TrackerConfig {
             cfg.gmc_method = match get("gmc_method") {
                 Some(Value::Null) => GmcMethod::None,
                 Some(Value::String(s)) if s == "none" || s == "None" => GmcMethod::None,
+                Some(Value::String(s)) if s == "sparseOptFlow" => GmcMethod::SparseOptFlow,
                 Some(v) => {
                     return Err(bad(format!(
                         "gmc_method: {} is not implemented; implemented: {}",

@@ -188,3 +188,43 @@ fn solve4(mut a: [[f64; 4]; 4], mut b: [[f64; 8]; 4]) -> [[f64; 8]; 4] {
     }
     b
 }
+
+/// Ultralytics' `multi_gmc` on one state: the centre and its velocity rotated and scaled by the warp's 2x2 part
+/// (the centre also translated), the size and its velocity by that part's absolute values (sizes never flip
+/// sign), and the covariance as `R P R^T`.
+pub fn warp(mean: &Mean, cov: &Cov, h: &[[f64; 3]; 2]) -> (Mean, Cov) {
+    let mut r = [[0.0; 8]; 8];
+    for b in 0..4 {
+        for i in 0..2 {
+            for j in 0..2 {
+                let v = h[i][j];
+                r[2 * b + i][2 * b + j] = if b % 2 == 1 { v.abs() } else { v };
+            }
+        }
+    }
+    let mut m = [0.0; 8];
+    for i in 0..8 {
+        for k in 0..8 {
+            m[i] += r[i][k] * mean[k];
+        }
+    }
+    m[0] += h[0][2];
+    m[1] += h[1][2];
+    let mut rp = [[0.0; 8]; 8];
+    for i in 0..8 {
+        for j in 0..8 {
+            for k in 0..8 {
+                rp[i][j] += r[i][k] * cov[k][j];
+            }
+        }
+    }
+    let mut p = [[0.0; 8]; 8];
+    for i in 0..8 {
+        for j in 0..8 {
+            for k in 0..8 {
+                p[i][j] += rp[i][k] * r[j][k];
+            }
+        }
+    }
+    (m, p)
+}

@@ -4,11 +4,13 @@
 //! Tracks are shared between the lists as the package shares its objects.
 
 use crate::config::{TrackerConfig, TrackerType};
-use crate::kalman::{BoxForm, Cov, Mean};
+use crate::gmc::{Analysis, Frame, Gmc, Motion};
+use crate::kalman::{self, BoxForm, Cov, Mean};
 use crate::matching::{fuse_score, iou_distance, linear_assignment};
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// One detection given to the tracker: centre, size (pixels), score and class.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,6 +114,8 @@ pub struct Tracker {
     removed: Vec<T>,
     frame_id: u64,
     next_id: u64,
+    /// BoT-SORT's camera-motion compensation, when its YAML asks for one.
+    gmc: Option<Gmc>,
 }
 
 fn ids(list: &[T]) -> HashSet<u64> {
@@ -139,9 +143,11 @@ impl Tracker {
             TrackerType::ByteTrack => BoxForm::Xyah,
             TrackerType::BotSort => BoxForm::Xywh,
         };
+        let gmc = cfg.compensates_motion().then(Gmc::default);
         Tracker {
             cfg,
             form,
+            gmc,
             tracked: Vec::new(),
             lost: Vec::new(),
             removed: Vec::new(),
@@ -191,8 +197,29 @@ impl Tracker {
         }
     }
 
-    /// One frame's detections in, the confirmed tracks out (Ultralytics' `update`).
-    pub fn update(&mut self, detections: &[Detection]) -> Vec<TrackedBox> {
+    /// One frame's detections in, the confirmed tracks out (Ultralytics' `update`). The frame feeds the camera
+    /// motion compensation; without one (or with `gmc_method: none`) tracks are not warped.
+    pub fn update(
+        &mut self,
+        detections: &[Detection],
+        image: Option<Frame<'_>>,
+    ) -> Vec<TrackedBox> {
+        let motion = match (&self.gmc, image) {
+            (Some(_), Some(f)) => Some(Motion {
+                analysis: Arc::new(Analysis::new(f)),
+                from_prev: None,
+            }),
+            _ => None,
+        };
+        self.update_with_motion(detections, motion)
+    }
+
+    /// `update` with the frame's motion analysed ahead (`Motion::new`, on the video's reader thread).
+    pub fn update_with_motion(
+        &mut self,
+        detections: &[Detection],
+        motion: Option<Motion>,
+    ) -> Vec<TrackedBox> {
         self.frame_id += 1;
         let frame = self.frame_id;
         let (high, low) = (
@@ -230,7 +257,15 @@ impl Tracker {
                 t.kalman = Some(self.form.predict(&m, cov));
             }
         }
-        // gmc_method none: no camera motion to compensate.
+        if let (Some(gmc), Some(motion)) = (&mut self.gmc, motion) {
+            let h = gmc.apply_motion(motion);
+            for t in pool.iter().chain(&unconfirmed) {
+                let mut t = t.borrow_mut();
+                if let Some((mean, cov)) = &t.kalman {
+                    t.kalman = Some(kalman::warp(mean, cov, &h));
+                }
+            }
+        }
 
         let (matches, u_track, u_det) =
             linear_assignment(&self.dists(&pool, &dets), self.cfg.match_thresh);

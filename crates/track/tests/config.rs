@@ -16,11 +16,12 @@ fn shipped_files_load_with_the_packages_defaults() {
     assert_eq!(ours("bytetrack.yaml"), TrackerConfig::bytetrack());
     let b = ours("botsort.yaml");
     assert_eq!(b.tracker_type, TrackerType::BotSort);
-    assert_eq!(b.gmc_method, GmcMethod::None);
+    assert_eq!(b.gmc_method, GmcMethod::SparseOptFlow);
     assert_eq!((b.proximity_thresh, b.appearance_thresh), (0.5, 0.8));
     assert_eq!(
         TrackerConfig {
             tracker_type: TrackerType::ByteTrack,
+            gmc_method: GmcMethod::None,
             ..b
         },
         TrackerConfig::bytetrack()
@@ -66,9 +67,9 @@ fn bad_files_are_errors_naming_key_and_file() {
             "new_track_thresh: 1.5 is outside 0..1",
         ),
         (
-            "gmc_method: none",
             "gmc_method: sparseOptFlow",
-            "implemented: none",
+            "gmc_method: orb",
+            "gmc_method: orb is not implemented; implemented: none, sparseOptFlow",
         ),
         (
             "with_reid: False",

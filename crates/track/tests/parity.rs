@@ -1,12 +1,16 @@
 //! Our trackers against Ultralytics' on the detections the package's own track mode gave them
 //! (tests/fixtures/tracks.json, scripts/make_track_fixture.py: a 72-frame pan over a trees tile, the trees
-//! detector, bytetrack.yaml and botsort.yaml with `gmc_method: none`, at their defaults and with low thresholds).
+//! detector, bytetrack.yaml, botsort.yaml as shipped (camera motion by sparse optical flow, so the tracker also
+//! gets the frames) and with `gmc_method: none`, at their defaults and with low thresholds).
 //! Frame by frame: the same tracks in the same order, the same ids, scores, classes and detection indices, boxes
 //! equal to float32 rounding.
 
+mod common;
+
+use common::{pan_frames, H, W};
 use serde_json::Value;
 use std::path::Path;
-use track::{Detection, Tracker, TrackerConfig};
+use track::{Detection, Frame, GmcMethod, Tracker, TrackerConfig};
 
 fn fixture() -> Value {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tracks.json");
@@ -17,9 +21,14 @@ fn f(v: &Value) -> f64 {
     v.as_f64().expect("a number")
 }
 
-fn run(name: &str, run: &Value) -> usize {
+fn run(name: &str, run: &Value, frames: &[Vec<u8>]) -> usize {
     let cfg = TrackerConfig::from_str(run["tracker"].as_str().expect("yaml"), name)
         .unwrap_or_else(|e| panic!("{e}"));
+    let warped = cfg.gmc_method == GmcMethod::SparseOptFlow;
+    assert_eq!(
+        warped,
+        name.starts_with("botsort") && !name.contains("gmc_none")
+    );
     let mut tracker = Tracker::new(cfg);
     let mut rows = 0;
     for (frame, call) in run["calls"].as_array().expect("calls").iter().enumerate() {
@@ -38,7 +47,12 @@ fn run(name: &str, run: &Value) -> usize {
                 cls: f(&d[5]) as f32,
             })
             .collect();
-        let ours = tracker.update(&dets);
+        let image = Frame {
+            width: W,
+            height: H,
+            rgb: &frames[frame],
+        };
+        let ours = tracker.update(&dets, Some(image));
         let theirs = call["tracks"].as_array().expect("tracks");
         let ids = |v: Vec<u64>| format!("{v:?}");
         assert_eq!(
@@ -72,9 +86,16 @@ fn run(name: &str, run: &Value) -> usize {
 fn bytetrack_and_botsort_give_the_packages_tracks() {
     let fx = fixture();
     let runs = fx["runs"].as_object().expect("runs");
-    assert_eq!(runs.len(), 4);
+    assert_eq!(runs.len(), 6);
+    // Compensating the camera's motion changes what the package tracks on this clip.
+    assert_ne!(
+        runs["botsort_low"]["calls"],
+        runs["botsort_gmc_none_low"]["calls"]
+    );
+    let frames = pan_frames(&fx["window"]);
     for (name, r) in runs {
-        let rows = run(name, r);
+        assert_eq!(r["calls"].as_array().map(Vec::len), Some(frames.len()));
+        let rows = run(name, r, &frames);
         // The low-threshold runs exercise association: many tracks, lost and found again.
         if name.ends_with("_low") {
             assert!(rows > 50, "{name}: only {rows} tracked boxes");

@@ -69,12 +69,17 @@ pub(super) fn spawn_video_reader(
     use super::{FrameOf, VideoOut};
     use crate::video::{Location, VideoReader};
     use std::sync::mpsc::TrySendError;
+    use track::gmc::{Frame, Motion};
 
     let is_file = matches!(source, Source::Video(_));
     let live = !is_file && !o.stream_buffer;
     let (tx, rx) = sync_channel(if live { o.batch.max(1) } else { 8 });
     let (shape, tile, stride) = (o.input, o.tile.is_some(), o.vid_stride.max(1));
     let timeout = o.stream_timeout;
+    let gmc = o
+        .tracker
+        .as_ref()
+        .is_some_and(|(cfg, _)| cfg.compensates_motion());
     std::thread::spawn(move || {
         let (location, path) = match &source {
             Source::Video(p) => (Location::File(p.clone()), p.clone()),
@@ -103,6 +108,7 @@ pub(super) fn spawn_video_reader(
             return;
         }
         let (mut index, mut dropped) = (0usize, 0usize);
+        let mut prev = None;
         loop {
             let t = Instant::now();
             let image = match reader.next_frame() {
@@ -113,6 +119,19 @@ pub(super) fn spawn_video_reader(
                     break;
                 }
             };
+            // The camera motion is analysed here, overlapping the forward pass of earlier frames.
+            let motion = gmc.then(|| {
+                let m = Motion::new(
+                    Frame {
+                        width: image.width() as usize,
+                        height: image.height() as usize,
+                        rgb: image.as_raw(),
+                    },
+                    prev.as_ref(),
+                );
+                prev = Some(m.analysis.clone());
+                m
+            });
             let p = Prepared {
                 path: path.clone(),
                 name: format!("{base}_{}", index + 1),
@@ -122,6 +141,7 @@ pub(super) fn spawn_video_reader(
                 frame: Some(FrameOf {
                     video: video.clone(),
                     index: index + 1,
+                    motion,
                 }),
             };
             let item = Item::Ready(index, Box::new(Ok(p)));

@@ -83,6 +83,8 @@ struct FrameOf {
     video: Arc<VideoOut>,
     /// 1-based, counting kept frames (Ultralytics' `frame`; a stream's processed-frame count).
     index: usize,
+    /// The camera motion the tracker compensates, analysed by the reader (track mode with BoT-SORT's GMC).
+    motion: Option<track::gmc::Motion>,
 }
 
 /// The outputs of one video or stream.
@@ -303,15 +305,14 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn finish(&mut self, p: Prepared, dets: Vec<Detection>) -> Result<()> {
+    fn finish(&mut self, mut p: Prepared, dets: Vec<Detection>) -> Result<()> {
         let (dets, ids) = match &mut self.tracking {
             Some(t) => {
-                let source = match &p.frame {
-                    Some(f) => f.video.base.clone(),
-                    None => p.path.display().to_string(),
+                let (source, motion) = match &mut p.frame {
+                    Some(f) => (f.video.base.clone(), f.motion.take()),
+                    None => (p.path.display().to_string(), None),
                 };
-                let size = (p.image.width() as f32, p.image.height() as f32);
-                t.apply(&source, size, dets)
+                t.apply(&source, &p.image, motion, dets)
             }
             None => (dets, None),
         };

@@ -5,8 +5,10 @@
 //! tracker returns nothing keeps no box while a new track waits for confirmation, and its plain detections
 //! otherwise.
 
+use image::RgbImage;
 use model::postprocess::Detection;
-use track::{Tracker, TrackerConfig};
+use track::gmc::Motion;
+use track::{Frame, Tracker, TrackerConfig};
 
 pub(super) struct Tracking {
     cfg: TrackerConfig,
@@ -31,13 +33,16 @@ impl Tracking {
         self.done + self.current.as_ref().map_or(0, |(_, t)| t.tracks_started())
     }
 
-    /// The boxes a `w` x `h` frame of `source` keeps, and their ids when they are tracks.
+    /// The boxes a frame of `source` keeps, and their ids when they are tracks. `motion`: the frame's camera
+    /// motion if its reader analysed it; otherwise the tracker analyses the image when it needs to.
     pub(super) fn apply(
         &mut self,
         source: &str,
-        (w, h): (f32, f32),
+        image: &RgbImage,
+        motion: Option<Motion>,
         dets: Vec<Detection>,
     ) -> (Vec<Detection>, Option<Vec<u64>>) {
+        let (w, h) = (image.width() as f32, image.height() as f32);
         let tracker = match &mut self.current {
             Some((s, t)) if s == source || self.persist => t,
             _ => {
@@ -60,7 +65,15 @@ impl Tracking {
                 cls: d.cls as f32,
             })
             .collect();
-        let tracks = tracker.update(&input);
+        let frame = Frame {
+            width: image.width() as usize,
+            height: image.height() as usize,
+            rgb: image.as_raw(),
+        };
+        let tracks = match motion {
+            Some(m) => tracker.update_with_motion(&input, Some(m)),
+            None => tracker.update(&input, Some(frame)),
+        };
         if tracks.is_empty() {
             return if tracker.has_unconfirmed() {
                 (Vec::new(), None)
