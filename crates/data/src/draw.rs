@@ -2,7 +2,9 @@
 
 use crate::labels::Label;
 use image::{Rgb, RgbImage};
-use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut, text_size};
+use imageproc::drawing::{
+    draw_filled_rect_mut, draw_hollow_rect_mut, draw_line_segment_mut, draw_text_mut, text_size,
+};
 use imageproc::rect::Rect;
 
 /// Ultralytics' default palette, so our pictures colour classes like theirs.
@@ -48,6 +50,16 @@ pub fn draw_box(img: &mut RgbImage, xyxy: [f32; 4], color: Rgb<u8>) {
             Rect::at((x1 + t) as i32, (y1 + t) as i32).of_size(bw as u32, bh as u32),
             color,
         );
+    }
+}
+
+/// Draws an open polyline through pixel-space points, 2 px wide.
+pub fn draw_polyline(img: &mut RgbImage, points: &[(f32, f32)], color: Rgb<u8>) {
+    for pair in points.windows(2) {
+        let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+        for (dx, dy) in [(0.0, 0.0), (1.0, 0.0), (0.0, 1.0)] {
+            draw_line_segment_mut(img, (x0 + dx, y0 + dy), (x1 + dx, y1 + dy), color);
+        }
     }
 }
 

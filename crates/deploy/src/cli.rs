@@ -120,6 +120,9 @@ pub struct PredictArgs {
     /// Track mode: one tracker carries on across sources instead of starting afresh for each video or image.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     persist: bool,
+    /// Track mode: draw each track's path (its last 30 box centres) on the annotated frames.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    trails: bool,
     /// Write labels/NAME.txt (`cls cx cy w h`, normalized; `[conf] [id]` appended with --save-conf and in
     /// track mode).
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -279,6 +282,7 @@ fn predict_cmd(a: PredictArgs, track: bool) -> Result<()> {
         device: dev,
         tracker,
         persist,
+        trails,
         save_txt,
         save_conf,
         save_json,
@@ -300,8 +304,10 @@ fn predict_cmd(a: PredictArgs, track: bool) -> Result<()> {
         let cfg = track::TrackerConfig::from_file(&path)?;
         Some((cfg, persist))
     } else {
-        if persist || tracker.is_some() {
-            bail!("--tracker and --persist are for track mode: run `track` instead of `predict`");
+        if persist || trails || tracker.is_some() {
+            bail!(
+                "--tracker, --persist and --trails are for track mode: run `track` instead of `predict`"
+            );
         }
         None
     };
@@ -368,6 +374,7 @@ fn predict_cmd(a: PredictArgs, track: bool) -> Result<()> {
         stream_buffer,
         stream_timeout: std::time::Duration::from_secs(stream_timeout as u64),
         tracker,
+        trails,
     };
     let stats = crate::predict::predict(&model, &loaded.names, sources, &opts, &dev)?;
     println!("results in {}", out.display());

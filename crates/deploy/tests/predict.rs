@@ -59,6 +59,7 @@ fn opts(out: PathBuf, batch: usize) -> PredictOptions {
         stream_timeout: std::time::Duration::from_secs(10),
         stream_buffer: false,
         tracker: None,
+        trails: false,
     }
 }
 

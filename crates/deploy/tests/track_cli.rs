@@ -123,6 +123,7 @@ fn track_only_flags_are_refused_in_predict_and_bad_trackers_name_the_file() {
     for flags in [
         &["predict", "--persist"][..],
         &["predict", "--tracker", "botsort.yaml"],
+        &["predict", "--trails"],
     ] {
         let e = run(flags);
         assert!(e.contains("for track mode"), "{flags:?}: {e}");
@@ -137,4 +138,42 @@ fn track_only_flags_are_refused_in_predict_and_bad_trackers_name_the_file() {
     let e = run(&["track", "--tracker", "nosuch.yaml"]);
     assert!(e.contains("nosuch.yaml: cannot read"), "{e}");
     std::fs::remove_file(&bad).ok();
+}
+
+/// `--trails` draws each track's recent centres on the annotated video: frames where a track has a path differ
+/// from the same run without trails; the first frame, where no track has moved yet, does not.
+#[test]
+fn trails_are_drawn_on_the_annotated_video() {
+    use deploy::video::{Location, VideoReader};
+    let dir = std::env::temp_dir().join(format!("yolo-trails-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = fixtures().join("video/track_botsort_low");
+    let frames = |trails: &str| {
+        let out = dir.join(trails);
+        testkit::succeeds(
+            Command::new(env!("CARGO_BIN_EXE_deploy"))
+                .args(["track", "--weights"])
+                .arg(fixtures().join("trained_mobileone/weights.safetensors"))
+                .arg("--source")
+                .arg(fixtures().join("video/pan24.avi"))
+                .arg("--tracker")
+                .arg(run.join("tracker.yaml"))
+                .args(["--imgsz", "192", "--conf", "0.005", "--trails", trails])
+                .args(["--device", "cpu", "--out"])
+                .arg(&out),
+        );
+        let mut r = VideoReader::open(&Location::File(out.join("pan24.avi")), 1).unwrap();
+        let mut v = Vec::new();
+        while let Some(f) = r.next_frame().unwrap() {
+            v.push(f.into_raw());
+        }
+        v
+    };
+    let (with, without) = (frames("true"), frames("false"));
+    assert_eq!(with.len(), 24);
+    assert_eq!(with.len(), without.len());
+    assert_eq!(with[0], without[0], "no trail on the first frame");
+    let differ = with.iter().zip(&without).filter(|(a, b)| a != b).count();
+    assert!(differ >= 5, "only {differ} frames show trails");
+    std::fs::remove_dir_all(&dir).ok();
 }

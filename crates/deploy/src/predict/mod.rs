@@ -6,6 +6,7 @@
 mod inputs;
 mod outputs;
 mod tracking;
+mod trails;
 
 pub use crate::sources::{collect_sources, Source};
 pub use outputs::output_names;
@@ -60,6 +61,8 @@ pub struct PredictOptions {
     pub stream_timeout: std::time::Duration,
     /// Track mode: the tracker, and whether one tracker carries on across sources (Ultralytics' `persist`).
     pub tracker: Option<(track::TrackerConfig, bool)>,
+    /// Track mode: draw each track's recent path on the annotated frames.
+    pub trails: bool,
 }
 
 impl PredictOptions {

@@ -341,6 +341,9 @@ pub(super) fn spawn_writer(
         o.save_conf,
         o.save_json,
     );
+    // One history across sources when one tracker carries on across them.
+    let persist = o.tracker.as_ref().is_some_and(|(_, p)| *p);
+    let mut trails = (o.trails && o.tracker.is_some()).then(super::trails::Trails::default);
     let writer = std::thread::spawn(move || -> Result<Written> {
         let mut w = Written {
             save_s: 0.0,
@@ -382,6 +385,15 @@ pub(super) fn spawn_writer(
             }
             if save_img {
                 let mut img = f.image;
+                if let Some(t) = &mut trails {
+                    let source = match (&f.frame, persist) {
+                        (_, true) => String::new(),
+                        (Some(frame), false) => frame.video.base.clone(),
+                        (None, false) => f.path.display().to_string(),
+                    };
+                    t.add(&source, &f.dets, ids);
+                    t.draw(&mut img, ids);
+                }
                 draw(&mut img, &f.dets, ids, &names);
                 match &f.frame {
                     Some(frame) => write_frame(&mut open, &mut w.videos, &out, frame, &img)?,
