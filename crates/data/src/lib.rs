@@ -1,11 +1,12 @@
 //! YOLO-format datasets for training and evaluation: Ultralytics dataset YAML (`config`), validated labels
 //! (`labels`), splits with a label cache and a summary (`dataset`), image decoding and letterbox (`image_ops`),
-//! the training augmentation pipeline (`augment`), threaded batch loading (`loader`), box drawing (`draw`),
+//! the training augmentation pipeline (`augment`), the classification evaluation transform (`classify`), threaded batch loading (`loader`), box drawing (`draw`),
 //! a generated dataset for tests (`synth`), COCO/VOC import (`convert`) and the
 //! command-line commands (`cli`). No tensor library: batches are plain f32 buffers.
 
 pub mod args;
 pub mod augment;
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod convert;
