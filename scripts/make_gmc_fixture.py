@@ -8,7 +8,8 @@ the clip OpenCV decodes holds exactly those windows, so this is what the package
 
 Recorded: for every frame the warp the package returns (2x3, float64), the number of corners and of points the
 optical flow followed; for the first two frames the corners themselves and the flow's output (points, status),
-so each OpenCV step is checked on its own.
+so each OpenCV step is checked on its own; and the half-size grey of a 193x129 corner of the tile (an odd size,
+OpenCV's general bilinear resize).
 
     python scripts/make_gmc_fixture.py
 """
@@ -70,7 +71,11 @@ def main():
             first[f"corners{i}"] = pts.reshape(-1, 2).tolist()
         rows.append(row)
         prev_small, prev_pts = small, pts
+    # Frames whose size does not halve exactly go through OpenCV's general bilinear resize.
+    odd = np.ascontiguousarray(grey[:129, :193])
+    odd_half = cv2.resize(odd, (193 // 2, 129 // 2))
     out = {
+        "odd_half": {"size": [193, 129], "pixels": odd_half.ravel().tolist()},
         "ultralytics": ultralytics.__version__,
         "opencv": cv2.__version__,
         "generator": "scripts/make_gmc_fixture.py",

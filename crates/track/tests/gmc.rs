@@ -85,6 +85,31 @@ fn one_pass_grey_half_equals_grey_then_half() {
 }
 
 #[test]
+fn odd_sizes_halve_as_opencv_resizes() {
+    let fx = fixture();
+    let tile =
+        ::image::open(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pan_grey.png"))
+            .unwrap()
+            .to_luma8();
+    let (w, h) = (193usize, 129usize);
+    let mut px = Vec::with_capacity(w * h);
+    for y in 0..h as u32 {
+        for x in 0..w as u32 {
+            px.push(tile.get_pixel(x, y)[0]);
+        }
+    }
+    let ours = image::half(&image::Gray { w, h, px });
+    let theirs: Vec<u8> = fx["odd_half"]["pixels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u8)
+        .collect();
+    assert_eq!((ours.w, ours.h), (96, 64));
+    assert_eq!(ours.px, theirs);
+}
+
+#[test]
 fn warps_are_the_packages() {
     let fx = fixture();
     let frames = pan_frames(&fx["window"]);
@@ -137,4 +162,34 @@ fn motion_analysed_ahead_gives_the_same_warps_even_when_frames_are_dropped() {
         assert_eq!(ahead.apply_motion(m), inline.apply(frame(rgb)), "frame {i}");
     }
     assert!(used > 40, "{used} warps computed ahead");
+}
+
+#[test]
+fn frames_with_missing_bytes_or_no_pixels_are_skipped_as_the_package_skips_a_failed_flow() {
+    let fx = fixture();
+    let frames = pan_frames(&fx["window"]);
+    let mut reference = Gmc::default();
+    reference.apply(frame(&frames[0]));
+    let want = reference.apply(frame(&frames[1]));
+    assert_ne!(want, track::gmc::IDENTITY);
+    // Between frames 0 and 1, a frame shorter than its size says and an empty one: the identity, and the
+    // previous frame is kept (OpenCV raises on the size change; the package keeps its state).
+    let mut gmc = Gmc::default();
+    assert_eq!(gmc.apply(frame(&frames[0])), track::gmc::IDENTITY);
+    let bad = [
+        Frame {
+            width: W,
+            height: H,
+            rgb: &frames[0][..100],
+        },
+        Frame {
+            width: 0,
+            height: 0,
+            rgb: &[],
+        },
+    ];
+    for f in bad {
+        assert_eq!(gmc.apply(f), track::gmc::IDENTITY);
+    }
+    assert_eq!(gmc.apply(frame(&frames[1])), want);
 }

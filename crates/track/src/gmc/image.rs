@@ -23,6 +23,13 @@ pub struct Frame<'a> {
     pub rgb: &'a [u8],
 }
 
+impl Frame<'_> {
+    /// Whether the bytes hold the frame it says (a frame the motion estimate can look at).
+    pub fn is_whole(&self) -> bool {
+        self.width > 0 && self.height > 0 && self.rgb.len() >= self.width * self.height * 3
+    }
+}
+
 /// OpenCV's `BGR2GRAY` for 8-bit: 14-bit fixed-point weights, rounded.
 #[inline(always)]
 fn luma(p: &[u8]) -> u32 {
@@ -84,7 +91,8 @@ pub fn half(g: &Gray) -> Gray {
     bilinear(g, w.max(1), h.max(1))
 }
 
-/// OpenCV's fixed-point bilinear resize (11-bit coefficients per axis) for sizes that do not halve exactly.
+/// OpenCV's fixed-point bilinear resize (11-bit coefficients per axis) for sizes that do not halve exactly, the
+/// vertical blend rounded as its SIMD loop does (`((b * (s >> 4)) >> 16)` per row, then `(sum + 2) >> 2`).
 fn bilinear(g: &Gray, w: usize, h: usize) -> Gray {
     const SCALE: f32 = 2048.0;
     let taps = |dst: usize, src: usize| -> Vec<(usize, i32, i32)> {
@@ -120,7 +128,7 @@ fn bilinear(g: &Gray, w: usize, h: usize) -> Gray {
     for &(y, b0, b1) in &ty {
         let (r0, r1) = (row(y), row((y + 1).min(g.h - 1)));
         for x in 0..w {
-            let v = (r0[x] * b0 + r1[x] * b1 + (1 << 21)) >> 22;
+            let v = (((b0 * (r0[x] >> 4)) >> 16) + ((b1 * (r1[x] >> 4)) >> 16) + 2) >> 2;
             px.push(v.clamp(0, 255) as u8);
         }
     }
@@ -130,7 +138,7 @@ fn bilinear(g: &Gray, w: usize, h: usize) -> Gray {
 /// OpenCV's `BORDER_REFLECT_101` index: `gfedcb|abcdefgh|gfedcba`.
 pub fn reflect101(mut p: i64, n: usize) -> usize {
     let n = n as i64;
-    if n == 1 {
+    if n <= 1 {
         return 0;
     }
     loop {

@@ -32,8 +32,17 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// A frame whose bytes are short counts as one without corners.
     pub fn new(frame: Frame<'_>) -> Analysis {
-        let small = image::half_gray(frame);
+        let small = if frame.is_whole() {
+            image::half_gray(frame)
+        } else {
+            Gray {
+                w: 1,
+                h: 1,
+                px: vec![0],
+            }
+        };
         Analysis {
             corners: corners::good_features(&small, MAX_CORNERS, QUALITY),
             pyramid: Pyramid::new(&small),
