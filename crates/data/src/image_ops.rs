@@ -1,7 +1,7 @@
 //! Image decoding (EXIF orientation applied), OpenCV-style bilinear resize and Ultralytics' letterbox.
 
 use anyhow::{Context, Result};
-use image::RgbImage;
+use image::{ImageBuffer, RgbImage};
 use std::path::Path;
 
 /// Where the letterboxed image sits inside the network input, to map boxes back.
@@ -89,9 +89,14 @@ fn decode_jpeg_libjpeg(bytes: &[u8]) -> Option<RgbImage> {
 /// load_image call). OpenCV works in fixed point: horizontal taps are 11-bit integer weights (rounded half to
 /// even from float32 fractions), and the vertical pass is its SIMD kernel, which OpenCV uses for whole rows:
 /// `((S0 >> 4) * b0 >> 16) + ((S1 >> 4) * b1 >> 16)`, then `(t + 2) >> 2`. An exact 2x shrink takes its
-/// INTER_AREA shortcut, as OpenCV does. Proven against cv2.resize outputs (`tests/fixtures/cv2_resize`).
-pub fn resize_linear(src: &RgbImage, new_w: u32, new_h: u32) -> RgbImage {
-    const CN: usize = 3;
+/// INTER_AREA shortcut, as OpenCV does. Proven against cv2.resize outputs (`tests/fixtures/cv2_resize`), for
+/// RGB and for grey (the tracker's motion estimate).
+pub fn resize_linear<P: image::Pixel<Subpixel = u8>>(
+    src: &ImageBuffer<P, Vec<u8>>,
+    new_w: u32,
+    new_h: u32,
+) -> ImageBuffer<P, Vec<u8>> {
+    let cn = P::CHANNEL_COUNT as usize;
     const ONE: i32 = 2048;
     let (w, h) = (src.width() as usize, src.height() as usize);
     let (nw, nh) = (new_w as usize, new_h as usize);
@@ -99,7 +104,7 @@ pub fn resize_linear(src: &RgbImage, new_w: u32, new_h: u32) -> RgbImage {
         return if (w, h) == (nw, nh) {
             src.clone()
         } else {
-            RgbImage::new(new_w, new_h)
+            ImageBuffer::new(new_w, new_h)
         };
     }
     let (scale_x, scale_y) = (1.0 / (nw as f64 / w as f64), 1.0 / (nh as f64 / h as f64));
@@ -135,19 +140,19 @@ pub fn resize_linear(src: &RgbImage, new_w: u32, new_h: u32) -> RgbImage {
     let raw = src.as_raw();
     let hresize = |row: usize, out: &mut Vec<i32>| {
         out.clear();
-        let line = &raw[row * w * CN..(row + 1) * w * CN];
+        let line = &raw[row * w * cn..(row + 1) * w * cn];
         for (dx, &(sx, a0, a1)) in xs.iter().enumerate() {
-            for c in 0..CN {
-                let p0 = line[sx * CN + c] as i32;
+            for c in 0..cn {
+                let p0 = line[sx * cn + c] as i32;
                 out.push(if dx < xmax {
-                    p0 * a0 + line[(sx + 1) * CN + c] as i32 * a1
+                    p0 * a0 + line[(sx + 1) * cn + c] as i32 * a1
                 } else {
                     p0 * ONE
                 });
             }
         }
     };
-    let mut out = vec![0u8; nw * nh * CN];
+    let mut out = vec![0u8; nw * nh * cn];
     let (mut rows, mut cached): ([Vec<i32>; 2], [Option<usize>; 2]) = Default::default();
     for dy in 0..nh {
         let mut fy = ((dy as f64 + 0.5) * scale_y - 0.5) as f32;
@@ -167,13 +172,13 @@ pub fn resize_linear(src: &RgbImage, new_w: u32, new_h: u32) -> RgbImage {
                 cached[k] = Some(want[k]);
             }
         }
-        let dst = &mut out[dy * nw * CN..(dy + 1) * nw * CN];
+        let dst = &mut out[dy * nw * cn..(dy + 1) * nw * cn];
         for ((d, &s0), &s1) in dst.iter_mut().zip(&rows[0]).zip(&rows[1]) {
             let t = (((s0 >> 4) * b0) >> 16) + (((s1 >> 4) * b1) >> 16);
             *d = ((t + 2) >> 2).clamp(0, 255) as u8;
         }
     }
-    RgbImage::from_raw(new_w, new_h, out).expect("buffer sized for the image")
+    ImageBuffer::from_raw(new_w, new_h, out).expect("buffer sized for the image")
 }
 
 /// Ultralytics' `load_image` (rect mode): the long side to `imgsz`, each side `ceil(side * r)` capped at
@@ -189,17 +194,25 @@ pub fn resize_long_side(img: RgbImage, imgsz: usize) -> (RgbImage, f64) {
 }
 
 /// OpenCV's INTER_AREA for an exact 2x shrink: the rounded mean of each 2x2 block.
-fn halve_area(src: &RgbImage, nw: usize, nh: usize) -> RgbImage {
-    let mut out = RgbImage::new(nw as u32, nh as u32);
-    for (x, y, px) in out.enumerate_pixels_mut() {
-        let p = |dx: u32, dy: u32| src.get_pixel(2 * x + dx, 2 * y + dy).0;
-        let (a, b, c, d) = (p(0, 0), p(1, 0), p(0, 1), p(1, 1));
-        for ch in 0..3 {
-            let sum = a[ch] as u32 + b[ch] as u32 + c[ch] as u32 + d[ch] as u32;
-            px.0[ch] = ((sum + 2) >> 2) as u8;
+fn halve_area<P: image::Pixel<Subpixel = u8>>(
+    src: &ImageBuffer<P, Vec<u8>>,
+    nw: usize,
+    nh: usize,
+) -> ImageBuffer<P, Vec<u8>> {
+    let cn = P::CHANNEL_COUNT as usize;
+    let (raw, stride) = (src.as_raw(), src.width() as usize * cn);
+    let mut out = Vec::with_capacity(nw * nh * cn);
+    for y in 0..nh {
+        let (r0, r1) = (&raw[2 * y * stride..], &raw[(2 * y + 1) * stride..]);
+        for x in 0..nw {
+            for c in 0..cn {
+                let (i, j) = (2 * x * cn + c, (2 * x + 1) * cn + c);
+                let sum = r0[i] as u32 + r0[j] as u32 + r1[i] as u32 + r1[j] as u32;
+                out.push(((sum + 2) >> 2) as u8);
+            }
         }
     }
-    out
+    ImageBuffer::from_raw(nw as u32, nh as u32, out).expect("buffer sized for the image")
 }
 
 /// Ultralytics' LetterBox to exactly `(h, w)` (auto=False, scaleup=True, centred, pad 114).

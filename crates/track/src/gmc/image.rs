@@ -71,67 +71,13 @@ pub fn half_gray(f: Frame<'_>) -> Gray {
     Gray { w, h, px }
 }
 
-/// `cv2.resize(img, (w // 2, h // 2))` with the default bilinear interpolation.
+/// `cv2.resize(img, (w // 2, h // 2))` with the default bilinear interpolation: the data crate's bit-exact
+/// port of OpenCV's resize (its 2x2 mean for an exact halving, its fixed-point blend otherwise).
 pub fn half(g: &Gray) -> Gray {
-    let (w, h) = (g.w / 2, g.h / 2);
-    if g.w == 2 * w && g.h == 2 * h {
-        // OpenCV switches an exact halving to its area kernel: the rounded mean of each 2x2 block.
-        let mut px = Vec::with_capacity(w * h);
-        for y in 0..h {
-            for x in 0..w {
-                let s = g.at(2 * x, 2 * y) as u32
-                    + g.at(2 * x + 1, 2 * y) as u32
-                    + g.at(2 * x, 2 * y + 1) as u32
-                    + g.at(2 * x + 1, 2 * y + 1) as u32;
-                px.push(((s + 2) >> 2) as u8);
-            }
-        }
-        return Gray { w, h, px };
-    }
-    bilinear(g, w.max(1), h.max(1))
-}
-
-/// OpenCV's fixed-point bilinear resize (11-bit coefficients per axis) for sizes that do not halve exactly, the
-/// vertical blend rounded as its SIMD loop does (`((b * (s >> 4)) >> 16)` per row, then `(sum + 2) >> 2`).
-fn bilinear(g: &Gray, w: usize, h: usize) -> Gray {
-    const SCALE: f32 = 2048.0;
-    let taps = |dst: usize, src: usize| -> Vec<(usize, i32, i32)> {
-        let s = src as f64 / dst as f64;
-        (0..dst)
-            .map(|d| {
-                let f = ((d as f64 + 0.5) * s - 0.5) as f32;
-                let mut i = f.floor() as i64;
-                let mut fx = f - i as f32;
-                if i < 0 {
-                    i = 0;
-                    fx = 0.0;
-                }
-                if i + 1 >= src as i64 {
-                    i = src as i64 - 1;
-                    fx = 0.0;
-                }
-                let a0 = ((1.0 - fx) * SCALE).round_ties_even() as i32;
-                (i as usize, a0, 2048 - a0)
-            })
-            .collect()
-    };
-    let (tx, ty) = (taps(w, g.w), taps(h, g.h));
-    let row = |y: usize| -> Vec<i32> {
-        tx.iter()
-            .map(|&(x, a0, a1)| {
-                let x1 = (x + 1).min(g.w - 1);
-                g.at(x, y) as i32 * a0 + g.at(x1, y) as i32 * a1
-            })
-            .collect()
-    };
-    let mut px = Vec::with_capacity(w * h);
-    for &(y, b0, b1) in &ty {
-        let (r0, r1) = (row(y), row((y + 1).min(g.h - 1)));
-        for x in 0..w {
-            let v = (((b0 * (r0[x] >> 4)) >> 16) + ((b1 * (r1[x] >> 4)) >> 16) + 2) >> 2;
-            px.push(v.clamp(0, 255) as u8);
-        }
-    }
+    let (w, h) = ((g.w / 2).max(1), (g.h / 2).max(1));
+    let img = ::image::GrayImage::from_raw(g.w as u32, g.h as u32, g.px.clone())
+        .expect("a Gray holds w * h pixels");
+    let px = data::image_ops::resize_linear(&img, w as u32, h as u32).into_raw();
     Gray { w, h, px }
 }
 
