@@ -59,6 +59,23 @@ impl DataConfig {
             file: file.display().to_string(),
             msg,
         };
+        if file.is_dir() {
+            let classify = file.join("train").is_dir()
+                && std::fs::read_dir(file.join("train"))
+                    .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_dir())));
+            return Err(err(if classify {
+                "a folder of class folders (train/<class>/...): a classification dataset; a detector needs a \
+                 data.yaml (image folders with labels/ beside them, names), a classifier (a -cls model) reads this"
+                    .into()
+            } else if file.join("data.yaml").is_file() {
+                format!(
+                    "a folder: pass its data.yaml ({})",
+                    file.join("data.yaml").display()
+                )
+            } else {
+                "a folder: a detection dataset is described by a data.yaml (train/val image folders, names)".into()
+            }));
+        }
         let text = std::fs::read_to_string(file).map_err(|e| FileError::io(file, e))?;
         let v: Value = serde_yaml::from_str(&text)
             .map_err(|e| FileError::decode(file, "not valid YAML", e))?;

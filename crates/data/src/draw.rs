@@ -81,12 +81,43 @@ pub fn draw_labels(img: &mut RgbImage, labels: &[Label]) {
 /// with no system fonts needed.
 pub const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 
+/// Lines of text on a filled dark grey block with its top-left corner at `(x, y)`, white text, as Ultralytics'
+/// classification annotation.
+pub fn draw_text_block(img: &mut RgbImage, x: f32, y: f32, lines: &[String]) {
+    let font = font();
+    let scale = (img.width().max(img.height()) as f32 / 40.0).clamp(11.0, 28.0);
+    let sizes: Vec<(u32, u32)> = lines.iter().map(|l| text_size(scale, font, l)).collect();
+    let tw = sizes.iter().map(|s| s.0).max().unwrap_or(0) + 4;
+    let line_h = sizes.iter().map(|s| s.1).max().unwrap_or(0) + 4;
+    let th = line_h * lines.len() as u32;
+    if tw == 4 || th == 0 {
+        return;
+    }
+    let (x, y) = (x.max(0.0) as i32, y.max(0.0) as i32);
+    draw_filled_rect_mut(img, Rect::at(x, y).of_size(tw, th), Rgb([64, 64, 64]));
+    for (i, l) in lines.iter().enumerate() {
+        draw_text_mut(
+            img,
+            Rgb([255, 255, 255]),
+            x + 2,
+            y + 1 + (i as u32 * line_h) as i32,
+            scale,
+            font,
+            l,
+        );
+    }
+}
+
+fn font() -> &'static ab_glyph::FontRef<'static> {
+    static FONT_REF: std::sync::OnceLock<ab_glyph::FontRef<'static>> = std::sync::OnceLock::new();
+    FONT_REF
+        .get_or_init(|| ab_glyph::FontRef::try_from_slice(FONT).expect("the bundled font parses"))
+}
+
 /// A box with its caption ("tree 0.87") on a filled strip in the class colour, white text, like Ultralytics'
 /// annotator. The caption sits above the box, or inside it at the top edge of the image.
 pub fn draw_labeled_box(img: &mut RgbImage, xyxy: [f32; 4], caption: &str, color: Rgb<u8>) {
-    static FONT_REF: std::sync::OnceLock<ab_glyph::FontRef<'static>> = std::sync::OnceLock::new();
-    let font = FONT_REF
-        .get_or_init(|| ab_glyph::FontRef::try_from_slice(FONT).expect("the bundled font parses"));
+    let font = font();
     draw_box(img, xyxy, color);
     let scale = (img.width().max(img.height()) as f32 / 40.0).clamp(11.0, 28.0);
     let (tw, th) = text_size(scale, font, caption);

@@ -91,9 +91,10 @@ pub struct PredictArgs {
     /// Output folder (default runs/predict/predict, predict2, ... as Ultralytics numbers them).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Network input: N or H,W (each side a multiple of the model's largest stride).
-    #[arg(long, default_value = "640")]
-    imgsz: ImgSize,
+    /// Network input: N or H,W (each side a multiple of the model's largest stride) [default: 640; 224 for a
+    /// classifier, which takes the centre square of each image resized to N].
+    #[arg(long)]
+    imgsz: Option<ImgSize>,
     /// Keep boxes scoring at least this (0..1) [default: 0.25; 0.1 in track mode, as Ultralytics].
     #[arg(long, value_parser = data::args::unit_interval)]
     conf: Option<f32>,
@@ -323,18 +324,40 @@ fn predict_cmd(a: PredictArgs, track: bool) -> Result<()> {
         })
         .transpose()?;
     let loaded = load_model(&weights, &foreign.load_options(), &dev)?;
+    let classifier = loaded.model.task() == model::Task::Classify;
+    if track || tile.is_some() {
+        let command = if track { "track" } else { "predict --tile" };
+        loaded
+            .model
+            .spec
+            .require_detector(command)
+            .map_err(anyhow::Error::msg)?;
+    }
+    let imgsz = match imgsz {
+        Some(s) if classifier => {
+            let n = s.h.max(s.w);
+            ImgSize { h: n, w: n }
+        }
+        Some(s) => s,
+        None if classifier => ImgSize { h: 224, w: 224 },
+        None => ImgSize { h: 640, w: 640 },
+    };
     loaded
         .model
         .spec
         .check_input(imgsz.h, imgsz.w)
         .map_err(|e| anyhow::anyhow!("{weights}: {e}"))?;
     // Letterboxed images are padded to a multiple of the model's largest stride (64 for P6 models).
-    let stride = loaded
-        .model
-        .detect()
-        .strides
-        .iter()
-        .fold(32.0f32, |a, &s| a.max(s)) as usize;
+    let stride = if classifier {
+        32
+    } else {
+        loaded
+            .model
+            .detect()
+            .strides
+            .iter()
+            .fold(32.0f32, |a, &s| a.max(s)) as usize
+    };
     let model = if fuse {
         loaded.model.fuse()
     } else {
@@ -343,7 +366,11 @@ fn predict_cmd(a: PredictArgs, track: bool) -> Result<()> {
     let sources = crate::sources::collect_sources(&source)?;
     let out = out.unwrap_or_else(|| model::cli::next_run_dir(Path::new("runs/predict"), "predict"));
     let opts = crate::predict::PredictOptions {
-        input: crate::predict::InputShape { imgsz, stride },
+        input: crate::predict::InputShape {
+            imgsz,
+            stride,
+            crop: classifier,
+        },
         nms: model::postprocess::NmsOptions {
             conf,
             iou,
@@ -421,6 +448,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("--batch {batch}: {e} (expected sizes like 1,8)"))?;
     let spec = ModelSpec::from_file(&config, &variant.spec_options())?;
+    spec.require_detector("bench").map_err(anyhow::Error::msg)?;
     spec.check_input(h, w)
         .map_err(|e| anyhow::anyhow!("{config}: {e}"))?;
     let unfused = YoloModel::new(&spec, &dev);

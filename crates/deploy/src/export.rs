@@ -7,11 +7,12 @@ use crate::preprocess::{batch_tensor, letterbox};
 use crate::verify::{Check, Report};
 use anyhow::{bail, Context, Result};
 use model::burn::module::Module;
+use model::burn::tensor::activation::softmax;
 use model::burn::tensor::{Device, Distribution, FloatDType, Tensor};
 use model::weights::{
     host, model_metadata, state_dict, to_safetensors_bytes, write_atomic, HostTensor,
 };
-use model::YoloModel;
+use model::{Task, YoloModel};
 use std::path::{Path, PathBuf};
 
 /// The image the pre-export check runs on when none is given: a NEON aerial tile (CC0, from the deepforest
@@ -108,10 +109,26 @@ fn channel_rows<T: Copy>(v: &[T], [n, rows, anchors]: [usize; 3], lo: usize, hi:
         .collect()
 }
 
-/// The head's raw maps `(B, 4 * reg_max + nc, A)` and the decoded output, on the host.
+/// The head's raw maps `(B, 4 * reg_max + nc, A)` and the decoded output, on the host; a classifier's logits
+/// `(B, nc, 1)` and probabilities.
 fn raw_and_decoded(model: &YoloModel, x: Tensor<4>) -> (HostTensor, HostTensor) {
+    if model.task() == Task::Classify {
+        let logits = raw_map(model, x);
+        let probs = softmax(logits.clone().squeeze_dim::<2>(2), 1);
+        return (host(logits), host(probs));
+    }
     let (raw, out) = model.forward_both(x);
     (host(model::nn::flatten_levels(&raw)), host(out))
+}
+
+/// The head's raw output as `(B, rows, A)`: a detector's maps flattened, a classifier's logits with `A = 1`.
+fn raw_map(model: &YoloModel, x: Tensor<4>) -> Tensor<3> {
+    if model.task() == Task::Classify {
+        let logits = model.forward_logits(x);
+        let [n, nc] = logits.dims();
+        return logits.reshape([n, nc, 1]);
+    }
+    model::nn::flatten_levels(&model.forward_raw(x))
 }
 
 /// The fused-vs-unfused check, calibrated to the float32 noise of the model at hand: both float32 models are
@@ -126,7 +143,10 @@ pub fn check_fusion(
 ) -> Result<Report> {
     let cpu = Device::flex();
     let reference = unfused.cast_to(FloatDType::F64, &cpu);
-    let box_rows = 4 * unfused.detect().reg_max;
+    let box_rows = match unfused.task() {
+        Task::Classify => 0,
+        Task::Detect => 4 * unfused.detect().reg_max,
+    };
     let mut report = Report::default();
     for (name, x) in inputs {
         let (a, a_out) = raw_and_decoded(unfused, x.clone());
@@ -134,17 +154,18 @@ pub fn check_fusion(
         for out in [&a_out, &b_out] {
             ensure_finite_output(out, name)?;
         }
-        let raw64 = reference.forward_raw(x.clone().to_device(&cpu).cast(FloatDType::F64));
-        let r: Vec<f64> = model::nn::flatten_levels(&raw64)
+        let raw64 = raw_map(&reference, x.clone().to_device(&cpu).cast(FloatDType::F64));
+        let r: Vec<f64> = raw64
             .into_data()
             .convert::<f64>()
             .try_to_vec::<f64>()
             .map_err(|e| anyhow::anyhow!("float64 reference: {e:?}"))?;
         let shape = [a.shape[0], a.shape[1], a.shape[2]];
-        for (group, lo, hi) in [
+        let groups = [
             ("box logits", 0, box_rows),
             ("class logits", box_rows, shape[1]),
-        ] {
+        ];
+        for &(group, lo, hi) in groups.iter().filter(|g| g.2 > g.1) {
             let r_group = channel_rows(&r, shape, lo, hi);
             let scale = r_group.iter().fold(0f64, |m, v| m.max(v.abs())) as f32;
             let e_unfused = max_abs_err(&channel_rows(&a.data, shape, lo, hi), &r_group);
@@ -174,7 +195,7 @@ fn ensure_finite_output(out: &HostTensor, input: &str) -> Result<()> {
 
 fn ensure_finite(model: &YoloModel, inputs: &[(String, Tensor<4>)]) -> Result<()> {
     for (name, x) in inputs {
-        ensure_finite_output(&host(model.forward(x.clone())), name)?;
+        ensure_finite_output(&raw_and_decoded(model, x.clone()).1, name)?;
     }
     Ok(())
 }

@@ -328,6 +328,13 @@ pub fn export_onnx(model: &YoloModel, h: usize, w: usize) -> Result<Vec<u8>> {
         bail!("{e}");
     }
     let mut b = Builder::default();
+    if model.task() == model::Task::Classify {
+        // Ultralytics' classifier export: the softmax of the logits, `(batch, nc)`.
+        let logits = model.lower(&mut b, &"images".to_string())?;
+        let flat = b.node("Flatten", &[&logits[0]], vec![("axis", Attr::Int(1))]);
+        b.node_to("Softmax", &[&flat], "output0", vec![("axis", Attr::Int(1))]);
+        return finish(b, h, w, &[Err("batch"), Ok(model.nc() as i64)]);
+    }
     let d = model.detect();
     let maps = model.lower(&mut b, &"images".to_string())?;
     let no = (d.nc + 4 * d.reg_max) as i64;
@@ -378,6 +385,11 @@ pub fn export_onnx(model: &YoloModel, h: usize, w: usize) -> Result<Vec<u8>> {
         vec![("axis", Attr::Int(1))],
     );
     let (rows, a) = (4 + d.nc as i64, a as i64);
+    finish(b, h, w, &[Err("batch"), Ok(rows), Ok(a)])
+}
+
+/// The model around the built nodes: input `images` (`batch x 3 x h x w`), output `output0` of `out` dims.
+fn finish(b: Builder, h: usize, w: usize, out: &[Result<i64, &str>]) -> Result<Vec<u8>> {
     let mut g = GraphProto::new();
     g.name = "yolo".into();
     g.node = b.nodes;
@@ -386,7 +398,7 @@ pub fn export_onnx(model: &YoloModel, h: usize, w: usize) -> Result<Vec<u8>> {
         "images",
         &[Err("batch"), Ok(3), Ok(h as i64), Ok(w as i64)],
     )];
-    g.output = vec![value_info("output0", &[Err("batch"), Ok(rows), Ok(a)])];
+    g.output = vec![value_info("output0", out)];
     let mut m = ModelProto::new();
     m.ir_version = 8;
     m.producer_name = "yolo-burn".into();

@@ -19,6 +19,9 @@ pub const FUSED_WEIGHT_REL: f32 = 1e-4;
 
 #[derive(Debug, Deserialize)]
 pub struct FixtureMeta {
+    /// `classify` for a classifier's fixture; a detector's says nothing.
+    #[serde(default)]
+    pub task: Option<String>,
     pub config: String,
     pub scale: String,
     pub nc: usize,
@@ -183,6 +186,16 @@ impl Fixture {
                 input.shape
             );
         }
+        let classify = meta.task.as_deref() == Some("classify");
+        if classify != (spec.task() == model::Task::Classify) {
+            bail!(
+                "{}: meta.json says task {}, but {} is a {} model",
+                dir.display(),
+                meta.task.as_deref().unwrap_or("detect"),
+                cfg.display(),
+                spec.task().name()
+            );
+        }
         Ok(Fixture {
             dir: dir.to_path_buf(),
             spec,
@@ -203,6 +216,9 @@ impl Fixture {
 
     /// Runs every check: unfused forward (output + raw maps), our fusion, and Ultralytics' fused weights.
     pub fn verify(&self, device: &Device) -> Result<Report> {
+        if self.spec.task() == model::Task::Classify {
+            return self.verify_classify(device);
+        }
         let mut report = Report::default();
         let mut model = YoloModel::new(&self.spec, device);
         load_state_dict(&mut model, &self.weights.tensors, &self.weights.path)?;
@@ -246,7 +262,31 @@ impl Fixture {
             &mut report,
         );
         self.check_engine(&fused, "fused", fused_expected, &mut report)?;
-        let ours_sd = state_dict(&fused);
+        self.check_fused_weights(&fused, &mut report);
+
+        // Ultralytics' fused weights straight into our fused structure.
+        let mut theirs_model = YoloModel::new(&self.spec, device).fuse();
+        load_state_dict(
+            &mut theirs_model,
+            &self.fused_weights.tensors,
+            &self.fused_weights.path,
+        )?;
+        compare_output(
+            "fused output (Ultralytics' fused weights)",
+            &host(theirs_model.forward(x)),
+            fused_expected,
+            &mut report,
+        );
+        let _ = theirs_model.parameter_count();
+        Ok(report)
+    }
+}
+
+impl Fixture {
+    /// Our fused tensors against Ultralytics' fused `state_dict`: the same keys and shapes, values within
+    /// [`FUSED_WEIGHT_REL`] of each tensor's largest.
+    fn check_fused_weights(&self, fused: &YoloModel, report: &mut Report) {
+        let ours_sd = state_dict(fused);
         let theirs = &self.fused_weights.tensors;
         let mut worst = 0f32;
         let mut key_problems = Vec::new();
@@ -285,22 +325,114 @@ impl Fixture {
                 tol: 0.0,
             });
         }
+    }
 
-        // Ultralytics' fused weights straight into our fused structure.
-        let mut theirs_model = YoloModel::new(&self.spec, device).fuse();
-        load_state_dict(&mut theirs_model, theirs, &self.fused_weights.path)?;
-        compare_output(
-            "fused output (Ultralytics' fused weights)",
-            &host(theirs_model.forward(x)),
-            fused_expected,
+    /// A classifier's fixture: probabilities and logits of the unfused model, of our fusion and of Ultralytics'
+    /// fused weights, through burn and through the engine.
+    fn verify_classify(&self, device: &Device) -> Result<Report> {
+        let mut report = Report::default();
+        let mut model = YoloModel::new(&self.spec, device);
+        load_state_dict(&mut model, &self.weights.tensors, &self.weights.path)?;
+        let x = self.input_tensor(device);
+        let expected = get(&self.expected, "output")?;
+        let check =
+            |report: &mut Report, name: String, ours: &[f32], exp: &HostTensor, tol: f32| {
+                report.checks.push(Check {
+                    name: format!("{name} {:?}", exp.shape),
+                    max_abs: max_abs_diff(ours, &exp.data),
+                    tol,
+                });
+            };
+        let logits = host(model.forward_logits(x.clone()));
+        check(
             &mut report,
+            "logits".into(),
+            &logits.data,
+            get(&self.expected, "logits")?,
+            RAW_TOL,
         );
-        let _ = theirs_model.parameter_count();
+        let probs = host(model.classify(x.clone()));
+        check(
+            &mut report,
+            "probabilities".into(),
+            &probs.data,
+            expected,
+            SCORE_TOL,
+        );
+        self.check_classify_engine(&model, "unfused", expected, &mut report)?;
+
+        let fused = model.fuse();
+        let fused_expected = get(&self.expected, "fused_output")?;
+        let ours = host(fused.classify(x.clone()));
+        check(
+            &mut report,
+            "fused probabilities (our fusion)".into(),
+            &ours.data,
+            fused_expected,
+            SCORE_TOL,
+        );
+        self.check_classify_engine(&fused, "fused", fused_expected, &mut report)?;
+        self.check_fused_weights(&fused, &mut report);
+
+        let mut theirs_model = YoloModel::new(&self.spec, device).fuse();
+        load_state_dict(
+            &mut theirs_model,
+            &self.fused_weights.tensors,
+            &self.fused_weights.path,
+        )?;
+        let theirs = host(theirs_model.classify(x));
+        check(
+            &mut report,
+            "fused probabilities (Ultralytics' fused weights)".into(),
+            &theirs.data,
+            fused_expected,
+            SCORE_TOL,
+        );
         Ok(report)
     }
-}
 
-impl Fixture {
+    /// The engine's probabilities and logits for a classifier.
+    fn check_classify_engine(
+        &self,
+        model: &YoloModel,
+        form: &str,
+        expected: &HostTensor,
+        report: &mut Report,
+    ) -> Result<()> {
+        let engine = match Engine::new(model) {
+            Ok(e) => e,
+            Err(EngineError::NoSimd) => {
+                report
+                    .notes
+                    .push(format!("engine ({form}) not run: {}", EngineError::NoSimd));
+                return Ok(());
+            }
+            Err(e) => bail!(
+                "{}: the engine cannot run this model: {e}",
+                self.dir.display()
+            ),
+        };
+        let [h, w] = self.meta.imgsz;
+        let (out, raw) = engine.run_with_raw(&self.input.data, 1, h, w)?;
+        let level = format!("{:?}", engine.level());
+        report.checks.push(Check {
+            name: format!("{form} probabilities (engine, {level})"),
+            max_abs: max_abs_diff(&out, &expected.data),
+            tol: SCORE_TOL,
+        });
+        if form == "unfused" {
+            let logits = get(&self.expected, "logits")?;
+            report.checks.push(Check {
+                name: format!("engine {form} logits"),
+                max_abs: raw
+                    .first()
+                    .map_or(f32::INFINITY, |r| max_abs_diff(r, &logits.data)),
+                tol: RAW_TOL,
+            });
+        }
+        Ok(())
+    }
+
     /// The inference engine on our model (fused or not) against Ultralytics' output of that form and the raw
     /// maps (nothing to check on a CPU without the engine's instruction sets).
     fn check_engine(

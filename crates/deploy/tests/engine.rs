@@ -54,11 +54,28 @@ fn engine_equals_burn_on_every_fixture_batch_and_size() {
         for (form, m) in [("fused", &fused), ("unfused", &unfused)] {
             for &(b, h, w) in &[(1, 2 * u, 2 * u), (3, 3 * u, 5 * u), (4, 4 * u, 3 * u)] {
                 let x = Tensor::<4>::random([b, 3, h, w], Distribution::Uniform(0.0, 1.0), &device);
-                let want = host(m.forward(x.clone()));
+                let classifier = m.task() == model::Task::Classify;
+                let want = if classifier {
+                    host(m.classify(x.clone()))
+                } else {
+                    host(m.forward(x.clone()))
+                };
                 let xs = host(x).data;
                 for &level in &levels {
                     let e = Engine::with_level(m, level).expect("the engine takes the fixtures");
                     let got = e.run(&xs, b, h, w).expect("runs");
+                    if classifier {
+                        // Probabilities `(b, nc)`.
+                        let d = got
+                            .iter()
+                            .zip(&want.data)
+                            .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+                        assert!(
+                            got.len() == want.data.len() && d <= deploy::verify::SCORE_TOL,
+                            "{name} {form} {level:?} batch {b} {h}x{w}: {d:e}"
+                        );
+                        continue;
+                    }
                     let mut report = Report::default();
                     let got = model::weights::HostTensor {
                         shape: want.shape.clone(),

@@ -140,6 +140,92 @@ fn export_fixture(name: &str) {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A classifier through every format: the fusion check on its logits, the safetensors and burn record
+/// reloaded, the ONNX graph (softmax output `(batch, nc)`) in tract, all against Ultralytics' probabilities.
+fn export_classifier(name: &str) {
+    let fx = fixture(name);
+    assert_eq!(fx.spec.task(), model::Task::Classify);
+    let dir = tmpdir(name);
+    let weights = own_weights(&fx, &dir);
+    let device = Device::flex();
+    let loaded = load_model(weights.to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
+    assert_eq!(
+        loaded.model.task(),
+        model::Task::Classify,
+        "the saved YAML says classifier"
+    );
+    let [h, w] = fx.meta.imgsz;
+    let out = dir.join("out");
+    let opts = ExportOptions {
+        formats: vec![Format::Safetensors, Format::Onnx, Format::Burn],
+        imgsz: (h, w),
+        fuse: true,
+        out: out.clone(),
+        stem: "best".into(),
+        image: None,
+    };
+    let s = export(loaded.model, &loaded.names, &opts, &device).expect("export");
+    // Class logits on the image and on the random batch.
+    assert!(
+        s.report.ok() && s.report.checks.len() == 2,
+        "{}",
+        s.report.render()
+    );
+    assert!(s.params.1 < s.params.0 && s.gflops.1 < s.gflops.0);
+    let expected = fx.expected.tensors.get("fused_output").unwrap();
+    let x = Tensor::<4>::from_data(
+        TensorData::new(fx.input.data.clone(), fx.input.shape.clone()),
+        &device,
+    );
+    let mut r = Report::default();
+    let mut check = |name: &str, ours: &HostTensor, theirs: &HostTensor| {
+        assert_eq!(ours.shape, theirs.shape, "{name}");
+        let d = ours
+            .data
+            .iter()
+            .zip(&theirs.data)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        r.checks.push(deploy::verify::Check {
+            name: name.into(),
+            max_abs: d,
+            tol: deploy::verify::SCORE_TOL,
+        });
+    };
+    let st = out.join("best_fused.safetensors");
+    let lm = load_model(st.to_str().unwrap(), &LoadOptions::default(), &device).unwrap();
+    assert!(lm.model.is_fused());
+    check("safetensors", &host(lm.model.classify(x.clone())), expected);
+    let keys: Vec<String> = model::weights::state_dict(&lm.model).into_keys().collect();
+    let theirs: Vec<String> = fx.fused_weights.tensors.keys().cloned().collect();
+    assert_eq!(
+        keys, theirs,
+        "Ultralytics' fused keys, the Linear weight 2-d"
+    );
+
+    let skeleton = YoloModel::new(&fx.spec, &device).fuse();
+    let bm = load_burn_record(&out.join("best_fused.bpk"), skeleton).expect("burn record loads");
+    check("burn record", &host(bm.classify(x.clone())), expected);
+
+    let onnx = out.join("best_fused.onnx");
+    check("onnx (tract)", &run_tract(&onnx, &fx.input), expected);
+    let x2 = Tensor::cat(vec![x.clone(), x.clone().flip([3])], 0);
+    let burn2 = host(bm.classify(x2.clone()));
+    check(
+        "onnx batch 2 (tract) vs burn",
+        &run_tract(&onnx, &host(x2)),
+        &burn2,
+    );
+    eprintln!("{name}\n{}", r.render());
+    assert!(r.ok(), "{}", r.render());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn export_classifiers_all_formats() {
+    export_classifier("v8cls_nc5_64");
+    export_classifier("mobileone_cls_nc5_96x64");
+}
+
 #[test]
 fn export_yolov8_all_formats() {
     export_fixture("v8_nc80_64x96");

@@ -115,3 +115,106 @@ fn a_broken_fold_fails_the_check_the_real_one_passes() {
     eprintln!("broken fold:\n{}", bad.render());
     assert!(!bad.ok(), "{}", bad.render());
 }
+
+/// A classifier exports through the binary (ONNX with its softmax output) and predicts: `labels/NAME.txt` with
+/// Ultralytics' `prob name` lines for the five most probable classes (here the two), the annotated image, the
+/// same probabilities as the library's. Track, tiles and bench, which need boxes, refuse it naming the file.
+#[test]
+fn a_classifier_exports_and_predicts_and_the_box_commands_refuse_it() {
+    let fx = fixture_dir("v8cls_nc5_64");
+    let out = tmpdir("cls");
+    let o = export(&fx.join("weights.safetensors"), &fx, 5, &out, "64");
+    let said = testkit::said(&o);
+    assert!(o.status.success(), "{said}");
+    for f in ["weights_fused.safetensors", "weights_fused.onnx"] {
+        assert!(out.join(f).exists(), "{f}: {said}");
+    }
+    let fused = out.join("weights_fused.safetensors");
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/trees_cls/val/tree");
+    let run = |cmd: &str, extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_deploy"))
+            .arg(cmd)
+            .arg("--weights")
+            .arg(&fused)
+            .arg("--source")
+            .arg(&images)
+            .arg("--out")
+            .arg(out.join(cmd))
+            .args(extra)
+            .output()
+            .expect("the deploy binary runs")
+    };
+    let o = run("predict", &["--imgsz", "64", "--save-txt", "--save-json"]);
+    let said = testkit::said(&o);
+    assert!(o.status.success(), "{said}");
+    assert!(
+        said.contains("120 images (0 skipped), classified"),
+        "{said}"
+    );
+    let first = std::fs::read_dir(&images)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let stem = first.file_stem().unwrap().to_string_lossy().into_owned();
+    let txt =
+        std::fs::read_to_string(out.join("predict/labels").join(format!("{stem}.txt"))).unwrap();
+    let lines: Vec<&str> = txt.lines().collect();
+    assert_eq!(lines.len(), 5, "nc 5: five lines: {txt}");
+    // The library on the same image: the same classes in the same order, probabilities to 2 decimals.
+    let loaded = model::weights::load_model(
+        &fused.to_string_lossy(),
+        &Default::default(),
+        &Device::flex(),
+    )
+    .unwrap();
+    let img = data::image_ops::read_rgb(&first).unwrap();
+    let x = Tensor::<4>::from_data(
+        model::burn::tensor::TensorData::new(data::classify::eval_input(&img, 64), [1, 3, 64, 64]),
+        &Device::flex(),
+    );
+    let probs: Vec<f32> = loaded
+        .model
+        .classify(x)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    for (line, &c) in lines.iter().zip(&order) {
+        let (p, name) = line.split_once(' ').unwrap();
+        assert_eq!(name, loaded.names[c], "{txt}");
+        assert!(
+            (p.parse::<f32>().unwrap() - probs[c]).abs() <= 0.005 + 1e-6,
+            "{line} vs {}",
+            probs[c]
+        );
+    }
+    assert!(out.join("predict").join(format!("{stem}.jpg")).exists());
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("predict/predictions.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 120);
+
+    for (cmd, extra) in [("track", &[][..]), ("predict", &["--tile", "64"][..])] {
+        let o = run(cmd, extra);
+        let said = testkit::said(&o);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {said}");
+        assert!(
+            said.contains("weights_fused.safetensors") && said.contains("a classification model"),
+            "{cmd}: {said}"
+        );
+        assert!(!said.contains("panicked"), "{cmd}: {said}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_deploy"))
+        .args(["bench", "--config"])
+        .arg(fx.join("model.yaml"))
+        .args(["--scale", "t", "--nc", "5", "--imgsz", "64"])
+        .output()
+        .expect("the deploy binary runs");
+    let said = testkit::said(&o);
+    assert_eq!(o.status.code(), Some(1), "bench: {said}");
+    assert!(said.contains("a classification model"), "bench: {said}");
+    std::fs::remove_dir_all(&out).ok();
+}

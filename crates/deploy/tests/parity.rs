@@ -1,5 +1,6 @@
 //! Parity with the real Ultralytics package on the committed fixtures (made by scripts/make_fixture.py):
-//! unfused forward, raw head maps, our MobileOne/Conv+BN fusion, and Ultralytics' fused weights.
+//! unfused forward, raw head maps, our MobileOne/Conv+BN fusion, and Ultralytics' fused weights; for the
+//! classifiers (yolov8-cls, our MobileOneNet YAML) probabilities and logits.
 
 use deploy::verify::Fixture;
 use model::burn::tensor::Device;
@@ -32,6 +33,7 @@ fn every_fixture_matches_ultralytics() {
         all.len() >= 4,
         "fixtures for both configs, nc 3 and 80, square and not"
     );
+    let mut classifiers = 0;
     for dir in all {
         let fx = Fixture::load(&dir, None).expect("fixture loads");
         let report = fx.verify(&Device::flex()).expect("verify runs");
@@ -42,6 +44,25 @@ fn every_fixture_matches_ultralytics() {
             dir.display(),
             report.render()
         );
+        if fx.spec.task() == model::Task::Classify {
+            classifiers += 1;
+            // Logits, probabilities unfused and fused (ours, Ultralytics' weights), the fused weights.
+            assert!(report.checks.len() >= 5, "{}", dir.display());
+            if deploy::engine::Level::detect().is_some() {
+                let engine = report
+                    .checks
+                    .iter()
+                    .filter(|c| c.name.contains("(engine"))
+                    .count();
+                assert_eq!(
+                    engine,
+                    2,
+                    "{}: fused and unfused probabilities",
+                    dir.display()
+                );
+            }
+            continue;
+        }
         // Two levels (YOLOv3-tiny): 9 checks of the burn model, and the engine's on every family model.
         assert!(report.checks.len() >= 9, "{}", dir.display());
         if deploy::engine::Level::detect().is_some() {
@@ -58,6 +79,10 @@ fn every_fixture_matches_ultralytics() {
             );
         }
     }
+    assert!(
+        classifiers >= 2,
+        "the classifier fixtures (yolov8-cls, MobileOneNet)"
+    );
 }
 
 #[test]

@@ -40,6 +40,7 @@ fn opts(out: PathBuf, batch: usize) -> PredictOptions {
         input: deploy::predict::InputShape {
             imgsz: data::args::ImgSize::square(128),
             stride: 32,
+            crop: false,
         },
         nms: NmsOptions {
             conf: 0.2,

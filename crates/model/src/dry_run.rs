@@ -1,6 +1,6 @@
 //! The model's shapes and FLOPs read from its own lowering: a [`Lowering`] whose values are `(c, h, w)` shapes
 //! and which counts what Ultralytics' thop counts (every conv's multiply-accumulates, 4 per element for each
-//! BatchNorm, the SE average pool's 1 per input element). A block added to the registry gets its strides and
+//! BatchNorm, the SE average pool's 1 per input element, attention's matrix products). A block added to the registry gets its strides and
 //! FLOPs from the same description the engine and the ONNX writer run, never from a second formula.
 
 use crate::lowering::Lowering;
@@ -99,14 +99,22 @@ impl Lowering for DryRun {
         (x.0, 1, 1)
     }
 
+    fn adaptive_avg_pool(&mut self, x: &Shape) -> Shape {
+        self.macs += (x.0 * x.1 * x.2 + x.0) as f64;
+        (x.0, 1, 1)
+    }
+
     fn attention(
         &mut self,
         _qkv: &Shape,
         like: &Shape,
-        _heads: usize,
-        _key_dim: usize,
-        _head_dim: usize,
+        heads: usize,
+        key_dim: usize,
+        head_dim: usize,
     ) -> (Shape, Shape) {
+        // thop counts the matrix products: `q^T k` and `v attn^T`, each over every pair of pixels.
+        let n = like.1 * like.2;
+        self.macs += (heads * n * n * (key_dim + head_dim)) as f64;
         (*like, *like)
     }
 }

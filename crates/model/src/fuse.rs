@@ -44,6 +44,7 @@ impl YoloModel {
                 Layer::Single(b) => Layer::Single(b.fuse()),
                 Layer::Stack(bs) => Layer::Stack(bs.into_iter().map(Block::fuse).collect()),
                 Layer::Detect(d) => Layer::Detect(d.fuse()),
+                Layer::Classify(c) => Layer::Classify(c.fuse()),
                 other => other,
             })
             .collect();

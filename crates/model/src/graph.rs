@@ -3,9 +3,10 @@
 use crate::dry_run::DryRun;
 use crate::error::Result;
 use crate::lowering::Lowering;
+use crate::modules::classify::Classify;
 pub use crate::modules::Block;
 use crate::nn::{upsample_nearest, Detect, Named, NamedRef, Slot};
-use crate::spec::{ModelSpec, ModuleSpec};
+use crate::spec::{ModelSpec, ModuleSpec, Task};
 use burn::module::{Module, Param};
 use burn::tensor::{Device, FloatDType, Tensor};
 
@@ -19,9 +20,10 @@ pub enum Layer {
     Upsample(usize),
     Concat(usize),
     Detect(Detect),
+    Classify(Classify),
 }
 
-/// A YOLOv8 detection model. `spec` keeps the YAML it was built from.
+/// A YOLOv8 detection model, or a classifier (a `Classify` head). `spec` keeps the YAML it was built from.
 #[derive(Module, Debug)]
 pub struct YoloModel {
     /// Named as Ultralytics' `DetectionModel.model`, which puts every key under `model.`.
@@ -31,8 +33,20 @@ pub struct YoloModel {
 }
 
 impl YoloModel {
-    /// Builds the model with Ultralytics' initialisation (PyTorch default conv init, BN 1/0, Detect bias init).
+    /// Builds the model with Ultralytics' initialisation (PyTorch default conv init, BN 1/0, Detect bias init;
+    /// a detector's BatchNorms at eps 1e-3 / momentum 0.03, a classifier's at PyTorch's 1e-5 / 0.1).
     pub fn new(spec: &ModelSpec, device: &Device) -> YoloModel {
+        match spec.task() {
+            Task::Detect => Self::build(spec, device),
+            Task::Classify => crate::nn::with_bn_defaults(
+                crate::nn::TORCH_BN_EPS,
+                crate::nn::TORCH_BN_MOMENTUM,
+                || Self::build(spec, device),
+            ),
+        }
+    }
+
+    fn build(spec: &ModelSpec, device: &Device) -> YoloModel {
         let mut layers = Vec::with_capacity(spec.layers.len());
         for l in &spec.layers {
             let layer = match &l.module {
@@ -50,6 +64,7 @@ impl YoloModel {
                         *nc, *reg_max, ch, strides, *legacy, spec.act, device,
                     ))
                 }
+                ModuleSpec::Classify(h) => Layer::Classify(h.build(device)),
                 ModuleSpec::Block(m) => {
                     let mk = || m.build(device);
                     if l.repeats > 1 {
@@ -67,15 +82,31 @@ impl YoloModel {
         }
     }
 
+    /// The Detect head. Detection code paths only: they refuse a classifier first ([`Self::task`]).
     pub fn detect(&self) -> &Detect {
         match self.model.last() {
             Some(Layer::Detect(d)) => d,
-            _ => unreachable!("the spec guarantees a final Detect row"),
+            _ => panic!("{}: a classifier has no Detect head", self.spec.source),
         }
     }
 
+    /// The Classify head, `None` for a detector.
+    pub fn classify_head(&self) -> Option<&Classify> {
+        match self.model.last() {
+            Some(Layer::Classify(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn task(&self) -> Task {
+        self.spec.task()
+    }
+
     pub fn nc(&self) -> usize {
-        self.detect().nc
+        match self.model.last() {
+            Some(Layer::Classify(c)) => c.nc(),
+            _ => self.detect().nc,
+        }
     }
 
     /// The raw head maps per level (training output).
@@ -90,13 +121,7 @@ impl YoloModel {
         observe: &mut dyn FnMut(usize, &Tensor<4>),
     ) -> Vec<Tensor<4>> {
         let heads = walk_to_head(&self.model, &self.spec, x, &mut |i, layer, xs| {
-            let y = match layer {
-                Layer::Concat(_) => Tensor::cat(xs, 1),
-                Layer::Upsample(s) => upsample_nearest(first(xs), *s),
-                Layer::Single(b) => b.forward(first(xs)),
-                Layer::Stack(bs) => bs.iter().fold(first(xs), |y, b| b.forward(y)),
-                Layer::Detect(_) => unreachable!("the walk stops at the Detect row"),
-            };
+            let y = forward_row(layer, xs);
             observe(i, &y);
             Ok(y)
         });
@@ -104,11 +129,32 @@ impl YoloModel {
         self.detect().forward_raw(heads)
     }
 
-    /// The model as primitive operations from `input`: the raw head map of each level, as [`Self::forward_raw`]
-    /// (an exporter or engine adds the decode). The same walk over `from` indices as the forward pass.
+    /// A classifier's logits `(N, nc)` (its training output).
+    pub fn forward_logits(&self, x: Tensor<4>) -> Tensor<2> {
+        let head = self
+            .classify_head()
+            .unwrap_or_else(|| panic!("{}: a detector has no class logits", self.spec.source));
+        let inputs = walk_to_head(&self.model, &self.spec, x, &mut |_, layer, xs| {
+            Ok(forward_row(layer, xs))
+        });
+        let inputs = inputs.unwrap_or_else(|e| unreachable!("burn's forward has no error: {e}"));
+        head.forward_logits(first(inputs))
+    }
+
+    /// A classifier's class probabilities `(N, nc)` (softmax of the logits), as Ultralytics' eval output.
+    pub fn classify(&self, x: Tensor<4>) -> Tensor<2> {
+        burn::tensor::activation::softmax(self.forward_logits(x), 1)
+    }
+
+    /// The model as primitive operations from `input`: the raw head map of each level, as [`Self::forward_raw`],
+    /// or a classifier's logits as one `(N, nc, 1, 1)` map (an exporter or engine adds the decode or the
+    /// softmax). The same walk over `from` indices as the forward pass.
     pub fn lower<L: Lowering>(&self, l: &mut L, input: &L::V) -> Result<Vec<L::V>> {
         let heads = lower_to_head(&self.model, &self.spec, l, input)?;
-        self.detect().lower(l, &heads)
+        match self.classify_head() {
+            Some(c) => Ok(vec![c.lower(l, &heads[0])?]),
+            None => self.detect().lower(l, &heads),
+        }
     }
 
     /// The dry run of the model on an `h x w` input: multiply-accumulates as Ultralytics counts them, from the
@@ -159,7 +205,7 @@ impl YoloModel {
     pub fn cast_to(&self, dtype: FloatDType, device: &Device) -> YoloModel {
         let mut m = self.clone().to_device(device);
         m.visit_named("", &mut |_, slot| match slot {
-            Slot::W4(p) | Slot::Frozen(p) => {
+            Slot::W4(p) | Slot::Linear(p) | Slot::Frozen(p) => {
                 let t = p.val().cast(dtype);
                 *p = Param::from_tensor(t).set_require_grad(false);
             }
@@ -190,11 +236,22 @@ fn first<V>(xs: Vec<V>) -> V {
         .expect("every row reads at least one input")
 }
 
+/// A row before the head on tensors.
+fn forward_row(layer: &Layer, xs: Vec<Tensor<4>>) -> Tensor<4> {
+    match layer {
+        Layer::Concat(_) => Tensor::cat(xs, 1),
+        Layer::Upsample(s) => upsample_nearest(first(xs), *s),
+        Layer::Single(b) => b.forward(first(xs)),
+        Layer::Stack(bs) => bs.iter().fold(first(xs), |y, b| b.forward(y)),
+        Layer::Detect(_) | Layer::Classify(_) => unreachable!("the walk stops at the head row"),
+    }
+}
+
 /// One row's work in [`walk_to_head`]: `(row index, its layer, its inputs) -> its output`.
 type RowStep<'a, V> = dyn FnMut(usize, &Layer, Vec<V>) -> Result<V> + 'a;
 
-/// The one walk over the rows' `from` indices: `step(row, layer, inputs)` for every row before the Detect
-/// row, whose inputs it returns. `layers` may stop before the Detect row (a model being built).
+/// The one walk over the rows' `from` indices: `step(row, layer, inputs)` for every row before the head row
+/// (Detect or Classify), whose inputs it returns. `layers` may stop before the head row (a model being built).
 fn walk_to_head<V: Clone>(
     layers: &[Layer],
     spec: &ModelSpec,
@@ -214,7 +271,7 @@ fn walk_to_head<V: Clone>(
                     .expect("save list covers every from index"),
             })
             .collect();
-        if matches!(ls.module, ModuleSpec::Detect { .. }) {
+        if ls.module.is_head() {
             return Ok(inputs);
         }
         x = step(i, &layers[i], inputs)?;
@@ -222,7 +279,7 @@ fn walk_to_head<V: Clone>(
             saved[i] = Some(x.clone());
         }
     }
-    unreachable!("the spec guarantees a final Detect row")
+    unreachable!("the spec guarantees a final head row")
 }
 
 /// The rows before the Detect row as primitive operations; the Detect row's inputs.
@@ -241,7 +298,7 @@ fn lower_to_head<L: Lowering>(
             Layer::Upsample(s) => Ok(l.upsample(&xs[0], *s)),
             Layer::Single(b) => b.lower(l, &xs[0]),
             Layer::Stack(bs) => bs.iter().try_fold(xs[0].clone(), |y, b| b.lower(l, &y)),
-            Layer::Detect(_) => unreachable!("the walk stops at the Detect row"),
+            Layer::Detect(_) | Layer::Classify(_) => unreachable!("the walk stops at the head row"),
         },
     )
 }

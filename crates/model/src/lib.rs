@@ -25,4 +25,4 @@ pub mod yaml_args;
 pub use burn;
 pub use error::{ModelError, Result};
 pub use graph::YoloModel;
-pub use spec::{ModelSpec, SpecOptions};
+pub use spec::{ModelSpec, SpecOptions, Task};

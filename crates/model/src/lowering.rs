@@ -34,6 +34,11 @@ pub trait Lowering {
     fn zero_pad(&mut self, x: &Self::V, pad: (usize, usize, usize, usize)) -> Self::V;
     /// Mean over each channel's map: `(N, C, 1, 1)`.
     fn global_avg_pool(&mut self, x: &Self::V) -> Self::V;
+    /// The same mean as an `nn.AdaptiveAvgPool2d(1)` module (the Classify head), which thop also counts a
+    /// divide per output for.
+    fn adaptive_avg_pool(&mut self, x: &Self::V) -> Self::V {
+        self.global_avg_pool(x)
+    }
     /// Ultralytics `Attention`'s core on `qkv` (the qkv conv's output, `heads * (2 * key_dim + head_dim)`
     /// channels): per head `softmax(q^T k * key_dim^-0.5)` over pixels applied to `v`. Returns the attended
     /// values and `v` itself, both shaped like `like` (the block's input).

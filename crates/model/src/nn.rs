@@ -70,9 +70,27 @@ impl Act {
     }
 }
 
-/// Ultralytics sets every BatchNorm to these in `initialize_weights`.
+/// Ultralytics sets every BatchNorm of a detector to these in `initialize_weights`.
 pub const BN_EPS: f64 = 1e-3;
 pub const BN_MOMENTUM: f64 = 0.03;
+/// PyTorch's BatchNorm defaults, which a classifier keeps: `ClassificationModel` never calls
+/// `initialize_weights`.
+pub const TORCH_BN_EPS: f64 = 1e-5;
+pub const TORCH_BN_MOMENTUM: f64 = 0.1;
+
+thread_local! {
+    /// `(eps, momentum)` of the BatchNorms built on this thread ([`with_bn_defaults`]).
+    static BN_DEFAULTS: std::cell::Cell<(f64, f64)> = const { std::cell::Cell::new((BN_EPS, BN_MOMENTUM)) };
+}
+
+/// Builds with `(eps, momentum)` for every [`Bn::new`] inside `build` (the blocks' constructors take no such
+/// argument; a model is built on one thread), then restores the detector's values.
+pub fn with_bn_defaults<T>(eps: f64, momentum: f64, build: impl FnOnce() -> T) -> T {
+    let prev = BN_DEFAULTS.with(|c| c.replace((eps, momentum)));
+    let out = build();
+    BN_DEFAULTS.with(|c| c.set(prev));
+    out
+}
 
 /// A mutable reference to one named tensor of a module, tagged with its kind, which the type that holds it
 /// decides (a `Conv2d`'s weight, a `Bn`'s weight or running statistics, a `FixedConv`'s filter). The kind decides
@@ -85,6 +103,9 @@ pub enum Slot<'a> {
     W1(&'a mut Param<Tensor<1>>),
     /// A norm layer's weight: trained without decay.
     Norm(&'a mut Param<Tensor<1>>),
+    /// A `Linear` layer's weight, held as a 1x1 conv filter `(out, in, 1, 1)` and saved and loaded as PyTorch's
+    /// `(out, in)`: trained with weight decay, as a conv filter.
+    Linear(&'a mut Param<Tensor<4>>),
     /// A fixed tensor saved with the weights but never trained (the DFL projection).
     Frozen(&'a mut Param<Tensor<4>>),
     /// BatchNorm running statistics: saved and loaded, not trained, not counted as parameters. What is written
@@ -134,7 +155,7 @@ impl Slot<'_> {
     /// The number of values.
     pub fn numel(&self) -> usize {
         match self {
-            Slot::W4(p) | Slot::Frozen(p) => p.shape().num_elements(),
+            Slot::W4(p) | Slot::Linear(p) | Slot::Frozen(p) => p.shape().num_elements(),
             Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => p.shape().num_elements(),
         }
     }
@@ -142,7 +163,7 @@ impl Slot<'_> {
     /// The tensor's id (a running statistic's is its `RunningStat`'s).
     pub fn id(&self) -> ParamId {
         match self {
-            Slot::W4(p) | Slot::Frozen(p) => p.id,
+            Slot::W4(p) | Slot::Linear(p) | Slot::Frozen(p) => p.id,
             Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => p.id,
         }
     }
@@ -181,6 +202,7 @@ impl<T: Module> std::ops::Deref for Numbered<T> {
 /// The container types burn's derive reports (`Struct:{name}`) for the types whose tensors have their own kind.
 const BN: &str = "Struct:Bn";
 const FIXED_CONV: &str = "Struct:FixedConv";
+const LINEAR: &str = "Struct:Linear";
 const NUMBERED: &str = "Struct:Numbered";
 
 /// One step of the path: the field (or index) entered and the container that holds it.
@@ -236,6 +258,8 @@ impl ModuleMapper for NameWalk<'_, '_> {
         let slot = if let Some(p) = any.downcast_mut::<Param<Tensor<4>>>() {
             if owner == FIXED_CONV {
                 Slot::Frozen(p)
+            } else if owner == LINEAR {
+                Slot::Linear(p)
             } else {
                 Slot::W4(p)
             }
@@ -355,8 +379,8 @@ impl Bn {
             running_mean: RunningStat::new(Tensor::zeros([c], device)),
             running_var: RunningStat::new(Tensor::ones([c], device)),
             training: Param::from_bool(true),
-            eps: BN_EPS,
-            momentum: BN_MOMENTUM,
+            eps: BN_DEFAULTS.with(|c| c.get().0),
+            momentum: BN_DEFAULTS.with(|c| c.get().1),
         }
     }
 

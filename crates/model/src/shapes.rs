@@ -2,7 +2,7 @@
 //!
 //! FLOPs follow what Ultralytics reports through thop: multiply-accumulates of every Conv2d
 //! (`out_elements * c_in/groups * kh * kw`, bias not counted) plus 4 per element for each affine BatchNorm,
-//! SE average pooling 1 per input element, pooling/upsampling/activations free; GFLOPs = 2 * MACs / 1e9.
+//! SE average pooling 1 per input element, attention's two matrix products, the Classify head's adaptive pool 1 per input and output and its Linear `in * out`, other pooling/upsampling/activations free; GFLOPs = 2 * MACs / 1e9.
 
 use crate::spec::{ModelSpec, ModuleSpec};
 
@@ -27,6 +27,7 @@ pub fn layer_shapes(spec: &ModelSpec, h: usize, w: usize) -> Vec<(usize, usize, 
             ModuleSpec::Upsample { scale } => (c, ih * scale, iw * scale),
             ModuleSpec::Concat => (l.c_out, ih, iw),
             ModuleSpec::Detect { .. } => (c, ih, iw),
+            ModuleSpec::Classify(h) => (h.nc, 1, 1),
         };
         // Stacked copies repeat the spatial change (validated to be none for repeated rows).
         if l.repeats > 1 {
@@ -81,6 +82,18 @@ impl Macs {
         if !self.fused {
             let pixels = if self.weights { 1.0 } else { (h * w) as f64 };
             self.total += 4.0 * c as f64 * pixels;
+        }
+    }
+    /// `nn.AdaptiveAvgPool2d(1)` over `c x h x w`: thop's add per input and divide per output.
+    pub fn adaptive_avg_pool(&mut self, c: usize, h: usize, w: usize) {
+        if !self.weights {
+            self.total += (c * h * w + c) as f64;
+        }
+    }
+    /// The two matrix products of attention over `n` pixels (thop counts `matmul`s): `q^T k` and `v attn^T`.
+    pub fn attention(&mut self, heads: usize, key_dim: usize, head_dim: usize, n: usize) {
+        if !self.weights {
+            self.total += (heads * n * n * (key_dim + head_dim)) as f64;
         }
     }
     /// Ultralytics `Conv`: conv + BN (BN gone when fused).
@@ -143,6 +156,10 @@ fn macs(spec: &ModelSpec, h: usize, w: usize, fused: bool, weights: bool) -> f64
                     let (c, oh, ow) = shapes[l.index];
                     m.macs(c, oh, ow, &mut acc);
                 }
+            }
+            ModuleSpec::Classify(h) => {
+                let (_, ih, iw) = src(&l.from[0]);
+                h.macs(ih, iw, &mut acc);
             }
             ModuleSpec::Upsample { .. } | ModuleSpec::Concat => {}
         }

@@ -4,6 +4,7 @@
 //! scale without building a model.
 
 use crate::error::{FileError, ModelError, Result};
+use crate::modules::classify::ClassifySpec;
 use crate::modules::{self, check_channels, BlockKind, Role, Row};
 use crate::nn::Act;
 use crate::yaml_args::{
@@ -28,6 +29,25 @@ pub enum ModuleSpec {
         /// The v3/v5/v8 head (3x3 convs in the class branch); the 8.4 one (YOLO11) has depthwise ones.
         legacy: bool,
     },
+    /// The classification head ([`crate::modules::classify`]).
+    Classify(ClassifySpec),
+}
+
+/// What a model predicts, from its head row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    Detect,
+    Classify,
+}
+
+impl Task {
+    /// Ultralytics' task name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Detect => "detect",
+            Task::Classify => "classify",
+        }
+    }
 }
 
 impl ModuleSpec {
@@ -38,7 +58,13 @@ impl ModuleSpec {
             ModuleSpec::Upsample { .. } => "torch.nn.modules.upsampling.Upsample",
             ModuleSpec::Concat => "ultralytics.nn.modules.conv.Concat",
             ModuleSpec::Detect { .. } => "ultralytics.nn.modules.head.Detect",
+            ModuleSpec::Classify(_) => ClassifySpec::TYPE_PATH,
         }
+    }
+
+    /// Whether the row is the model's head (its last row).
+    pub fn is_head(&self) -> bool {
+        matches!(self, ModuleSpec::Detect { .. } | ModuleSpec::Classify(_))
     }
 }
 
@@ -597,9 +623,19 @@ impl ModelSpec {
                     };
                     c_out = 0;
                 }
+                ("Classify", None) => {
+                    let c1 = ch_of(&single_from()?);
+                    // parse_model: Classify's c2 (the class count) is the one base-module c2 not width-scaled.
+                    check_arity(&args, 1, 5, ClassifySpec::SIGNATURE, &ctx)?;
+                    let cnc = as_usize(&args[0], "nc", &ctx)?;
+                    let head = ClassifySpec::parse(&args[1..], c1, cnc, spec.act, &ctx)?;
+                    args.insert(0, Arg::Int(c1 as i64));
+                    c_out = cnc;
+                    module = ModuleSpec::Classify(head);
+                }
                 (other, None) => {
                     return Err(ctx.err(format!(
-                        "unknown module '{other}' (supported: {}, nn.Upsample, Concat, Detect)",
+                        "unknown module '{other}' (supported: {}, nn.Upsample, Concat, Detect, Classify)",
                         modules::NAMES.join(", ")
                     )))
                 }
@@ -623,16 +659,13 @@ impl ModelSpec {
                 c_out,
             });
         }
-        let detect_count = layers
-            .iter()
-            .filter(|l| matches!(l.module, ModuleSpec::Detect { .. }))
-            .count();
-        let last_is_detect = matches!(
-            layers.last().map(|l| &l.module),
-            Some(ModuleSpec::Detect { .. })
-        );
-        if detect_count != 1 || !last_is_detect {
-            return Err(top_err("the last row must be the only Detect row".into()));
+        let head_count = layers.iter().filter(|l| l.module.is_head()).count();
+        let last_is_head = layers.last().is_some_and(|l| l.module.is_head());
+        if head_count != 1 || !last_is_head {
+            return Err(top_err(
+                "the last row must be the only head row (Detect, or Classify for a classifier)"
+                    .into(),
+            ));
         }
         spec.layers = layers;
         spec.save = save.into_iter().collect();
@@ -681,8 +714,19 @@ impl ModelSpec {
                     l.repeats.max(l.n_display)
                 )));
             }
-            if !matches!(l.module, ModuleSpec::Detect { .. }) {
-                check_channels("the output", l.c_out, &ctx)?;
+            match &l.module {
+                ModuleSpec::Detect { .. } => {}
+                ModuleSpec::Classify(h) => {
+                    if h.nc > MAX_NC {
+                        return Err(ctx.err(format!("nc {}: at most {MAX_NC} classes", h.nc)));
+                    }
+                    if l.index == 0 {
+                        return Err(ctx.err(
+                            "Classify reads the image itself: a model needs layers before its head",
+                        ));
+                    }
+                }
+                _ => check_channels("the output", l.c_out, &ctx)?,
             }
             match &l.module {
                 ModuleSpec::Block(b) => b.check(&ctx)?,
@@ -716,14 +760,36 @@ impl ModelSpec {
         Ok(())
     }
 
-    /// The Detect strides, from a 256x256 dry run of the shapes as Ultralytics does.
+    /// An error naming the file when the model is not a detector: the commands that decode boxes refuse a
+    /// classifier up front instead of failing inside.
+    pub fn require_detector(&self, command: &str) -> std::result::Result<(), String> {
+        match self.task() {
+            Task::Detect => Ok(()),
+            Task::Classify => Err(format!(
+                "{}: a classification model (its last row is Classify); {command} runs detection models \
+                 (a Detect head) only so far",
+                self.source
+            )),
+        }
+    }
+
+    /// What the model predicts.
+    pub fn task(&self) -> Task {
+        match self.layers.last().map(|l| &l.module) {
+            Some(ModuleSpec::Classify(_)) => Task::Classify,
+            _ => Task::Detect,
+        }
+    }
+
+    /// The downsampling of each map the head reads (the Detect strides), from a 256x256 dry run of the shapes
+    /// as Ultralytics does.
     pub fn strides(&self) -> Vec<f32> {
         let shapes = crate::shapes::layer_shapes(self, 256, 256);
-        let (det, _, _) = self.detect();
-        det.from
+        let head = self.layers.last().expect("validated: a head row exists");
+        head.from
             .iter()
             .map(|f| {
-                let j = f.unwrap_or(det.index - 1);
+                let j = f.unwrap_or(head.index - 1);
                 256.0 / shapes[j].1 as f32
             })
             .collect()
@@ -741,11 +807,21 @@ impl ModelSpec {
         crate::shapes::check_input_size(self, h, w)
     }
 
-    pub fn detect(&self) -> (&LayerSpec, usize, &[usize]) {
-        let l = self.layers.last().expect("validated: a Detect row exists");
+    /// The Detect row, its class count and input channels; `None` for a classifier.
+    pub fn detect(&self) -> Option<(&LayerSpec, usize, &[usize])> {
+        let l = self.layers.last()?;
         match &l.module {
-            ModuleSpec::Detect { nc, ch, .. } => (l, *nc, ch),
-            _ => unreachable!("validated: the last row is Detect"),
+            ModuleSpec::Detect { nc, ch, .. } => Some((l, *nc, ch)),
+            _ => None,
+        }
+    }
+
+    /// The model's class count (its head's).
+    pub fn head_nc(&self) -> usize {
+        match self.layers.last().map(|l| &l.module) {
+            Some(ModuleSpec::Detect { nc, .. }) => *nc,
+            Some(ModuleSpec::Classify(h)) => h.nc,
+            _ => self.nc,
         }
     }
 }

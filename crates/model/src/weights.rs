@@ -49,6 +49,7 @@ pub fn state_dict(model: &YoloModel) -> StateDict {
     model.for_each_named("", &mut |k, slot| {
         let t = match slot {
             Slot::W4(p) | Slot::Frozen(p) => host(p.val()),
+            Slot::Linear(p) => host(p.val().flatten::<2>(1, 3)),
             Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => host(p.val()),
         };
         sd.insert(k, t);
@@ -63,6 +64,7 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
     model.for_each_named("", &mut |k, slot| {
         let shape = match slot {
             Slot::W4(p) | Slot::Frozen(p) => p.val().dims().to_vec(),
+            Slot::Linear(p) => p.val().dims()[..2].to_vec(),
             Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => p.val().dims().to_vec(),
         };
         expected.push((k, shape));
@@ -123,6 +125,11 @@ pub fn load_state_dict(model: &mut YoloModel, sd: &StateDict, source: &str) -> R
             // Asking the old tensor would say "no gradient" for every weight on a plain (non-autodiff) device,
             // freezing them for training; the kind says what is frozen.
             Slot::W4(p) => *p = Param::from_tensor(Tensor::<4>::from_data(data, &device)),
+            Slot::Linear(p) => {
+                let [o, i] = [t.shape[0], t.shape[1]];
+                let data = TensorData::new(t.data.clone(), vec![o, i, 1, 1]);
+                *p = Param::from_tensor(Tensor::<4>::from_data(data, &device))
+            }
             Slot::Frozen(p) => {
                 *p = Param::from_tensor(Tensor::<4>::from_data(data, &device))
                     .set_require_grad(false)

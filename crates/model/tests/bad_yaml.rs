@@ -97,6 +97,83 @@ fn bad_values_are_errors_naming_row_and_reason() {
 }
 
 #[test]
+fn bad_classifier_rows_name_row_and_reason() {
+    let cls = BASE.replace("  - [[-1], 1, Detect, [nc]]", "  - [-1, 1, Classify, [nc]]");
+    let (code, said) = info(&cls, "cls", "64");
+    assert_eq!(code, Some(0), "the base classifier: {said}");
+    assert!(
+        said.contains("ultralytics.nn.modules.head.Classify"),
+        "{said}"
+    );
+    let cases: Vec<(&str, String, &str, bool)> = vec![
+        (
+            "cls_and_detect",
+            cls.replace("head:\n", "head:\n  - [[-1], 1, Detect, [nc]]\n"),
+            "only head row",
+            false,
+        ),
+        (
+            "cls_mid",
+            cls.replace(
+                "  - [-1, 1, SPPF, [256, 5]]",
+                "  - [-1, 1, Classify, [nc]]\n  - [-1, 1, SPPF, [256, 5]]",
+            ),
+            "only head row",
+            false,
+        ),
+        (
+            "cls_first",
+            "nc: 3\nbackbone:\n  - [-1, 1, Classify, [nc]]\nhead: []\n".to_string(),
+            "Classify reads the image",
+            true,
+        ),
+        (
+            "cls_two_inputs",
+            cls.replace("[-1, 1, Classify", "[[-1, 2], 1, Classify"),
+            "takes one input",
+            true,
+        ),
+        (
+            "cls_nc0",
+            cls.replace("Classify, [nc]", "Classify, [0]"),
+            "nc must be at least 1",
+            true,
+        ),
+        (
+            "cls_k0",
+            cls.replace("Classify, [nc]", "Classify, [nc, 0]"),
+            "k 0",
+            true,
+        ),
+        (
+            "cls_groups",
+            cls.replace("Classify, [nc]", "Classify, [nc, 1, 1, None, 7]"),
+            "groups 7",
+            true,
+        ),
+        (
+            "cls_args",
+            cls.replace("Classify, [nc]", "Classify, [nc, 1, 1, None, 1, 9]"),
+            "[nc, k=1",
+            true,
+        ),
+    ];
+    for (tag, yaml, want, names_row) in cases {
+        let (code, said) = info(&yaml, tag, "64");
+        assert_eq!(code, Some(1), "{tag}: {said}");
+        assert!(
+            said.contains(&format!("{tag}.yaml")),
+            "{tag}: names the file: {said}"
+        );
+        assert!(said.contains(want), "{tag}: wanted '{want}': {said}");
+        assert!(!said.contains("panicked"), "{tag}: {said}");
+        if names_row {
+            assert!(said.contains("row"), "{tag}: names the row: {said}");
+        }
+    }
+}
+
+#[test]
 fn an_input_the_model_cannot_take_is_refused() {
     // Stride 64: one more downsampling row before the head; 96 is not a multiple of it.
     let p6 = BASE.replace(

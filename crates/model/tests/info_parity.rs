@@ -1,7 +1,8 @@
 //! `info` against Ultralytics' own summaries: parameter counts exactly, GFLOPs within 1%, unfused and fused.
 //! tests/fixtures/info.json (scripts/make_info_fixture.py): every scale of both configs; family_info.json
 //! (scripts/make_family_fixtures.py): Ultralytics' own YOLO family YAMLs, unchanged (configs/ultralytics),
-//! strides included. The figures come from the built model's lowering (`YoloModel::dry_run`); the spec's
+//! strides included; cls_info.json (scripts/make_cls_info_fixture.py): classifiers (yolov8-cls at every scale,
+//! yolo11-cls, our MobileOneNet YAML) at 640 and 224. The figures come from the built model's lowering (`YoloModel::dry_run`); the spec's
 //! own pre-build estimate is checked against them.
 
 use model::burn::tensor::Device;
@@ -22,6 +23,11 @@ fn parameters_and_gflops_match_ultralytics() {
 #[test]
 fn ultralytics_family_yamls_match_the_package() {
     check_summaries("family_info.json", 40);
+}
+
+#[test]
+fn classifiers_match_the_package() {
+    check_summaries("cls_info.json", 12);
 }
 
 fn check_summaries(fixture: &str, min_rows: usize) {
@@ -50,14 +56,18 @@ fn check_summaries(fixture: &str, min_rows: usize) {
         )
         .unwrap_or_else(|e| panic!("{}: {e}", cfg.display()));
         let built = YoloModel::new(&spec, &Device::flex());
+        let classifier = built.task() == model::Task::Classify;
+        assert_eq!(classifier, fixture.starts_with("cls"), "{}", cfg.display());
         // The strides and FLOPs a spec declares before anything is built (imgsz checks, the size guard) must
         // be the ones the built model's lowering gives.
-        assert_eq!(
-            spec.strides(),
-            built.detect().strides,
-            "{} declared strides",
-            cfg.display()
-        );
+        if !classifier {
+            assert_eq!(
+                spec.strides(),
+                built.detect().strides,
+                "{} declared strides",
+                cfg.display()
+            );
+        }
         if let Some(strides) = r.get("strides") {
             let ours: Vec<u64> = built.detect().strides.iter().map(|s| *s as u64).collect();
             let theirs: Vec<u64> = strides
@@ -76,6 +86,21 @@ fn check_summaries(fixture: &str, min_rows: usize) {
                 "{} fused {fused}: declared {declared} vs lowering {ours} GFLOPs",
                 cfg.display()
             );
+        }
+        if let Some(theirs) = r.get("gflops_224") {
+            let at224 = model_info(&built, 224, 224).unwrap();
+            for (ours, theirs) in [
+                (at224.gflops, theirs.as_f64().unwrap()),
+                (at224.fused_gflops, r["fused_gflops_224"].as_f64().unwrap()),
+            ] {
+                let rel = (ours - theirs).abs() / theirs;
+                worst_gflops = worst_gflops.max(rel);
+                assert!(
+                    rel < 0.01,
+                    "{} at 224: ours {ours:.5} vs Ultralytics {theirs:.5}",
+                    cfg.display()
+                );
+            }
         }
         let what = format!("{} scale {scale} nc {nc}", r["config"]);
         for (ours, key) in [

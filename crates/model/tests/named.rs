@@ -134,7 +134,7 @@ fn keys_and_shapes(m: &YoloModel) -> Vec<(String, Vec<usize>)> {
     let mut v = Vec::new();
     m.for_each_named("", &mut |k, slot| {
         let shape = match slot {
-            Slot::W4(p) | Slot::Frozen(p) => p.val().dims().to_vec(),
+            Slot::W4(p) | Slot::Linear(p) | Slot::Frozen(p) => p.val().dims().to_vec(),
             Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => p.val().dims().to_vec(),
         };
         v.push((k, shape));

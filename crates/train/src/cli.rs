@@ -243,9 +243,10 @@ pub struct ValCli {
     data: PathBuf,
     #[arg(long, default_value = "val")]
     split: String,
-    /// One size, or H,W (the larger side is used, as Ultralytics' val).
-    #[arg(long, default_value = "640")]
-    imgsz: data::args::ImgSize,
+    /// One size, or H,W (the larger side is used, as Ultralytics' val); 640 for a detector, 224 for a
+    /// classifier.
+    #[arg(long)]
+    imgsz: Option<data::args::ImgSize>,
     #[arg(long, default_value_t = 16, value_parser = data::args::at_least_one)]
     batch: usize,
     #[arg(long, default_value_t = 0.001, value_parser = data::args::unit_interval)]
@@ -274,12 +275,91 @@ pub struct ValCli {
     device: model::cli::DeviceArgs,
 }
 
+/// `val` of a classifier: top-1 and top-5 accuracy on an image-folder split, as Ultralytics' validator.
+fn val_classifier(
+    a: &ValCli,
+    weights: &str,
+    loaded: &model::weights::Loaded,
+    device: &model::burn::tensor::Device,
+) -> Result<()> {
+    use data::image_folder::{ClassifyData, ImageFolder};
+    let imgsz = a.imgsz.as_ref().map_or(224, |s| s.side("val"));
+    loaded
+        .model
+        .spec
+        .check_input(imgsz, imgsz)
+        .map_err(|e| anyhow::anyhow!("{weights}: {e}"))?;
+    let data = ClassifyData::open(&a.data)?;
+    let dir = data.split_dir(&a.split)?;
+    let nc = loaded.model.nc();
+    // Weights without class names (a bare state_dict) take the dataset's, which its train/ folders define.
+    let names = match loaded.file.names().filter(|n| n.len() == nc) {
+        Some(_) => loaded.names.clone(),
+        None if data.names.len() == nc => {
+            eprintln!(
+                "note: {weights} carries no class names; the dataset's train/ folders name them ({})",
+                data.names.join(", ")
+            );
+            data.names.clone()
+        }
+        None => loaded.names.clone(),
+    };
+    let ds = ImageFolder::scan(dir, &names)?;
+    for w in &ds.warnings {
+        eprintln!("warning: {w}");
+    }
+    if ds.is_empty() {
+        bail!(
+            "{}: no images of the model's classes ({})",
+            dir.display(),
+            names.join(", ")
+        );
+    }
+    eprintln!(
+        "{}: {} images in {} classes",
+        dir.display(),
+        ds.len(),
+        ds.classes.len()
+    );
+    let r = crate::classify::validate_classifier(
+        &loaded.model,
+        &ds,
+        imgsz,
+        a.batch,
+        a.workers,
+        device,
+    )?;
+    if a.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["names"] = serde_json::json!(names);
+        v["predictions"] = r
+            .predictions
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "file": p.file.strip_prefix(&data.root).unwrap_or(&p.file),
+                    "cls": p.class,
+                    "top5": p.top,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", crate::classify::render(&r));
+    }
+    Ok(())
+}
+
 pub fn val(a: ValCli) -> Result<()> {
     let device = a.device.select()?;
-    let imgsz = a.imgsz.side("val");
     let weights = a.weights.path("val")?;
     let loaded = load_model(&weights, &a.foreign.load_options(), &device)?;
+    if loaded.model.task() == model::Task::Classify {
+        return val_classifier(&a, &weights, &loaded, &device);
+    }
+    let imgsz = a.imgsz.as_ref().map_or(640, |s| s.side("val"));
     let spec = &loaded.model.spec;
+    spec.require_detector("val").map_err(anyhow::Error::msg)?;
     spec.check_input(imgsz, imgsz)
         .map_err(|e| anyhow::anyhow!("{weights}: {e}"))?;
     let cfg = DataConfig::from_file(&a.data)?;

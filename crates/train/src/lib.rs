@@ -1,9 +1,11 @@
 //! Training and validation of YOLO models built by the `model` crate on data from the `data` crate:
-//! Ultralytics' detection loss (`loss`), detection metrics (`metrics`), the validation loop (`val`), results.csv
+//! Ultralytics' detection loss (`loss`), detection metrics (`metrics`), the validation loop (`val`) and a
+//! classifier's (`classify`), results.csv
 //! (`results`) and its plots (`plots`), the optimizer/EMA recipe (`optim`), data-parallel replicas
 //! (`parallel`), one training step (`step`, shared by the trainer and `bench_step`), one step compared across
 //! devices (`parity`), the training loop (`trainer`) and the `train`/`val` commands (`cli`).
 
+pub mod classify;
 pub mod cli;
 pub mod loss;
 pub mod metrics;

@@ -37,7 +37,7 @@ impl OptimizerKind {
 /// the module gave the tensor.
 pub fn group_of(slot: &Slot) -> usize {
     match slot {
-        Slot::W4(_) | Slot::Frozen(_) => 0,
+        Slot::W4(_) | Slot::Linear(_) | Slot::Frozen(_) => 0,
         Slot::Norm(_) => 1,
         Slot::W1(_) | Slot::Stat(_) => 2,
     }
@@ -106,7 +106,9 @@ pub type GradMap = HashMap<String, AnyTensor>;
 pub fn accumulate(acc: &mut GradMap, model: &mut YoloModel, grads: &Gradients) {
     model.visit_named("", &mut |key, slot| {
         let g = match slot {
-            Slot::W4(p) if p.is_require_grad() => p.val().grad(grads).map(AnyTensor::R4),
+            Slot::W4(p) | Slot::Linear(p) if p.is_require_grad() => {
+                p.val().grad(grads).map(AnyTensor::R4)
+            }
             Slot::W1(p) | Slot::Norm(p) if p.is_require_grad() => {
                 p.val().grad(grads).map(AnyTensor::R1)
             }
@@ -135,7 +137,7 @@ pub fn freeze_layers(model: &mut YoloModel, layers: usize) -> usize {
     let mut n = 0;
     for (i, layer) in model.model.iter_mut().take(layers).enumerate() {
         layer.visit_named(&format!("model.{i}"), &mut |_, slot| match slot {
-            Slot::W4(p) => {
+            Slot::W4(p) | Slot::Linear(p) => {
                 *p = p.clone().set_require_grad(false);
                 n += 1;
             }
@@ -272,7 +274,7 @@ impl Optimizer {
         model.visit_named("", &mut |key, slot| {
             let group = group_of(&slot);
             match slot {
-                Slot::W4(p) => {
+                Slot::W4(p) | Slot::Linear(p) => {
                     let Some(AnyTensor::R4(g)) = grads.get(&key) else {
                         return;
                     };
@@ -401,7 +403,7 @@ impl Optimizer {
 pub fn plain_tensors(model: &mut YoloModel) -> Vec<AnyTensor> {
     let mut v = Vec::new();
     model.visit_named("", &mut |_, slot| match slot {
-        Slot::W4(p) | Slot::Frozen(p) => v.push(AnyTensor::R4(p.val().inner())),
+        Slot::W4(p) | Slot::Linear(p) | Slot::Frozen(p) => v.push(AnyTensor::R4(p.val().inner())),
         Slot::W1(p) | Slot::Norm(p) | Slot::Stat(p) => v.push(AnyTensor::R1(p.val().inner())),
     });
     v
@@ -435,7 +437,7 @@ impl Ema {
             let s = &src[i];
             i += 1;
             match (slot, s) {
-                (Slot::W4(p) | Slot::Frozen(p), AnyTensor::R4(t)) => {
+                (Slot::W4(p) | Slot::Linear(p) | Slot::Frozen(p), AnyTensor::R4(t)) => {
                     let v = p.val() * d + t.clone() * (1.0 - d);
                     *p = Param::initialized(p.id, v);
                 }

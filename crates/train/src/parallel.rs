@@ -179,7 +179,7 @@ impl Replicas {
         // Frozen layers (`--freeze`) stay frozen on every replica.
         let mut weights = vec![];
         main.visit_named("", &mut |_, slot| match slot {
-            Slot::W4(p) | Slot::Frozen(p) => {
+            Slot::W4(p) | Slot::Linear(p) | Slot::Frozen(p) => {
                 weights.push((AnyTensor::R4(p.val().inner()), p.is_require_grad()))
             }
             Slot::W1(p) | Slot::Norm(p) => {
@@ -192,7 +192,7 @@ impl Replicas {
             let dev = rep.device.clone();
             rep.model.visit_named("", &mut |_, slot| {
                 match (slot, &weights[i]) {
-                    (Slot::W4(p) | Slot::Frozen(p), (AnyTensor::R4(t), grad)) => {
+                    (Slot::W4(p) | Slot::Linear(p) | Slot::Frozen(p), (AnyTensor::R4(t), grad)) => {
                         let t = t.clone().to_device(&dev).autodiff();
                         *p = Param::initialized(p.id, t).set_require_grad(*grad);
                     }

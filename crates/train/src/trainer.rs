@@ -418,6 +418,16 @@ impl Trainer {
             .with_context(|| format!("{}: cannot create", wdir.display()))?;
         let _lock = lock_run_folder(&self.run_dir)?;
 
+        // The model's kind before the data: a classifier's image folders would fail as a detection dataset.
+        ModelSpec::from_file(
+            &a.config,
+            &SpecOptions {
+                scale: a.scale.clone(),
+                nc: None,
+            },
+        )?
+        .require_detector("train")
+        .map_err(anyhow::Error::msg)?;
         let (data_cfg, train_ds, val_ds) = open_data(a)?;
         let nc = data_cfg.nc();
         let spec = ModelSpec::from_file(

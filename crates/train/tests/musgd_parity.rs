@@ -21,7 +21,9 @@ fn fixture_grad(n: usize, t: usize, step: usize) -> Vec<f32> {
 fn grads(model: &mut YoloModel, step: usize, device: &Device) -> GradMap {
     let mut shapes: Vec<(String, Vec<usize>)> = vec![];
     model.visit_named("", &mut |key, slot| match slot {
-        Slot::W4(p) if p.is_require_grad() => shapes.push((key, p.val().dims().to_vec())),
+        Slot::W4(p) | Slot::Linear(p) if p.is_require_grad() => {
+            shapes.push((key, p.val().dims().to_vec()))
+        }
         Slot::W1(p) | Slot::Norm(p) if p.is_require_grad() => {
             shapes.push((key, p.val().dims().to_vec()))
         }

@@ -2,13 +2,16 @@
 
 /// Rewrites `key=value` arguments after the verb: `save_txt=True` -> `--save-txt true` (every boolean flag takes
 /// `true|false`, so `fuse=False` turns a default-on flag off), `imgsz=320` -> `--imgsz 320`, `model=` -> `--model`
-/// (a YAML or a weights file, by its extension). A leading task word
-/// (`yolo detect predict ...`) is skipped; `--flags` pass as they are.
+/// (a YAML or a weights file, by its extension). A leading task word (`yolo detect predict ...`,
+/// `yolo classify val ...`) is skipped: the model's head says what it does; `--flags` pass as they are.
 pub fn translate(args: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut it = args.into_iter();
     let mut out: Vec<String> = it.next().into_iter().collect();
     let mut rest: Vec<String> = it.collect();
-    if rest.first().is_some_and(|t| t == "detect") {
+    if rest
+        .first()
+        .is_some_and(|t| t == "detect" || t == "classify")
+    {
         rest.remove(0);
     }
     for (i, a) in rest.into_iter().enumerate() {
@@ -49,6 +52,10 @@ mod tests {
         assert_eq!(
             t("yolo detect predict model=best.pt source=a/b=c.jpg imgsz=320,256 save_txt=True save_conf=False --conf 0.1"),
             t("yolo predict --model best.pt --source a/b=c.jpg --imgsz 320,256 --save-txt true --save-conf false --conf 0.1")
+        );
+        assert_eq!(
+            t("yolo classify val model=best.safetensors data=datasets/trees_cls"),
+            t("yolo val --model best.safetensors --data datasets/trees_cls")
         );
         assert_eq!(
             t("yolo train model=yolov8n-mobileone.yaml epochs=3 cos_lr=true val=False"),

@@ -193,13 +193,26 @@ pub(crate) fn par_ranges(n: usize, parallel: bool, job: &(dyn Fn(usize, usize) +
         .for_each(|c| job(c * n / chunks, (c + 1) * n / chunks));
 }
 
-/// The Detect head's outputs: one raw map buffer per level.
+/// The head's outputs: for Detect one raw map buffer per level; for Classify one `1 x 1` map of logits.
 #[derive(Debug, Clone)]
 struct DetectOut {
     maps: Vec<usize>,
     strides: Vec<f32>,
     reg_max: usize,
     nc: usize,
+    /// A classifier: the output is the softmax of the one map's `nc` logits.
+    classify: bool,
+}
+
+impl DetectOut {
+    /// Channels of each head map.
+    fn channels(&self) -> usize {
+        if self.classify {
+            self.nc
+        } else {
+            4 * self.reg_max + self.nc
+        }
+    }
 }
 
 /// Per-thread memory: one buffer per slot, grown to the largest map assigned to it.
@@ -243,11 +256,29 @@ impl Engine {
             graph::Graph::record(model).map_err(|e| EngineError::Unsupported(e.to_string()))?;
         passes::optimize(&mut g);
         let p = plan::plan(&g, level);
-        let d = model.detect();
-        let ch = 4 * d.reg_max + d.nc;
+        let head = match model.classify_head() {
+            Some(c) => DetectOut {
+                maps: p.outputs.clone(),
+                strides: vec![],
+                reg_max: 0,
+                nc: c.nc(),
+                classify: true,
+            },
+            None => {
+                let d = model.detect();
+                DetectOut {
+                    maps: p.outputs.clone(),
+                    strides: d.strides.clone(),
+                    reg_max: d.reg_max,
+                    nc: d.nc,
+                    classify: false,
+                }
+            }
+        };
+        let ch = head.channels();
         if let Some(&b) = p.outputs.iter().find(|&&b| p.channels[b] != ch) {
             return Err(EngineError::Unsupported(format!(
-                "a head map of {} channels (Detect has {ch})",
+                "a head map of {} channels (the head has {ch})",
                 p.channels[b]
             )));
         }
@@ -258,12 +289,7 @@ impl Engine {
             channels: p.channels,
             life,
             input: p.input,
-            detect: DetectOut {
-                maps: p.outputs,
-                strides: d.strides.clone(),
-                reg_max: d.reg_max,
-                nc: d.nc,
-            },
+            detect: head,
             max_cin: p.max_cin,
             workspaces: Mutex::new(Vec::new()),
         })
@@ -277,8 +303,16 @@ impl Engine {
         self.detect.nc
     }
 
-    /// Floats of one image's decoded output `(4 + nc, A)`.
+    /// Whether the model is a classifier (its output is `nc` probabilities per image).
+    pub fn is_classifier(&self) -> bool {
+        self.detect.classify
+    }
+
+    /// Floats of one image's decoded output `(4 + nc, A)`, or a classifier's `nc`.
     fn out_len(&self, dims: &[(usize, usize)]) -> usize {
+        if self.detect.classify {
+            return self.detect.nc;
+        }
         let a: usize = self
             .detect
             .maps
@@ -327,7 +361,8 @@ impl Engine {
             .collect()
     }
 
-    /// Eval output for an NCHW batch `x` (`b * 3 * h * w` floats, RGB in 0..1): `(b, 4 + nc, A)`, flattened.
+    /// Eval output for an NCHW batch `x` (`b * 3 * h * w` floats, RGB in 0..1): `(b, 4 + nc, A)`, flattened (a
+    /// classifier's `(b, nc)` probabilities).
     pub fn run(&self, x: &[f32], b: usize, h: usize, w: usize) -> Result<Vec<f32>, EngineError> {
         Ok(self.run_inner(x, b, h, w, false)?.0)
     }
@@ -361,7 +396,7 @@ impl Engine {
         let layout = self.layout(h, w)?;
         let dims = &layout.dims;
         let per_out = self.out_len(dims);
-        let ch = 4 * self.detect.reg_max + self.detect.nc;
+        let ch = self.detect.channels();
         let mut out = vec![0.0f32; b * per_out];
         let mut raw: Vec<Vec<f32>> = if want_raw {
             self.detect
@@ -469,7 +504,11 @@ impl Engine {
             })
             .collect();
         rows.push((
-            "decode (DFL, anchors, sigmoid)".into(),
+            if self.detect.classify {
+                "softmax".into()
+            } else {
+                "decode (DFL, anchors, sigmoid)".into()
+            },
             decode[decode.len() / 2],
         ));
         Ok(rows)
@@ -563,7 +602,7 @@ impl Engine {
                 t[oi] += t0.elapsed().as_secs_f64() * 1e3;
             }
         }
-        let ch = 4 * self.detect.reg_max + self.detect.nc;
+        let ch = self.detect.channels();
         let raw: Vec<Vec<f32>> = if want_raw {
             self.detect
                 .maps
@@ -576,6 +615,15 @@ impl Engine {
         } else {
             Vec::new()
         };
+        if self.detect.classify {
+            let m = self.detect.maps[0];
+            let t0 = std::time::Instant::now();
+            softmax_into(&ws.slots[slot_of[m]][..ch], out);
+            if let Some(t) = times {
+                t[self.ops.len()] += t0.elapsed().as_secs_f64() * 1e3;
+            }
+            return raw;
+        }
         // Decode reads each level's map from its own slot (the maps live until the end, in distinct slots).
         let mut taken: Vec<(usize, Vec<f32>)> = self
             .detect
@@ -618,6 +666,19 @@ impl Engine {
             ws.slots[s] = v;
         }
         raw
+    }
+}
+
+/// A classifier's probabilities: softmax of `logits` (max subtracted, as PyTorch's) into `out`.
+fn softmax_into(logits: &[f32], out: &mut [f32]) {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let mut sum = 0.0f32;
+    for (o, &x) in out.iter_mut().zip(logits) {
+        *o = (x - max).exp();
+        sum += *o;
+    }
+    for o in out.iter_mut() {
+        *o /= sum;
     }
 }
 

@@ -28,11 +28,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// The network input: images letterboxed into `imgsz`, the padding only what makes each side a multiple of
-/// the model's largest `stride` (Ultralytics' LetterBox with auto).
+/// the model's largest `stride` (Ultralytics' LetterBox with auto); for a classifier (`crop`), Ultralytics'
+/// `classify_transforms`: the shorter side resized to `imgsz`, then the centre square.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InputShape {
     pub imgsz: data::args::ImgSize,
     pub stride: usize,
+    pub crop: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -110,8 +112,21 @@ struct Prepared {
     frame: Option<FrameOf>,
 }
 
-/// The whole image letterboxed to the network size.
+/// The whole image letterboxed to the network size (a classifier's: resized and centre-cropped).
 fn whole_view(image: &RgbImage, shape: InputShape) -> View {
+    if shape.crop {
+        let s = shape.imgsz.h.max(shape.imgsz.w);
+        return View {
+            chw: data::classify::eval_input(image, s as u32),
+            lb: Letterbox {
+                gain: 1.0,
+                pad: (0.0, 0.0),
+                orig: (image.height() as usize, image.width() as usize),
+                size: (s, s),
+            },
+            offset: (0.0, 0.0),
+        };
+    }
     let (boxed, lb) = letterbox_auto(image, shape.imgsz.h, shape.imgsz.w, shape.stride);
     View {
         chw: to_chw(&boxed),
@@ -144,6 +159,8 @@ struct Finished {
     name: String,
     image: RgbImage,
     dets: Vec<Detection>,
+    /// A classifier's class probabilities.
+    probs: Option<Vec<f32>>,
     /// Track mode: each box's track id.
     ids: Option<Vec<u64>>,
     frame: Option<FrameOf>,
@@ -173,6 +190,8 @@ pub struct PredictStats {
     pub non_finite: bool,
     /// Track mode: the tracks started.
     pub tracks: Option<u64>,
+    /// A classifier ran: images are classified, not searched for boxes.
+    pub classified: bool,
 }
 
 impl PredictStats {
@@ -201,13 +220,17 @@ impl PredictStats {
             (false, true) => "frame",
             _ => "image",
         };
+        let found = if self.classified {
+            "classified".to_string()
+        } else {
+            format!("{} detections{tracks}", self.detections)
+        };
         format!(
-            "{} images ({} skipped){videos}, {} detections{tracks} in {:.2} s: {:.1} {unit}s/s; per {unit} {:.1} ms \
+            "{} images ({} skipped){videos}, {found} in {:.2} s: {:.1} {unit}s/s; per {unit} {:.1} ms \
              decode+letterbox, {:.1} ms forward, {:.1} ms NMS, {:.1} ms draw+save (decode and saving overlap the \
              forward pass)",
             self.images,
             self.skipped,
-            self.detections,
             self.wall_s,
             done as f64 / self.wall_s.max(1e-9),
             self.decode_s * 1e3 / n,
@@ -228,6 +251,30 @@ struct Net<'a> {
 }
 
 impl Net<'_> {
+    /// A classifier's forward over views of one shape: per view, the class probabilities.
+    fn classify(&self, views: &[&View], stats: &mut PredictStats) -> Result<Vec<Vec<f32>>> {
+        let (h, w) = views[0].lb.size;
+        let t = Instant::now();
+        let flat: Vec<f32> = views.iter().flat_map(|v| v.chw.iter().copied()).collect();
+        let host = match &self.engine {
+            Some(e) => e.run(&flat, views.len(), h, w)?,
+            None => {
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(flat, [views.len(), 3, h, w]),
+                    self.device,
+                );
+                self.model
+                    .classify(x)
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?
+            }
+        };
+        stats.forward_s += t.elapsed().as_secs_f64();
+        Ok(host.chunks(self.nc).map(<[f32]>::to_vec).collect())
+    }
+
     /// One forward over views of one shape; per view, its detections in image pixels.
     fn forward(
         &self,
@@ -308,7 +355,16 @@ struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn finish(&mut self, mut p: Prepared, dets: Vec<Detection>) -> Result<()> {
+    fn finish(&mut self, p: Prepared, dets: Vec<Detection>) -> Result<()> {
+        self.finish_with(p, dets, None)
+    }
+
+    fn finish_with(
+        &mut self,
+        mut p: Prepared,
+        dets: Vec<Detection>,
+        probs: Option<Vec<f32>>,
+    ) -> Result<()> {
         let (dets, ids) = match &mut self.tracking {
             Some(t) => {
                 let (source, motion) = match &mut p.frame {
@@ -332,6 +388,7 @@ impl Runner<'_> {
             name: p.name,
             image: p.image,
             dets,
+            probs,
             ids,
             frame: p.frame,
         };
@@ -354,6 +411,13 @@ impl Runner<'_> {
                 .collect();
             format!("batch of {}", n.join(", "))
         };
+        if self.net.model.task() == model::Task::Classify {
+            let probs = self.net.classify(&views, &mut self.stats)?;
+            for (p, pr) in std::mem::take(&mut self.batch).into_iter().zip(probs) {
+                self.finish_with(p, Vec::new(), Some(pr))?;
+            }
+            return Ok(());
+        }
         let dets = self.net.forward(&views, &names, &mut self.stats)?;
         for (p, d) in std::mem::take(&mut self.batch).into_iter().zip(dets) {
             self.finish(p, d)?;
@@ -561,6 +625,7 @@ pub fn predict(
         ..
     } = run;
     stats.tracks = tracking.map(|t| t.tracks());
+    stats.classified = model.task() == ::model::Task::Classify;
     drop(wtx);
     let written = writer
         .join()

@@ -42,6 +42,25 @@ pub(super) fn label_lines(
         .collect()
 }
 
+/// The five most probable classes, most probable first: `(class, probability)`.
+pub(super) fn top5(probs: &[f32]) -> Vec<(usize, f32)> {
+    let mut idx: Vec<usize> = (0..probs.len()).collect();
+    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    idx.into_iter().take(5).map(|i| (i, probs[i])).collect()
+}
+
+/// A classifier's label file, as Ultralytics' `save_txt`: `prob name` for the five most probable classes.
+pub(super) fn classify_lines(probs: &[f32], names: &[String]) -> String {
+    top5(probs)
+        .into_iter()
+        .map(|(c, p)| format!("{p:.2} {}\n", class_name(names, c)))
+        .collect()
+}
+
+fn class_name(names: &[String], c: usize) -> String {
+    names.get(c).cloned().unwrap_or_else(|| c.to_string())
+}
+
 /// The name each image's outputs get (`labels/NAME.txt`, `NAME.jpg`): its stem, as Ultralytics names them;
 /// where stems repeat (`a/x.jpg`, `b/x.jpg`, `x.png`), the path below the sources' common folder with `_`
 /// for separators and the extension kept, so no output overwrites another.
@@ -252,6 +271,16 @@ impl Drop for JsonOut {
     }
 }
 
+/// A classifier's annotation, as Ultralytics' plot: the top five `name prob` lines at the top left.
+fn draw_probs(img: &mut image::RgbImage, probs: &[f32], names: &[String]) {
+    let text: Vec<String> = top5(probs)
+        .into_iter()
+        .map(|(c, p)| format!("{} {p:.2}", class_name(names, c)))
+        .collect();
+    let x = (img.height() as f32 * 0.03).round();
+    data::draw::draw_text_block(img, x, x, &text);
+}
+
 fn draw(img: &mut image::RgbImage, dets: &[Detection], ids: Option<&[u64]>, names: &[String]) {
     for (i, d) in dets.iter().enumerate().rev() {
         let name = names
@@ -356,6 +385,23 @@ pub(super) fn spawn_writer(
             let stem = f.name.clone();
             let (iw, ih) = (f.image.width() as f32, f.image.height() as f32);
             let ids = f.ids.as_deref();
+            if let (Some(json), Some(probs)) = (&mut json, &f.probs) {
+                let top: Vec<serde_json::Value> = top5(probs)
+                    .into_iter()
+                    .map(|(c, p)| {
+                        serde_json::json!({
+                            "category_id": c,
+                            "category_name": names.get(c),
+                            "score": (p * 1e5).round() / 1e5,
+                        })
+                    })
+                    .collect();
+                json.push(&serde_json::json!({
+                    "image_id": stem.parse::<u64>().map(serde_json::Value::from).unwrap_or_else(|_| stem.clone().into()),
+                    "file_name": f.path.file_name().map(|s| s.to_string_lossy().into_owned()),
+                    "top5": top,
+                }))?;
+            }
             for (i, d) in f.dets.iter().enumerate() {
                 let Some(json) = &mut json else { break };
                 let bbox =
@@ -378,9 +424,13 @@ pub(super) fn spawn_writer(
             }
             // A frame without detections gets no label file (as Ultralytics); an image gets an empty one, the
             // record that it was looked at.
-            if save_txt && !(f.frame.is_some() && f.dets.is_empty()) {
+            if save_txt && (f.probs.is_some() || !(f.frame.is_some() && f.dets.is_empty())) {
                 let p = out.join("labels").join(format!("{stem}.txt"));
-                std::fs::write(&p, label_lines(&f.dets, ids, iw, ih, save_conf))
+                let text = match &f.probs {
+                    Some(probs) => classify_lines(probs, &names),
+                    None => label_lines(&f.dets, ids, iw, ih, save_conf),
+                };
+                std::fs::write(&p, text)
                     .with_context(|| format!("{}: cannot write", p.display()))?;
             }
             if save_img {
@@ -395,6 +445,9 @@ pub(super) fn spawn_writer(
                     t.draw(&mut img, ids);
                 }
                 draw(&mut img, &f.dets, ids, &names);
+                if let Some(probs) = &f.probs {
+                    draw_probs(&mut img, probs, &names);
+                }
                 match &f.frame {
                     Some(frame) => write_frame(&mut open, &mut w.videos, &out, frame, &img)?,
                     None => {

@@ -66,10 +66,11 @@ impl BlockSpec for C2PsaSpec {
 
     fn macs(&self, _c_in: usize, h: usize, w: usize, acc: &mut Macs) {
         let c = self.hidden();
-        let (heads, kd, _) = attention_dims(c);
+        let (heads, kd, hd) = attention_dims(c);
         acc.conv_bn(self.c1, 2 * c, 1, 1, h, w);
         for _ in 0..self.n {
             acc.conv_bn(c, c + 2 * kd * heads, 1, 1, h, w);
+            acc.attention(heads, kd, hd, h * w);
             acc.conv_bn(c, c, 1, 1, h, w);
             acc.conv_bn(c, c, 3, c, h, w);
             acc.conv_bn(c, 2 * c, 1, 1, h, w);

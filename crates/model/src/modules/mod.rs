@@ -5,7 +5,7 @@
 //! `parse_model` semantics), range checks, output shape and FLOPs, its burn module with Ultralytics'
 //! initialisation, forward pass, deploy-time fusion and `state_dict` names ([`BlockModule`]). Adding a block
 //! is one new file and one line in [`registry!`] below; the README walks through it. The graph's joins
-//! (`Concat`), `nn.Upsample` and the `Detect` head are structural and live in `spec`/`graph`.
+//! (`Concat`), `nn.Upsample` and the heads (`Detect`, `Classify`) are structural and live in `spec`/`graph`.
 
 pub mod bottleneck;
 pub mod c2;
@@ -14,6 +14,7 @@ pub mod c2psa;
 pub mod c3;
 pub mod c3ghost;
 pub mod c3k2;
+pub mod classify;
 pub mod conv;
 pub mod convtranspose;
 pub mod detect;

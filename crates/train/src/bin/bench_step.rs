@@ -81,6 +81,8 @@ fn bench(a: Cli) -> Result<()> {
             nc: Some(cfg.nc()),
         },
     )?;
+    spec.require_detector("bench_step")
+        .map_err(anyhow::Error::msg)?;
     spec.check_input(args.imgsz, args.imgsz)
         .map_err(|e| anyhow::anyhow!("{}: {e}", spec.source))?;
     if a.parity {
