@@ -1,7 +1,7 @@
 //! YOLO-format datasets for training and evaluation: Ultralytics dataset YAML (`config`), validated labels
 //! (`labels`), splits with a label cache and a summary (`dataset`), image decoding and letterbox (`image_ops`),
 //! the training augmentation pipeline (`augment`), classification datasets (`image_folder`) and their
-//! evaluation transform (`classify`), threaded batch loading (`loader`), box drawing (`draw`),
+//! evaluation transform (`classify`) and RandAugment's colour operations (`randaugment`), threaded batch loading (`loader`), box drawing (`draw`),
 //! a generated dataset for tests (`synth`), COCO/VOC import (`convert`) and the
 //! command-line commands (`cli`). No tensor library: batches are plain f32 buffers.
 
@@ -19,6 +19,7 @@ pub mod image_folder;
 pub mod image_ops;
 pub mod labels;
 pub mod loader;
+pub mod randaugment;
 pub mod synth;
 
 pub use config::DataConfig;
