@@ -1,5 +1,6 @@
-"""Apply RandAugment's colour operations (torchvision's `_apply_op` on PIL images, as Ultralytics' classify
-training runs them) to a few crops of datasets/trees_cls, for crates/data/tests/randaugment.rs.
+"""Apply RandAugment's operations (torchvision's `_apply_op` on PIL images with bilinear interpolation, as
+Ultralytics' classify training runs them) to a few crops of datasets/trees_cls, for
+crates/data/tests/randaugment.rs.
 
     python scripts/make_randaugment_fixture.py crates/data/tests/fixtures/randaugment
 
@@ -49,6 +50,15 @@ def main():
     for m in [space["Solarize"][0][9].item(), 0.0, 128.0]:
         plan.append(("Solarize", m))
     plan += [("AutoContrast", 0.0), ("Equalize", 0.0)]
+    for op in ["ShearX", "ShearY", "Rotate"]:
+        table = space[op][0]
+        for m in [table[9].item(), -table[9].item(), table[30].item(), -table[30].item()]:
+            plan.append((op, m))
+    plan += [("Rotate", 90.0), ("Rotate", 180.0)]
+    for op in ["TranslateX", "TranslateY"]:
+        table = space[op][0]  # at 64 px: int() of 8.16 and 29.0
+        for m in [table[9].item(), -table[9].item(), table[30].item() / 2, -table[30].item() / 2]:
+            plan.append((op, m))
     for k, im in enumerate(images):
         im.save(out / f"in{k}.png")
         w, h = im.size

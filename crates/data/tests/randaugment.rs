@@ -1,17 +1,18 @@
-//! RandAugment's colour operations against torchvision on Pillow 13 (tests/fixtures/randaugment, made by
+//! RandAugment's operations against torchvision on Pillow 13 (tests/fixtures/randaugment, made by
 //! scripts/make_randaugment_fixture.py): every output pixel equal, for each operation at RandAugment's
-//! magnitude 9 of 31 (both signs) and at the ends of its ranges, on square and non-square crops.
+//! magnitude 9 of 31 (both signs) and at the ends of its ranges (shear, translate, rotate included: the affine
+//! matrices and Pillow's bilinear transform), on square and non-square crops.
 
 use std::path::Path;
 
 #[test]
-fn colour_operations_equal_torchvision_to_the_bit() {
+fn operations_equal_torchvision_to_the_bit() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/randaugment");
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("ops.json")).unwrap()).unwrap();
     let ops = meta["ops"].as_array().unwrap();
     let inputs = meta["inputs"].as_u64().unwrap();
-    assert!(ops.len() >= 20 && inputs >= 3);
+    assert!(ops.len() >= 40 && inputs >= 3);
     let mut checked = 0;
     for k in 0..inputs {
         let input = image::open(dir.join(format!("in{k}.png")))
@@ -26,7 +27,7 @@ fn colour_operations_equal_torchvision_to_the_bit() {
             let name = op["op"].as_str().unwrap();
             let m = op["magnitude"].as_f64().unwrap();
             let want = image::imageops::crop_imm(&stack, 0, i as u32 * h, w, h).to_image();
-            let got = data::randaugment::apply(&input, name, m).expect("a colour operation");
+            let got = data::randaugment::apply(&input, name, m).expect("an operation");
             let differ = got
                 .as_raw()
                 .iter()
@@ -41,5 +42,60 @@ fn colour_operations_equal_torchvision_to_the_bit() {
         }
     }
     assert_eq!(checked, ops.len() * inputs as usize);
-    assert!(data::randaugment::apply(&image::RgbImage::new(4, 4), "Rotate", 10.0).is_none());
+    assert!(data::randaugment::apply(&image::RgbImage::new(4, 4), "Invert", 0.0).is_none());
+}
+
+#[test]
+fn magnitudes_are_torchvision_s_tables() {
+    use data::randaugment::magnitude;
+    // torch.linspace's float32 values at RandAugment's default bin 9 of 31 (the fixture's, read from torch).
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/randaugment");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ops.json")).unwrap()).unwrap();
+    let first = |op: &str| {
+        meta["ops"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["op"] == op)
+            .unwrap()["magnitude"]
+            .as_f64()
+            .unwrap()
+    };
+    for op in [
+        "Brightness",
+        "Color",
+        "Contrast",
+        "Sharpness",
+        "ShearX",
+        "ShearY",
+        "Rotate",
+        "Solarize",
+        "Posterize",
+        "TranslateX",
+        "TranslateY",
+    ] {
+        assert_eq!(magnitude(op, 9, 64, 64), first(op), "{op}");
+    }
+    assert_eq!(magnitude("Posterize", 30, 64, 64), 4.0);
+    assert_eq!(magnitude("Solarize", 30, 64, 64), 0.0);
+}
+
+#[test]
+fn rand_augment_draws_its_operations_from_the_seed() {
+    use rand::SeedableRng;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/randaugment");
+    let img = image::open(dir.join("in0.png")).unwrap().to_rgb8();
+    let run = |seed: u64| {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        (0..8)
+            .map(|_| data::randaugment::rand_augment(&img, 2, 9, &mut rng))
+            .collect::<Vec<_>>()
+    };
+    let (a, b) = (run(1), run(1));
+    assert_eq!(a, b, "the same seed, the same images");
+    assert!(a.iter().any(|x| *x != img), "eight draws change the image");
+    assert_ne!(a, run(2));
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    assert_eq!(data::randaugment::rand_augment(&img, 0, 9, &mut rng), img);
 }
