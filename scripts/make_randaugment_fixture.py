@@ -6,7 +6,9 @@ crates/data/tests/randaugment.rs.
 
 Writes in{k}.png (the inputs, decoded by Pillow), out{k}.png (every operation's output on input k, stacked top
 to bottom in the order of ops.json) and ops.json: the operations with the magnitude exactly as `_apply_op`
-received it (RandAugment's float32 table at magnitude 9 of 31, both signs, and the ends of the ranges).
+received it (RandAugment's float32 table at magnitude 9 of 31, both signs, and the ends of the ranges). Also
+RandomResizedCrop's resize of given regions: crop.png (its input), crops.png (`F.resized_crop` of each region of
+ops.json's "crops" to 32x32, stacked) for crates/data/tests/classify_augment.rs.
 """
 
 import json
@@ -67,6 +69,16 @@ def main():
             stack.paste(_apply_op(im, op, m, interpolation=InterpolationMode.BILINEAR, fill=None), (0, i * h))
         stack.save(out / f"out{k}.png")
     entries = [{"op": op, "magnitude": m} for op, m in plan]
+    from torchvision.transforms import functional as TF
+
+    big = Image.open(ROOT / "datasets/trees_cls/val/tree/SOAP_061_r0_c0_036.jpg").convert("RGB")
+    big.save(out / "crop.png")
+    bw, bh = big.size
+    regions = [(0, 0, bh, bw), (3, 5, 30, 41), (10, 2, bh - 12, 17), (0, 9, 7, 40), (bh - 20, bw - 25, 20, 25)]
+    crops = Image.new("RGB", (32, 32 * len(regions)))
+    for k, (i, j, h, w) in enumerate(regions):
+        crops.paste(TF.resized_crop(big, i, j, h, w, [32, 32], InterpolationMode.BILINEAR, antialias=True), (0, 32 * k))
+    crops.save(out / "crops.png")
     meta = {
         "generator": "scripts/make_randaugment_fixture.py",
         "torchvision": torchvision.__version__,
@@ -74,6 +86,7 @@ def main():
         "torch": torch.__version__,
         "inputs": len(images),
         "ops": entries,
+        "crops": [{"region": list(r), "size": 32} for r in regions],
     }
     (out / "ops.json").write_text(json.dumps(meta, indent=1) + "\n")
     print(len(entries), "operations on", len(images), "inputs")

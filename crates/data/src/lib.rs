@@ -1,13 +1,15 @@
 //! YOLO-format datasets for training and evaluation: Ultralytics dataset YAML (`config`), validated labels
 //! (`labels`), splits with a label cache and a summary (`dataset`), image decoding and letterbox (`image_ops`),
 //! the training augmentation pipeline (`augment`), classification datasets (`image_folder`) and their
-//! evaluation transform (`classify`) and RandAugment's colour operations (`randaugment`), threaded batch loading (`loader`), box drawing (`draw`),
+//! transforms (`classify` for evaluation, `classify_augment` and `randaugment` for training), threaded batch
+//! loading (`loader`), box drawing (`draw`),
 //! a generated dataset for tests (`synth`), COCO/VOC import (`convert`) and the
 //! command-line commands (`cli`). No tensor library: batches are plain f32 buffers.
 
 pub mod args;
 pub mod augment;
 pub mod classify;
+pub mod classify_augment;
 pub mod cli;
 pub mod config;
 pub mod convert;
