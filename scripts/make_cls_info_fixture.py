@@ -1,6 +1,7 @@
 """Record Ultralytics' own summaries of classification models (parameters, gradients, GFLOPs at 640 and 224,
 unfused and fused) for `crates/model/tests/info_parity.rs`: every scale of yolov8-cls.yaml, yolo11-cls.yaml at
-n and s, and our MobileOneNet YAML (the seed's block registered the blog's way).
+n and s, our MobileOneNet YAML and the classifier with yolov8-mobileone's backbone (the seed's block registered
+the blog's way).
 
     python scripts/make_cls_info_fixture.py crates/model/tests/fixtures/cls_info.json
 """
@@ -25,6 +26,7 @@ PLAN = [
     ("configs/ultralytics/yolov8-cls.yaml", ["n", "s", "m", "l", "x"]),
     ("configs/ultralytics/yolo11-cls.yaml", ["n", "s"]),
     ("configs/yolov8-mobileone-cls.yaml", ["n", "s"]),
+    ("configs/yolov8-mobileone-backbone-cls.yaml", ["n", "m"]),
 ]
 rows = []
 for cfg, scales in PLAN:

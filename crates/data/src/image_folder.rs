@@ -97,10 +97,28 @@ fn class_images(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Why `dir` is not a split of class folders, when it holds images but no class folder (a detection split,
 /// or a flat folder of images).
 fn flat_split_error(dir: &Path, n: usize) -> DataError {
-    let labels = dir
-        .parent()
-        .map(|p| p.join("labels"))
-        .filter(|p| p.is_dir());
+    // Ultralytics' layout: images/<split> beside labels/<split>, or <split>/images beside <split>/labels.
+    let swapped = {
+        let parts: Vec<_> = dir.components().collect();
+        parts
+            .iter()
+            .rposition(|c| c.as_os_str() == "images")
+            .map(|i| {
+                let mut p = PathBuf::new();
+                for (k, c) in parts.iter().enumerate() {
+                    p.push(if k == i {
+                        std::ffi::OsStr::new("labels")
+                    } else {
+                        c.as_os_str()
+                    });
+                }
+                p
+            })
+    };
+    let labels = swapped
+        .into_iter()
+        .chain(dir.parent().map(|p| p.join("labels")))
+        .find(|p| p.is_dir());
     let hint = match labels {
         Some(l) => format!(
             "; this looks like a detection dataset (labels in {}): train a detector with its data.yaml",
@@ -118,15 +136,12 @@ fn flat_split_error(dir: &Path, n: usize) -> DataError {
 }
 
 impl ClassifyData {
-    /// Opens a dataset folder (`data=path/to/dir`). A file is refused: a detection `data.yaml` names images
-    /// and labels, not class folders.
+    /// Opens a dataset folder (`data=path/to/dir`), or a YAML naming its split folders (`path`, `train`, `val`,
+    /// `test`; class names are the train folders'). A detection `data.yaml` is refused at its first split of
+    /// images without class folders.
     pub fn open(data: &Path) -> Result<ClassifyData> {
         if data.is_file() {
-            return Err(config_err(
-                data,
-                "a classification dataset is a folder (train/<class>/*.jpg, val/<class>/*.jpg), not a file; \
-                 a data.yaml describes a detection dataset",
-            ));
+            return Self::from_yaml(data);
         }
         if !data.is_dir() {
             return Err(config_err(
@@ -146,6 +161,72 @@ impl ClassifyData {
                 format!("no train/ folder (a classification dataset is train/<class>/*.jpg, val/<class>/*.jpg){hint}"),
             ));
         }
+        let pick = |cands: &[&str]| cands.iter().map(|c| data.join(c)).find(|p| p.is_dir());
+        Self::with_splits(
+            data,
+            train,
+            pick(&["val", "validation", "valid"]),
+            pick(&["test"]),
+        )
+    }
+
+    /// A YAML naming the split folders, relative to `path` (itself relative to the YAML's folder).
+    fn from_yaml(file: &Path) -> Result<ClassifyData> {
+        let is_yaml = file
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("yaml") || e.eq_ignore_ascii_case("yml"));
+        if !is_yaml {
+            return Err(config_err(
+                file,
+                "a classification dataset is a folder (train/<class>/*.jpg, val/<class>/*.jpg) or a YAML naming \
+                 its split folders",
+            ));
+        }
+        let text = std::fs::read_to_string(file).map_err(|e| FileError::io(file, e))?;
+        let v: serde_yaml::Value = serde_yaml::from_str(&text)
+            .map_err(|e| FileError::decode(file, "not valid YAML", e))?;
+        let get = |k: &str| v.get(k).and_then(|x| x.as_str());
+        let dir = file.parent().unwrap_or(Path::new("."));
+        let root = match get("path") {
+            Some(p) if Path::new(p).is_absolute() => PathBuf::from(p),
+            Some(p) => dir.join(p),
+            None => dir.to_path_buf(),
+        };
+        let split = |k: &str| -> Result<Option<PathBuf>> {
+            match v.get(k) {
+                None | Some(serde_yaml::Value::Null) => Ok(None),
+                Some(serde_yaml::Value::String(s)) => {
+                    let p = root.join(s);
+                    if p.is_dir() {
+                        Ok(Some(p))
+                    } else {
+                        Err(config_err(
+                            file,
+                            format!(
+                                "{k}: {} is not a folder (a folder of class folders)",
+                                p.display()
+                            ),
+                        ))
+                    }
+                }
+                Some(other) => Err(config_err(
+                    file,
+                    format!("{k}: expected one folder of class folders, got {other:?}"),
+                )),
+            }
+        };
+        let train = split("train")?.ok_or_else(|| config_err(file, "no train: folder"))?;
+        Self::with_splits(&root, train, split("val")?, split("test")?)
+    }
+
+    /// The class names from `train`'s folders, the splits checked.
+    fn with_splits(
+        root: &Path,
+        train: PathBuf,
+        val: Option<PathBuf>,
+        test: Option<PathBuf>,
+    ) -> Result<ClassifyData> {
         let names = subfolders(&train)?;
         if names.is_empty() {
             let n = images_in(&train)?.len();
@@ -171,12 +252,19 @@ impl ClassifyData {
                 ),
             ));
         }
-        let pick = |cands: &[&str]| cands.iter().map(|c| data.join(c)).find(|p| p.is_dir());
+        for dir in val.iter().chain(&test) {
+            if subfolders(dir)?.is_empty() {
+                let n = images_in(dir)?.len();
+                if n > 0 {
+                    return Err(flat_split_error(dir, n));
+                }
+            }
+        }
         Ok(ClassifyData {
-            root: data.to_path_buf(),
+            root: root.to_path_buf(),
             train,
-            val: pick(&["val", "validation", "valid"]),
-            test: pick(&["test"]),
+            val,
+            test,
             names,
         })
     }

@@ -170,7 +170,7 @@ fn bad_layouts_are_named() {
     let trees = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/trees");
     for (data, want) in [
         (trees.clone(), "detection dataset"),
-        (trees.join("data.yaml"), "not a file"),
+        (trees.join("data.yaml"), "looks like a detection dataset"),
         (trees.join("images"), "no class folders"),
     ] {
         let o = val(&data, &[]);
@@ -183,6 +183,18 @@ fn bad_layouts_are_named() {
         );
         assert!(!said.contains("panicked"), "{said}");
     }
+    // A YAML naming the split folders reads the same images.
+    let yaml = d.join("cls.yaml");
+    std::fs::write(
+        &yaml,
+        format!("path: {}\ntrain: train\nval: val\n", dataset().display()),
+    )
+    .unwrap();
+    let o = val(&yaml, &["--json"]);
+    let said = testkit::said(&o);
+    assert!(o.status.success(), "{said}");
+    let ours: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(ours["images"], 240, "{said}");
     let detector = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../deploy/tests/fixtures/trained_mobileone/weights.safetensors");
     let o = Command::new(VAL)

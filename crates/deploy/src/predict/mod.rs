@@ -116,6 +116,7 @@ struct Prepared {
 fn whole_view(image: &RgbImage, shape: InputShape) -> View {
     if shape.crop {
         let s = shape.imgsz.h.max(shape.imgsz.w);
+        // Only `lb.size` is read for a classifier (batches group views of one size); no box maps back.
         return View {
             chw: data::classify::eval_input(image, s as u32),
             lb: Letterbox {
@@ -252,7 +253,12 @@ struct Net<'a> {
 
 impl Net<'_> {
     /// A classifier's forward over views of one shape: per view, the class probabilities.
-    fn classify(&self, views: &[&View], stats: &mut PredictStats) -> Result<Vec<Vec<f32>>> {
+    fn classify(
+        &self,
+        views: &[&View],
+        what: &dyn Fn() -> String,
+        stats: &mut PredictStats,
+    ) -> Result<Vec<Vec<f32>>> {
         let (h, w) = views[0].lb.size;
         let t = Instant::now();
         let flat: Vec<f32> = views.iter().flat_map(|v| v.chw.iter().copied()).collect();
@@ -272,6 +278,14 @@ impl Net<'_> {
             }
         };
         stats.forward_s += t.elapsed().as_secs_f64();
+        if !stats.non_finite && host.iter().any(|v| !v.is_finite()) {
+            stats.non_finite = true;
+            eprintln!(
+                "warning: the model's output has NaN or infinite values ({}); check the weights (a diverged \
+                 training run?)",
+                what()
+            );
+        }
         Ok(host.chunks(self.nc).map(<[f32]>::to_vec).collect())
     }
 
@@ -412,7 +426,7 @@ impl Runner<'_> {
             format!("batch of {}", n.join(", "))
         };
         if self.net.model.task() == model::Task::Classify {
-            let probs = self.net.classify(&views, &mut self.stats)?;
+            let probs = self.net.classify(&views, &names, &mut self.stats)?;
             for (p, pr) in std::mem::take(&mut self.batch).into_iter().zip(probs) {
                 self.finish_with(p, Vec::new(), Some(pr))?;
             }
