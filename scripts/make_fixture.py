@@ -122,14 +122,8 @@ def main():
         return classify_fixture(a, d, scale, out)
     model = DetectionModel(copy.deepcopy(d), ch=3, nc=a.nc, verbose=False)
     g = torch.Generator().manual_seed(a.seed + 1)
+    randomize_bn(model, g)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
         det = model.model[-1]
         for seq in det.cv3:
             seq[-1].bias.copy_(torch.rand(a.nc, generator=g) * 3 - 2.5)
@@ -145,11 +139,8 @@ def main():
         yf = fused(x)
         yf = yf[0] if isinstance(yf, (tuple, list)) else yf
 
-    def sd(m):
-        return {k: v.detach().float().contiguous() for k, v in m.state_dict().items() if "num_batches_tracked" not in k}
-
-    save_file(sd(model), out / "weights.safetensors")
-    save_file(sd(fused), out / "fused_weights.safetensors")
+    save_file(state_dict(model), out / "weights.safetensors")
+    save_file(state_dict(fused), out / "fused_weights.safetensors")
     save_file({"images": x.contiguous()}, out / "input.safetensors")
     exp = {"output": y.contiguous(), "fused_output": yf.contiguous()}
     exp.update({f"p{i + 3}": r.contiguous() for i, r in enumerate(raw)})

@@ -386,25 +386,10 @@ impl ImageFolder {
 /// Decodes every image (in parallel): `Ok` or why it cannot be used.
 fn verify_all(items: &[(PathBuf, usize)]) -> Vec<std::result::Result<(), String>> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = items.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| {
-                let h = s.spawn(move || {
-                    part.iter()
-                        .map(|(p, _)| verify_image(p).map(|_| ()))
-                        .collect::<Vec<_>>()
-                });
-                (part.len(), h)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(n, h)| {
-                h.join()
-                    .unwrap_or_else(|_| vec![Err("the decoder panicked".into()); n])
-            })
-            .collect()
-    })
+    crate::par_map(
+        items,
+        threads,
+        |(p, _)| verify_image(p).map(|_| ()),
+        || Err("the decoder panicked".into()),
+    )
 }

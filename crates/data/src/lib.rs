@@ -158,6 +158,36 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
     Ok(())
 }
 
+/// `f` over `items` on up to `threads` scoped threads, results in order; each item of a chunk whose thread
+/// panicked gets `on_panic()` (a decoder bug costs its images, not the run).
+pub fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+    on_panic: impl Fn() -> R,
+) -> Vec<R> {
+    let chunk = items.len().div_ceil(threads.max(1)).max(1);
+    let f = &f;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|part| {
+                (
+                    part.len(),
+                    s.spawn(move || part.iter().map(f).collect::<Vec<R>>()),
+                )
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(n, h)| {
+                h.join()
+                    .unwrap_or_else(|_| (0..n).map(|_| on_panic()).collect())
+            })
+            .collect()
+    })
+}
+
 #[cfg(test)]
 mod forced_exit_tests {
     use super::forced_exit::close_partial_array;

@@ -92,7 +92,7 @@ pub struct PredictArgs {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Network input: N or H,W (each side a multiple of the model's largest stride) [default: 640; 224 for a
-    /// classifier, which takes the centre square of each image resized to N].
+    /// classifier, which takes the centre square of each image resized to N, the larger side of H,W].
     #[arg(long)]
     imgsz: Option<ImgSize>,
     /// Keep boxes scoring at least this (0..1) [default: 0.25; 0.1 in track mode, as Ultralytics].

@@ -391,6 +391,28 @@ impl Fixture {
         Ok(report)
     }
 
+    /// The engine for `model`, `None` (and a note) on a CPU without its instruction sets.
+    fn engine_for(
+        &self,
+        model: &YoloModel,
+        form: &str,
+        report: &mut Report,
+    ) -> Result<Option<Engine>> {
+        match Engine::new(model) {
+            Ok(e) => Ok(Some(e)),
+            Err(EngineError::NoSimd) => {
+                report
+                    .notes
+                    .push(format!("engine ({form}) not run: {}", EngineError::NoSimd));
+                Ok(None)
+            }
+            Err(e) => bail!(
+                "{}: the engine cannot run this model: {e}",
+                self.dir.display()
+            ),
+        }
+    }
+
     /// The engine's probabilities and logits for a classifier.
     fn check_classify_engine(
         &self,
@@ -399,18 +421,8 @@ impl Fixture {
         expected: &HostTensor,
         report: &mut Report,
     ) -> Result<()> {
-        let engine = match Engine::new(model) {
-            Ok(e) => e,
-            Err(EngineError::NoSimd) => {
-                report
-                    .notes
-                    .push(format!("engine ({form}) not run: {}", EngineError::NoSimd));
-                return Ok(());
-            }
-            Err(e) => bail!(
-                "{}: the engine cannot run this model: {e}",
-                self.dir.display()
-            ),
+        let Some(engine) = self.engine_for(model, form, report)? else {
+            return Ok(());
         };
         let [h, w] = self.meta.imgsz;
         let (out, raw) = engine.run_with_raw(&self.input.data, 1, h, w)?;
@@ -442,18 +454,8 @@ impl Fixture {
         expected: &HostTensor,
         report: &mut Report,
     ) -> Result<()> {
-        let engine = match Engine::new(model) {
-            Ok(e) => e,
-            Err(EngineError::NoSimd) => {
-                report
-                    .notes
-                    .push(format!("engine ({form}) not run: {}", EngineError::NoSimd));
-                return Ok(());
-            }
-            Err(e) => bail!(
-                "{}: the engine cannot run this model: {e}",
-                self.dir.display()
-            ),
+        let Some(engine) = self.engine_for(model, form, report)? else {
+            return Ok(());
         };
         let [h, w] = self.meta.imgsz;
         let (out, raw) = engine.run_with_raw(&self.input.data, 1, h, w)?;

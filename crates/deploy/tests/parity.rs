@@ -26,6 +26,15 @@ fn fixture(name: &str) -> Fixture {
     Fixture::load(&dir, None).expect("fixture loads")
 }
 
+/// The checks of a report that ran through the engine.
+fn engine_checks(report: &deploy::verify::Report) -> usize {
+    report
+        .checks
+        .iter()
+        .filter(|c| c.name.contains("(engine"))
+        .count()
+}
+
 #[test]
 fn every_fixture_matches_ultralytics() {
     let all = fixtures();
@@ -49,13 +58,8 @@ fn every_fixture_matches_ultralytics() {
             // Logits, probabilities unfused and fused (ours, Ultralytics' weights), the fused weights.
             assert!(report.checks.len() >= 5, "{}", dir.display());
             if deploy::engine::Level::detect().is_some() {
-                let engine = report
-                    .checks
-                    .iter()
-                    .filter(|c| c.name.contains("(engine"))
-                    .count();
                 assert_eq!(
-                    engine,
+                    engine_checks(&report),
                     2,
                     "{}: fused and unfused probabilities",
                     dir.display()
@@ -66,13 +70,8 @@ fn every_fixture_matches_ultralytics() {
         // Two levels (YOLOv3-tiny): 9 checks of the burn model, and the engine's on every family model.
         assert!(report.checks.len() >= 9, "{}", dir.display());
         if deploy::engine::Level::detect().is_some() {
-            let engine = report
-                .checks
-                .iter()
-                .filter(|c| c.name.contains("(engine"))
-                .count();
             assert_eq!(
-                engine,
+                engine_checks(&report),
                 4,
                 "{}: fused and unfused boxes and scores through the engine",
                 dir.display()

@@ -32,6 +32,21 @@ fn info(yaml: &str, tag: &str, imgsz: &str) -> (Option<i32>, String) {
     (o.status.code(), said)
 }
 
+/// `info` on `yaml` exits 1 with the file, `want` and (`names_row`) the row named, and no panic.
+fn assert_refused(tag: &str, yaml: &str, want: &str, names_row: bool) {
+    let (code, said) = info(yaml, tag, "64");
+    assert_eq!(code, Some(1), "{tag}: {said}");
+    assert!(
+        said.contains(&format!("{tag}.yaml")),
+        "{tag}: names the file: {said}"
+    );
+    assert!(said.contains(want), "{tag}: wanted '{want}': {said}");
+    assert!(!said.contains("panicked"), "{tag}: {said}");
+    if names_row {
+        assert!(said.contains("row"), "{tag}: names the row: {said}");
+    }
+}
+
 #[test]
 fn the_base_model_is_fine() {
     let (code, said) = info(BASE, "base", "64");
@@ -82,17 +97,8 @@ fn bad_values_are_errors_naming_row_and_reason() {
         ),
     ];
     for (tag, yaml, want) in cases {
-        let (code, said) = info(&yaml, tag, "64");
-        assert_eq!(code, Some(1), "{tag}: {said}");
-        assert!(
-            said.contains(&format!("{tag}.yaml")),
-            "{tag}: names the file: {said}"
-        );
-        assert!(said.contains(want), "{tag}: wanted '{want}': {said}");
-        assert!(!said.contains("panicked"), "{tag}: {said}");
-        if tag != "width" && tag != "reg_max0" && tag != "reg_max1" && tag != "nc_huge" {
-            assert!(said.contains("row"), "{tag}: names the row: {said}");
-        }
+        let top_level = ["width", "reg_max0", "reg_max1", "nc_huge"].contains(&tag);
+        assert_refused(tag, &yaml, want, !top_level);
     }
 }
 
@@ -159,17 +165,7 @@ fn bad_classifier_rows_name_row_and_reason() {
         ),
     ];
     for (tag, yaml, want, names_row) in cases {
-        let (code, said) = info(&yaml, tag, "64");
-        assert_eq!(code, Some(1), "{tag}: {said}");
-        assert!(
-            said.contains(&format!("{tag}.yaml")),
-            "{tag}: names the file: {said}"
-        );
-        assert!(said.contains(want), "{tag}: wanted '{want}': {said}");
-        assert!(!said.contains("panicked"), "{tag}: {said}");
-        if names_row {
-            assert!(said.contains("row"), "{tag}: names the row: {said}");
-        }
+        assert_refused(tag, &yaml, want, names_row);
     }
 }
 

@@ -44,31 +44,16 @@ pub fn top_k(probs: &[f32], k: usize) -> Vec<usize> {
 
 /// Reads and transforms `files` on `threads` threads: one `3 x size x size` input per file, or why not.
 fn load_batch(files: &[PathBuf], size: u32, threads: usize) -> Vec<Result<Vec<f32>, String>> {
-    let chunk = files.len().div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| {
-                let h = s.spawn(move || {
-                    part.iter()
-                        .map(|f| {
-                            read_rgb(f)
-                                .map(|img| eval_input(&img, size))
-                                .map_err(|e| format!("{e:#}"))
-                        })
-                        .collect::<Vec<_>>()
-                });
-                (part.len(), h)
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|(n, h)| {
-                h.join()
-                    .unwrap_or_else(|_| vec![Err("the decoder panicked".into()); n])
-            })
-            .collect()
-    })
+    data::par_map(
+        files,
+        threads,
+        |f| {
+            read_rgb(f)
+                .map(|img| eval_input(&img, size))
+                .map_err(|e| format!("{e:#}"))
+        },
+        || Err("the decoder panicked".into()),
+    )
 }
 
 /// Runs the classifier over the split in batches of `batch` images at `imgsz`.

@@ -252,13 +252,14 @@ struct Net<'a> {
 }
 
 impl Net<'_> {
-    /// A classifier's forward over views of one shape: per view, the class probabilities.
-    fn classify(
+    /// The network's output for views of one shape, on the host: a detector's decoded `(B, 4 + nc, A)`, a
+    /// classifier's probabilities `(B, nc)`; NaN or infinite values are warned about once.
+    fn run(
         &self,
         views: &[&View],
         what: &dyn Fn() -> String,
         stats: &mut PredictStats,
-    ) -> Result<Vec<Vec<f32>>> {
+    ) -> Result<Vec<f32>> {
         let (h, w) = views[0].lb.size;
         let t = Instant::now();
         let flat: Vec<f32> = views.iter().flat_map(|v| v.chw.iter().copied()).collect();
@@ -269,10 +270,12 @@ impl Net<'_> {
                     TensorData::new(flat, [views.len(), 3, h, w]),
                     self.device,
                 );
-                self.model
-                    .classify(x)
-                    .into_data()
-                    .convert::<f32>()
+                let data = if self.model.task() == model::Task::Classify {
+                    self.model.classify(x).into_data()
+                } else {
+                    self.model.forward(x).into_data()
+                };
+                data.convert::<f32>()
                     .try_into_vec::<f32>()
                     .map_err(|e| anyhow::anyhow!("{e:?}"))?
             }
@@ -280,12 +283,28 @@ impl Net<'_> {
         stats.forward_s += t.elapsed().as_secs_f64();
         if !stats.non_finite && host.iter().any(|v| !v.is_finite()) {
             stats.non_finite = true;
+            let dropped = if self.model.task() == model::Task::Classify {
+                ""
+            } else {
+                " such boxes are dropped."
+            };
             eprintln!(
-                "warning: the model's output has NaN or infinite values ({}); check the weights (a diverged \
-                 training run?)",
+                "warning: the model's output has NaN or infinite values ({});{dropped} Check the weights (a \
+                 diverged training run?)",
                 what()
             );
         }
+        Ok(host)
+    }
+
+    /// A classifier's forward over views of one shape: per view, the class probabilities.
+    fn classify(
+        &self,
+        views: &[&View],
+        what: &dyn Fn() -> String,
+        stats: &mut PredictStats,
+    ) -> Result<Vec<Vec<f32>>> {
+        let host = self.run(views, what, stats)?;
         Ok(host.chunks(self.nc).map(<[f32]>::to_vec).collect())
     }
 
@@ -296,35 +315,9 @@ impl Net<'_> {
         what: &dyn Fn() -> String,
         stats: &mut PredictStats,
     ) -> Result<Vec<Vec<Detection>>> {
-        let (h, w) = views[0].lb.size;
         let nc = self.nc;
-        let t = Instant::now();
-        let flat: Vec<f32> = views.iter().flat_map(|v| v.chw.iter().copied()).collect();
-        let host = match &self.engine {
-            Some(e) => e.run(&flat, views.len(), h, w)?,
-            None => {
-                let x = Tensor::<4>::from_data(
-                    TensorData::new(flat, [views.len(), 3, h, w]),
-                    self.device,
-                );
-                self.model
-                    .forward(x)
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .map_err(|e| anyhow::anyhow!("{e:?}"))?
-            }
-        };
+        let host = self.run(views, what, stats)?;
         let a = host.len() / views.len() / (4 + nc);
-        stats.forward_s += t.elapsed().as_secs_f64();
-        if !stats.non_finite && host.iter().any(|v| !v.is_finite()) {
-            stats.non_finite = true;
-            eprintln!(
-                "warning: the model's output has NaN or infinite values ({}); such boxes are dropped. \
-                 Check the weights (a diverged training run?)",
-                what()
-            );
-        }
         let t = Instant::now();
         let dets = views
             .iter()
