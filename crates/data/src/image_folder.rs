@@ -370,17 +370,6 @@ impl ImageFolder {
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
-
-    /// Images per class id, for `nc` classes.
-    pub fn counts(&self, nc: usize) -> Vec<usize> {
-        let mut c = vec![0; nc];
-        for &(_, id) in &self.samples {
-            if id < nc {
-                c[id] += 1;
-            }
-        }
-        c
-    }
 }
 
 /// Decodes every image (in parallel): `Ok` or why it cannot be used.

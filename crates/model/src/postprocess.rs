@@ -164,3 +164,12 @@ pub fn scale_to_original(
         ..*d
     }
 }
+
+/// A classifier's `k` most probable classes, most probable first (ties keep the lower class first): the
+/// validator's top-5 and predict's labels.
+pub fn top_k(probs: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..probs.len()).collect();
+    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}

@@ -7,6 +7,7 @@ use data::classify::eval_input;
 use data::image_folder::ImageFolder;
 use data::image_ops::read_rgb;
 use model::burn::tensor::{Device, Tensor, TensorData};
+use model::postprocess::top_k;
 use model::YoloModel;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -32,14 +33,6 @@ pub struct Prediction {
     pub class: usize,
     pub top: Vec<usize>,
     pub probs: Vec<f32>,
-}
-
-/// The indices of the `k` largest values, largest first (ties keep the lower index first).
-pub fn top_k(probs: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..probs.len()).collect();
-    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    idx.truncate(k);
-    idx
 }
 
 /// Reads and transforms `files` on `threads` threads: one `3 x size x size` input per file, or why not.

@@ -44,9 +44,10 @@ pub(super) fn label_lines(
 
 /// The five most probable classes, most probable first: `(class, probability)`.
 pub(super) fn top5(probs: &[f32]) -> Vec<(usize, f32)> {
-    let mut idx: Vec<usize> = (0..probs.len()).collect();
-    idx.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    idx.into_iter().take(5).map(|i| (i, probs[i])).collect()
+    model::postprocess::top_k(probs, 5)
+        .into_iter()
+        .map(|i| (i, probs[i]))
+        .collect()
 }
 
 /// A classifier's label file, as Ultralytics' `save_txt`: `prob name` for the five most probable classes.
