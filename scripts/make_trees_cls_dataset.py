@@ -3,7 +3,11 @@ tree crowns (class `tree`) and square patches of the same tiles that hold no cro
 
     python scripts/make_trees_cls_dataset.py --trees datasets/trees --out datasets/trees_cls
 
-Splits follow datasets/trees (its train tiles give train/, its val tiles val/), so no scene is in both. A crown
+train/ and val/ come from datasets/trees' train tiles (one scene), split by tile (every fifth tile, from the
+third, is val/), so val/ measures what a classifier learnt on unseen tiles of the scene it trained on; test/
+comes from datasets/trees' val tiles (three other scenes), the harder cross-scene question. No crop from the
+detection val tiles is in train/ or val/, so a backbone pretrained on train/ has not seen the detector's
+validation images. A crown
 crop is the crown box grown by a quarter to a square (shifted to stay inside the tile), at least 24 px. A
 background patch has a side drawn from the crown crops' sides, no crown centre inside it, and no crown box
 covering more than 10% of it. Capped per class and split; a fixed seed makes the set reproducible. JPEG
@@ -16,7 +20,13 @@ from pathlib import Path
 
 from PIL import Image
 
-CAP = {"train": 300, "val": 120}
+CAP = {"train": 300, "val": 100, "test": 120}
+# Which datasets/trees split each split's tiles come from, and which of them (by sorted index) it takes.
+SOURCE = {
+    "train": ("train", lambda i: i % 5 != 2),
+    "val": ("train", lambda i: i % 5 == 2),
+    "test": ("val", lambda i: True),
+}
 MIN_SIDE = 24
 GROW = 1.25
 MAX_COVER = 0.10
@@ -56,11 +66,12 @@ def main():
     trees, out = Path(a.trees), Path(a.out)
     for split, cap in CAP.items():
         crowns, backgrounds = [], []
-        tiles = sorted((trees / "images" / split).glob("*.jpg"))
+        src, take = SOURCE[split]
+        tiles = [t for i, t in enumerate(sorted((trees / "images" / src).glob("*.jpg"))) if take(i)]
         for tile in tiles:
             im = Image.open(tile).convert("RGB")
             w, h = im.size
-            boxes = boxes_of(trees / "labels" / split / (tile.stem + ".txt"), w, h)
+            boxes = boxes_of(trees / "labels" / src / (tile.stem + ".txt"), w, h)
             sides = []
             for i, (x0, y0, x1, y1) in enumerate(boxes):
                 side = max(MIN_SIDE, max(x1 - x0, y1 - y0) * GROW)
