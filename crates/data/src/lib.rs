@@ -10,6 +10,7 @@ pub mod args;
 pub mod augment;
 pub mod classify;
 pub mod classify_augment;
+pub mod classify_loader;
 pub mod cli;
 pub mod config;
 pub mod convert;

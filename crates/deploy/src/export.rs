@@ -124,7 +124,7 @@ fn raw_and_decoded(model: &YoloModel, x: Tensor<4>) -> (HostTensor, HostTensor) 
 /// The head's raw output as `(B, rows, A)`: a detector's maps flattened, a classifier's logits with `A = 1`.
 fn raw_map(model: &YoloModel, x: Tensor<4>) -> Tensor<3> {
     if model.task() == Task::Classify {
-        let logits = model.forward_logits(x);
+        let logits = model.forward_logits(x, 0.0);
         let [n, nc] = logits.dims();
         return logits.reshape([n, nc, 1]);
     }

@@ -343,7 +343,7 @@ impl Fixture {
                     tol,
                 });
             };
-        let logits = host(model.forward_logits(x.clone()));
+        let logits = host(model.forward_logits(x.clone(), 0.0));
         check(
             &mut report,
             "logits".into(),

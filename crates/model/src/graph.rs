@@ -129,8 +129,9 @@ impl YoloModel {
         self.detect().forward_raw(heads)
     }
 
-    /// A classifier's logits `(N, nc)` (its training output).
-    pub fn forward_logits(&self, x: Tensor<4>) -> Tensor<2> {
+    /// A classifier's logits `(N, nc)` (its training output), with `dropout` before the head's linear layer
+    /// (0 for inference).
+    pub fn forward_logits(&self, x: Tensor<4>, dropout: f64) -> Tensor<2> {
         let head = self
             .classify_head()
             .unwrap_or_else(|| panic!("{}: a detector has no class logits", self.spec.source));
@@ -138,12 +139,12 @@ impl YoloModel {
             Ok(forward_row(layer, xs))
         });
         let inputs = inputs.unwrap_or_else(|e| unreachable!("burn's forward has no error: {e}"));
-        head.forward_logits(first(inputs))
+        head.forward_logits(first(inputs), dropout)
     }
 
     /// A classifier's class probabilities `(N, nc)` (softmax of the logits), as Ultralytics' eval output.
     pub fn classify(&self, x: Tensor<4>) -> Tensor<2> {
-        burn::tensor::activation::softmax(self.forward_logits(x), 1)
+        burn::tensor::activation::softmax(self.forward_logits(x, 0.0), 1)
     }
 
     /// The model as primitive operations from `input`: the raw head map of each level, as [`Self::forward_raw`],

@@ -18,6 +18,8 @@ use std::time::Instant;
 pub struct ClassifyResult {
     pub top1: f64,
     pub top5: f64,
+    /// Cross-entropy of the true classes, the mean of the batches' means (Ultralytics' val/loss).
+    pub loss: f64,
     pub images: usize,
     /// `confusion[predicted][true]`, as Ultralytics' classify confusion matrix.
     pub confusion: Vec<Vec<u64>>,
@@ -67,6 +69,7 @@ pub fn validate_classifier(
     let mut predictions = Vec::with_capacity(ds.len());
     let mut confusion = vec![vec![0u64; nc]; nc];
     let t0 = Instant::now();
+    let mut batch_losses = Vec::new();
     for part in ds.samples.chunks(batch.max(1)) {
         let files: Vec<PathBuf> = part.iter().map(|(f, _)| f.clone()).collect();
         let inputs = load_batch(&files, size, workers.max(1));
@@ -88,8 +91,13 @@ pub fn validate_classifier(
             .convert::<f32>()
             .try_to_vec::<f32>()
             .map_err(|e| anyhow::anyhow!("probabilities: {e:?}"))?;
+        let mut loss = 0.0;
         for (i, (f, class)) in part.iter().enumerate() {
             let p = probs[i * nc..(i + 1) * nc].to_vec();
+            // -log of the softmax is the cross-entropy of the logits; the floor keeps a confident miss finite.
+            loss -= f64::from(p.get(*class).copied().unwrap_or(0.0))
+                .max(1e-45)
+                .ln();
             let top = top_k(&p, n5);
             if let (Some(&t1), true) = (top.first(), *class < nc) {
                 confusion[t1][*class] += 1;
@@ -101,8 +109,10 @@ pub fn validate_classifier(
                 probs: p,
             });
         }
+        batch_losses.push(loss / part.len() as f64);
     }
     let n = predictions.len() as f64;
+    let loss = batch_losses.iter().sum::<f64>() / batch_losses.len().max(1) as f64;
     let top1 = predictions
         .iter()
         .filter(|p| p.top.first() == Some(&p.class))
@@ -116,6 +126,7 @@ pub fn validate_classifier(
     Ok(ClassifyResult {
         top1,
         top5,
+        loss,
         images: predictions.len(),
         confusion,
         predictions,

@@ -9,19 +9,25 @@ use model::weights::load_model;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// Train a YOLO detector (Ultralytics' loss and recipe). With no flags: yolov8-mobileone n on datasets/trees.
+/// Train a YOLO detector or classifier (Ultralytics' loss and recipe). With no flags: yolov8-mobileone n on
+/// datasets/trees; a classifier YAML (e.g. configs/yolov8-mobileone-cls.yaml) trains on datasets/trees_cls at 224.
 #[derive(clap::Args, Debug)]
 pub struct TrainCli {
     /// Model YAML; a bare name resolves from configs/ (yolov8n-mobileone.yaml = scale n).
     #[arg(long)]
     config: Option<String>,
+    /// A detection data.yaml, or a classification image folder (train/<class>/*, val/<class>/*) or its YAML.
     #[arg(long)]
     data: Option<String>,
     #[arg(long)]
     scale: Option<String>,
+    /// detect or classify: checked against the model's head (which decides).
+    #[arg(long)]
+    task: Option<String>,
     #[arg(long, value_parser = data::args::at_least_one)]
     epochs: Option<usize>,
-    /// One size, or H,W (the larger side is used, as Ultralytics' train).
+    /// One size, or H,W (the larger side is used, as Ultralytics' train); 320 for a detector, 224 for a
+    /// classifier.
     #[arg(long)]
     imgsz: Option<data::args::ImgSize>,
     #[arg(long, value_parser = data::args::at_least_one)]
@@ -81,6 +87,22 @@ pub struct TrainCli {
     /// Freeze the first N layers (their weights are not trained), as Ultralytics' `freeze=N`.
     #[arg(long)]
     freeze: Option<usize>,
+    /// A classifier's dropout before its linear layer (0 to 1).
+    #[arg(long)]
+    dropout: Option<f64>,
+    /// A classifier's random-erasing probability (0.4).
+    #[arg(long)]
+    erasing: Option<f64>,
+    /// A classifier's augmentation policy: randaugment.
+    #[arg(long)]
+    auto_augment: Option<String>,
+}
+
+/// Whether the `--hyp` file sets `key` (so a task's default does not override it).
+fn hyp_sets(hyp: Option<&Path>, key: &str) -> bool {
+    hyp.and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_yaml::from_str::<serde_yaml::Value>(&t).ok())
+        .is_some_and(|v| v.get(key).is_some())
 }
 
 impl TrainCli {
@@ -116,7 +138,10 @@ impl TrainCli {
             dump,
             freeze,
             cos_lr,
-            val
+            val,
+            dropout,
+            erasing,
+            auto_augment
         );
         if let Some(s) = c.imgsz {
             a.imgsz = s.side("train");
@@ -129,6 +154,33 @@ impl TrainCli {
         a.scale = c.scale.clone().or(a.scale);
         a.weights = weights;
         a.config = model::spec::find_config(&a.config);
+        // A classifier's defaults differ (Ultralytics' 224 px; our image-folder dataset). A YAML that does not
+        // parse is left to the trainer, which says where.
+        let task = model::ModelSpec::from_file(&a.config, &model::SpecOptions::default())
+            .ok()
+            .map(|s| s.task());
+        if let (Some(want), Some(task)) = (&c.task, task) {
+            if !want.eq_ignore_ascii_case(task.name()) {
+                bail!(
+                    "--task {want}: {} is a {} model (its head decides; a classifier YAML ends in a Classify row)",
+                    a.config,
+                    task.name()
+                );
+            }
+        } else if let Some(want) = &c.task {
+            if !matches!(want.to_ascii_lowercase().as_str(), "detect" | "classify") {
+                bail!("--task {want}: expected detect or classify");
+            }
+        }
+        if task == Some(model::Task::Classify) {
+            let hyp = c.hyp.as_deref();
+            if c.imgsz.is_none() && !hyp_sets(hyp, "imgsz") {
+                a.imgsz = 224;
+            }
+            if c.data.is_none() && !hyp_sets(hyp, "data") {
+                a.data = "datasets/trees_cls".into();
+            }
+        }
         Ok(a)
     }
 
@@ -222,14 +274,24 @@ pub fn train(c: TrainCli) -> Result<()> {
         std::process::exit(130);
     }
     if let Some(r) = outcome.results.last() {
-        println!(
-            "final (epoch {}): P {:.4} R {:.4} mAP50 {:.4} mAP50-95 {:.4}",
-            r.epoch + 1,
-            r.p,
-            r.r,
-            r.map50,
-            r.map
-        );
+        if outcome.task == model::Task::Classify {
+            println!(
+                "final (epoch {}): top1 {:.4} top5 {:.4} val loss {:.4}",
+                r.epoch + 1,
+                r.top1,
+                r.top5,
+                r.val[0]
+            );
+        } else {
+            println!(
+                "final (epoch {}): P {:.4} R {:.4} mAP50 {:.4} mAP50-95 {:.4}",
+                r.epoch + 1,
+                r.p,
+                r.r,
+                r.map50,
+                r.map
+            );
+        }
     }
     Ok(())
 }
@@ -397,10 +459,12 @@ pub fn val(a: ValCli) -> Result<()> {
         std::fs::create_dir_all(&a.out)
             .with_context(|| format!("{}: cannot create", a.out.display()))?;
         crate::plots::pr_curve(&a.out.join("PR_curve.png"), &r.metrics, &cfg.names)?;
+        let mut labels = cfg.names.clone();
+        labels.push("background".into());
         crate::plots::confusion(
             &a.out.join("confusion_matrix.png"),
-            &r.confusion,
-            &cfg.names,
+            &r.confusion.matrix,
+            &labels,
         )?;
         eprintln!("plots in {}", a.out.display());
     }

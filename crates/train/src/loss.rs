@@ -368,3 +368,29 @@ pub fn detection_loss(
         components: comps,
     }
 }
+
+/// Ultralytics' v8ClassificationLoss: the cross-entropy of the logits `(N, nc)` against each image's class,
+/// the mean over the batch (not times the batch size, unlike the detection loss). The loss is the first
+/// component; the other two are 0.
+pub fn classification_loss(logits: Tensor<2>, classes: &[usize]) -> LossOutput {
+    let [n, nc] = logits.dims();
+    let device = logits.device();
+    let mut one_hot = vec![0f32; n * nc];
+    for (i, &c) in classes.iter().enumerate().take(n) {
+        if c < nc {
+            one_hot[i * nc + c] = 1.0;
+        }
+    }
+    let target = Tensor::<2>::from_data(TensorData::new(one_hot, [n, nc]), &device);
+    let total = (log_softmax(logits, 1) * target).sum().neg() / n.max(1) as f32;
+    let value = total
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_or(f32::NAN, |v| v[0]);
+    LossOutput {
+        total,
+        components: [value, 0.0, 0.0],
+    }
+}

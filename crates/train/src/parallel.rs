@@ -4,12 +4,14 @@
 //! broadcasts rank 0's buffers); the gradients are summed on device 0 (DDP averages the gradients of losses
 //! that Ultralytics multiplies by the world size, which is a sum); the optimizer steps once, on device 0, and
 //! the new weights are copied to the other replicas. Learning rate, accumulation and weight decay follow the
-//! total batch, as one device with the whole batch.
+//! total batch, as one device with the whole batch. A classifier's loss is a mean over its share, so the sum
+//! is N times one device's gradient on N devices: Ultralytics' DDP does the same (each rank's mean loss times
+//! the world size, averaged), and AdamW, the `auto` choice, is nearly blind to the gradient's scale.
 //!
 //! The sum copies each replica's gradients to device 0, which works on every backend (flex, wgpu, CUDA):
 //! burn 0.22's collective `all_reduce` is implemented only for CUDA (NCCL), and a plain sum is what it computes.
 
-use crate::loss::{detection_loss, LossGains};
+use crate::loss::{classification_loss, detection_loss, LossGains};
 use crate::optim::{accumulate, add_grad, AnyTensor, GradMap};
 use crate::step::{Phase, PhaseTimer};
 use anyhow::{bail, Result};
@@ -17,24 +19,34 @@ use data::loader::{Batch, Target};
 use model::burn::module::{Module, Param};
 use model::burn::tensor::{Device, Tensor, TensorData};
 use model::nn::{Named, Slot};
-use model::{ModelSpec, YoloModel};
+use model::{ModelSpec, Task, YoloModel};
 
-/// What the loss needs besides the model output.
+/// What the loss needs besides the model output: a detector's strides, classes and box bins and the gains,
+/// or (for a classifier) the dropout of its head.
 #[derive(Clone)]
 pub struct LossSetup {
+    pub task: Task,
     pub strides: Vec<f32>,
     pub nc: usize,
     pub reg_max: usize,
     pub gains: LossGains,
+    pub dropout: f64,
 }
 
 impl LossSetup {
     pub fn of(model: &YoloModel, gains: LossGains) -> LossSetup {
+        let task = model.task();
+        let (strides, reg_max) = match task {
+            Task::Detect => (model.detect().strides.clone(), model.detect().reg_max),
+            Task::Classify => (vec![], 0),
+        };
         LossSetup {
-            strides: model.detect().strides.clone(),
+            task,
+            strides,
             nc: model.nc(),
-            reg_max: model.detect().reg_max,
+            reg_max,
             gains,
+            dropout: 0.0,
         }
     }
 }
@@ -98,19 +110,36 @@ pub fn shard_step(
 ) -> [f32; 3] {
     let [_, _, h, w] = shard.shape;
     let x = Tensor::<4>::from_data(TensorData::new(shard.images, shard.shape), train_dev);
-    let raw = model.forward_raw(x);
-    if let Some(t) = timer.as_deref_mut() {
-        raw.iter().for_each(|r| t.lap_after(Phase::Forward, r));
-    }
-    let out = detection_loss(
-        &raw,
-        &loss.strides,
-        loss.nc,
-        loss.reg_max,
-        &shard.targets,
-        (h, w),
-        loss.gains,
-    );
+    let out = match loss.task {
+        Task::Classify => {
+            let logits = model.forward_logits(x, loss.dropout);
+            if let Some(t) = timer.as_deref_mut() {
+                t.lap_after(Phase::Forward, &logits);
+            }
+            let mut classes = vec![0; shard.shape[0]];
+            for t in &shard.targets {
+                if let Some(c) = classes.get_mut(t.batch_idx) {
+                    *c = t.cls;
+                }
+            }
+            classification_loss(logits, &classes)
+        }
+        Task::Detect => {
+            let raw = model.forward_raw(x);
+            if let Some(t) = timer.as_deref_mut() {
+                raw.iter().for_each(|r| t.lap_after(Phase::Forward, r));
+            }
+            detection_loss(
+                &raw,
+                &loss.strides,
+                loss.nc,
+                loss.reg_max,
+                &shard.targets,
+                (h, w),
+                loss.gains,
+            )
+        }
+    };
     if let Some(t) = timer.as_deref_mut() {
         t.lap_after(Phase::Loss, &out.total);
     }

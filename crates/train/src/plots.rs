@@ -1,8 +1,8 @@
 //! PNG plots (PR curve, confusion matrix) drawn with plotters into a buffer and saved with the `image` crate.
 
 use crate::metrics::DetMetrics;
-use crate::val::ConfusionMatrix;
 use anyhow::{anyhow, Result};
+use model::Task;
 use plotters::prelude::*;
 use std::path::Path;
 
@@ -85,17 +85,22 @@ pub fn pr_curve(path: &Path, m: &DetMetrics, names: &[String]) -> Result<()> {
     save(buf, w, h, path)
 }
 
-/// The confusion matrix, each column normalised by its true-class count.
-pub fn confusion(path: &Path, cm: &ConfusionMatrix, names: &[String]) -> Result<()> {
+/// The confusion matrix `matrix[predicted][true]`, each column normalised by its true-class count; `labels`
+/// name its rows and columns (a detector's end with `background`).
+pub fn confusion(path: &Path, matrix: &[Vec<f64>], labels: &[String]) -> Result<()> {
     register_font();
-    let n = cm.nc + 1;
+    let n = matrix.len();
+    if labels.len() != n {
+        return Err(anyhow!(
+            "{} labels for a {n}x{n} confusion matrix",
+            labels.len()
+        ));
+    }
     let (w, h) = (300 + 60 * n as u32, 260 + 60 * n as u32);
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
-        let mut labels: Vec<String> = names.to_vec();
-        labels.push("background".into());
         let mut chart = ChartBuilder::on(&root)
             .caption("Confusion Matrix Normalized", ("sans-serif", 22))
             .margin(20)
@@ -123,11 +128,11 @@ pub fn confusion(path: &Path, cm: &ConfusionMatrix, names: &[String]) -> Result<
             .draw()
             .map_err(|e| anyhow!("{e:?}"))?;
         let col_sum: Vec<f64> = (0..n)
-            .map(|c| (0..n).map(|r| cm.matrix[r][c]).sum::<f64>())
+            .map(|c| (0..n).map(|r| matrix[r][c]).sum::<f64>())
             .collect();
         let value = |r: usize, c: usize| {
             if col_sum[c] > 0.0 {
-                cm.matrix[r][c] / col_sum[c]
+                matrix[r][c] / col_sum[c]
             } else {
                 0.0
             }
@@ -168,27 +173,36 @@ pub fn confusion(path: &Path, cm: &ConfusionMatrix, names: &[String]) -> Result<
 /// Reads one quantity off an epoch's results.
 type Metric = fn(&crate::results::EpochResult) -> f64;
 
-/// results.png: the training curves (losses, metrics) per epoch, one small chart each.
-pub fn results_png(path: &Path, rows: &[crate::results::EpochResult]) -> Result<()> {
+/// results.png: the training curves (losses, metrics) per epoch, one small chart each, in `task`'s columns.
+pub fn results_png(path: &Path, rows: &[crate::results::EpochResult], task: Task) -> Result<()> {
     register_font();
-    let (w, h) = (1500u32, 600u32);
+    let detect: [(&str, Metric); 10] = [
+        ("train/box_loss", |r| r.train[0]),
+        ("train/cls_loss", |r| r.train[1]),
+        ("train/dfl_loss", |r| r.train[2]),
+        ("metrics/precision(B)", |r| r.p),
+        ("metrics/recall(B)", |r| r.r),
+        ("val/box_loss", |r| r.val[0]),
+        ("val/cls_loss", |r| r.val[1]),
+        ("val/dfl_loss", |r| r.val[2]),
+        ("metrics/mAP50(B)", |r| r.map50),
+        ("metrics/mAP50-95(B)", |r| r.map),
+    ];
+    let classify: [(&str, Metric); 4] = [
+        ("train/loss", |r| r.train[0]),
+        ("metrics/accuracy_top1", |r| r.top1),
+        ("val/loss", |r| r.val[0]),
+        ("metrics/accuracy_top5", |r| r.top5),
+    ];
+    let (series, grid, (w, h)): (&[(&str, Metric)], _, (u32, u32)) = match task {
+        Task::Detect => (&detect, (2, 5), (1500, 600)),
+        Task::Classify => (&classify, (2, 2), (900, 600)),
+    };
     let mut buf = vec![255u8; (w * h * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow!("{e:?}"))?;
-        let series: [(&str, Metric); 10] = [
-            ("train/box_loss", |r| r.train[0]),
-            ("train/cls_loss", |r| r.train[1]),
-            ("train/dfl_loss", |r| r.train[2]),
-            ("metrics/precision(B)", |r| r.p),
-            ("metrics/recall(B)", |r| r.r),
-            ("val/box_loss", |r| r.val[0]),
-            ("val/cls_loss", |r| r.val[1]),
-            ("val/dfl_loss", |r| r.val[2]),
-            ("metrics/mAP50(B)", |r| r.map50),
-            ("metrics/mAP50-95(B)", |r| r.map),
-        ];
-        for (area, (name, f)) in root.split_evenly((2, 5)).iter().zip(series) {
+        for (area, (name, f)) in root.split_evenly(grid).iter().zip(series) {
             // NaN or infinite values (a diverged run) are left out: an infinite axis range never ends
             // tick generation.
             let pts: Vec<(f64, f64)> = rows
@@ -256,7 +270,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         let p = path.clone();
         std::thread::spawn(move || {
-            let _ = tx.send(results_png(&p, &rows).map_err(|e| e.to_string()));
+            let _ = tx.send(results_png(&p, &rows, Task::Detect).map_err(|e| e.to_string()));
         });
         let r = rx
             .recv_timeout(std::time::Duration::from_secs(60))

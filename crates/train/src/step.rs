@@ -133,9 +133,15 @@ impl Learner {
         }
     }
 
+    /// A classifier's head drops pooled features with probability `p` while training (Ultralytics' `dropout`).
+    pub fn with_dropout(mut self, p: f64) -> Learner {
+        self.loss.dropout = p;
+        self
+    }
+
     /// Forward and backward of `batch`, then the optimizer step, EMA update and replica sync once
-    /// `s.accumulate` batches are in. Returns the batch's loss components (box, cls, dfl); fails when the loss
-    /// is not finite (nothing is added then).
+    /// `s.accumulate` batches are in. Returns the batch's loss components (box, cls, dfl; a classifier's loss,
+    /// 0, 0); fails when the loss is not finite (nothing is added then).
     pub fn step(
         &mut self,
         batch: Batch,

@@ -1,23 +1,23 @@
-//! The training loop with Ultralytics' recipe: warmup (bias lr from warmup_bias_lr, momentum from 0.8),
-//! linear or cosine decay to lrf, nominal-batch accumulation and weight-decay scaling, EMA used for
-//! validation and checkpoints, close_mosaic, fitness = mAP50-95. A run folder like Ultralytics' with
-//! atomic checkpoints; `resume` continues from the last completed epoch.
+//! The training loop with Ultralytics' recipe, for detectors and classifiers: warmup (bias lr from
+//! warmup_bias_lr, momentum from 0.8), linear or cosine decay to lrf, nominal-batch accumulation and
+//! weight-decay scaling, EMA used for validation and checkpoints, close_mosaic (detection), fitness =
+//! mAP50-95 for a detector and the mean of top-1 and top-5 accuracy for a classifier. A run folder like
+//! Ultralytics' with atomic checkpoints; `resume` continues from the last completed epoch.
 
 use crate::loss::LossGains;
 use crate::optim::{freeze_layers, Ema, GroupLr, Optimizer, OptimizerKind};
 use crate::results::{read_csv, write_csv, EpochResult};
+use crate::run_data::RunData;
 use crate::step::{Learner, Schedule};
 use crate::val::{validate, ValOptions};
 use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
-use data::augment::{AugmentConfig, Augmenter};
-use data::loader::train_batches;
-use data::{DataConfig, Dataset};
+use data::augment::AugmentConfig;
 use model::weights::{
     load_matching, load_state_dict, save_model, state_dict, to_safetensors_bytes, write_atomic,
     HostTensor, WeightsFile,
 };
-use model::{ModelSpec, SpecOptions, YoloModel};
+use model::{ModelSpec, SpecOptions, Task, YoloModel};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -62,6 +62,12 @@ pub struct TrainArgs {
     pub dump: usize,
     /// The first `freeze` layers are not trained (Ultralytics' `freeze=N`).
     pub freeze: usize,
+    /// A classifier's dropout before its linear layer.
+    pub dropout: f64,
+    /// A classifier's augmentation policy (randaugment).
+    pub auto_augment: String,
+    /// A classifier's random-erasing probability.
+    pub erasing: f64,
     #[serde(flatten)]
     pub augment: AugmentConfig,
 }
@@ -97,6 +103,9 @@ impl Default for TrainArgs {
             val: true,
             dump: 3,
             freeze: 0,
+            dropout: 0.0,
+            auto_augment: "randaugment".into(),
+            erasing: 0.4,
             augment: AugmentConfig::default(),
         }
     }
@@ -128,6 +137,8 @@ impl TrainArgs {
             ("box", self.box_gain as f64, 0.0, 1e3),
             ("cls", self.cls as f64, 0.0, 1e3),
             ("dfl", self.dfl as f64, 0.0, 1e3),
+            ("dropout", self.dropout, 0.0, 0.999),
+            ("erasing", self.erasing, 0.0, 1.0),
         ] {
             if !(lo..=hi).contains(&v) {
                 return Err(format!("{k} {v}: expected a number between {lo} and {hi}"));
@@ -270,22 +281,6 @@ fn warmup(a: &TrainArgs, p: &Plan, ni: usize, nw: usize, target: GroupLr) -> (Gr
     (lr, momentum, n_accumulate)
 }
 
-/// The dataset YAML and its train and (with `val`) val splits, each reported as it loads.
-fn open_data(a: &TrainArgs) -> Result<(DataConfig, Arc<Dataset>, Option<Arc<Dataset>>)> {
-    let data_cfg = DataConfig::from_file(Path::new(&a.data))?;
-    let train_ds = Arc::new(Dataset::load(&data_cfg, "train")?);
-    eprint!("{}", train_ds.report());
-    let val_ds = if a.val {
-        Some(Arc::new(Dataset::load(&data_cfg, "val")?))
-    } else {
-        None
-    };
-    if let Some(v) = &val_ds {
-        eprint!("{}", v.report());
-    }
-    Ok((data_cfg, train_ds, val_ds))
-}
-
 /// What a run starts from: the model (not yet on the training device), its optimizer and EMA, and the epoch
 /// and best fitness to continue from.
 struct Start {
@@ -345,12 +340,13 @@ fn save_state(
     Ok(())
 }
 
-/// What `finish_epoch` needs besides the model: the validation set, loss gains, class names, weights folder.
+/// What `finish_epoch` needs besides the model: the data (its validation split), loss gains, weights folder,
+/// and where a classifier's confusion matrix of its best epoch is kept.
 struct EpochEnd<'a> {
-    val: Option<&'a Arc<Dataset>>,
+    data: &'a RunData,
     gains: LossGains,
-    names: &'a [String],
     wdir: &'a Path,
+    best_confusion: &'a mut Option<Vec<Vec<u64>>>,
 }
 
 /// What a run ended with.
@@ -360,6 +356,8 @@ pub struct RunOutcome {
     pub results: Vec<EpochResult>,
     /// Stopped early (Ctrl-C, or `max_steps`); `--resume` continues from the last completed epoch.
     pub interrupted: bool,
+    /// What the model predicts (which of the results' columns it fills).
+    pub task: Task,
 }
 
 /// Holds the run folder for this process: an exclusive lock on `RUN/.lock` (the OS releases it when the
@@ -418,18 +416,18 @@ impl Trainer {
             .with_context(|| format!("{}: cannot create", wdir.display()))?;
         let _lock = lock_run_folder(&self.run_dir)?;
 
-        // The model's kind before the data: a classifier's image folders would fail as a detection dataset.
-        ModelSpec::from_file(
+        // The model's kind before the data: a classifier reads image folders, a detector a data.yaml.
+        let task = ModelSpec::from_file(
             &a.config,
             &SpecOptions {
                 scale: a.scale.clone(),
                 nc: None,
             },
         )?
-        .require_detector("train")
-        .map_err(anyhow::Error::msg)?;
-        let (data_cfg, train_ds, val_ds) = open_data(a)?;
-        let nc = data_cfg.nc();
+        .task();
+        let data = RunData::open(a, task)?;
+        let names = data.names().to_vec();
+        let nc = names.len();
         let spec = ModelSpec::from_file(
             &a.config,
             &SpecOptions {
@@ -443,7 +441,7 @@ impl Trainer {
         let state_path = wdir.join("last.state.safetensors");
         let resume = self.resume;
         self.check_run_folder(&state_path)?;
-        let p = plan(a, train_ds.len(), nc)?;
+        let p = plan(a, data.n_train(), nc)?;
         let Start {
             model,
             opt,
@@ -456,7 +454,8 @@ impl Trainer {
             cls_gain: a.cls,
             dfl_gain: a.dfl,
         };
-        let mut learner = Learner::new(&spec, model, opt, ema, (dev, &self.extra_devices), gains);
+        let mut learner = Learner::new(&spec, model, opt, ema, (dev, &self.extra_devices), gains)
+            .with_dropout(a.dropout);
         if n_dev > 1 {
             eprintln!(
                 "data-parallel on {n_dev} devices: {} images each per batch, gradients summed on replica 0",
@@ -478,32 +477,32 @@ impl Trainer {
             "optimizer {:?} lr0 {} momentum {} weight_decay {:.6} (accumulate {} to nominal batch {}), {} epochs at {}",
             p.optimizer, p.lr0, p.momentum, p.weight_decay, p.accumulate, a.nbs, a.epochs, a.imgsz
         );
-        let aug = Arc::new(Augmenter::new(
-            train_ds.clone(),
-            a.augment.clone(),
-            a.imgsz,
-            a.seed,
-            a.cache,
-        ));
-        self.dump_previews(&aug, train_ds.len(), start_epoch)?;
+        data.dump_previews(
+            &self.run_dir,
+            a.dump,
+            start_epoch,
+            start_epoch < a.epochs.saturating_sub(a.close_mosaic),
+        )?;
         if !resume {
             // A resume point before the first step, so even a run stopped in epoch 1 can continue.
             save_model(
                 &mut learner.ema.model,
                 &wdir.join("last.safetensors"),
-                &data_cfg.names,
+                &names,
                 &[],
             )?;
             save_state(&wdir, &mut learner, 0, best, a)?;
         }
         let t_run = Instant::now();
+        let mut best_confusion = None;
         for epoch in start_epoch..a.epochs {
             let t_epoch = Instant::now();
-            let Some((train, lr)) = self.train_epoch(&mut learner, &aug, &p, epoch)? else {
-                self.save_interrupted(&mut learner, &data_cfg.names, epoch)?;
+            let Some((train, lr)) = self.train_epoch(&mut learner, &data, &p, epoch)? else {
+                self.save_interrupted(&mut learner, &names, epoch)?;
                 return Ok(RunOutcome {
                     results,
                     interrupted: true,
+                    task,
                 });
             };
             let r = EpochResult {
@@ -516,10 +515,10 @@ impl Trainer {
                 r,
                 t_epoch,
                 EpochEnd {
-                    val: val_ds.as_ref(),
+                    data: &data,
                     gains,
-                    names: &data_cfg.names,
                     wdir: &wdir,
+                    best_confusion: &mut best_confusion,
                 },
                 &mut best,
                 &mut learner,
@@ -527,22 +526,39 @@ impl Trainer {
             results.push(r);
             // The epoch's row before its checkpoint: a kill between the two resumes that epoch again (the rows
             // from the resumed epoch on are dropped), never past a row that was not written.
-            write_csv(&csv_path, &results)?;
+            write_csv(&csv_path, &results, task)?;
             save_state(&wdir, &mut learner, epoch + 1, best, a)?;
-            if let Err(e) = crate::plots::results_png(&self.run_dir.join("results.png"), &results) {
+            if let Err(e) =
+                crate::plots::results_png(&self.run_dir.join("results.png"), &results, task)
+            {
                 eprintln!("warning: results.png not drawn: {e:#}");
             }
         }
+        if let Some(cm) = &best_confusion {
+            let m: Vec<Vec<f64>> = cm
+                .iter()
+                .map(|row| row.iter().map(|&v| v as f64).collect())
+                .collect();
+            let path = self.run_dir.join("confusion_matrix.png");
+            if let Err(e) = crate::plots::confusion(&path, &m, &names) {
+                eprintln!("warning: {} not drawn: {e:#}", path.display());
+            }
+        }
         eprintln!(
-            "{} epochs in {:.1} min; best mAP50-95 {:.4}; weights in {}",
+            "{} epochs in {:.1} min; best {} {:.4}; weights in {}",
             a.epochs - start_epoch,
             t_run.elapsed().as_secs_f64() / 60.0,
+            match task {
+                Task::Detect => "mAP50-95",
+                Task::Classify => "fitness (top-1 + top-5) / 2",
+            },
             best.max(0.0),
             wdir.display()
         );
         Ok(RunOutcome {
             results,
             interrupted: false,
+            task,
         })
     }
 
@@ -551,18 +567,18 @@ impl Trainer {
     fn train_epoch(
         &self,
         learner: &mut Learner,
-        aug: &Arc<Augmenter>,
+        data: &RunData,
         p: &Plan,
         epoch: usize,
     ) -> Result<Option<([f64; 3], GroupLr)>> {
         let a = &self.args;
-        let nb = aug.dataset.len().div_ceil(a.batch);
+        let nb = data.n_train().div_ceil(a.batch);
         let warm_epochs = a.warmup_epochs.min((a.epochs as f64 - 1.0).max(0.0));
         let nw = (warm_epochs * nb as f64).round() as usize;
         // Ultralytics closes mosaic once, at epoch == epochs - close_mosaic (never when that is negative).
         let close_at = a.epochs as i64 - a.close_mosaic as i64;
         let mosaic = !(a.close_mosaic > 0 && close_at >= 0 && epoch as i64 >= close_at);
-        if a.close_mosaic > 0 && epoch as i64 == close_at {
+        if a.close_mosaic > 0 && epoch as i64 == close_at && data.task() == Task::Detect {
             eprintln!("closing mosaic for the last {} epochs", a.close_mosaic);
         }
         let lf = lr_factor(a, epoch);
@@ -586,8 +602,7 @@ impl Trainer {
             .expect("valid template"),
         );
         bar.set_prefix(format!("{:>5}/{}", epoch + 1, a.epochs));
-        for (i, batch) in train_batches(aug.clone(), epoch, a.batch, a.workers, mosaic).enumerate()
-        {
+        for (i, batch) in data.batches(epoch, a.batch, a.workers, mosaic).enumerate() {
             let batch = batch?;
             let ni = i + nb * epoch;
             let (step_lr, momentum, accumulate) = warmup(a, p, ni, nw, target);
@@ -613,15 +628,14 @@ impl Trainer {
             for (t, c) in tloss.iter_mut().zip(components) {
                 *t = (*t * i as f64 + c as f64) / (i + 1) as f64;
             }
-            bar.set_message(format!(
-                "box {:.3} cls {:.3} dfl {:.3} | {} img {}px | {:.0} MB",
-                tloss[0],
-                tloss[1],
-                tloss[2],
-                bsz,
-                h,
-                rss_mb()
-            ));
+            let losses = match data.task() {
+                Task::Detect => format!(
+                    "box {:.3} cls {:.3} dfl {:.3}",
+                    tloss[0], tloss[1], tloss[2]
+                ),
+                Task::Classify => format!("loss {:.3}", tloss[0]),
+            };
+            bar.set_message(format!("{losses} | {bsz} img {h}px | {:.0} MB", rss_mb()));
             bar.inc(1);
             if self.stop.load(Ordering::SeqCst)
                 || self.max_steps.is_some_and(|m| learner.opt.steps >= m)
@@ -781,35 +795,61 @@ impl Trainer {
     ) -> Result<EpochResult> {
         let a = &self.args;
         let epoch = r.epoch;
-        if let Some(vds) = end.val {
-            let vo = ValOptions {
-                imgsz: a.imgsz,
-                batch: a.batch * 2,
-                workers: a.workers,
-                with_loss: Some(end.gains),
-                ..Default::default()
-            };
-            let vr = validate(&learner.ema.model, vds.clone(), &vo, &self.device)?;
-            let m = &vr.metrics;
-            (r.p, r.r, r.map50, r.map) = (m.mp(), m.mr(), m.map50(), m.map());
-            r.val = vr.losses;
+        let vo = ValOptions {
+            imgsz: a.imgsz,
+            batch: a.batch * 2,
+            workers: a.workers,
+            with_loss: Some(end.gains),
+            ..Default::default()
+        };
+        let mut confusion = None;
+        match end.data {
+            RunData::Detect { val: Some(vds), .. } => {
+                let vr = validate(&learner.ema.model, vds.clone(), &vo, &self.device)?;
+                let m = &vr.metrics;
+                (r.p, r.r, r.map50, r.map) = (m.mp(), m.mr(), m.map50(), m.map());
+                r.val = vr.losses;
+            }
+            RunData::Classify { val: Some(f), .. } => {
+                let vr = crate::classify::validate_classifier(
+                    &learner.ema.model,
+                    f,
+                    vo.imgsz,
+                    vo.batch,
+                    vo.workers,
+                    &self.device,
+                )?;
+                (r.top1, r.top5, r.val[0]) = (vr.top1, vr.top5, vr.loss);
+                confusion = Some(vr.confusion);
+            }
+            _ => {}
         }
         r.seconds = t_epoch.elapsed().as_secs_f64();
-        let fitness = r.map;
-        let extra = vec![
-            ("epoch".to_string(), (epoch + 1).to_string()),
-            (
-                "metrics".to_string(),
+        let (fitness, metrics) = match end.data.task() {
+            Task::Detect => (
+                r.map,
                 format!(
                     "{{\"precision\":{},\"recall\":{},\"mAP50\":{},\"mAP50-95\":{}}}",
                     r.p, r.r, r.map50, r.map
                 ),
             ),
+            Task::Classify => (
+                (r.top1 + r.top5) / 2.0,
+                format!(
+                    "{{\"accuracy_top1\":{},\"accuracy_top5\":{}}}",
+                    r.top1, r.top5
+                ),
+            ),
+        };
+        let extra = vec![
+            ("epoch".to_string(), (epoch + 1).to_string()),
+            ("metrics".to_string(), metrics),
         ];
+        let names = end.data.names();
         save_model(
             &mut learner.ema.model,
             &end.wdir.join("last.safetensors"),
-            end.names,
+            names,
             &extra,
         )?;
         if fitness > *best {
@@ -817,14 +857,23 @@ impl Trainer {
             save_model(
                 &mut learner.ema.model,
                 &end.wdir.join("best.safetensors"),
-                end.names,
+                names,
                 &extra,
             )?;
+            if confusion.is_some() {
+                *end.best_confusion = confusion;
+            }
         }
-        eprintln!(
-            "epoch {}/{}: train box {:.4} cls {:.4} dfl {:.4} | val P {:.3} R {:.3} mAP50 {:.3} mAP50-95 {:.3} | {:.1}s",
-            epoch + 1, a.epochs, r.train[0], r.train[1], r.train[2], r.p, r.r, r.map50, r.map, r.seconds
-        );
+        match end.data.task() {
+            Task::Detect => eprintln!(
+                "epoch {}/{}: train box {:.4} cls {:.4} dfl {:.4} | val P {:.3} R {:.3} mAP50 {:.3} mAP50-95 {:.3} | {:.1}s",
+                epoch + 1, a.epochs, r.train[0], r.train[1], r.train[2], r.p, r.r, r.map50, r.map, r.seconds
+            ),
+            Task::Classify => eprintln!(
+                "epoch {}/{}: train loss {:.4} | val loss {:.4} top1 {:.3} top5 {:.3} | {:.1}s",
+                epoch + 1, a.epochs, r.train[0], r.val[0], r.top1, r.top5, r.seconds
+            ),
+        }
         Ok(r)
     }
 
@@ -843,22 +892,5 @@ impl Trainer {
             ),
             _ => Ok(()),
         }
-    }
-
-    /// Ultralytics-style previews of what the model is trained on (mosaic, perspective, HSV, flips).
-    fn dump_previews(&self, aug: &Augmenter, n_train: usize, start_epoch: usize) -> Result<()> {
-        let a = &self.args;
-        for i in 0..a.dump.min(n_train) {
-            let s = aug.train_sample(
-                i,
-                start_epoch,
-                start_epoch < a.epochs.saturating_sub(a.close_mosaic),
-            );
-            let mut img = s.image;
-            data::draw::draw_labels(&mut img, &s.labels);
-            let p = self.run_dir.join(format!("train_batch{i}.jpg"));
-            data::image_ops::save_rgb(&img, &p)?;
-        }
-        Ok(())
     }
 }

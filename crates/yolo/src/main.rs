@@ -21,9 +21,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Verb {
-    /// Train a detector (Ultralytics' loss and recipe); with no flags, yolov8-mobileone n on datasets/trees.
-    Train(train::cli::TrainCli),
-    /// P, R, mAP50 and mAP50-95 of weights on a dataset split.
+    /// Train a detector or a classifier (Ultralytics' loss and recipe); with no flags, yolov8-mobileone n on
+    /// datasets/trees.
+    Train(Box<train::cli::TrainCli>),
+    /// P, R, mAP50 and mAP50-95 of detector weights on a dataset split; top-1 and top-5 of a classifier's.
     Val(train::cli::ValCli),
     /// Detect objects in images, videos and streams.
     Predict(deploy::cli::PredictArgs),
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
     startup::init();
     let cli = Cli::parse_from(args::translate(std::env::args()));
     startup::exit(match cli.verb {
-        Verb::Train(a) => train::cli::train(a),
+        Verb::Train(a) => train::cli::train(*a),
         Verb::Val(a) => train::cli::val(a),
         Verb::Predict(a) => deploy::cli::run(deploy::cli::Cmd::Predict(a)),
         Verb::Track(a) => deploy::cli::run(deploy::cli::Cmd::Track(a)),

@@ -137,10 +137,16 @@ pub struct Classify {
 }
 
 impl Classify {
-    /// The logits `(N, nc)` (the training output; dropout is 0 as in Ultralytics' default).
-    pub fn forward_logits(&self, x: Tensor<4>) -> Tensor<2> {
+    /// The logits `(N, nc)`, the training output. `dropout` (Ultralytics' `dropout` key, 0 by default) zeroes
+    /// pooled features with that probability and scales the rest by `1 / (1 - dropout)`, as `nn.Dropout` in
+    /// training mode; inference passes 0.
+    pub fn forward_logits(&self, x: Tensor<4>, dropout: f64) -> Tensor<2> {
         let y = self.conv.forward(x);
-        let pooled = y.mean_dim(3).mean_dim(2);
+        let mut pooled = y.mean_dim(3).mean_dim(2);
+        if dropout > 0.0 {
+            let keep = 1.0 - dropout;
+            pooled = pooled.clone() * pooled.random_like(Distribution::Bernoulli(keep)) / keep;
+        }
         let [n, _, _, _] = pooled.dims();
         let logits = self.linear.as_conv().forward(pooled);
         let nc = logits.dims()[1];
@@ -149,7 +155,7 @@ impl Classify {
 
     /// The inference output: class probabilities `(N, nc)`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        softmax(self.forward_logits(x), 1)
+        softmax(self.forward_logits(x, 0.0), 1)
     }
 
     pub fn nc(&self) -> usize {

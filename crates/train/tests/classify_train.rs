@@ -1,0 +1,241 @@
+//! Training a classifier end to end: through the `train` binary a run on image folders leaves Ultralytics'
+//! classify run folder (results.csv with top-1/top-5 columns, results.png, confusion_matrix.png, best/last
+//! weights) and `val` on its best weights reports the top-1 the run recorded for that epoch; in the library, a
+//! classifier run stopped mid-epoch and resumed ends with the weights of an uninterrupted one; a detection
+//! dataset or a wrong `--task` is refused with what a classifier expects.
+
+use model::burn::tensor::Device;
+use model::weights::WeightsFile;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use train::trainer::{TrainArgs, Trainer};
+
+const TRAIN: &str = env!("CARGO_BIN_EXE_train");
+const VAL: &str = env!("CARGO_BIN_EXE_val");
+
+fn model_yaml() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/classify_step/model.yaml"
+    )
+    .into()
+}
+
+/// A small copy of datasets/trees_cls: the first `n_train` and `n_val` images of each class.
+fn small_dataset(root: &Path, n_train: usize, n_val: usize) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/trees_cls");
+    let dst = root.join("cls");
+    for (split, n) in [("train", n_train), ("val", n_val)] {
+        for class in ["background", "tree"] {
+            let from = src.join(split).join(class);
+            let to = dst.join(split).join(class);
+            std::fs::create_dir_all(&to).unwrap();
+            let mut files: Vec<PathBuf> = std::fs::read_dir(&from)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            for f in files.iter().take(n) {
+                std::fs::copy(f, to.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    dst
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("yolo-cls-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(c: &mut Command) -> Output {
+    c.stdin(Stdio::null()).output().expect("the binary runs")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn a_classifier_trains_through_the_binary_and_val_agrees_with_its_run() {
+    let root = tmp("bin");
+    let data = small_dataset(&root, 24, 16);
+    let out = root.join("run");
+    let o = run(Command::new(TRAIN)
+        .args([
+            "--config",
+            &model_yaml(),
+            "--scale",
+            "t",
+            "--task",
+            "classify",
+            "--data",
+        ])
+        .arg(&data)
+        .args("--epochs 3 --imgsz 32 --batch 8 --workers 2 --device cpu --out".split(' '))
+        .arg(&out));
+    let log = text(&o);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("final (epoch 3): top1"), "{log}");
+    for f in [
+        "weights/last.safetensors",
+        "weights/best.safetensors",
+        "results.csv",
+        "results.png",
+        "confusion_matrix.png",
+        "train_batch0.jpg",
+        "args.yaml",
+    ] {
+        assert!(out.join(f).exists(), "{f}\n{log}");
+    }
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "epoch,time,train/loss,metrics/accuracy_top1,metrics/accuracy_top5,val/loss,lr/pg0,lr/pg1,lr/pg2"
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        assert!(r[2].is_finite() && r[2] > 0.0, "train loss {r:?}");
+        assert!(
+            (0.0..=1.0).contains(&r[3]) && r[4] == 1.0,
+            "two classes: top-5 is 1 {r:?}"
+        );
+        assert!(r[5].is_finite() && r[5] > 0.0, "val loss {r:?}");
+    }
+    // best.safetensors holds the epoch of the highest (top-1 + top-5) / 2, the first of equals.
+    let best = rows
+        .iter()
+        .fold(None::<&Vec<f64>>, |b, r| match b {
+            Some(b) if b[3] + b[4] >= r[3] + r[4] => Some(b),
+            _ => Some(r),
+        })
+        .unwrap();
+    let w = WeightsFile::read(&out.join("weights/best.safetensors").to_string_lossy()).unwrap();
+    assert_eq!(
+        w.metadata.get("epoch").map(String::as_str),
+        Some(format!("{}", best[0]).as_str())
+    );
+
+    let o = run(Command::new(VAL)
+        .arg("--weights")
+        .arg(out.join("weights/best.safetensors"))
+        .arg("--data")
+        .arg(&data)
+        .args(["--imgsz", "32", "--json", "--device", "cpu"]));
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let top1 = v["top1"].as_f64().unwrap();
+    assert!(
+        (top1 - best[3]).abs() < 1e-4,
+        "val top1 {top1}, the run's best epoch {best:?}"
+    );
+    assert_eq!(v["images"].as_u64(), Some(32));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn wrong_data_or_task_is_refused_before_training() {
+    let root = tmp("refuse");
+    let trees = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/trees/data.yaml");
+    let o = run(Command::new(TRAIN)
+        .args(["--config", &model_yaml(), "--scale", "t", "--data"])
+        .arg(&trees)
+        .args(["--epochs", "1", "--device", "cpu", "--out"])
+        .arg(root.join("a")));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("detection dataset"), "{}", text(&o));
+
+    let o = run(Command::new(TRAIN)
+        .args([
+            "--config",
+            &model_yaml(),
+            "--task",
+            "detect",
+            "--device",
+            "cpu",
+            "--out",
+        ])
+        .arg(root.join("b")));
+    assert!(!o.status.success());
+    let t = text(&o);
+    assert!(
+        t.contains("--task detect") && t.contains("classify model"),
+        "{t}"
+    );
+
+    let o = run(Command::new(TRAIN)
+        .args([
+            "--config",
+            &model_yaml(),
+            "--auto-augment",
+            "augmix",
+            "--device",
+            "cpu",
+            "--out",
+        ])
+        .arg(root.join("c")));
+    assert!(!o.status.success());
+    assert!(text(&o).contains("only randaugment"), "{}", text(&o));
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+fn trainer(a: TrainArgs, dir: PathBuf, max_steps: Option<u64>, resume: bool) -> Trainer {
+    Trainer {
+        args: a,
+        resume,
+        run_dir: dir,
+        device: Device::flex(),
+        extra_devices: vec![],
+        stop: Arc::new(AtomicBool::new(false)),
+        max_steps,
+    }
+}
+
+#[test]
+fn a_classifier_run_stopped_then_resumed_equals_an_uninterrupted_one() {
+    let root = tmp("resume");
+    let data = small_dataset(&root, 12, 6);
+    let args = |out: &Path| TrainArgs {
+        config: model_yaml(),
+        scale: Some("t".into()),
+        data: data.display().to_string(),
+        epochs: 2,
+        imgsz: 32,
+        batch: 8,
+        nbs: 8,
+        workers: 1,
+        dump: 0,
+        out: out.display().to_string(),
+        ..Default::default()
+    };
+    let (a, b) = (root.join("a"), root.join("b"));
+    let full = trainer(args(&a), a.clone(), None, false).run().unwrap();
+    assert_eq!(full.results.len(), 2);
+    // 3 batches an epoch: stop after 4 optimizer steps, in epoch 2.
+    let part = trainer(args(&b), b.clone(), Some(4), false).run().unwrap();
+    assert!(part.interrupted);
+    assert_eq!(part.results.len(), 1);
+    let rest = trainer(args(&b), b.clone(), None, true).run().unwrap();
+    assert_eq!(rest.results.len(), 2);
+    assert_eq!(full.results[1].train, rest.results[1].train);
+    assert_eq!(full.results[1].top1, rest.results[1].top1);
+    let wa = WeightsFile::read(&a.join("weights/last.safetensors").to_string_lossy()).unwrap();
+    let wb = WeightsFile::read(&b.join("weights/last.safetensors").to_string_lossy()).unwrap();
+    assert_eq!(wa.tensors.len(), wb.tensors.len());
+    for (k, t) in &wa.tensors {
+        assert_eq!(t.data, wb.tensors[k].data, "{k}");
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
