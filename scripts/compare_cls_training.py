@@ -50,6 +50,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="runs/cls_compare")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="recipe keys for both (Ultralytics' names), e.g. erasing=0 auto_augment=none hsv_h=0")
     ap.add_argument("--bin", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "/var/tmp/yolo-target"), "release/train"))
     a = ap.parse_args()
     out = (ROOT / a.out).resolve()
@@ -59,13 +61,21 @@ def main():
     d["nc"] = 2
     model_yaml = out / "model.yaml"
     model_yaml.write_text(yaml.safe_dump(d, sort_keys=False))
+    keys = {}
+    for kv in a.set:
+        k, v = kv.split("=", 1)
+        keys[k] = yaml.safe_load(v)
+    hyp = out / "hyp.yaml"
+    hyp.write_text(yaml.safe_dump(keys))
+    # Ultralytics spells "no policy" as an empty auto_augment.
+    ul_keys = {k: ("" if k == "auto_augment" and v == "none" else v) for k, v in keys.items()}
     table = []
     for seed in a.seeds:
         t0 = time.time()
         YOLO(str(model_yaml), task="classify").train(
             data=str(ROOT / a.data), epochs=a.epochs, imgsz=a.imgsz, batch=a.batch, workers=2, device="cpu",
             seed=seed, deterministic=True, project=str(out), name=f"ultralytics{seed}", exist_ok=True, plots=False,
-            amp=False, verbose=False,
+            amp=False, verbose=False, **ul_keys,
         )
         t1 = time.time()
         ours = out / f"ours{seed}"
@@ -73,7 +83,7 @@ def main():
         subprocess.run(
             [a.bin, "--config", str(model_yaml), "--scale", "t", "--data", str(ROOT / a.data), "--epochs", str(a.epochs),
              "--imgsz", str(a.imgsz), "--batch", str(a.batch), "--nbs", "64", "--seed", str(seed), "--workers", "2",
-             "--device", "cpu", "--dump", "0", "--out", str(ours)],
+             "--device", "cpu", "--dump", "0", "--hyp", str(hyp), "--out", str(ours)],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         t2 = time.time()

@@ -29,11 +29,18 @@ pub enum RunData {
 
 /// Ultralytics' classify augmentation keys from the run's arguments (`scale` gives the crop's area range).
 pub fn classify_augment(a: &TrainArgs) -> Result<ClassifyAugment> {
+    let no_jitter = a.augment.hsv_h == 0.0 && a.augment.hsv_s == 0.0 && a.augment.hsv_v == 0.0;
     let rand_augment = match a.auto_augment.to_ascii_lowercase().as_str() {
         "randaugment" => true,
+        // Without a policy Ultralytics applies ColorJitter(hsv_v, hsv_v, hsv_s, hsv_h), the identity at zeros.
+        "" | "none" if no_jitter => false,
+        "" | "none" => bail!(
+            "auto_augment none: Ultralytics then applies ColorJitter from hsv_h/hsv_s/hsv_v, which is not \
+             implemented; set hsv_h, hsv_s and hsv_v to 0, or use randaugment"
+        ),
         other => bail!(
-            "auto_augment {other:?}: only randaugment (Ultralytics' default) is implemented; \
-             autoaugment, augmix and none (with its colour jitter) are not"
+            "auto_augment {other:?}: randaugment (Ultralytics' default) and none are implemented; \
+             autoaugment and augmix are not"
         ),
     };
     Ok(ClassifyAugment {

@@ -187,7 +187,7 @@ fn wrong_data_or_task_is_refused_before_training() {
         ])
         .arg(root.join("c")));
     assert!(!o.status.success());
-    assert!(text(&o).contains("only randaugment"), "{}", text(&o));
+    assert!(text(&o).contains("augmix are not"), "{}", text(&o));
     let _ = std::fs::remove_dir_all(&root);
 }
 

@@ -1,5 +1,5 @@
 //! `bench_step`: where a training step's time goes (data, forward, loss, backward, optimizer, EMA), per phase,
-//! on the shipped dataset. Prints a table of milliseconds per batch and images/s (`--json`: one JSON line).
+//! on the shipped dataset (a classifier's on its image folder). Prints a table of milliseconds per batch and images/s (`--json`: one JSON line).
 //! `--parity` instead runs one step on the CPU (burn-flex) and on `--device` from the same weights and batch
 //! and prints the largest differences (exit 1 when beyond float32 noise).
 //!
@@ -8,19 +8,15 @@
 
 use anyhow::{bail, Result};
 use clap::Parser;
-use data::augment::Augmenter;
-use data::loader::train_batches;
-use data::{DataConfig, Dataset};
 use model::burn::tensor::Device;
 use model::weights::state_dict;
 use model::{ModelSpec, SpecOptions, YoloModel};
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 use train::cli::TrainCli;
 use train::loss::LossGains;
 use train::optim::{Ema, GroupLr, Optimizer};
 use train::parity::{fixed_batch, one_step, StepDiff};
+use train::run_data::RunData;
 use train::step::{Learner, Phase, PhaseTimer, Schedule};
 use train::trainer::{plan, TrainArgs};
 
@@ -73,49 +69,50 @@ fn bench(a: Cli) -> Result<()> {
         args,
     };
     let args = &run.args;
-    let cfg = DataConfig::from_file(Path::new(&args.data))?;
-    let spec = ModelSpec::from_file(
-        &args.config,
-        &SpecOptions {
-            scale: args.scale.clone(),
-            nc: Some(cfg.nc()),
+    let opts = |nc| SpecOptions {
+        scale: args.scale.clone(),
+        nc,
+    };
+    let task = ModelSpec::from_file(&args.config, &opts(None))?.task();
+    // The train split only, decoded per sample as a run without --cache.
+    let data = RunData::open(
+        &TrainArgs {
+            val: false,
+            cache: false,
+            ..args.clone()
         },
+        task,
     )?;
-    spec.require_detector("bench_step")
-        .map_err(anyhow::Error::msg)?;
+    let nc = data.names().len();
+    let spec = ModelSpec::from_file(&args.config, &opts(Some(nc)))?;
     spec.check_input(args.imgsz, args.imgsz)
         .map_err(|e| anyhow::anyhow!("{}: {e}", spec.source))?;
     if a.parity {
+        spec.require_detector("bench_step --parity")
+            .map_err(anyhow::Error::msg)?;
         return parity(&a, &run, &spec, &dev);
     }
-    let ds = Arc::new(Dataset::load(&cfg, "train")?);
     dev.seed(args.seed);
-    let p = plan(args, ds.len(), cfg.nc())?;
+    let p = plan(args, data.n_train(), nc)?;
     let kind = p.optimizer;
     let model = YoloModel::new(&spec, &dev);
     let opt = Optimizer::new(kind, p.momentum, p.weight_decay).for_model(&model);
     let ema = Ema::new(YoloModel::new(&spec, &dev));
     let gains = LossGains::default();
     // The trainer's own step, optimizer stepping on every batch.
-    let mut learner = Learner::new(&spec, model, opt, ema, (&dev, &devices), gains);
+    let mut learner =
+        Learner::new(&spec, model, opt, ema, (&dev, &devices), gains).with_dropout(args.dropout);
     let schedule = Schedule {
         lr: GroupLr::uniform([p.lr0; 3]),
         momentum: p.momentum,
         accumulate: 1,
     };
-    let aug = Arc::new(Augmenter::new(
-        ds.clone(),
-        args.augment.clone(),
-        args.imgsz,
-        args.seed,
-        false,
-    ));
     let mut timer = PhaseTimer::default();
     let mut images = 0;
     let (mut done, mut epoch) = (0, 0);
     let start = Instant::now();
     'outer: loop {
-        let mut batches = train_batches(aug.clone(), epoch, args.batch, args.workers, true);
+        let mut batches = data.batches(epoch, args.batch, args.workers, true);
         loop {
             // Warmup steps run on a scratch timer: only the timed ones count.
             let mut scratch = PhaseTimer::default();
