@@ -518,3 +518,107 @@ fn track_on_images_numbers_each_images_tracks_from_one() {
     assert!(o.status.success(), "{}", testkit::said(&o));
     std::fs::remove_dir_all(&out).ok();
 }
+
+/// The first `n` images of each class of datasets/trees_cls's `split`, copied under `dst`.
+fn copy_cls_split(dst: &Path, split: &str, n: usize) {
+    for class in ["background", "tree"] {
+        let from = root().join("datasets/trees_cls").join(split).join(class);
+        let to = dst.join(split).join(class);
+        std::fs::create_dir_all(&to).unwrap();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&from)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in files.iter().take(n) {
+            std::fs::copy(f, to.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
+/// The shipped MobileOneNet classifier through the verbs an Ultralytics user runs: `yolo classify train
+/// model=...-cls.yaml data=FOLDER`, then val, export and predict on what it trained.
+#[test]
+fn the_mobileone_classifier_trains_validates_exports_and_predicts() {
+    let tmp = std::env::temp_dir().join(format!("yolo-cls-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let data = tmp.join("data");
+    copy_cls_split(&data, "train", 16);
+    copy_cls_split(&data, "val", 8);
+    let run_dir = tmp.join("run");
+    let (data_s, run_s) = (data.to_str().unwrap(), run_dir.to_str().unwrap());
+    let out = yolo(&[
+        "classify",
+        "train",
+        "model=configs/yolov8-mobileone-cls.yaml",
+        &format!("data={data_s}"),
+        "epochs=2",
+        "imgsz=32",
+        "batch=16",
+        "workers=1",
+        "device=cpu",
+        &format!("out={run_s}"),
+    ]);
+    assert!(out.contains("final (epoch 2): top1"), "{out}");
+    let csv = std::fs::read_to_string(run_dir.join("results.csv")).unwrap();
+    assert!(
+        csv.starts_with("epoch,time,train/loss,metrics/accuracy_top1"),
+        "{csv}"
+    );
+    let best = run_dir.join("weights/best.safetensors");
+    let best_s = best.to_str().unwrap();
+
+    let val = yolo(&[
+        "classify",
+        "val",
+        &format!("model={best_s}"),
+        &format!("data={data_s}"),
+        "imgsz=32",
+        "json=True",
+        "device=cpu",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&val).unwrap();
+    assert_eq!(v["images"], 16, "{val}");
+    assert_eq!(v["names"], serde_json::json!(["background", "tree"]));
+
+    let exported = tmp.join("export");
+    yolo(&[
+        "export",
+        &format!("model={best_s}"),
+        "format=onnx,safetensors",
+        "imgsz=32",
+        &format!("out={}", exported.to_str().unwrap()),
+    ]);
+    let fused = exported.join("best_fused.safetensors");
+    assert!(
+        fused.exists(),
+        "{:?}",
+        std::fs::read_dir(&exported).unwrap().collect::<Vec<_>>()
+    );
+    let predicted = tmp.join("predict");
+    yolo(&[
+        "predict",
+        &format!("model={}", fused.to_str().unwrap()),
+        &format!("source={data_s}/val/tree"),
+        "imgsz=32",
+        "save_txt=True",
+        &format!("out={}", predicted.to_str().unwrap()),
+    ]);
+    let labels: Vec<PathBuf> = std::fs::read_dir(predicted.join("labels"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(labels.len(), 8);
+    let text = std::fs::read_to_string(&labels[0]).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "both classes, most probable first: {text}");
+    let probs: Vec<f64> = lines
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        (probs[0] + probs[1] - 1.0).abs() < 1e-3 && probs[0] >= probs[1],
+        "{text}"
+    );
+    std::fs::remove_dir_all(&tmp).ok();
+}
