@@ -147,8 +147,10 @@ fn a_classifier_exports_and_predicts_and_the_box_commands_refuse_it() {
     let o = run("predict", &["--imgsz", "64", "--save-txt", "--save-json"]);
     let said = testkit::said(&o);
     assert!(o.status.success(), "{said}");
+    let n = std::fs::read_dir(&images).unwrap().count();
+    assert!(n >= 50, "{n} images in {}", images.display());
     assert!(
-        said.contains("120 images (0 skipped), classified"),
+        said.contains(&format!("{n} images (0 skipped), classified")),
         "{said}"
     );
     let first = std::fs::read_dir(&images)
@@ -195,7 +197,7 @@ fn a_classifier_exports_and_predicts_and_the_box_commands_refuse_it() {
         &std::fs::read_to_string(out.join("predict/predictions.json")).unwrap(),
     )
     .unwrap();
-    assert_eq!(json.as_array().unwrap().len(), 120);
+    assert_eq!(json.as_array().unwrap().len(), n);
 
     for (cmd, extra) in [("track", &[][..]), ("predict", &["--tile", "64"][..])] {
         let o = run(cmd, extra);

@@ -239,3 +239,74 @@ fn a_classifier_run_stopped_then_resumed_equals_an_uninterrupted_one() {
     }
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// A classifier pretrains a detector's backbone through the binaries: configs/yolov8-mobileone-backbone-cls.yaml
+/// trained on image folders, then `train --weights` on configs/yolov8-mobileone.yaml transfers every tensor of
+/// rows 0-8 (and says how many); with `--freeze 9` the detector's backbone weights stay the classifier's.
+#[test]
+fn a_classifier_backbone_transfers_to_the_detector() {
+    let root = tmp("transfer");
+    let data = small_dataset(&root, 16, 8);
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let cls = root.join("cls");
+    let o = run(Command::new(TRAIN)
+        .arg("--config")
+        .arg(configs.join("yolov8-mobileone-backbone-cls.yaml"))
+        .arg("--data")
+        .arg(&data)
+        .args("--epochs 1 --imgsz 32 --batch 16 --workers 1 --device cpu --out".split(' '))
+        .arg(&cls));
+    assert!(o.status.success(), "{}", text(&o));
+    let best = cls.join("weights/best.safetensors");
+
+    let det_data = root.join("det");
+    data::synth::write_dataset(&det_data, 3, 4, 2, 64).unwrap();
+    let det = root.join("det_run");
+    let o = run(Command::new(TRAIN)
+        .arg("--config")
+        .arg(configs.join("yolov8-mobileone.yaml"))
+        .arg("--data")
+        .arg(det_data.join("data.yaml"))
+        .arg("--weights")
+        .arg(&best)
+        .args("--freeze 9 --epochs 1 --imgsz 64 --batch 4 --nbs 4 --workers 1 --val false --device cpu --out".split(' '))
+        .arg(&det));
+    let said = text(&o);
+    assert!(o.status.success(), "{said}");
+
+    let c = WeightsFile::read(&best.to_string_lossy()).unwrap();
+    let d = WeightsFile::read(&det.join("weights/last.safetensors").to_string_lossy()).unwrap();
+    let row = |k: &str| k.split('.').nth(1).and_then(|r| r.parse::<usize>().ok());
+    let backbone: Vec<&String> = d
+        .tensors
+        .keys()
+        .filter(|k| row(k).is_some_and(|r| r < 9))
+        .collect();
+    assert!(
+        said.contains(&format!(
+            "transferred {}/{} tensors",
+            backbone.len(),
+            d.tensors.len()
+        )),
+        "{} backbone tensors of {}: {said}",
+        backbone.len(),
+        d.tensors.len()
+    );
+    let mut trained = 0;
+    for k in backbone {
+        // BatchNorm running statistics move in training mode even in frozen layers, as in PyTorch.
+        if k.contains("running_") {
+            continue;
+        }
+        // The EMA of unchanging weights, d * w + (1 - d) * w, may round by an ulp.
+        let diff = d.tensors[k]
+            .data
+            .iter()
+            .zip(&c.tensors[k].data)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff < 1e-6, "{k} moved by {diff}");
+        trained += 1;
+    }
+    assert!(trained > 50, "{trained}");
+    let _ = std::fs::remove_dir_all(&root);
+}
