@@ -326,7 +326,7 @@ pub struct ValCli {
     /// Print one JSON object instead of the table.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     json: bool,
-    /// Write PR_curve.png and confusion_matrix.png into --out.
+    /// Write PR_curve.png and confusion_matrix.png into --out (a classifier: confusion_matrix.png).
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     plots: bool,
     #[arg(long, default_value = "runs/val")]
@@ -408,6 +408,16 @@ fn val_classifier(
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", crate::classify::render(&r));
+    }
+    if a.plots {
+        std::fs::create_dir_all(&a.out)
+            .with_context(|| format!("{}: cannot create", a.out.display()))?;
+        crate::plots::classify_confusion(
+            &a.out.join("confusion_matrix.png"),
+            &r.confusion,
+            &names,
+        )?;
+        eprintln!("plots in {}", a.out.display());
     }
     Ok(())
 }

@@ -170,6 +170,15 @@ pub fn confusion(path: &Path, matrix: &[Vec<f64>], labels: &[String]) -> Result<
     save(buf, w, h, path)
 }
 
+/// A classifier's confusion matrix of image counts (`counts[predicted][true]`), drawn as [`confusion`].
+pub fn classify_confusion(path: &Path, counts: &[Vec<u64>], names: &[String]) -> Result<()> {
+    let m: Vec<Vec<f64>> = counts
+        .iter()
+        .map(|row| row.iter().map(|&v| v as f64).collect())
+        .collect();
+    confusion(path, &m, names)
+}
+
 /// Reads one quantity off an epoch's results.
 type Metric = fn(&crate::results::EpochResult) -> f64;
 

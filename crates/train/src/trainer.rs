@@ -535,12 +535,8 @@ impl Trainer {
             }
         }
         if let Some(cm) = &best_confusion {
-            let m: Vec<Vec<f64>> = cm
-                .iter()
-                .map(|row| row.iter().map(|&v| v as f64).collect())
-                .collect();
             let path = self.run_dir.join("confusion_matrix.png");
-            if let Err(e) = crate::plots::confusion(&path, &m, &names) {
+            if let Err(e) = crate::plots::classify_confusion(&path, cm, &names) {
                 eprintln!("warning: {} not drawn: {e:#}", path.display());
             }
         }

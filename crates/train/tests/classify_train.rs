@@ -133,8 +133,16 @@ fn a_classifier_trains_through_the_binary_and_val_agrees_with_its_run() {
         .arg(out.join("weights/best.safetensors"))
         .arg("--data")
         .arg(&data)
-        .args(["--imgsz", "32", "--json", "--device", "cpu"]));
+        .args([
+            "--imgsz", "32", "--json", "--device", "cpu", "--plots", "--out",
+        ])
+        .arg(root.join("val")));
     assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        root.join("val/confusion_matrix.png").exists(),
+        "{}",
+        text(&o)
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let top1 = v["top1"].as_f64().unwrap();
     assert!(
