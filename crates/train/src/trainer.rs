@@ -340,13 +340,11 @@ fn save_state(
     Ok(())
 }
 
-/// What `finish_epoch` needs besides the model: the data (its validation split), loss gains, weights folder,
-/// and where a classifier's confusion matrix of its best epoch is kept.
+/// What `finish_epoch` needs besides the model: the data (its validation split), loss gains, weights folder.
 struct EpochEnd<'a> {
     data: &'a RunData,
     gains: LossGains,
     wdir: &'a Path,
-    best_confusion: &'a mut Option<Vec<Vec<u64>>>,
 }
 
 /// What a run ended with.
@@ -494,7 +492,6 @@ impl Trainer {
             save_state(&wdir, &mut learner, 0, best, a)?;
         }
         let t_run = Instant::now();
-        let mut best_confusion = None;
         for epoch in start_epoch..a.epochs {
             let t_epoch = Instant::now();
             let Some((train, lr)) = self.train_epoch(&mut learner, &data, &p, epoch)? else {
@@ -518,7 +515,6 @@ impl Trainer {
                     data: &data,
                     gains,
                     wdir: &wdir,
-                    best_confusion: &mut best_confusion,
                 },
                 &mut best,
                 &mut learner,
@@ -534,10 +530,9 @@ impl Trainer {
                 eprintln!("warning: results.png not drawn: {e:#}");
             }
         }
-        if let Some(cm) = &best_confusion {
-            let path = self.run_dir.join("confusion_matrix.png");
-            if let Err(e) = crate::plots::classify_confusion(&path, cm, &names) {
-                eprintln!("warning: {} not drawn: {e:#}", path.display());
+        if let RunData::Classify { val: Some(f), .. } = &data {
+            if let Err(e) = self.classify_final_eval(&spec, f, &names, &wdir) {
+                eprintln!("warning: confusion_matrix.png not drawn: {e:#}");
             }
         }
         eprintln!(
@@ -798,7 +793,6 @@ impl Trainer {
             with_loss: Some(end.gains),
             ..Default::default()
         };
-        let mut confusion = None;
         match end.data {
             RunData::Detect { val: Some(vds), .. } => {
                 let vr = validate(&learner.ema.model, vds.clone(), &vo, &self.device)?;
@@ -816,7 +810,6 @@ impl Trainer {
                     &self.device,
                 )?;
                 (r.top1, r.top5, r.val[0]) = (vr.top1, vr.top5, vr.loss);
-                confusion = Some(vr.confusion);
             }
             _ => {}
         }
@@ -856,9 +849,6 @@ impl Trainer {
                 names,
                 &extra,
             )?;
-            if confusion.is_some() {
-                *end.best_confusion = confusion;
-            }
         }
         match end.data.task() {
             Task::Detect => eprintln!(
@@ -871,6 +861,34 @@ impl Trainer {
             ),
         }
         Ok(r)
+    }
+
+    /// Ultralytics' final evaluation of a classifier: `best.safetensors` on the val split, its confusion matrix
+    /// drawn (whichever run, first or resumed, wrote that epoch).
+    fn classify_final_eval(
+        &self,
+        spec: &ModelSpec,
+        folder: &data::image_folder::ImageFolder,
+        names: &[String],
+        wdir: &Path,
+    ) -> Result<()> {
+        let a = &self.args;
+        let best = WeightsFile::read(&wdir.join("best.safetensors").to_string_lossy())?;
+        let mut model = YoloModel::new(spec, &self.device);
+        load_state_dict(&mut model, &best.tensors, &best.path)?;
+        let vr = crate::classify::validate_classifier(
+            &model,
+            folder,
+            a.imgsz,
+            a.batch * 2,
+            a.workers,
+            &self.device,
+        )?;
+        crate::plots::classify_confusion(
+            &self.run_dir.join("confusion_matrix.png"),
+            &vr.confusion,
+            names,
+        )
     }
 
     /// A run folder holds a run exactly when its checkpoint exists: `--resume` needs one, a new run refuses one.

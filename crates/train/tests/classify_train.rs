@@ -239,6 +239,8 @@ fn a_classifier_run_stopped_then_resumed_equals_an_uninterrupted_one() {
     assert_eq!(rest.results.len(), 2);
     assert_eq!(full.results[1].train, rest.results[1].train);
     assert_eq!(full.results[1].top1, rest.results[1].top1);
+    // The final evaluation of best.safetensors draws the confusion matrix, whichever run wrote that epoch.
+    assert!(b.join("confusion_matrix.png").exists());
     let wa = WeightsFile::read(&a.join("weights/last.safetensors").to_string_lossy()).unwrap();
     let wb = WeightsFile::read(&b.join("weights/last.safetensors").to_string_lossy()).unwrap();
     assert_eq!(wa.tensors.len(), wb.tensors.len());
