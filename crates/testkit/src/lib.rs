@@ -64,3 +64,23 @@ pub fn label_rows(p: &std::path::Path) -> Vec<Vec<f64>> {
         })
         .collect()
 }
+
+/// The first `n` images (by name) of each class folder of a classification dataset's `split`, copied from `src`
+/// to the same place under `dst`: a small image-folder dataset for a quick training run.
+pub fn copy_class_images(src: &std::path::Path, dst: &std::path::Path, split: &str, n: usize) {
+    for class in std::fs::read_dir(src.join(split)).expect("the split folder") {
+        let from = class.expect("a class folder").path();
+        let to = dst
+            .join(split)
+            .join(from.file_name().expect("a folder name"));
+        std::fs::create_dir_all(&to).expect("a writable destination");
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&from)
+            .expect("a class folder")
+            .map(|e| e.expect("an entry").path())
+            .collect();
+        files.sort();
+        for f in files.iter().take(n) {
+            std::fs::copy(f, to.join(f.file_name().expect("a file name"))).expect("a copy");
+        }
+    }
+}

@@ -27,21 +27,8 @@ fn model_yaml() -> String {
 fn small_dataset(root: &Path, n_train: usize, n_val: usize) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/trees_cls");
     let dst = root.join("cls");
-    for (split, n) in [("train", n_train), ("val", n_val)] {
-        for class in ["background", "tree"] {
-            let from = src.join(split).join(class);
-            let to = dst.join(split).join(class);
-            std::fs::create_dir_all(&to).unwrap();
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&from)
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-            files.sort();
-            for f in files.iter().take(n) {
-                std::fs::copy(f, to.join(f.file_name().unwrap())).unwrap();
-            }
-        }
-    }
+    testkit::copy_class_images(&src, &dst, "train", n_train);
+    testkit::copy_class_images(&src, &dst, "val", n_val);
     dst
 }
 
@@ -54,14 +41,6 @@ fn tmp(name: &str) -> PathBuf {
 
 fn run(c: &mut Command) -> Output {
     c.stdin(Stdio::null()).output().expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 #[test]
@@ -82,7 +61,7 @@ fn a_classifier_trains_through_the_binary_and_val_agrees_with_its_run() {
         .arg(&data)
         .args("--epochs 3 --imgsz 32 --batch 8 --workers 2 --device cpu --out".split(' '))
         .arg(&out));
-    let log = text(&o);
+    let log = testkit::said(&o);
     assert!(o.status.success(), "{log}");
     assert!(log.contains("final (epoch 3): top1"), "{log}");
     for f in [
@@ -137,11 +116,11 @@ fn a_classifier_trains_through_the_binary_and_val_agrees_with_its_run() {
             "--imgsz", "32", "--json", "--device", "cpu", "--plots", "--out",
         ])
         .arg(root.join("val")));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", testkit::said(&o));
     assert!(
         root.join("val/confusion_matrix.png").exists(),
         "{}",
-        text(&o)
+        testkit::said(&o)
     );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let top1 = v["top1"].as_f64().unwrap();
@@ -163,7 +142,11 @@ fn wrong_data_or_task_is_refused_before_training() {
         .args(["--epochs", "1", "--device", "cpu", "--out"])
         .arg(root.join("a")));
     assert!(!o.status.success());
-    assert!(text(&o).contains("detection dataset"), "{}", text(&o));
+    assert!(
+        testkit::said(&o).contains("detection dataset"),
+        "{}",
+        testkit::said(&o)
+    );
 
     let o = run(Command::new(TRAIN)
         .args([
@@ -177,7 +160,7 @@ fn wrong_data_or_task_is_refused_before_training() {
         ])
         .arg(root.join("b")));
     assert!(!o.status.success());
-    let t = text(&o);
+    let t = testkit::said(&o);
     assert!(
         t.contains("--task detect") && t.contains("classify model"),
         "{t}"
@@ -195,7 +178,11 @@ fn wrong_data_or_task_is_refused_before_training() {
         ])
         .arg(root.join("c")));
     assert!(!o.status.success());
-    assert!(text(&o).contains("augmix are not"), "{}", text(&o));
+    assert!(
+        testkit::said(&o).contains("augmix are not"),
+        "{}",
+        testkit::said(&o)
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -266,7 +253,7 @@ fn a_classifier_backbone_transfers_to_the_detector() {
         .arg(&data)
         .args("--epochs 1 --imgsz 32 --batch 16 --workers 1 --device cpu --out".split(' '))
         .arg(&cls));
-    assert!(o.status.success(), "{}", text(&o));
+    assert!(o.status.success(), "{}", testkit::said(&o));
     let best = cls.join("weights/best.safetensors");
 
     let det_data = root.join("det");
@@ -281,7 +268,7 @@ fn a_classifier_backbone_transfers_to_the_detector() {
         .arg(&best)
         .args("--freeze 9 --epochs 1 --imgsz 64 --batch 4 --nbs 4 --workers 1 --val false --device cpu --out".split(' '))
         .arg(&det));
-    let said = text(&o);
+    let said = testkit::said(&o);
     assert!(o.status.success(), "{said}");
 
     let c = WeightsFile::read(&best.to_string_lossy()).unwrap();

@@ -519,23 +519,6 @@ fn track_on_images_numbers_each_images_tracks_from_one() {
     std::fs::remove_dir_all(&out).ok();
 }
 
-/// The first `n` images of each class of datasets/trees_cls's `split`, copied under `dst`.
-fn copy_cls_split(dst: &Path, split: &str, n: usize) {
-    for class in ["background", "tree"] {
-        let from = root().join("datasets/trees_cls").join(split).join(class);
-        let to = dst.join(split).join(class);
-        std::fs::create_dir_all(&to).unwrap();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&from)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        for f in files.iter().take(n) {
-            std::fs::copy(f, to.join(f.file_name().unwrap())).unwrap();
-        }
-    }
-}
-
 /// The shipped MobileOneNet classifier through the verbs an Ultralytics user runs: `yolo classify train
 /// model=...-cls.yaml data=FOLDER`, then val, export and predict on what it trained.
 #[test]
@@ -543,8 +526,9 @@ fn the_mobileone_classifier_trains_validates_exports_and_predicts() {
     let tmp = std::env::temp_dir().join(format!("yolo-cls-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let data = tmp.join("data");
-    copy_cls_split(&data, "train", 16);
-    copy_cls_split(&data, "val", 8);
+    let trees_cls = root().join("datasets/trees_cls");
+    testkit::copy_class_images(&trees_cls, &data, "train", 16);
+    testkit::copy_class_images(&trees_cls, &data, "val", 8);
     let run_dir = tmp.join("run");
     let (data_s, run_s) = (data.to_str().unwrap(), run_dir.to_str().unwrap());
     let out = yolo(&[
