@@ -401,10 +401,6 @@ pub(super) unsafe fn kernel<I: Isa, const MR: usize, const NV: usize>(
                 I::store(tp.add(i * l), I::max(I::zero(), I::load(tp.add(i * l))));
             }
         }
-        Act::Silu => {
-            for i in 0..MR * NV {
-                I::store(tp.add(i * l), I::silu(I::load(tp.add(i * l))));
-            }
-        }
+        Act::Silu => I::silu_in_place(tp, MR * NV),
     }
 }

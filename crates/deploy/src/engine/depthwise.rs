@@ -145,8 +145,7 @@ unsafe fn block<I: Isa, const P: usize>(
                 }
             }
         }
-        for (j, a) in acc.into_iter().enumerate() {
-            let v = act.vector::<I>(a);
+        for (j, v) in act.vectors::<I, P>(acc).into_iter().enumerate() {
             let o = out.add(j * dst.stride + ch);
             if n == l {
                 I::store(o, v)

@@ -59,6 +59,7 @@ mod ops;
 mod passes;
 mod plan;
 mod simd;
+mod team;
 #[cfg(test)]
 mod tests;
 mod winograd;
@@ -142,6 +143,29 @@ impl Act {
         }
     }
 
+    /// [`Self::vector`] on `N` vectors at once, SiLU's chains side by side ([`simd::Isa::silu_n`]).
+    ///
+    /// # Safety
+    /// As [`Self::vector`].
+    #[inline(always)]
+    pub(crate) unsafe fn vectors<I: simd::Isa, const N: usize>(
+        self,
+        mut v: [I::V; N],
+    ) -> [I::V; N] {
+        // Plain loops: written with `array::map` and a closure, Winograd's ReLU convolutions measured
+        // 1.1-1.4x slower.
+        match self {
+            Act::None => {}
+            Act::Relu => {
+                for x in v.iter_mut() {
+                    *x = I::max(I::zero(), *x);
+                }
+            }
+            Act::Silu => v = I::silu_n(v),
+        }
+        v
+    }
+
     pub(crate) fn scalar(self, v: f32) -> f32 {
         match self {
             Act::None => v,
@@ -188,6 +212,9 @@ pub(crate) fn par_ranges(n: usize, parallel: bool, job: &(dyn Fn(usize, usize) +
         return;
     }
     let chunks = n.min(threads * 4);
+    if team::run(n, chunks, job) {
+        return;
+    }
     (0..chunks)
         .into_par_iter()
         .for_each(|c| job(c * n / chunks, (c + 1) * n / chunks));
@@ -241,6 +268,8 @@ pub struct Engine {
     detect: DetectOut,
     max_cin: usize,
     workspaces: Mutex<Vec<Workspace>>,
+    /// Spinning helpers for an image split across cores.
+    team: team::Team,
 }
 
 impl Engine {
@@ -292,6 +321,7 @@ impl Engine {
             detect: head,
             max_cin: p.max_cin,
             workspaces: Mutex::new(Vec::new()),
+            team: team::Team::default(),
         })
     }
 
@@ -546,6 +576,11 @@ impl Engine {
         want_raw: bool,
         mut times: Option<&mut Vec<f64>>,
     ) -> Vec<Vec<f32>> {
+        let _session = if parallel {
+            self.team.session(rayon::current_num_threads())
+        } else {
+            None
+        };
         let (dims, slot_of) = (&layout.dims, &layout.slot_of);
         // Size every slot first: pointers taken below stay valid for the whole pass.
         if ws.slots.len() < layout.need.len() {

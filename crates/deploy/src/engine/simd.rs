@@ -91,6 +91,9 @@ pub trait Isa: Copy {
     unsafe fn scale2(a: Self::V, n: Self::V) -> Self::V;
     /// `1 / a`: the hardware estimate refined by one Newton step (a division costs several times more).
     unsafe fn recip(a: Self::V) -> Self::V;
+    /// `2^n` for `t = n + EXP_MAGIC` with integral `n + 127` in [1, 254]: `t`'s low mantissa bits moved
+    /// into the exponent field.
+    unsafe fn pow2_from_magic(t: Self::V) -> Self::V;
 
     /// `exp(x)`, Cephes' single-precision polynomial (about 1 ulp on the clamped range); its constants as
     /// Cephes writes them.
@@ -114,6 +117,91 @@ pub trait Isa: Copy {
         Self::scale2(p, n)
     }
 
+    /// [`Isa::exp`] of `N` vectors, each step applied to all `N` before the next: the `N` dependency chains
+    /// (about 20 operations deep) sit side by side, so the core overlaps them instead of waiting on one.
+    #[inline(always)]
+    #[allow(clippy::excessive_precision, clippy::needless_range_loop)]
+    unsafe fn exp_n<const N: usize>(x: [Self::V; N]) -> [Self::V; N] {
+        let mut r = [Self::zero(); N];
+        let mut n = [Self::zero(); N];
+        let mut t = [Self::zero(); N];
+        for i in 0..N {
+            let xi = Self::min(Self::splat(88.3), Self::max(Self::splat(-87.3), x[i]));
+            // n = round(x / ln 2) by adding 1.5 * 2^23 (whose ulp is 1), which also leaves n + 127 in the
+            // low bits for 2^n: two operations fewer than round, convert, add and shift.
+            t[i] = Self::fma(
+                xi,
+                Self::splat(std::f32::consts::LOG2_E),
+                Self::splat(EXP_MAGIC),
+            );
+            n[i] = Self::sub(t[i], Self::splat(EXP_MAGIC));
+            r[i] = Self::fma(n[i], Self::splat(-0.693_359_375), xi);
+        }
+        for i in 0..N {
+            r[i] = Self::fma(n[i], Self::splat(2.121_944_4e-4), r[i]);
+        }
+        let mut p = [Self::splat(1.987_569_1e-4); N];
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            0.5,
+        ] {
+            for i in 0..N {
+                p[i] = Self::fma(p[i], r[i], Self::splat(c));
+            }
+        }
+        let mut out = [Self::zero(); N];
+        for i in 0..N {
+            let r2 = Self::mul(r[i], r[i]);
+            let pi = Self::add(Self::fma(p[i], r2, r[i]), Self::splat(1.0));
+            out[i] = Self::mul(pi, Self::pow2_from_magic(t[i]));
+        }
+        out
+    }
+
+    /// [`Isa::silu`] of `N` vectors at once (see [`Isa::exp_n`]).
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn silu_n<const N: usize>(x: [Self::V; N]) -> [Self::V; N] {
+        let mut neg = [Self::zero(); N];
+        for i in 0..N {
+            neg[i] = Self::sub(Self::zero(), x[i]);
+        }
+        let e = Self::exp_n(neg);
+        let mut out = [Self::zero(); N];
+        for i in 0..N {
+            out[i] = Self::mul(x[i], Self::recip(Self::add(Self::splat(1.0), e[i])));
+        }
+        out
+    }
+
+    /// SiLU in place on `n` vectors at `p`, four at a time.
+    ///
+    /// # Safety
+    /// Compiled with this ISA's target features; `p` is valid for `n * LANES` floats.
+    #[inline(always)]
+    unsafe fn silu_in_place(p: *mut f32, n: usize) {
+        let l = Self::LANES;
+        let mut i = 0;
+        while i + 4 <= n {
+            let mut x = [Self::zero(); 4];
+            for (j, v) in x.iter_mut().enumerate() {
+                *v = Self::load(p.add((i + j) * l));
+            }
+            let y = Self::silu_n(x);
+            for (j, v) in y.into_iter().enumerate() {
+                Self::store(p.add((i + j) * l), v);
+            }
+            i += 4;
+        }
+        while i < n {
+            Self::store(p.add(i * l), Self::silu(Self::load(p.add(i * l))));
+            i += 1;
+        }
+    }
+
     /// `x * sigmoid(x)`
     #[inline(always)]
     unsafe fn silu(x: Self::V) -> Self::V {
@@ -127,6 +215,9 @@ pub trait Isa: Copy {
         Self::recip(Self::add(Self::splat(1.0), e))
     }
 }
+
+/// `1.5 * 2^23 + 127`: floats near it are integers, and its mantissa's low bits are the exponent bias.
+pub const EXP_MAGIC: f32 = 12_583_039.0;
 
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
@@ -191,6 +282,10 @@ impl Isa for Avx512 {
     #[inline(always)]
     unsafe fn scale2(a: __m512, n: __m512) -> __m512 {
         _mm512_scalef_ps(a, n)
+    }
+    #[inline(always)]
+    unsafe fn pow2_from_magic(t: __m512) -> __m512 {
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(t)))
     }
     #[inline(always)]
     unsafe fn recip(a: __m512) -> __m512 {
@@ -267,6 +362,10 @@ impl Isa for Avx2 {
             _mm256_set1_epi32(127),
         ));
         _mm256_mul_ps(a, _mm256_castsi256_ps(bits))
+    }
+    #[inline(always)]
+    unsafe fn pow2_from_magic(t: __m256) -> __m256 {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(t)))
     }
     #[inline(always)]
     unsafe fn recip(a: __m256) -> __m256 {

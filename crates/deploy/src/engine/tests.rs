@@ -538,6 +538,58 @@ fn vector_exp_and_sigmoid_are_accurate() {
     }
 }
 
+/// SiLU in every epilogue (the direct conv's tile, Winograd's 2x2 outputs, depthwise pixel blocks), where
+/// it runs several vectors at once, against the formula in float64 over -100..100: each kernel passes its
+/// input through (an identity 1x1, a 3x3 and a depthwise 3x3 with only the centre tap).
+#[test]
+fn silu_epilogues_match_the_formula_over_a_wide_range() {
+    let (c, h, w) = (24, 9, 11);
+    let x: Vec<f32> = (0..h * w * c)
+        .map(|i| (i as f32 / (h * w * c) as f32 - 0.5) * 200.0)
+        .collect();
+    let bias = vec![0.0f32; c];
+    let identity = |k: usize| {
+        let mut wt = vec![0.0f32; c * c * k * k];
+        for o in 0..c {
+            wt[(o * c + o) * k * k + (k * k) / 2] = 1.0;
+        }
+        wt
+    };
+    let mut centre = vec![0.0f32; c * 9];
+    for o in 0..c {
+        centre[o * 9 + 4] = 1.0;
+    }
+    let zeros = vec![0.0f32; c];
+    for level in levels() {
+        for kind in ["direct 1x1", "winograd 3x3", "depthwise 3x3"] {
+            // Winograd's transforms round the pass-through by the neighbours' magnitude, so SiLU is checked
+            // on what the same kernel gives without an activation.
+            let run = |act: Act| {
+                let mut y = vec![0.0f32; h * w * c];
+                let (xs, ys) = (src(&x, h, w, c), dst(&mut y, h, w, c));
+                match kind {
+                    "direct 1x1" => PackedConv::new(level, &identity(1), &bias, c, c, 1, 1, 0)
+                        .run(xs, ys, act, None, &zeros, false),
+                    "winograd 3x3" => PackedConv::new(level, &identity(3), &bias, c, c, 3, 1, 1)
+                        .run(xs, ys, act, None, &zeros, false),
+                    _ => PackedDepthwise::new(level, &centre, &bias, c, 3, 1, 1)
+                        .run(xs, ys, act, false),
+                }
+                y
+            };
+            let (lin, y) = (run(Act::None), run(Act::Silu));
+            for (&g, &v) in y.iter().zip(&lin) {
+                let e = v as f64 / (1.0 + (-(v as f64)).exp());
+                assert!(
+                    (g as f64 - e).abs() <= 1e-6 * e.abs().max(1.0),
+                    "{level:?} {kind}: silu({v}) = {g}, want {e}"
+                );
+            }
+            assert!(lin.iter().any(|&v| v < -80.0) && lin.iter().any(|&v| v > 80.0));
+        }
+    }
+}
+
 /// A NaN input stays NaN through every activation (as in PyTorch), so a broken model is visible downstream.
 #[test]
 fn nan_propagates_through_conv_depthwise_and_activations() {

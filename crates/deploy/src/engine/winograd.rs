@@ -150,17 +150,6 @@ unsafe fn output_transform<I: Isa>(m: &[I::V; 16]) -> [I::V; 4] {
     y
 }
 
-/// # Safety
-/// Compiled with `I`'s target features (pure register arithmetic).
-#[inline(always)]
-unsafe fn activate<I: Isa>(v: I::V, act: Act) -> I::V {
-    match act {
-        Act::None => v,
-        Act::Relu => I::max(I::zero(), v),
-        Act::Silu => I::silu(v),
-    }
-}
-
 /// Blocks `b0..b1` of `MR` 2x2 output tiles.
 ///
 /// # Safety
@@ -256,7 +245,12 @@ unsafe fn run_blocks<I: Isa, const MR: usize>(job: &BlockJob, b0: usize, b1: usi
                         mv[k] = I::load(mp.add((k * MR + r) * nr + j));
                     }
                     let bv = I::load(g.bias.as_ptr().add(pn.col + j));
-                    let y = output_transform::<I>(&mv);
+                    let mut y = output_transform::<I>(&mv);
+                    for v in y.iter_mut() {
+                        *v = I::add(*v, bv);
+                    }
+                    // The four outputs' activations side by side (independent chains overlap).
+                    let y = act.vectors::<I, 4>(y);
                     let n = (ncols - j).min(l);
                     for a in 0..2 {
                         let oy = 2 * ty + a;
@@ -270,7 +264,7 @@ unsafe fn run_blocks<I: Isa, const MR: usize>(job: &BlockJob, b0: usize, b1: usi
                             }
                             let px = oy * dst.w + ox;
                             let out = dst.ptr.add(px * dst.stride + pn.col + j);
-                            let val = activate::<I>(I::add(y[a * 2 + b], bv), act);
+                            let val = y[a * 2 + b];
                             let addp = add.map(|s| s.ptr.add(px * s.stride + pn.col + j));
                             if n == l {
                                 let val = match addp {
