@@ -85,40 +85,21 @@ pub trait Isa: Copy {
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     /// As [`Self::max`].
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
-    /// Round to nearest integer (as a float).
-    unsafe fn round(a: Self::V) -> Self::V;
-    /// `a * 2^n` for integral `n` in [-127, 127].
-    unsafe fn scale2(a: Self::V, n: Self::V) -> Self::V;
     /// `1 / a`: the hardware estimate refined by one Newton step (a division costs several times more).
     unsafe fn recip(a: Self::V) -> Self::V;
     /// `2^n` for `t = n + EXP_MAGIC` with integral `n + 127` in [1, 254]: `t`'s low mantissa bits moved
     /// into the exponent field.
     unsafe fn pow2_from_magic(t: Self::V) -> Self::V;
 
-    /// `exp(x)`, Cephes' single-precision polynomial (about 1 ulp on the clamped range); its constants as
-    /// Cephes writes them.
+    /// `exp(x)`: [`Self::exp_n`] of one vector.
     #[inline(always)]
-    #[allow(clippy::excessive_precision)]
     unsafe fn exp(x: Self::V) -> Self::V {
-        // Constant first: x86 min/max return their second operand when one is NaN, so NaN propagates
-        // (as in PyTorch) instead of being clamped to a number.
-        let x = Self::min(Self::splat(88.3), Self::max(Self::splat(-87.3), x));
-        let n = Self::round(Self::mul(x, Self::splat(std::f32::consts::LOG2_E)));
-        let r = Self::fma(n, Self::splat(-0.693_359_375), x);
-        let r = Self::fma(n, Self::splat(2.121_944_4e-4), r);
-        let mut p = Self::splat(1.987_569_1e-4);
-        p = Self::fma(p, r, Self::splat(1.398_199_9e-3));
-        p = Self::fma(p, r, Self::splat(8.333_452e-3));
-        p = Self::fma(p, r, Self::splat(4.166_579_6e-2));
-        p = Self::fma(p, r, Self::splat(1.666_666_5e-1));
-        p = Self::fma(p, r, Self::splat(0.5));
-        let r2 = Self::mul(r, r);
-        let p = Self::add(Self::fma(p, r2, r), Self::splat(1.0));
-        Self::scale2(p, n)
+        Self::exp_n([x])[0]
     }
 
-    /// [`Isa::exp`] of `N` vectors, each step applied to all `N` before the next: the `N` dependency chains
-    /// (about 20 operations deep) sit side by side, so the core overlaps them instead of waiting on one.
+    /// `exp` of `N` vectors: Cephes' single-precision polynomial (about 1 ulp on the clamped range), its
+    /// constants as Cephes writes them. Each step is applied to all `N` before the next, so the `N`
+    /// dependency chains (about 20 operations deep) sit side by side and the core overlaps them.
     #[inline(always)]
     #[allow(clippy::excessive_precision, clippy::needless_range_loop)]
     unsafe fn exp_n<const N: usize>(x: [Self::V; N]) -> [Self::V; N] {
@@ -126,6 +107,8 @@ pub trait Isa: Copy {
         let mut n = [Self::zero(); N];
         let mut t = [Self::zero(); N];
         for i in 0..N {
+            // Constant first: x86 min/max return their second operand when one is NaN, so NaN propagates
+            // (as in PyTorch) instead of being clamped to a number.
             let xi = Self::min(Self::splat(88.3), Self::max(Self::splat(-87.3), x[i]));
             // n = round(x / ln 2) by adding 1.5 * 2^23 (whose ulp is 1), which also leaves n + 127 in the
             // low bits for 2^n: two operations fewer than round, convert, add and shift.
@@ -161,7 +144,7 @@ pub trait Isa: Copy {
         out
     }
 
-    /// [`Isa::silu`] of `N` vectors at once (see [`Isa::exp_n`]).
+    /// `x * sigmoid(x)` of `N` vectors at once (see [`Isa::exp_n`]).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
     unsafe fn silu_n<const N: usize>(x: [Self::V; N]) -> [Self::V; N] {
@@ -205,8 +188,7 @@ pub trait Isa: Copy {
     /// `x * sigmoid(x)`
     #[inline(always)]
     unsafe fn silu(x: Self::V) -> Self::V {
-        let e = Self::exp(Self::sub(Self::zero(), x));
-        Self::mul(x, Self::recip(Self::add(Self::splat(1.0), e)))
+        Self::silu_n([x])[0]
     }
 
     #[inline(always)]
@@ -276,14 +258,6 @@ impl Isa for Avx512 {
         _mm512_min_ps(a, b)
     }
     #[inline(always)]
-    unsafe fn round(a: __m512) -> __m512 {
-        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
-    }
-    #[inline(always)]
-    unsafe fn scale2(a: __m512, n: __m512) -> __m512 {
-        _mm512_scalef_ps(a, n)
-    }
-    #[inline(always)]
     unsafe fn pow2_from_magic(t: __m512) -> __m512 {
         _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(t)))
     }
@@ -350,18 +324,6 @@ impl Isa for Avx2 {
     #[inline(always)]
     unsafe fn min(a: __m256, b: __m256) -> __m256 {
         _mm256_min_ps(a, b)
-    }
-    #[inline(always)]
-    unsafe fn round(a: __m256) -> __m256 {
-        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
-    }
-    #[inline(always)]
-    unsafe fn scale2(a: __m256, n: __m256) -> __m256 {
-        let bits = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(n),
-            _mm256_set1_epi32(127),
-        ));
-        _mm256_mul_ps(a, _mm256_castsi256_ps(bits))
     }
     #[inline(always)]
     unsafe fn pow2_from_magic(t: __m256) -> __m256 {
