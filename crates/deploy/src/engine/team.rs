@@ -37,10 +37,11 @@ struct Shared {
     slot: RwLock<Posted>,
     next: AtomicUsize,
     done: AtomicUsize,
-    /// True during a session: helpers spin instead of sleeping.
-    awake: Mutex<bool>,
-    wake: Condvar,
+    /// True during a session: helpers spin instead of sleeping. Set under `sleep`'s lock so a helper about
+    /// to wait on `wake` cannot miss the change.
     spinning: AtomicBool,
+    sleep: Mutex<()>,
+    wake: Condvar,
     stop: AtomicBool,
 }
 
@@ -68,11 +69,11 @@ impl Shared {
                 return;
             }
             if !self.spinning.load(Ordering::Acquire) {
-                let Ok(mut awake) = self.awake.lock() else {
+                let Ok(mut g) = self.sleep.lock() else {
                     return;
                 };
-                while !*awake && !self.stop.load(Ordering::Acquire) {
-                    awake = match self.wake.wait(awake) {
+                while !self.spinning.load(Ordering::Acquire) && !self.stop.load(Ordering::Acquire) {
+                    g = match self.wake.wait(g) {
                         Ok(g) => g,
                         Err(_) => return,
                     };
@@ -104,13 +105,19 @@ struct Crew {
     handles: Vec<JoinHandle<()>>,
 }
 
+impl Shared {
+    /// Sets `flag` under the sleep lock and wakes every helper to look at it.
+    fn signal(&self, flag: &AtomicBool, value: bool) {
+        let g = self.sleep.lock();
+        flag.store(value, Ordering::Release);
+        drop(g);
+        self.wake.notify_all();
+    }
+}
+
 impl Drop for Crew {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
-        if let Ok(mut a) = self.shared.awake.lock() {
-            *a = true;
-        }
-        self.shared.wake.notify_all();
+        self.shared.signal(&self.shared.stop, true);
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
@@ -149,28 +156,28 @@ impl Team {
                 }),
                 next: AtomicUsize::new(0),
                 done: AtomicUsize::new(0),
-                awake: Mutex::new(false),
-                wake: Condvar::new(),
                 spinning: AtomicBool::new(false),
+                sleep: Mutex::new(()),
+                wake: Condvar::new(),
                 stop: AtomicBool::new(false),
             });
-            let mut handles = Vec::new();
+            // The crew first, so a failed spawn drops it and stops the helpers already started.
+            let mut crew = Crew {
+                shared,
+                handles: Vec::new(),
+            };
             for i in 0..threads - 1 {
-                let s = shared.clone();
+                let s = crew.shared.clone();
                 let h = std::thread::Builder::new()
                     .name(format!("engine-helper-{i}"))
                     .spawn(move || s.helper())
                     .ok()?;
-                handles.push(h);
+                crew.handles.push(h);
             }
-            *guard = Some(Crew { shared, handles });
+            *guard = Some(crew);
         }
         let shared = guard.as_ref()?.shared.clone();
-        shared.spinning.store(true, Ordering::Release);
-        if let Ok(mut a) = shared.awake.lock() {
-            *a = true;
-        }
-        shared.wake.notify_all();
+        shared.signal(&shared.spinning, true);
         CURRENT.with(|c| *c.borrow_mut() = Some(shared.clone()));
         Some(Session {
             _guard: guard,
@@ -183,9 +190,6 @@ impl Drop for Session<'_> {
     fn drop(&mut self) {
         CURRENT.with(|c| *c.borrow_mut() = None);
         self.shared.spinning.store(false, Ordering::Release);
-        if let Ok(mut a) = self.shared.awake.lock() {
-            *a = false;
-        }
     }
 }
 
