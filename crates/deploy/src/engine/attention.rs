@@ -6,9 +6,6 @@
 use super::simd::{Isa, Level};
 use super::{par_ranges, Dst, Src};
 
-#[cfg(target_arch = "x86_64")]
-use super::simd::{Avx2, Avx512};
-
 /// The geometry: `heads` blocks of `key_dim` query, `key_dim` key and `head_dim` value channels.
 #[derive(Debug, Clone, Copy)]
 pub struct AttentionShape {
@@ -85,16 +82,13 @@ pub fn attention(level: Level, shape: AttentionShape, src: Src, dst: Dst, parall
         };
         let job = |i0: usize, i1: usize| {
             // SAFETY: views valid for their geometry, query pixels disjoint between jobs, ISA detected.
-            unsafe { on_level!(level, head_avx512(&hj, i0, i1), head_avx2(&hj, i0, i1)) }
+            unsafe { head_on(level, &hj, i0, i1) }
         };
         par_ranges(n, parallel, &job);
     }
 }
 
-simd_entries!(head_rows(job: &HeadJob, i0: usize, i1: usize) {
-    head_avx512: "avx512f" <Avx512>;
-    head_avx2: "avx2,fma" <Avx2>;
-});
+simd_kernel!(fn head_on = head_rows(job: &HeadJob, i0: usize, i1: usize));
 
 /// Query pixels `i0..i1` of one head.
 ///

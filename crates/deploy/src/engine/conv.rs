@@ -5,12 +5,9 @@
 //! channel and broadcasts one input value per pixel. Bias is the accumulator's start value; activation and
 //! the residual add run on the tile before it is stored, so a Conv+BN+SiLU(+add) is one pass over memory.
 
-use super::simd::{Isa, Level, MR_256, MR_512};
+use super::simd::{Isa, Level, MR_512};
 use super::winograd::{Geometry, Winograd};
 use super::{par_ranges, Act, Dst, Src};
-
-#[cfg(target_arch = "x86_64")]
-use super::simd::{Avx2, Avx512};
 
 /// Winograd for 3x3 stride-1 convolutions unless `YOLO_ENGINE_DIRECT` is set (to time or test the direct path).
 fn winograd_enabled() -> bool {
@@ -60,12 +57,8 @@ impl PackedConv {
         let mut panels = Vec::new();
         let mut col = 0;
         let mut offset = 0;
-        // Panel widths in vectors: as wide as the register file allows (3 with AVX-512's 32 registers, 2 with
-        // AVX2's 16), splitting a remainder of 4 as 2 + 2 rather than 3 + 1 (a 1-vector panel is the slowest).
-        let max_nv = match level {
-            Level::Avx512 => 3,
-            Level::Avx2 => 2,
-        };
+        // Panel widths in vectors: as wide as the register file allows ([`Level::max_panel`]), splitting a remainder of 4 as 2 + 2 rather than 3 + 1 (a 1-vector panel is the slowest).
+        let max_nv = level.max_panel();
         while col < cout {
             let n = (cout - col).div_ceil(lanes);
             let nv = match n {
@@ -151,15 +144,11 @@ impl PackedConv {
             // SAFETY: the caller's views are valid for their geometry and tiles write disjoint rows; the
             // kernel's ISA was detected at build time.
             unsafe {
-                on_level!(
-                    self.level,
-                    if narrow {
-                        run_avx512_narrow(&tj, t0, t1)
-                    } else {
-                        run_avx512(&tj, t0, t1)
-                    },
-                    run_avx2(&tj, t0, t1)
-                )
+                if narrow {
+                    narrow_on(self.level, &tj, t0, t1)
+                } else {
+                    tiles_on(self.level, &tj, t0, t1)
+                }
             }
         };
         par_ranges(tiles, parallel, &job);
@@ -194,11 +183,8 @@ struct TileJob<'a> {
     io: ConvIo<'a>,
 }
 
-simd_entries!(run_tiles(job: &TileJob, t0: usize, t1: usize) {
-    run_avx512_narrow: "avx512f" <Avx512, MR_NARROW>;
-    run_avx512: "avx512f" <Avx512, MR_512>;
-    run_avx2: "avx2,fma" <Avx2, MR_256>;
-});
+simd_kernel!(fn tiles_on = run_tiles::<MR>(job: &TileJob, t0: usize, t1: usize));
+simd_kernel!(fn narrow_on = run_tiles::<MR_NARROW>(job: &TileJob, t0: usize, t1: usize));
 
 /// Output tiles `t0..t1` (`MR` pixels each).
 ///

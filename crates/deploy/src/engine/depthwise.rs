@@ -5,9 +5,6 @@
 use super::simd::{Isa, Level};
 use super::{par_ranges, Act, Dst, Src};
 
-#[cfg(target_arch = "x86_64")]
-use super::simd::{Avx2, Avx512};
-
 /// A depthwise convolution's weights as `[tap][c]`.
 #[derive(Debug, Clone)]
 pub struct PackedDepthwise {
@@ -52,22 +49,13 @@ impl PackedDepthwise {
     pub fn run(&self, src: Src, dst: Dst, act: Act, parallel: bool) {
         let job = |y0: usize, y1: usize| {
             // SAFETY: views valid for their geometry, output rows disjoint between jobs, ISA detected.
-            unsafe {
-                on_level!(
-                    self.level,
-                    rows_avx512(self, src, dst, act, y0, y1),
-                    rows_avx2(self, src, dst, act, y0, y1)
-                )
-            }
+            unsafe { rows_on(self.level, self, src, dst, act, y0, y1) }
         };
         par_ranges(dst.h, parallel, &job);
     }
 }
 
-simd_entries!(rows(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: usize, y1: usize) {
-    rows_avx512: "avx512f" <Avx512>;
-    rows_avx2: "avx2,fma" <Avx2>;
-});
+simd_kernel!(fn rows_on = rows(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: usize, y1: usize));
 
 /// Output pixels computed together along a row: independent accumulators (no single dependent chain of
 /// multiply-adds per output) that share each weight load.

@@ -2,52 +2,64 @@
 //! exporter reads too) is recorded as a graph of operations on NHWC float32 maps ([`graph`]), optimized by
 //! passes that know no block ([`passes`]: activation and residual add in the conv epilogue, convs of one
 //! input stacked), planned into kernels with pre-packed weights and buffers ([`plan`]: Concat inputs written
-//! straight into their slice of the joined map, split halves as views), then run with AVX-512 or AVX2 kernels;
+//! straight into their slice of the joined map, split halves as views), then run with AVX-512, AVX2 or NEON kernels;
 //! map buffers are reused once their last reader has run. Batches run one image per thread; a single image
 //! splits each operation across threads. Same output as [`model::YoloModel::forward`] (`(B, 4 + nc, A)`),
 //! checked against it in `tests/engine.rs`.
 //!
 //! Fused and unfused models run (each BatchNorm a per-channel affine pass), so the fusion speed-up can be
-//! measured on one engine. An operation without a kernel (a dilated conv) runs through burn by itself; only a
-//! CPU without AVX2 sends a whole model back to burn ([`Engine::new`] says why).
+//! measured on one engine. An operation without a kernel (a dilated conv) runs through burn by itself; only an
+//! x86-64 CPU without AVX2 sends a whole model back to burn ([`Engine::new`] says why).
 
 // Every unsafe block says which invariant makes it sound (a SAFETY comment); clippy checks it.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-/// `#[target_feature]` entry points that call a generic kernel with one SIMD level's types each: the feature
-/// has to be on a function of its own for the kernel inlined into it to be compiled with that instruction set.
-/// `simd_entries!(kernel(args) { name: "features" <generic args>; ... })`.
-macro_rules! simd_entries {
-    ($kernel:ident $params:tt { $($name:ident: $feature:literal <$($g:tt),+>;)+ }) => {
-        $( simd_entry!($name, $feature, $kernel, [$($g),+], $params); )+
+/// A kernel's dispatcher: `simd_kernel!(fn name = kernel(args))` defines `unsafe fn name(level, args)` that
+/// runs `kernel::<I>(args)` with the ISA of `level`, each through a `#[target_feature]` entry of its own (the
+/// feature has to be on a function for the kernel inlined into it to be compiled with that instruction set).
+/// `kernel::<MR>` passes each level's register-block rows as a second generic argument, `kernel::<R>` a
+/// given constant. Only the current architecture's levels are compiled.
+macro_rules! simd_kernel {
+    ($vis:vis fn $name:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+        simd_kernel!(@fn $vis $name ($($arg: $ty),*)
+            [$kernel::<$crate::engine::simd::Avx512>] [$kernel::<$crate::engine::simd::Avx2>] [$kernel::<$crate::engine::simd::Neon>]);
     };
-}
-
-macro_rules! simd_entry {
-    ($name:ident, $feature:literal, $kernel:ident, [$($g:tt),+], ($($arg:ident: $ty:ty),* $(,)?)) => {
+    ($vis:vis fn $name:ident = $kernel:ident::<MR>($($arg:ident: $ty:ty),* $(,)?)) => {
+        simd_kernel!(@fn $vis $name ($($arg: $ty),*)
+            [$kernel::<$crate::engine::simd::Avx512, { $crate::engine::simd::MR_512 }>]
+            [$kernel::<$crate::engine::simd::Avx2, { $crate::engine::simd::MR_256 }>]
+            [$kernel::<$crate::engine::simd::Neon, { $crate::engine::simd::MR_NEON }>]);
+    };
+    ($vis:vis fn $name:ident = $kernel:ident::<$mr:ident>($($arg:ident: $ty:ty),* $(,)?)) => {
+        simd_kernel!(@fn $vis $name ($($arg: $ty),*)
+            [$kernel::<$crate::engine::simd::Avx512, $mr>] [$kernel::<$crate::engine::simd::Avx2, $mr>] [$kernel::<$crate::engine::simd::Neon, $mr>]);
+    };
+    (@fn $vis:vis $name:ident ($($arg:ident: $ty:ty),*) [$($x512:tt)*] [$($x256:tt)*] [$($neon:tt)*]) => {
         /// # Safety
-        /// The CPU has the target features (the engine's [`Level`] was detected on it), and the kernel's own
+        /// `level` was detected on this CPU ([`Level::detect`] or [`Level::available`]), and the kernel's own
         /// contract holds for the arguments.
-        #[cfg(target_arch = "x86_64")]
+        #[allow(clippy::too_many_arguments)]
+        $vis unsafe fn $name(level: $crate::engine::simd::Level, $($arg: $ty),*) {
+            use $crate::engine::simd::Level as L;
+            match level {
+                #[cfg(target_arch = "x86_64")]
+                L::Avx512 => simd_kernel!(@entry "avx512f" ($($arg: $ty),*) $($x512)*),
+                #[cfg(target_arch = "x86_64")]
+                L::Avx2 => simd_kernel!(@entry "avx2,fma" ($($arg: $ty),*) $($x256)*),
+                #[cfg(target_arch = "aarch64")]
+                L::Neon => simd_kernel!(@entry "neon" ($($arg: $ty),*) $($neon)*),
+                #[allow(unreachable_patterns)]
+                _ => unreachable!("{level:?} is not a level of this architecture"),
+            }
+        }
+    };
+    (@entry $feature:literal ($($arg:ident: $ty:ty),*) $($call:tt)*) => {{
         #[target_feature(enable = $feature)]
-        unsafe fn $name($($arg: $ty),*) {
-            $kernel::<$($g),+>($($arg),*)
+        unsafe fn entry($($arg: $ty),*) {
+            $($call)*($($arg),*)
         }
-    };
-}
-
-/// The call for `level`: `on_level!(level, avx512_call, avx2_call)` (the engine is built only for x86-64).
-macro_rules! on_level {
-    ($level:expr, $avx512:expr, $avx2:expr) => {
-        match $level {
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx512 => $avx512,
-            #[cfg(target_arch = "x86_64")]
-            Level::Avx2 => $avx2,
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => unreachable!("the engine is only built on x86-64"),
-        }
-    };
+        entry($($arg),*)
+    }};
 }
 
 mod attention;
@@ -73,7 +85,7 @@ use std::sync::Mutex;
 /// Why a model cannot run on the engine, or why an input cannot.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("the inference engine needs an x86-64 CPU with AVX2 and FMA or AVX-512")]
+    #[error("the inference engine needs {}", Level::REQUIREMENT)]
     NoSimd,
     #[error("the inference engine does not support {0}")]
     Unsupported(String),
@@ -137,7 +149,8 @@ impl Act {
     pub(crate) unsafe fn vector<I: simd::Isa>(self, v: I::V) -> I::V {
         match self {
             Act::None => v,
-            // Zero first: x86 max returns its second operand for NaN, so NaN propagates as in PyTorch.
+            // Zero first: x86 max returns its second operand for NaN (NEON's returns NaN), so NaN
+            // propagates as in PyTorch.
             Act::Relu => I::max(I::zero(), v),
             Act::Silu => I::silu(v),
         }

@@ -5,9 +5,6 @@
 use super::simd::{Isa, Level};
 use super::{par_ranges, Act, Dst, Src, Unary};
 
-#[cfg(target_arch = "x86_64")]
-use super::simd::{Avx2, Avx512};
-
 /// `k x k` max pooling with stride `s` and padding `p` (padding never wins, as in PyTorch). Channels `0..c`.
 pub fn max_pool(src: Src, dst: Dst, c: usize, k: usize, s: usize, p: usize, parallel: bool) {
     let job = |y0: usize, y1: usize| {
@@ -209,13 +206,10 @@ enum MapFn {
 
 fn map_in_place(level: Level, x: &mut [f32], f: MapFn) {
     // SAFETY: the ISA was detected when the engine was built.
-    unsafe { on_level!(level, map_avx512(x, f), map_avx2(x, f)) }
+    unsafe { map_on(level, x, f) }
 }
 
-simd_entries!(map_slice(x: &mut [f32], f: MapFn) {
-    map_avx512: "avx512f" <Avx512>;
-    map_avx2: "avx2,fma" <Avx2>;
-});
+simd_kernel!(fn map_on = map_slice(x: &mut [f32], f: MapFn));
 
 /// # Safety
 /// Compiled with `I`'s target features (the slice bounds every access).
@@ -319,16 +313,13 @@ impl EwJob<'_> {
         let job = |p0: usize, p1: usize| {
             // SAFETY: views valid for their geometry (sizes checked before the run), pixel ranges disjoint
             // between jobs, ISA detected when the engine was built.
-            unsafe { on_level!(level, ew_avx512(self, p0, p1), ew_avx2(self, p0, p1)) }
+            unsafe { ew_on(level, self, p0, p1) }
         };
         par_ranges(pixels, parallel && pixels * self.c >= 1 << 14, &job);
     }
 }
 
-simd_entries!(ew_pixels(job: &EwJob, p0: usize, p1: usize) {
-    ew_avx512: "avx512f" <Avx512>;
-    ew_avx2: "avx2,fma" <Avx2>;
-});
+simd_kernel!(fn ew_on = ew_pixels(job: &EwJob, p0: usize, p1: usize));
 
 /// Pixels `p0..p1` of one elementwise pass.
 ///

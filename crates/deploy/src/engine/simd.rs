@@ -1,8 +1,10 @@
-//! The two x86-64 vector instruction sets the engine's kernels are compiled for (AVX-512 and AVX2 + FMA),
-//! behind one small trait so each kernel is written once. Every kernel entry point is a
+//! The vector instruction sets the engine's kernels are compiled for (AVX-512 and AVX2 + FMA on x86-64, NEON
+//! on aarch64), behind one small trait so each kernel is written once. Every kernel entry point is a
 //! `#[target_feature]` function that calls the generic, `#[inline(always)]` body with its ISA, so the body
-//! is compiled with that feature set.
+//! is compiled with that feature set (`simd_kernel!` writes them).
 
+#[cfg(target_arch = "aarch64")]
+use std::arch::aarch64::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -11,10 +13,16 @@ use std::arch::x86_64::*;
 pub enum Level {
     Avx512,
     Avx2,
+    /// aarch64's Advanced SIMD (every aarch64 CPU has it).
+    Neon,
 }
 
 impl Level {
-    /// The best level this CPU supports; `None` where neither is available (the burn path is used then).
+    /// The CPUs with a level, as a message names them.
+    pub const REQUIREMENT: &'static str =
+        "an x86-64 CPU with AVX2 and FMA or AVX-512, or an aarch64 CPU (NEON)";
+
+    /// The best level this CPU supports; `None` where none is available (the burn path is used then).
     /// With `YOLO_ENGINE_AVX2` set, AVX2 even where AVX-512 is there (to time or test that path).
     pub fn detect() -> Option<Level> {
         let avx2_only = std::env::var_os("YOLO_ENGINE_AVX2").is_some();
@@ -35,6 +43,10 @@ impl Level {
                 v.push(Level::Avx2);
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            v.push(Level::Neon);
+        }
         v
     }
 
@@ -43,6 +55,7 @@ impl Level {
         match self {
             Level::Avx512 => 16,
             Level::Avx2 => 8,
+            Level::Neon => 4,
         }
     }
 
@@ -51,18 +64,29 @@ impl Level {
         match self {
             Level::Avx512 => MR_512,
             Level::Avx2 => MR_256,
+            Level::Neon => MR_NEON,
+        }
+    }
+
+    /// The widest GEMM panel in vectors: what the register file holds next to `mr` rows of accumulators
+    /// (AVX-512 and NEON have 32 registers, AVX2 16).
+    pub fn max_panel(self) -> usize {
+        match self {
+            Level::Avx512 | Level::Neon => 3,
+            Level::Avx2 => 2,
         }
     }
 }
 
 pub const MR_512: usize = 8;
 pub const MR_256: usize = 6;
+pub const MR_NEON: usize = 8;
 
 /// A vector ISA: the operations the kernels use.
 ///
 /// # Safety
 /// Every method is unsafe for the same two reasons, stated once here: it may only be called from a function
-/// compiled with the implementation's target features (`avx512f`, or `avx2` + `fma`), which the engine
+/// compiled with the implementation's target features (`avx512f`, `avx2` + `fma`, or `neon`), which the engine
 /// guarantees by calling kernels only through [`Level`]-selected `#[target_feature]` entries; and `load` /
 /// `store` dereference `p` for `LANES` floats, which the caller keeps in bounds.
 pub trait Isa: Copy {
@@ -81,7 +105,8 @@ pub trait Isa: Copy {
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
-    /// x86 semantics: `b` where either is NaN (put the value that may be NaN second to keep it).
+    /// x86 semantics: `b` where either is NaN (put the value that may be NaN second to keep it); NEON
+    /// returns NaN where either is.
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     /// As [`Self::max`].
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
@@ -347,4 +372,78 @@ unsafe fn avx2_mask(n: usize) -> __m256i {
         _mm256_set1_epi32(n as i32),
         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
     )
+}
+
+#[cfg(target_arch = "aarch64")]
+#[derive(Clone, Copy)]
+pub struct Neon;
+
+#[cfg(target_arch = "aarch64")]
+impl Isa for Neon {
+    type V = float32x4_t;
+    const LANES: usize = 4;
+    #[inline(always)]
+    unsafe fn zero() -> float32x4_t {
+        vdupq_n_f32(0.0)
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> float32x4_t {
+        vdupq_n_f32(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> float32x4_t {
+        vld1q_f32(p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: float32x4_t) {
+        vst1q_f32(p, v)
+    }
+    #[inline(always)]
+    unsafe fn load_n(p: *const f32, n: usize) -> float32x4_t {
+        // No masked loads: the first n lanes through a stack copy.
+        let mut a = [0.0f32; 4];
+        std::ptr::copy_nonoverlapping(p, a.as_mut_ptr(), n);
+        vld1q_f32(a.as_ptr())
+    }
+    #[inline(always)]
+    unsafe fn store_n(p: *mut f32, v: float32x4_t, n: usize) {
+        let mut a = [0.0f32; 4];
+        vst1q_f32(a.as_mut_ptr(), v);
+        std::ptr::copy_nonoverlapping(a.as_ptr(), p, n);
+    }
+    #[inline(always)]
+    unsafe fn fma(a: float32x4_t, b: float32x4_t, c: float32x4_t) -> float32x4_t {
+        vfmaq_f32(c, a, b)
+    }
+    #[inline(always)]
+    unsafe fn add(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vaddq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vsubq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vmulq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn max(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vmaxq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: float32x4_t, b: float32x4_t) -> float32x4_t {
+        vminq_f32(a, b)
+    }
+    #[inline(always)]
+    unsafe fn pow2_from_magic(t: float32x4_t) -> float32x4_t {
+        vreinterpretq_f32_s32(vshlq_n_s32::<23>(vreinterpretq_s32_f32(t)))
+    }
+    #[inline(always)]
+    unsafe fn recip(a: float32x4_t) -> float32x4_t {
+        // The estimate has 8 bits; each step r * (2 - a * r) doubles them.
+        let r = vrecpeq_f32(a);
+        let r = vmulq_f32(r, vrecpsq_f32(a, r));
+        vmulq_f32(r, vrecpsq_f32(a, r))
+    }
 }

@@ -28,8 +28,13 @@ fn dst(data: &mut [f32], h: usize, w: usize, stride: usize) -> Dst {
 
 const ACTS: [Act; 3] = [Act::None, Act::Relu, Act::Silu];
 
+/// Every SIMD level this CPU runs; none is a skip (a failure under `YOLO_REQUIRE_ALL=1`), not a pass.
 fn levels() -> Vec<Level> {
-    Level::available()
+    testkit::or_skip(
+        Level::available(),
+        "the engine (no SIMD level on this CPU)",
+        Level::REQUIREMENT,
+    )
 }
 
 /// Deterministic values in [-1, 1).

@@ -8,11 +8,8 @@
 //! rounding error stays within a few ulps of the direct sum's (checked against the textbook sum).
 
 use super::conv::{kernel, ConvIo, Panel};
-use super::simd::{Isa, Level, MR_256, MR_512};
+use super::simd::{Isa, Level};
 use super::{par_ranges, Act};
-
-#[cfg(target_arch = "x86_64")]
-use super::simd::{Avx2, Avx512};
 
 /// Transformed weights `G g G^T` (4x4 per output/input channel pair), packed per panel as `[16][cin][NR]`.
 #[derive(Debug, Clone)]
@@ -77,7 +74,7 @@ impl Winograd {
         let job = |b0: usize, b1: usize| {
             // SAFETY: the caller's views are valid for their geometry; blocks write disjoint output pixels;
             // the ISA was detected when the weights were packed.
-            unsafe { on_level!(level, run_avx512(&bj, b0, b1), run_avx2(&bj, b0, b1)) }
+            unsafe { blocks_on(level, &bj, b0, b1) }
         };
         par_ranges(blocks, parallel, &job);
     }
@@ -100,10 +97,7 @@ struct BlockJob<'a> {
     io: ConvIo<'a>,
 }
 
-simd_entries!(run_blocks(job: &BlockJob, b0: usize, b1: usize) {
-    run_avx512: "avx512f" <Avx512, MR_512>;
-    run_avx2: "avx2,fma" <Avx2, MR_256>;
-});
+simd_kernel!(fn blocks_on = run_blocks::<MR>(job: &BlockJob, b0: usize, b1: usize));
 
 /// `B^T d B` on 16 values (one 4x4 tile, row-major), each a vector of channels.
 /// B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
