@@ -71,6 +71,7 @@ pub fn decode_rgb(bytes: &[u8], name: &str) -> Result<RgbImage> {
 
 /// libjpeg-turbo's default decode (accurate integer IDCT, fancy upsampling) to RGB. `None` for what it cannot
 /// convert to RGB (CMYK) or cannot read, so the image crate's decoder gets the file and reports the error.
+#[cfg(not(target_arch = "wasm32"))]
 fn decode_jpeg_libjpeg(bytes: &[u8]) -> Option<RgbImage> {
     // MozJPEG reports libjpeg errors by unwinding (without the panic hook): caught here.
     std::panic::catch_unwind(|| {
@@ -83,6 +84,12 @@ fn decode_jpeg_libjpeg(bytes: &[u8]) -> Option<RgbImage> {
     })
     .ok()
     .flatten()
+}
+
+/// WebAssembly has no libjpeg-turbo here (the browser decodes the page's images itself).
+#[cfg(target_arch = "wasm32")]
+fn decode_jpeg_libjpeg(_bytes: &[u8]) -> Option<RgbImage> {
+    None
 }
 
 /// OpenCV's `cv::resize(.., INTER_LINEAR)` on 8-bit images, bit for bit (what Ultralytics' LetterBox and

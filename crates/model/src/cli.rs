@@ -8,7 +8,9 @@ use crate::weights::{load_model, LoadOptions};
 use crate::{ModelSpec, YoloModel};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
+#[cfg(not(target_arch = "wasm32"))]
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// A flag the first Ctrl-C (or SIGTERM) sets (after printing `what` happens next); a second one exits at once
@@ -16,7 +18,16 @@ use std::sync::Arc;
 /// For the binaries' `main`: it installs the process's one Ctrl-C handler.
 pub fn ctrl_c_flag(what: &'static str) -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
+    #[cfg(not(target_arch = "wasm32"))]
+    on_ctrl_c(what, stop.clone());
+    // No signals in WebAssembly: the flag is never set.
+    #[cfg(target_arch = "wasm32")]
+    let _ = what;
+    stop
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn on_ctrl_c(what: &'static str, flag: Arc<AtomicBool>) {
     let _ = ctrlc::set_handler(move || {
         data::interrupt();
         if flag.swap(true, Ordering::SeqCst) {
@@ -26,7 +37,6 @@ pub fn ctrl_c_flag(what: &'static str) -> Arc<AtomicBool> {
         }
         eprintln!("\nCtrl-C: {what} (Ctrl-C again to stop at once)");
     });
-    stop
 }
 
 /// What `--model` names, by its extension: a model YAML (a model built fresh) or a weights file.

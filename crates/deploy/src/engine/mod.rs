@@ -2,7 +2,7 @@
 //! exporter reads too) is recorded as a graph of operations on NHWC float32 maps ([`graph`]), optimized by
 //! passes that know no block ([`passes`]: activation and residual add in the conv epilogue, convs of one
 //! input stacked), planned into kernels with pre-packed weights and buffers ([`plan`]: Concat inputs written
-//! straight into their slice of the joined map, split halves as views), then run with AVX-512, AVX2 or NEON kernels;
+//! straight into their slice of the joined map, split halves as views), then run with AVX-512, AVX2, NEON or SIMD128 kernels;
 //! map buffers are reused once their last reader has run. Batches run one image per thread; a single image
 //! splits each operation across threads. Same output as [`model::YoloModel::forward`] (`(B, 4 + nc, A)`),
 //! checked against it in `tests/engine.rs`.
@@ -22,19 +22,22 @@
 macro_rules! simd_kernel {
     ($vis:vis fn $name:ident = $kernel:ident($($arg:ident: $ty:ty),* $(,)?)) => {
         simd_kernel!(@fn $vis $name ($($arg: $ty),*)
-            [$kernel::<$crate::engine::simd::Avx512>] [$kernel::<$crate::engine::simd::Avx2>] [$kernel::<$crate::engine::simd::Neon>]);
+            [$kernel::<$crate::engine::simd::Avx512>] [$kernel::<$crate::engine::simd::Avx2>]
+            [$kernel::<$crate::engine::simd::Neon>] [$kernel::<$crate::engine::simd::Simd128>]);
     };
     ($vis:vis fn $name:ident = $kernel:ident::<MR>($($arg:ident: $ty:ty),* $(,)?)) => {
         simd_kernel!(@fn $vis $name ($($arg: $ty),*)
             [$kernel::<$crate::engine::simd::Avx512, { $crate::engine::simd::MR_512 }>]
             [$kernel::<$crate::engine::simd::Avx2, { $crate::engine::simd::MR_256 }>]
-            [$kernel::<$crate::engine::simd::Neon, { $crate::engine::simd::MR_NEON }>]);
+            [$kernel::<$crate::engine::simd::Neon, { $crate::engine::simd::MR_NEON }>]
+            [$kernel::<$crate::engine::simd::Simd128, { $crate::engine::simd::MR_WASM }>]);
     };
     ($vis:vis fn $name:ident = $kernel:ident::<$mr:ident>($($arg:ident: $ty:ty),* $(,)?)) => {
         simd_kernel!(@fn $vis $name ($($arg: $ty),*)
-            [$kernel::<$crate::engine::simd::Avx512, $mr>] [$kernel::<$crate::engine::simd::Avx2, $mr>] [$kernel::<$crate::engine::simd::Neon, $mr>]);
+            [$kernel::<$crate::engine::simd::Avx512, $mr>] [$kernel::<$crate::engine::simd::Avx2, $mr>]
+            [$kernel::<$crate::engine::simd::Neon, $mr>] [$kernel::<$crate::engine::simd::Simd128, $mr>]);
     };
-    (@fn $vis:vis $name:ident ($($arg:ident: $ty:ty),*) [$($x512:tt)*] [$($x256:tt)*] [$($neon:tt)*]) => {
+    (@fn $vis:vis $name:ident ($($arg:ident: $ty:ty),*) [$($x512:tt)*] [$($x256:tt)*] [$($neon:tt)*] [$($wasm:tt)*]) => {
         /// # Safety
         /// `level` was detected on this CPU ([`Level::detect`] or [`Level::available`]), and the kernel's own
         /// contract holds for the arguments.
@@ -48,6 +51,8 @@ macro_rules! simd_kernel {
                 L::Avx2 => simd_kernel!(@entry "avx2,fma" ($($arg: $ty),*) $($x256)*),
                 #[cfg(target_arch = "aarch64")]
                 L::Neon => simd_kernel!(@entry "neon" ($($arg: $ty),*) $($neon)*),
+                #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                L::Simd128 => simd_kernel!(@entry "simd128" ($($arg: $ty),*) $($wasm)*),
                 #[allow(unreachable_patterns)]
                 _ => unreachable!("{level:?} is not a level of this architecture"),
             }

@@ -1,10 +1,12 @@
 //! The vector instruction sets the engine's kernels are compiled for (AVX-512 and AVX2 + FMA on x86-64, NEON
-//! on aarch64), behind one small trait so each kernel is written once. Every kernel entry point is a
+//! on aarch64, SIMD128 on WebAssembly built with `-C target-feature=+simd128`), behind one small trait so each kernel is written once. Every kernel entry point is a
 //! `#[target_feature]` function that calls the generic, `#[inline(always)]` body with its ISA, so the body
 //! is compiled with that feature set (`simd_kernel!` writes them).
 
 #[cfg(target_arch = "aarch64")]
 use std::arch::aarch64::*;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use std::arch::wasm32::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
@@ -15,12 +17,14 @@ pub enum Level {
     Avx2,
     /// aarch64's Advanced SIMD (every aarch64 CPU has it).
     Neon,
+    /// WebAssembly's 128-bit SIMD, chosen when the module is built (a runtime without it rejects the module).
+    Simd128,
 }
 
 impl Level {
     /// The CPUs with a level, as a message names them.
     pub const REQUIREMENT: &'static str =
-        "an x86-64 CPU with AVX2 and FMA or AVX-512, or an aarch64 CPU (NEON)";
+        "an x86-64 CPU with AVX2 and FMA or AVX-512, an aarch64 CPU (NEON), or WebAssembly with SIMD128";
 
     /// The best level this CPU supports; `None` where none is available (the burn path is used then).
     /// With `YOLO_ENGINE_AVX2` set, AVX2 even where AVX-512 is there (to time or test that path).
@@ -47,6 +51,9 @@ impl Level {
         if std::arch::is_aarch64_feature_detected!("neon") {
             v.push(Level::Neon);
         }
+        if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+            v.push(Level::Simd128);
+        }
         v
     }
 
@@ -55,7 +62,7 @@ impl Level {
         match self {
             Level::Avx512 => 16,
             Level::Avx2 => 8,
-            Level::Neon => 4,
+            Level::Neon | Level::Simd128 => 4,
         }
     }
 
@@ -65,15 +72,17 @@ impl Level {
             Level::Avx512 => MR_512,
             Level::Avx2 => MR_256,
             Level::Neon => MR_NEON,
+            Level::Simd128 => MR_WASM,
         }
     }
 
     /// The widest GEMM panel in vectors: what the register file holds next to `mr` rows of accumulators
-    /// (AVX-512 and NEON have 32 registers, AVX2 16).
+    /// (AVX-512 and NEON have 32 registers, AVX2 16; WebAssembly's engines map SIMD128 onto the host's, so
+    /// the x86 16 are what it can count on).
     pub fn max_panel(self) -> usize {
         match self {
             Level::Avx512 | Level::Neon => 3,
-            Level::Avx2 => 2,
+            Level::Avx2 | Level::Simd128 => 2,
         }
     }
 }
@@ -81,12 +90,13 @@ impl Level {
 pub const MR_512: usize = 8;
 pub const MR_256: usize = 6;
 pub const MR_NEON: usize = 8;
+pub const MR_WASM: usize = 6;
 
 /// A vector ISA: the operations the kernels use.
 ///
 /// # Safety
 /// Every method is unsafe for the same two reasons, stated once here: it may only be called from a function
-/// compiled with the implementation's target features (`avx512f`, `avx2` + `fma`, or `neon`), which the engine
+/// compiled with the implementation's target features (`avx512f`, `avx2` + `fma`, `neon` or `simd128`), which the engine
 /// guarantees by calling kernels only through [`Level`]-selected `#[target_feature]` entries; and `load` /
 /// `store` dereference `p` for `LANES` floats, which the caller keeps in bounds.
 pub trait Isa: Copy {
@@ -105,8 +115,8 @@ pub trait Isa: Copy {
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
-    /// x86 semantics: `b` where either is NaN (put the value that may be NaN second to keep it); NEON
-    /// returns NaN where either is.
+    /// x86 semantics: `b` where either is NaN (put the value that may be NaN second to keep it); NEON and
+    /// SIMD128 return NaN where either is.
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     /// As [`Self::max`].
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
@@ -445,5 +455,76 @@ impl Isa for Neon {
         let r = vrecpeq_f32(a);
         let r = vmulq_f32(r, vrecpsq_f32(a, r));
         vmulq_f32(r, vrecpsq_f32(a, r))
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[derive(Clone, Copy)]
+pub struct Simd128;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+impl Isa for Simd128 {
+    type V = v128;
+    const LANES: usize = 4;
+    #[inline(always)]
+    unsafe fn zero() -> v128 {
+        f32x4_splat(0.0)
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> v128 {
+        f32x4_splat(x)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> v128 {
+        v128_load(p as *const v128)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: v128) {
+        v128_store(p as *mut v128, v)
+    }
+    #[inline(always)]
+    unsafe fn load_n(p: *const f32, n: usize) -> v128 {
+        let mut a = [0.0f32; 4];
+        std::ptr::copy_nonoverlapping(p, a.as_mut_ptr(), n);
+        v128_load(a.as_ptr() as *const v128)
+    }
+    #[inline(always)]
+    unsafe fn store_n(p: *mut f32, v: v128, n: usize) {
+        let mut a = [0.0f32; 4];
+        v128_store(a.as_mut_ptr() as *mut v128, v);
+        std::ptr::copy_nonoverlapping(a.as_ptr(), p, n);
+    }
+    #[inline(always)]
+    unsafe fn fma(a: v128, b: v128, c: v128) -> v128 {
+        // SIMD128 has no fused multiply-add (relaxed-simd's is not bit-stable across engines).
+        f32x4_add(f32x4_mul(a, b), c)
+    }
+    #[inline(always)]
+    unsafe fn add(a: v128, b: v128) -> v128 {
+        f32x4_add(a, b)
+    }
+    #[inline(always)]
+    unsafe fn sub(a: v128, b: v128) -> v128 {
+        f32x4_sub(a, b)
+    }
+    #[inline(always)]
+    unsafe fn mul(a: v128, b: v128) -> v128 {
+        f32x4_mul(a, b)
+    }
+    #[inline(always)]
+    unsafe fn max(a: v128, b: v128) -> v128 {
+        f32x4_max(a, b)
+    }
+    #[inline(always)]
+    unsafe fn min(a: v128, b: v128) -> v128 {
+        f32x4_min(a, b)
+    }
+    #[inline(always)]
+    unsafe fn pow2_from_magic(t: v128) -> v128 {
+        i32x4_shl(t, 23)
+    }
+    #[inline(always)]
+    unsafe fn recip(a: v128) -> v128 {
+        f32x4_div(f32x4_splat(1.0), a)
     }
 }
