@@ -57,7 +57,8 @@ impl PackedConv {
         let mut panels = Vec::new();
         let mut col = 0;
         let mut offset = 0;
-        // Panel widths in vectors: as wide as the register file allows ([`Level::max_panel`]), splitting a remainder of 4 as 2 + 2 rather than 3 + 1 (a 1-vector panel is the slowest).
+        // Panel widths in vectors: as wide as the register file allows ([`Level::max_panel`]), splitting a
+        // remainder of 4 as 2 + 2 rather than 3 + 1 (a 1-vector panel is the slowest).
         let max_nv = level.max_panel();
         while col < cout {
             let n = (cout - col).div_ceil(lanes);

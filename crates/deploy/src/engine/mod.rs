@@ -2,9 +2,9 @@
 //! exporter reads too) is recorded as a graph of operations on NHWC float32 maps ([`graph`]), optimized by
 //! passes that know no block ([`passes`]: activation and residual add in the conv epilogue, convs of one
 //! input stacked), planned into kernels with pre-packed weights and buffers ([`plan`]: Concat inputs written
-//! straight into their slice of the joined map, split halves as views), then run with AVX-512, AVX2, NEON or SIMD128 kernels;
-//! map buffers are reused once their last reader has run. Batches run one image per thread; a single image
-//! splits each operation across threads. Same output as [`model::YoloModel::forward`] (`(B, 4 + nc, A)`),
+//! straight into their slice of the joined map, split halves as views), then run with AVX-512, AVX2, NEON or
+//! SIMD128 kernels; map buffers are reused once their last reader has run. Batches run one image per thread;
+//! a single image splits each operation across threads. Same output as [`model::YoloModel::forward`] (`(B, 4 + nc, A)`),
 //! checked against it in `tests/engine.rs`.
 //!
 //! Fused and unfused models run (each BatchNorm a per-channel affine pass), so the fusion speed-up can be
@@ -154,7 +154,7 @@ impl Act {
     pub(crate) unsafe fn vector<I: simd::Isa>(self, v: I::V) -> I::V {
         match self {
             Act::None => v,
-            // Zero first: x86 max returns its second operand for NaN (NEON's returns NaN), so NaN
+            // Zero first: x86 max returns its second operand for NaN (NEON's and SIMD128's return NaN), so NaN
             // propagates as in PyTorch.
             Act::Relu => I::max(I::zero(), v),
             Act::Silu => I::silu(v),

@@ -1,7 +1,8 @@
 //! The vector instruction sets the engine's kernels are compiled for (AVX-512 and AVX2 + FMA on x86-64, NEON
-//! on aarch64, SIMD128 on WebAssembly built with `-C target-feature=+simd128`), behind one small trait so each kernel is written once. Every kernel entry point is a
-//! `#[target_feature]` function that calls the generic, `#[inline(always)]` body with its ISA, so the body
-//! is compiled with that feature set (`simd_kernel!` writes them).
+//! on aarch64, SIMD128 on WebAssembly built with `-C target-feature=+simd128`), behind one small trait so
+//! each kernel is written once. Every kernel entry point is a `#[target_feature]` function that calls the
+//! generic, `#[inline(always)]` body with its ISA, so the body is compiled with that feature set
+//! (`simd_kernel!` writes them).
 
 #[cfg(target_arch = "aarch64")]
 use std::arch::aarch64::*;
