@@ -348,16 +348,7 @@ fn predict_cmd(a: PredictArgs, track: bool) -> Result<()> {
         .check_input(imgsz.h, imgsz.w)
         .map_err(|e| anyhow::anyhow!("{weights}: {e}"))?;
     // Letterboxed images are padded to a multiple of the model's largest stride (64 for P6 models).
-    let stride = if classifier {
-        32
-    } else {
-        loaded
-            .model
-            .detect()
-            .strides
-            .iter()
-            .fold(32.0f32, |a, &s| a.max(s)) as usize
-    };
+    let stride = crate::predict::input_stride(&loaded.model);
     let model = if fuse {
         loaded.model.fuse()
     } else {

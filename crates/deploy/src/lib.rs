@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod engine;
 pub mod export;
 pub mod onnx;

@@ -45,13 +45,6 @@ fn predict(weights: &Path, imgsz: u64, conf: f64, out: &Path) -> (Vec<(String, D
     (dets, said)
 }
 
-fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
-    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = iw * ih;
-    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-12)
-}
-
 /// `scripts/compare_predict.py`'s rule: each of theirs takes the unused one of ours with the same class, a
 /// confidence within 0.01 and the highest IoU, if >= 0.9. Match rate = matched / max(ours, theirs).
 fn match_rate(ours: &[(String, Det)], theirs: &[(String, Det)]) -> (f64, usize) {
@@ -61,7 +54,7 @@ fn match_rate(ours: &[(String, Det)], theirs: &[(String, Det)]) -> (f64, usize) 
         let mut best = (0.0, None);
         for (i, (n, (ob, oc, ok))) in ours.iter().enumerate() {
             if !used[i] && n == name && ok == tk && (oc - tc).abs() <= 0.01 {
-                let v = iou(tb, ob);
+                let v = testkit::iou(tb, ob);
                 if v > best.0 {
                     best = (v, Some(i));
                 }

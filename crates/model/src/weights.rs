@@ -462,7 +462,23 @@ pub struct Loaded {
 /// Builds the model a weights file describes (its own YAML, or `opts.config`), fused when the file is, and
 /// loads the tensors.
 pub fn load_model(path: &str, opts: &LoadOptions, device: &Device) -> Result<Loaded> {
-    let file = WeightsFile::read(path)?;
+    load_from(WeightsFile::read(path)?, opts, device)
+}
+
+/// [`load_model`] for a safetensors file already in memory (a web page's download); `name` stands for its
+/// path in messages.
+pub fn load_model_bytes(
+    bytes: &[u8],
+    name: &str,
+    opts: &LoadOptions,
+    device: &Device,
+) -> Result<Loaded> {
+    load_from(WeightsFile::from_bytes(bytes, name)?, opts, device)
+}
+
+fn load_from(file: WeightsFile, opts: &LoadOptions, device: &Device) -> Result<Loaded> {
+    let path = file.path.clone();
+    let path = path.as_str();
     let spec = match (&opts.config, file.spec(&opts.spec)) {
         (Some(cfg), _) => ModelSpec::from_file(cfg, &opts.spec)?,
         (None, Some(spec)) => spec?,

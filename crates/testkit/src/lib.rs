@@ -92,3 +92,20 @@ pub fn copy_class_images(src: &std::path::Path, dst: &std::path::Path, split: &s
         }
     }
 }
+
+/// Intersection over union of two boxes given as x1 y1 x2 y2.
+pub fn iou(a: &[f64; 4], b: &[f64; 4]) -> f64 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter + 1e-12)
+}
+
+/// A JSON array of numbers (a box, a fixture's values); panics on anything else, as a test should.
+pub fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a JSON array: {v}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap_or_else(|| panic!("not a number: {x}")))
+        .collect()
+}

@@ -649,7 +649,7 @@ impl Engine {
             Dst { ptr, h, w, stride }
         };
         for (oi, op) in self.ops.iter().enumerate() {
-            let t0 = std::time::Instant::now();
+            let t0 = crate::clock::Instant::now();
             op.run(self.level, &src, &dst, &ws.zeros, parallel);
             if let Some(t) = times.as_deref_mut() {
                 t[oi] += t0.elapsed().as_secs_f64() * 1e3;
@@ -670,7 +670,7 @@ impl Engine {
         };
         if self.detect.classify {
             let m = self.detect.maps[0];
-            let t0 = std::time::Instant::now();
+            let t0 = crate::clock::Instant::now();
             softmax_into(&ws.slots[slot_of[m]][..ch], out);
             if let Some(t) = times {
                 t[self.ops.len()] += t0.elapsed().as_secs_f64() * 1e3;
@@ -702,7 +702,7 @@ impl Engine {
                     }
                 })
                 .collect();
-            let t0 = std::time::Instant::now();
+            let t0 = crate::clock::Instant::now();
             ops::decode(
                 self.level,
                 &mut levels,

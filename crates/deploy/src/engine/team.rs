@@ -6,11 +6,12 @@
 //! Written here rather than taken from a crate: rayon has no spinning mode, and the protocol is small (one
 //! posted job at a time, chunks claimed with an atomic counter).
 
+use crate::clock::Instant;
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 type Job = dyn Fn(usize, usize) + Sync;
 

@@ -3,14 +3,17 @@
 //! `labels/*.txt` and `predictions.json`. Decoding runs on reader threads and drawing/saving on a writer
 //! thread, both behind bounded queues, so the forward pass stays busy and memory stays flat.
 
+mod detector;
 mod inputs;
 mod outputs;
 mod tracking;
 mod trails;
 
 pub use crate::sources::{collect_sources, Source};
+pub use detector::{input_stride, Detector};
 pub use outputs::output_names;
 
+use crate::clock::Instant;
 use crate::engine::Engine;
 use crate::tiles::{merge, tile_rects, TileOptions};
 use anyhow::{bail, Result};
@@ -25,7 +28,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// The network input: images letterboxed into `imgsz`, the padding only what makes each side a multiple of
 /// the model's largest `stride` (Ultralytics' LetterBox with auto); for a classifier (`crop`), Ultralytics'
@@ -245,8 +247,8 @@ impl PredictStats {
 /// What the forward pass needs, shared by every batch.
 struct Net<'a> {
     model: &'a YoloModel,
-    engine: Option<Engine>,
-    o: &'a PredictOptions,
+    engine: Option<&'a Engine>,
+    nms: &'a NmsOptions,
     device: &'a Device,
     nc: usize,
 }
@@ -327,7 +329,7 @@ impl Net<'_> {
                     &host[vi * (4 + nc) * a..(vi + 1) * (4 + nc) * a],
                     nc,
                     a,
-                    &self.o.nms,
+                    self.nms,
                 )
                 .iter()
                 .map(|d| {
@@ -354,6 +356,7 @@ const MAX_TILES: usize = 10_000;
 
 struct Runner<'a> {
     net: Net<'a>,
+    o: &'a PredictOptions,
     wtx: SyncSender<Finished>,
     stats: PredictStats,
     batch: Vec<Prepared>,
@@ -436,7 +439,7 @@ impl Runner<'_> {
     fn run_tiled(&mut self, p: Prepared, t: &TileOptions) -> Result<()> {
         let what = || format!("tiles of {}", p.path.display());
         let (w, h) = (p.image.width() as usize, p.image.height() as usize);
-        let (shape, batch) = (self.net.o.input, self.net.o.batch.max(1));
+        let (shape, batch) = (self.o.input, self.o.batch.max(1));
         let mut all = Vec::new();
         let rects = tile_rects(w, h, t.size, t.overlap);
         if rects.len() > MAX_TILES {
@@ -455,7 +458,7 @@ impl Runner<'_> {
         }
         // Tiles are all t.size square (smaller only for an image smaller than a tile): one shape per batch.
         for rects in rects.chunks(batch) {
-            if self.net.o.stopped() {
+            if self.o.stopped() {
                 // The image's boxes would be partial: none are written for it.
                 self.stats.interrupted = true;
                 return Ok(());
@@ -491,14 +494,14 @@ impl Runner<'_> {
     }
 
     fn push(&mut self, p: Prepared) -> Result<()> {
-        let o = self.net.o;
+        let o = self.o;
         if let Some(t) = &o.tile {
             return self.run_tiled(p, t);
         }
         // Ultralytics letterboxes each image to its own minimal rectangle; a batch holds one shape.
         let size = |p: &Prepared| p.view.as_ref().map(|v| v.lb.size);
         if self.batch.first().is_some_and(|b| size(b) != size(&p))
-            || self.batch.len() >= self.net.o.batch
+            || self.batch.len() >= self.o.batch
         {
             self.run_batch()?;
         }
@@ -512,7 +515,7 @@ impl Runner<'_> {
         let mut pending: std::collections::BTreeMap<usize, Result<Prepared>> = Default::default();
         let mut next = 0usize;
         loop {
-            if self.net.o.stopped() {
+            if self.o.stopped() {
                 self.stats.interrupted = true;
                 return Ok(());
             }
@@ -597,11 +600,12 @@ pub fn predict(
     let mut run = Runner {
         net: Net {
             model,
-            engine,
-            o,
+            engine: engine.as_ref(),
+            nms: &o.nms,
             device,
             nc: model.nc(),
         },
+        o,
         wtx,
         stats: PredictStats::default(),
         batch: Vec::new(),
