@@ -3,7 +3,7 @@
 // bad input must end as a message on the page with nothing left in the console.
 // Run by scripts/test_web.sh (it builds web/dist first); DEPLOY_BIN names the native binary.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { browser, open, repo, serve } from './harness.mjs';
@@ -176,7 +176,44 @@ try {
   check(/not a readable safetensors file/.test(said), `weights that are not ours: a message on the page: ${said}`);
   const kept = await ui.$eval('#backend', (e) => e.textContent);
   check(/^engine/.test(kept), `the model loaded before stays: ${kept}`);
-  await ui.evaluate(() => document.getElementById('message').textContent = '');
+  // A video file, frame by frame: a 3 s WebM recorded in the browser from the val image drawn on a canvas.
+  const webm = await ui.evaluate(async (u) => {
+    const img = await createImageBitmap(await (await fetch(u)).blob());
+    const c = document.createElement('canvas');
+    [c.width, c.height] = [img.width, img.height];
+    const g = c.getContext('2d');
+    const rec = new MediaRecorder(c.captureStream(15), { mimeType: 'video/webm' });
+    const parts = [];
+    rec.ondataavailable = (e) => parts.push(e.data);
+    const done = new Promise((ok) => (rec.onstop = ok));
+    rec.start();
+    const t0 = performance.now();
+    while (performance.now() - t0 < 3000) {
+      g.drawImage(img, 0, 0);
+      await new Promise((ok) => setTimeout(ok, 50));
+    }
+    rec.stop();
+    await done;
+    const bytes = new Uint8Array(await new Blob(parts).arrayBuffer());
+    let bin = '';
+    for (const b of bytes) bin += String.fromCharCode(b);
+    return btoa(bin);
+  }, `/repo/${IMAGES}/${files[0]}`);
+  const clip = join(mkdtempSync(join(tmpdir(), 'yolo-web-video-')), 'clip.webm');
+  writeFileSync(clip, Buffer.from(webm, 'base64'));
+  await ui.evaluate(() => document.getElementById('timing').textContent = '');
+  await input.uploadFile(clip);
+  await ui.waitForFunction(() => /ms per frame/.test(document.getElementById('timing').textContent)
+    || document.getElementById('message').textContent !== '');
+  const frames = await ui.$eval('#timing', (e) => e.textContent);
+  check(/ms per frame/.test(frames), `a video file, frame by frame: ${frames} ${await ui.$eval('#message', (e) => e.textContent)}`);
+  await ui.click('#stop');
+  rmSync(clip);
+
+  await ui.evaluate(() => {
+    document.getElementById('message').textContent = '';
+    document.getElementById('timing').textContent = '';
+  });
   await ui.click('#webcam');
   await ui.waitForFunction(() => /ms per frame/.test(document.getElementById('timing').textContent)
     || document.getElementById('message').textContent !== '');

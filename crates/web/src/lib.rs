@@ -71,7 +71,8 @@ impl Model {
         o: &Options,
     ) -> Result<Vec<Detection>> {
         let image = rgb_from_rgba(rgba, width, height)?;
-        if o.imgsz == 0 || !o.conf.is_finite() || !o.iou.is_finite() {
+        let unit = 0.0..=1.0;
+        if o.imgsz == 0 || !unit.contains(&o.conf) || !unit.contains(&o.iou) {
             bail!(
                 "imgsz {} conf {} iou {}: imgsz must be a positive multiple of the model's stride, conf and \
                  iou numbers in 0..1",

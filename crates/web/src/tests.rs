@@ -124,6 +124,18 @@ fn bad_input_is_a_message() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("multiple of 32"), "{e}");
+    for (conf, iou) in [(f32::NAN, 0.7), (1.5, 0.7), (0.25, -0.1)] {
+        let o = Options {
+            conf,
+            iou,
+            ..Options::default()
+        };
+        let e = model
+            .detect_rgba(&[0; 16], 2, 2, &o)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("numbers in 0..1"), "{e}");
+    }
 }
 
 #[test]
