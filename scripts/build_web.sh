@@ -21,7 +21,8 @@ echo "== cargo build -p web (wasm32-unknown-unknown, SIMD128)"
 cargo build --release --target wasm32-unknown-unknown -p web
 rm -rf web/dist
 mkdir -p web/dist
-wasm-bindgen --target web --no-typescript --out-dir web/dist \
+# The name section (0.9 MB of function names) only dresses up traces in the browser's console; messages are ours.
+wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir web/dist \
     "$CARGO_TARGET_DIR/wasm32-unknown-unknown/release/web.wasm"
 cp web/index.html web/yolo.js web/worker.js web/dist/
 echo "web/dist: $(du -sh web/dist | cut -f1) ($(du -h web/dist/web_bg.wasm | cut -f1) of WebAssembly)"
