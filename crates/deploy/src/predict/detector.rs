@@ -16,9 +16,8 @@ use model::YoloModel;
 /// CPU engine where it can run, else burn on the CPU.
 pub struct Detector {
     model: YoloModel,
-    engine: Option<Engine>,
-    /// Why burn runs the model instead of the engine.
-    fallback: Option<String>,
+    /// The engine, or why burn runs the model instead.
+    engine: std::result::Result<Engine, String>,
     names: Vec<String>,
     device: Device,
 }
@@ -37,14 +36,10 @@ impl Detector {
         } else {
             model.fuse()
         };
-        let (engine, fallback) = match Engine::new(&model) {
-            Ok(e) => (Some(e), None),
-            Err(e) => (None, Some(format!("{}: {e}", file.path))),
-        };
+        let engine = Engine::new(&model).map_err(|e| format!("{}: {e}", file.path));
         Ok(Detector {
             model,
             engine,
-            fallback,
             names,
             device: Device::flex(),
         })
@@ -52,10 +47,9 @@ impl Detector {
 
     /// What runs the model: `engine (<SIMD level>)`, or `burn (<why not the engine>)`.
     pub fn backend(&self) -> String {
-        match (&self.engine, &self.fallback) {
-            (Some(e), _) => format!("engine ({:?})", e.level()),
-            (None, Some(why)) => format!("burn ({why})"),
-            (None, None) => "burn".into(),
+        match &self.engine {
+            Ok(e) => format!("engine ({:?})", e.level()),
+            Err(why) => format!("burn ({why})"),
         }
     }
 
@@ -89,7 +83,7 @@ impl Detector {
         let view = whole_view(image, shape);
         let net = Net {
             model: &self.model,
-            engine: self.engine.as_ref(),
+            engine: self.engine.as_ref().ok(),
             nms,
             device: &self.device,
             nc: self.model.nc(),
