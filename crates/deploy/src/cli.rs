@@ -49,9 +49,25 @@ pub struct ExportArgs {
     foreign: ForeignModelArgs,
     #[arg(long)]
     out: PathBuf,
-    /// Comma-separated: safetensors, onnx, burn.
-    #[arg(long, default_value = "safetensors,onnx,burn")]
-    format: String,
+    /// Comma-separated: safetensors, onnx, burn (default all three; with --int8 the INT8 safetensors).
+    #[arg(long)]
+    format: Option<String>,
+    /// Post-training INT8 quantization for the CPU engine: writes `<name>_int8.safetensors`, calibrated on
+    /// the train images of --data.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    int8: bool,
+    /// Data set YAML whose train images calibrate --int8.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Share of the train images that calibrate --int8 (at most 300 are used).
+    #[arg(long, default_value_t = 1.0)]
+    fraction: f64,
+    /// How each input range is taken: minmax, or percentile[:N] (N=99.99 clips 0.01% at each end).
+    #[arg(long, default_value = "minmax")]
+    int8_calibration: crate::quantize::Calibration,
+    /// Layers whose INT8 output error (RMS error over RMS output, measured alone) is above this stay float32.
+    #[arg(long, default_value_t = 0.1)]
+    int8_keep: f64,
     /// Export (and ONNX input) size: N or H,W.
     #[arg(long, default_value = "640")]
     imgsz: ImgSize,
@@ -170,11 +186,14 @@ pub struct PredictArgs {
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
     /// Model YAML to time (random weights: latency only).
-    #[arg(long, required_unless_present = "model")]
+    #[arg(long, required_unless_present_any = ["model", "weights"])]
     config: Option<String>,
     /// The model YAML, Ultralytics' name for it (as --config).
     #[arg(long, conflicts_with = "config")]
     model: Option<model::cli::ModelSource>,
+    /// A weights file to time instead (fused on burn and the engine; an INT8 file also in INT8).
+    #[arg(long, conflicts_with_all = ["config", "model"])]
+    weights: Option<String>,
     #[command(flatten)]
     variant: model::cli::VariantArgs,
     /// Comma-separated batch sizes.
@@ -233,14 +252,57 @@ fn export_cmd(a: ExportArgs) -> Result<()> {
         foreign,
         out,
         format,
+        int8,
+        data,
+        fraction,
+        int8_calibration,
+        int8_keep,
         imgsz,
         fuse,
         image,
         device,
     } = a;
     let weights = weights.path("export")?;
+    if int8 {
+        let Some(data) = data else {
+            bail!("--int8 needs --data D.yaml: the data set whose train images calibrate the quantization");
+        };
+        let formats = format
+            .as_deref()
+            .unwrap_or("safetensors")
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<Vec<Format>>>()?;
+        if formats.contains(&Format::Burn) {
+            bail!("--int8 --format burn: INT8 is written as safetensors (always) and a QDQ ONNX (--format onnx)");
+        }
+        if !fuse {
+            bail!("--int8 quantizes the fused model: drop --fuse false");
+        }
+        let o = crate::quantize::Int8Options {
+            data,
+            fraction,
+            max_images: 300,
+            imgsz: (imgsz.h, imgsz.w),
+            method: int8_calibration,
+            keep_above: int8_keep,
+            error_images: 8,
+        };
+        return int8_export(
+            &weights,
+            &foreign,
+            &out,
+            &o,
+            formats.contains(&Format::Onnx),
+        );
+    }
+    if data.is_some() {
+        bail!("--data is for --int8 (the calibration images); export without --int8 needs no data");
+    }
     let dev = device.select()?;
     let formats = format
+        .as_deref()
+        .unwrap_or("safetensors,onnx,burn")
         .split(',')
         .map(str::parse)
         .collect::<Result<Vec<Format>>>()?;
@@ -260,6 +322,65 @@ fn export_cmd(a: ExportArgs) -> Result<()> {
     let s = export(loaded.model, &loaded.names, &opts, &dev)?;
     for f in &s.files {
         println!("wrote {}", f.display());
+    }
+    Ok(())
+}
+
+/// `export --int8`: the fused model calibrated and written as `<stem>_int8.safetensors` in `out`.
+fn int8_export(
+    weights: &str,
+    foreign: &ForeignModelArgs,
+    out: &Path,
+    o: &crate::quantize::Int8Options,
+    onnx: bool,
+) -> Result<()> {
+    let dev = model::burn::tensor::Device::flex();
+    let loaded = load_model(weights, &foreign.load_options(), &dev)?;
+    if let Err(e) = model::shapes::check_input_size(&loaded.model.spec, o.imgsz.0, o.imgsz.1) {
+        bail!("--imgsz: {e}");
+    }
+    let fused = if loaded.model.is_fused() {
+        loaded.model
+    } else {
+        loaded.model.fuse()
+    };
+    let stem = Path::new(weights)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    std::fs::create_dir_all(out).with_context(|| format!("--out {}", out.display()))?;
+    let path = out.join(format!("{stem}_int8.safetensors"));
+    let s = crate::quantize::export_int8(&fused, &loaded.names, o, &path)?;
+    eprintln!("layer                                          INT8 error (RMS / RMS)");
+    for (k, e) in &s.errors {
+        let mark = if s.float_layers.contains(k) {
+            "  kept float32"
+        } else {
+            ""
+        };
+        eprintln!("  {k:<44} {e:.4}{mark}");
+    }
+    eprintln!(
+        "calibrated on {} images{}; {} convolutions in INT8, {} kept float32; {:.2} MB",
+        s.images,
+        if s.skipped > 0 {
+            format!(" ({} unreadable, skipped)", s.skipped)
+        } else {
+            String::new()
+        },
+        s.int8_layers,
+        s.float_layers.len(),
+        s.bytes as f64 / 1e6
+    );
+    println!("wrote {}", s.path.display());
+    if onnx {
+        // From the file just written, so the ONNX holds exactly its numbers.
+        let path_s = s.path.to_string_lossy().into_owned();
+        let q = load_model(&path_s, &model::weights::LoadOptions::default(), &dev)?;
+        let bytes = crate::onnx::export_onnx(&q.model, o.imgsz.0, o.imgsz.1)?;
+        let onnx_path = out.join(format!("{stem}_int8.onnx"));
+        model::weights::write_atomic(&onnx_path, &bytes)?;
+        println!("wrote {}", onnx_path.display());
     }
     Ok(())
 }
@@ -415,6 +536,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     let BenchArgs {
         config,
         model,
+        weights,
         variant,
         batch,
         device: dev,
@@ -424,6 +546,11 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         burn,
         json,
     } = a;
+    if let Some(wf) = weights {
+        return bench_weights(
+            &wf, &variant, &batch, dev, warmup, iters, burn, json, layers,
+        );
+    }
     let config = match model::cli::ModelSource::resolve(model, None, config)? {
         (None, Some(c)) => c,
         (Some(w), _) => {
@@ -506,6 +633,105 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         let tf = crate::bench::layer_times(&fused, &x, iters);
         print!("{}", crate::bench::render_layers(&unfused, &tu, &tf));
     }
+    Ok(())
+}
+
+/// `bench --weights`: the file's fused model on burn and the engine, and in INT8 where the file is INT8.
+#[allow(clippy::too_many_arguments)]
+fn bench_weights(
+    weights: &str,
+    variant: &model::cli::VariantArgs,
+    batch: &str,
+    dev: DeviceArgs,
+    warmup: usize,
+    iters: usize,
+    burn: bool,
+    json: bool,
+    layers: bool,
+) -> Result<()> {
+    let dev = dev.select()?;
+    let (h, w) = variant.hw();
+    let batches = batch
+        .split(',')
+        .map(data::args::at_least_one)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--batch {batch}: {e} (expected sizes like 1,8)"))?;
+    let loaded = load_model(weights, &model::weights::LoadOptions::default(), &dev)?;
+    let spec = loaded.model.spec.clone();
+    spec.require_detector("bench").map_err(anyhow::Error::msg)?;
+    spec.check_input(h, w)
+        .map_err(|e| anyhow::anyhow!("{weights}: {e}"))?;
+    let quantized = loaded.model.clone();
+    let mut fused = if quantized.is_fused() {
+        quantized.clone()
+    } else {
+        quantized.clone().fuse()
+    };
+    fused.int8 = None;
+    eprintln!("{weights} at {h}x{w}, backend {dev:?}, {iters} timed runs each (alternating)");
+    let cfg = crate::bench::BenchConfig {
+        h,
+        w,
+        batches,
+        warmup,
+        iters,
+    };
+    let float = crate::engine::Engine::new(&fused);
+    let int8 = quantized
+        .int8
+        .is_some()
+        .then(|| crate::engine::Engine::new(&quantized));
+    let mut variants = Vec::new();
+    if burn {
+        variants.push(Variant::burn("burn fused", &fused, &dev));
+    }
+    match &float {
+        Ok(e) => variants.push(Variant::engine("engine fused", e)),
+        Err(e) => eprintln!("engine: {e}"),
+    }
+    match &int8 {
+        Some(Ok(e)) => variants.push(Variant::engine("engine int8", e)),
+        Some(Err(e)) => eprintln!("engine int8: {e}"),
+        None => {}
+    }
+    let rows = crate::bench::bench(&variants, &cfg, &dev);
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+    } else {
+        print!("{}", crate::bench::render(&rows));
+    }
+    if layers {
+        for (name, e) in [
+            ("float", float.as_ref().ok()),
+            ("int8", int8.as_ref().and_then(|r| r.as_ref().ok())),
+        ] {
+            if let Some(e) = e {
+                print_profile(&format!("engine {name}"), e, h, w, iters)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The engine's median time per operation on one image.
+fn print_profile(
+    title: &str,
+    e: &crate::engine::Engine,
+    h: usize,
+    w: usize,
+    iters: usize,
+) -> Result<()> {
+    let x = vec![0.5f32; 3 * h * w];
+    let prof = e.profile(&x, h, w, iters)?;
+    let total: f64 = prof.iter().map(|p| p.1).sum();
+    println!("{title}, one image, per operation:");
+    for (i, (what, ms)) in prof.iter().enumerate() {
+        println!(
+            "{i:>4}  {what:<48}{ms:>9.2} ms {:>5.1}%",
+            100.0 * ms / total
+        );
+    }
+    println!("      {:<48}{total:>9.2} ms", "total");
     Ok(())
 }
 

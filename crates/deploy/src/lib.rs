@@ -12,6 +12,7 @@ pub mod export;
 pub mod onnx;
 pub mod predict;
 pub mod preprocess;
+pub mod quantize;
 pub mod sources;
 pub mod tiles;
 pub mod verify;

@@ -29,6 +29,9 @@ struct Builder {
     nodes: Vec<NodeProto>,
     inits: Vec<TensorProto>,
     n: usize,
+    /// An INT8 model's quantized convolutions: written as QDQ (QuantizeLinear/DequantizeLinear on the input,
+    /// DequantizeLinear of int8 weights per output channel), the graph ONNX Runtime and OpenVINO quantize.
+    quant: crate::engine::QuantTable,
 }
 
 impl Builder {
@@ -106,11 +109,54 @@ impl Builder {
         name
     }
 
+    fn init_typed(&mut self, hint: &str, dims: &[usize], ty: DataType, raw: Vec<u8>) -> String {
+        let name = self.fresh(hint);
+        let mut t = TensorProto::new();
+        t.name = name.clone();
+        t.dims = dims.iter().map(|&d| d as i64).collect();
+        t.data_type = ty as i32;
+        t.raw_data = raw;
+        self.inits.push(t);
+        name
+    }
+
+    /// `x` quantized and dequantized with `q`, and the weights as int8 dequantized per output channel.
+    fn qdq(
+        &mut self,
+        x: &str,
+        q: crate::engine::QuantIn,
+        w: &model::weights::HostTensor,
+    ) -> (String, String) {
+        let s = self.init_f32("x_scale", &[], &[q.scale]);
+        let z = self.init_typed("x_zero", &[], DataType::UINT8, vec![q.zero]);
+        let xq = self.node("QuantizeLinear", &[x, &s, &z], vec![]);
+        let xd = self.node("DequantizeLinear", &[&xq, &s, &z], vec![]);
+        let cout = w.shape[0];
+        let (wq, ws) = crate::engine::qconv::quantize_weights(&w.data, cout);
+        let wq = self.init_typed(
+            "w_int8",
+            &w.shape,
+            DataType::INT8,
+            wq.iter().map(|&v| v as u8).collect(),
+        );
+        let wsn = self.init_f32("w_scale", &[cout], &ws);
+        let wz = self.init_typed("w_zero", &[cout], DataType::INT8, vec![0; cout]);
+        let wd = self.node(
+            "DequantizeLinear",
+            &[&wq, &wsn, &wz],
+            vec![("axis", Attr::Int(0))],
+        );
+        (xd, wd)
+    }
+
     fn conv2d(&mut self, x: &str, c: &Conv2d) -> String {
         let w = host(c.weight.val());
         let k = w.shape[2] as i64;
-        let wn = self.init_f32("w", &w.shape, &w.data);
-        let mut inputs = vec![x.to_string(), wn];
+        let (xin, wn) = match self.quant.get(&c.weight.id).copied() {
+            Some(q) => self.qdq(x, q, &w),
+            None => (x.to_string(), self.init_f32("w", &w.shape, &w.data)),
+        };
+        let mut inputs = vec![xin, wn];
         if let Some(b) = &c.bias {
             let b = host(b.val());
             inputs.push(self.init_f32("b", &b.shape, &b.data));
@@ -328,6 +374,9 @@ pub fn export_onnx(model: &YoloModel, h: usize, w: usize) -> Result<Vec<u8>> {
         bail!("{e}");
     }
     let mut b = Builder::default();
+    if let Some(info) = &model.int8 {
+        b.quant = crate::engine::int8_table(model, info)?;
+    }
     if model.task() == model::Task::Classify {
         // Ultralytics' classifier export: the softmax of the logits, `(batch, nc)`.
         let logits = model.lower(&mut b, &"images".to_string())?;

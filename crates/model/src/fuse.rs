@@ -51,6 +51,7 @@ impl YoloModel {
         YoloModel {
             model: layers,
             spec: self.spec,
+            int8: self.int8,
         }
     }
 }

@@ -30,6 +30,9 @@ pub struct YoloModel {
     pub model: Vec<Layer>,
     #[module(skip)]
     pub spec: ModelSpec,
+    /// Set for a model read from an INT8 file: the CPU engine runs its quantized convolutions in INT8.
+    #[module(skip)]
+    pub int8: Option<crate::int8::Int8Info>,
 }
 
 impl YoloModel {
@@ -79,7 +82,53 @@ impl YoloModel {
         YoloModel {
             model: layers,
             spec: spec.clone(),
+            int8: None,
         }
+    }
+
+    /// Every MobileOne block of the model, in order.
+    pub fn mobileone_blocks(&self) -> Vec<&crate::modules::mobileone::MobileOneBlock> {
+        let mut v = Vec::new();
+        for l in &self.model {
+            let blocks: &[Block] = match l {
+                Layer::Single(b) => std::slice::from_ref(b),
+                Layer::Stack(bs) => bs,
+                _ => &[],
+            };
+            for b in blocks {
+                if let Block::MobileOne(m) = b {
+                    v.push(m);
+                }
+            }
+        }
+        v
+    }
+
+    /// The RepVGG recipe's regulariser ([`crate::modules::mobileone::MobileOneBlock::custom_l2`]) summed over
+    /// the MobileOne blocks that still have branches; `None` when none has.
+    pub fn rep_l2(&self) -> Option<Tensor<1>> {
+        self.mobileone_blocks()
+            .into_iter()
+            .filter_map(|b| b.custom_l2())
+            .reduce(|a, b| a + b)
+    }
+
+    /// The parameters of the MobileOne blocks' branch kernels: what the regulariser takes over from plain
+    /// weight decay.
+    pub fn rep_l2_params(&self) -> Vec<burn::module::ParamId> {
+        use crate::nn::{NamedRef, Slot};
+        let mut ids = Vec::new();
+        for b in self.mobileone_blocks() {
+            if b.custom_l2().is_none() {
+                continue;
+            }
+            b.for_each_named("", &mut |_, slot| {
+                if let Slot::W4(p) = slot {
+                    ids.push(p.id);
+                }
+            });
+        }
+        ids
     }
 
     /// The Detect head. Detection code paths only: they refuse a classifier first ([`Self::task`]).

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fuse;
 pub mod graph;
 pub mod info;
+pub mod int8;
 pub mod lowering;
 pub mod modules;
 pub mod nn;

@@ -316,7 +316,14 @@ impl WeightsFile {
             )
         })?;
         let mut tensors = StateDict::new();
+        let mut int8 = BTreeMap::new();
         for (k, v) in st.tensors() {
+            if v.dtype() == Dtype::I8 {
+                let data = v.data().iter().map(|&b| b as i8).collect();
+                let shape = v.shape().to_vec();
+                int8.insert(k, crate::int8::Int8Tensor { shape, data });
+                continue;
+            }
             let data = view_to_f32(&v, &k, path)?;
             tensors.insert(
                 k,
@@ -326,6 +333,7 @@ impl WeightsFile {
                 },
             );
         }
+        crate::int8::dequantize_into(&mut tensors, int8, path)?;
         let metadata = md.metadata().clone().unwrap_or_default();
         Ok(WeightsFile {
             path: path.to_string(),
@@ -379,17 +387,31 @@ impl WeightsFile {
 
 /// Serialises host tensors (f32) with metadata.
 pub fn to_safetensors_bytes(sd: &StateDict, metadata: &HashMap<String, String>) -> Result<Vec<u8>> {
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = sd
+    to_safetensors_bytes_with_int8(sd, &BTreeMap::new(), metadata)
+}
+
+/// [`to_safetensors_bytes`] with the tensors of `int8` stored as int8 (their scales are f32 tensors of `sd`).
+pub fn to_safetensors_bytes_with_int8(
+    sd: &StateDict,
+    int8: &BTreeMap<String, crate::int8::Int8Tensor>,
+    metadata: &HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let bytes: Vec<(String, Dtype, Vec<u8>, Vec<usize>)> = sd
         .iter()
+        .filter(|(k, _)| !int8.contains_key(*k))
         .map(|(k, t)| {
             let b: Vec<u8> = t.data.iter().flat_map(|x| x.to_le_bytes()).collect();
-            (k.clone(), b, t.shape.clone())
+            (k.clone(), Dtype::F32, b, t.shape.clone())
         })
+        .chain(int8.iter().map(|(k, t)| {
+            let b: Vec<u8> = t.data.iter().map(|&v| v as u8).collect();
+            (k.clone(), Dtype::I8, b, t.shape.clone())
+        }))
         .collect();
     let views: Vec<(String, TensorView<'_>)> = bytes
         .iter()
-        .map(|(k, b, s)| {
-            TensorView::new(Dtype::F32, s.clone(), b)
+        .map(|(k, d, b, s)| {
+            TensorView::new(*d, s.clone(), b)
                 .map(|v| (k.clone(), v))
                 .map_err(|e| ModelError::Encode {
                     what: format!("tensor {k}"),
@@ -490,6 +512,9 @@ fn load_from(file: WeightsFile, opts: &LoadOptions, device: &Device) -> Result<L
     };
     let mut model = file.build_model(&spec, device);
     load_state_dict(&mut model, &file.tensors, path)?;
+    if let Some(text) = file.metadata.get(crate::int8::META_KEY) {
+        model.int8 = Some(crate::int8::Int8Info::from_metadata(text, path)?);
+    }
     let names = file
         .names()
         .filter(|n| n.len() == spec.nc)

@@ -162,3 +162,45 @@ fn strided_block_folds_exactly() {
             .assert_approx_eq::<f32>(&fused.forward(x).into_data(), Tolerance::absolute(1e-5));
     }
 }
+
+/// `--rep-l2`'s regulariser is the squared norm of the kernels the fused model holds: summed over the model's
+/// MobileOne blocks, it equals the sum of squares of every `dw_reparam` / `pw_reparam` weight after fusion;
+/// its parameters are the blocks' branch kernels (and only theirs); a fused model has none.
+#[test]
+fn rep_l2_is_the_squared_norm_of_the_fused_kernels() {
+    let mut m = YoloModel::new(&spec("yolov8-mobileone.yaml", None), &Device::flex());
+    randomize_bn(&mut m);
+    let l2 = m
+        .rep_l2()
+        .expect("an unfused MobileOne model")
+        .into_scalar::<f32>() as f64;
+    let ids = m.rep_l2_params();
+    let mut fused = m.clone().fuse();
+    let mut want = 0.0f64;
+    let mut branch_keys = 0;
+    fused.visit_named("", &mut |k, slot| {
+        if let Slot::W4(p) = slot {
+            if k.contains("_reparam") {
+                let v: Vec<f32> = p.val().into_data().try_to_vec::<f32>().unwrap();
+                want += v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>();
+            }
+        }
+    });
+    m.visit_named("", &mut |k, slot| {
+        if let Slot::W4(p) = slot {
+            if ids.contains(&p.id) {
+                branch_keys += 1;
+                assert!(
+                    k.contains(".dw_") || k.contains(".pw_"),
+                    "{k} is not a MobileOne branch"
+                );
+            }
+        }
+    });
+    assert!(branch_keys > 20, "{branch_keys} branch kernels");
+    assert!(
+        (l2 - want).abs() <= 1e-4 * want,
+        "rep_l2 {l2}, fused kernels {want}"
+    );
+    assert!(fused.rep_l2().is_none() && fused.rep_l2_params().is_empty());
+}

@@ -75,6 +75,10 @@ pub struct TrainCli {
     /// Cosine learning-rate decay instead of linear.
     #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     cos_lr: Option<bool>,
+    /// MobileOne's custom L2 (the RepVGG recipe, for INT8): no plain weight decay on the blocks' branch
+    /// kernels, `0.5 * weight_decay * ||equivalent kernel||^2` per block added to the loss instead.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    rep_l2: Option<bool>,
     /// Hyperparameters in a YAML file with Ultralytics' key names (lr0, momentum, mosaic, hsv_h, ...).
     #[arg(long)]
     hyp: Option<PathBuf>,
@@ -138,6 +142,7 @@ impl TrainCli {
             dump,
             freeze,
             cos_lr,
+            rep_l2,
             val,
             dropout,
             erasing,
@@ -423,9 +428,26 @@ fn val_classifier(
 }
 
 pub fn val(a: ValCli) -> Result<()> {
+    val_with(a, None)
+}
+
+/// Makes the forward an INT8 model runs on (the CPU engine, which the `yolo` binary links).
+pub type MakeForward<'a> =
+    &'a dyn Fn(&model::YoloModel) -> std::result::Result<crate::val::Forward, String>;
+
+/// [`val`] where an INT8 model runs through `engine` (without one, an INT8 file is refused).
+pub fn val_with(a: ValCli, engine: Option<MakeForward<'_>>) -> Result<()> {
     let device = a.device.select()?;
     let weights = a.weights.path("val")?;
     let loaded = load_model(&weights, &a.foreign.load_options(), &device)?;
+    let forward = match (&loaded.model.int8, engine) {
+        (None, _) => None,
+        (Some(_), Some(make)) => Some(make(&loaded.model).map_err(|e| anyhow::anyhow!("{weights}: {e}"))?),
+        (Some(_), None) => bail!(
+            "{weights} is an INT8 file: it runs on the CPU inference engine, which `yolo val` has (this `val` \
+             binary validates float models)"
+        ),
+    };
     if loaded.model.task() == model::Task::Classify {
         return val_classifier(&a, &weights, &loaded, &device);
     }
@@ -455,6 +477,7 @@ pub fn val(a: ValCli) -> Result<()> {
         workers: a.workers,
         rect: a.rect,
         with_loss: None,
+        forward,
     };
     let r = validate(&loaded.model, ds, &opts, &device)?;
     if a.json {

@@ -91,6 +91,8 @@ pub struct Optimizer {
     pub sgd_scale: f64,
     /// The tensors trained at the boosted rate (MuSGD: the Detect head's class branches).
     pub boosted: HashSet<String>,
+    /// Filters without plain weight decay (`--rep-l2`: the MobileOne branch kernels).
+    pub no_decay: HashSet<String>,
     /// SGD momentum buffers, Adam first moments, or MuSGD's Muon momentum.
     pub m: HashMap<String, Tensor<4>>,
     /// Adam second moments, or MuSGD's SGD momentum of the Muon-trained tensors.
@@ -213,6 +215,7 @@ impl Optimizer {
             muon_scale: 0.2,
             sgd_scale: 1.0,
             boosted: HashSet::new(),
+            no_decay: HashSet::new(),
             m: HashMap::new(),
             v: HashMap::new(),
             steps: 0,
@@ -229,6 +232,21 @@ impl Optimizer {
                 }
             });
         }
+        self
+    }
+
+    /// No plain weight decay on the tensors of `ids` (their regulariser is in the loss).
+    pub fn without_decay(
+        mut self,
+        model: &YoloModel,
+        ids: &[model::burn::module::ParamId],
+    ) -> Self {
+        let ids: HashSet<_> = ids.iter().copied().collect();
+        model.for_each_named("", &mut |k, slot| {
+            if ids.contains(&slot.id()) {
+                self.no_decay.insert(k);
+            }
+        });
         self
     }
 
@@ -316,7 +334,11 @@ impl Optimizer {
         } else {
             lr.base[group]
         };
-        let decay = if group == 0 { self.weight_decay } else { 0.0 };
+        let decay = if group == 0 && !self.no_decay.contains(key) {
+            self.weight_decay
+        } else {
+            0.0
+        };
         match self.kind {
             OptimizerKind::MuSgd if filter => {
                 let buf = match self.m.remove(key) {

@@ -31,6 +31,8 @@ pub struct LossSetup {
     pub reg_max: usize,
     pub gains: LossGains,
     pub dropout: f64,
+    /// The coefficient of the model's [`YoloModel::rep_l2`] added to the loss (0: none).
+    pub rep_l2: f64,
 }
 
 impl LossSetup {
@@ -47,6 +49,7 @@ impl LossSetup {
             reg_max,
             gains,
             dropout: 0.0,
+            rep_l2: 0.0,
         }
     }
 }
@@ -140,11 +143,15 @@ pub fn shard_step(
             )
         }
     };
+    let total = match model.rep_l2().filter(|_| loss.rep_l2 > 0.0) {
+        Some(l2) => out.total + l2 * loss.rep_l2,
+        None => out.total,
+    };
     if let Some(t) = timer.as_deref_mut() {
-        t.lap_after(Phase::Loss, &out.total);
+        t.lap_after(Phase::Loss, &total);
     }
     if out.components.iter().all(|c| c.is_finite()) {
-        let grads = out.total.backward();
+        let grads = total.backward();
         accumulate(acc, model, &grads);
     }
     if let Some(t) = timer {
@@ -254,6 +261,12 @@ impl Replicas {
         let sizes: Vec<usize> = shards.iter().map(|s| s.shape[0]).collect();
         let first = shards.remove(0);
         let train_dev = main_dev.clone().autodiff();
+        // The regulariser is the model's, not the batch's: replica 0 adds it once.
+        let extra_loss = LossSetup {
+            rep_l2: 0.0,
+            ..loss.clone()
+        };
+        let extra_loss = &extra_loss;
         let (main_comp, extra) = std::thread::scope(|s| {
             let handles: Vec<_> = self
                 .extra
@@ -266,7 +279,7 @@ impl Replicas {
                             &mut rep.model,
                             &rep.train_dev,
                             shard,
-                            loss,
+                            extra_loss,
                             &mut grads,
                             None,
                         );

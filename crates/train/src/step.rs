@@ -133,6 +133,12 @@ impl Learner {
         }
     }
 
+    /// Adds `coef * rep_l2` ([`YoloModel::rep_l2`]) to every batch's loss.
+    pub fn with_rep_l2(mut self, coef: f64) -> Learner {
+        self.loss.rep_l2 = coef;
+        self
+    }
+
     /// A classifier's head drops pooled features with probability `p` while training (Ultralytics' `dropout`).
     pub fn with_dropout(mut self, p: f64) -> Learner {
         self.loss.dropout = p;

@@ -51,6 +51,10 @@ pub struct TrainArgs {
     pub warmup_momentum: f64,
     pub warmup_bias_lr: f64,
     pub cos_lr: bool,
+    /// The RepVGG recipe's regulariser for MobileOne blocks: no plain weight decay on their branch kernels,
+    /// `0.5 * weight_decay * ||equivalent kernel||^2` per block added to the loss instead.
+    #[serde(default)]
+    pub rep_l2: bool,
     pub close_mosaic: usize,
     #[serde(rename = "box")]
     pub box_gain: f32,
@@ -95,6 +99,7 @@ impl Default for TrainArgs {
             warmup_momentum: 0.8,
             warmup_bias_lr: 0.1,
             cos_lr: false,
+            rep_l2: false,
             close_mosaic: 10,
             box_gain: 7.5,
             cls: 0.5,
@@ -454,6 +459,11 @@ impl Trainer {
         };
         let mut learner = Learner::new(&spec, model, opt, ema, (dev, &self.extra_devices), gains)
             .with_dropout(a.dropout);
+        if a.rep_l2 {
+            // Once per optimizer step, as plain weight decay is applied: each of the `accumulate` batches adds
+            // its share.
+            learner = learner.with_rep_l2(0.5 * p.weight_decay / p.accumulate as f64);
+        }
         if n_dev > 1 {
             eprintln!(
                 "data-parallel on {n_dev} devices: {} images each per batch, gradients summed on replica 0",
@@ -676,6 +686,16 @@ impl Trainer {
         let mut start_epoch = 0;
         let mut best = -1.0;
         let mut opt = Optimizer::new(p.optimizer, p.momentum, p.weight_decay).for_model(&model);
+        if a.rep_l2 {
+            let ids = model.rep_l2_params();
+            if ids.is_empty() {
+                bail!(
+                    "--rep-l2: {} has no MobileOne block with branches to regularise",
+                    a.config
+                );
+            }
+            opt = opt.without_decay(&model, &ids);
+        }
         let mut ema_updates = 0;
         let state = if self.resume {
             Some(WeightsFile::read(&state_path.to_string_lossy())?)
@@ -712,6 +732,12 @@ impl Trainer {
             );
         } else if let Some(w) = &a.weights {
             let f = WeightsFile::read(w)?;
+            if f.metadata.contains_key(model::int8::META_KEY) {
+                bail!(
+                    "--weights {w}: an INT8 file (export --int8) cannot be trained; start from the float weights \
+                     it was exported from"
+                );
+            }
             let t = load_matching(&mut model, &f.tensors, w)?;
             if t.loaded == 0 {
                 bail!("--weights {w}: no tensor matches the model by name and shape (is --config/--scale right?)");

@@ -24,6 +24,22 @@ pub struct ValOptions {
     pub rect: bool,
     /// Also compute the detection loss on the validation batches (during training).
     pub with_loss: Option<crate::loss::LossGains>,
+    /// Runs the model instead of its burn forward (an INT8 model on the CPU engine).
+    pub forward: Option<Forward>,
+}
+
+/// A model's eval output for an NCHW batch `(images, b, h, w)`: `(b, 4 + nc, A)` flattened.
+pub type ForwardFn =
+    dyn Fn(&[f32], usize, usize, usize) -> std::result::Result<Vec<f32>, String> + Send + Sync;
+
+/// A [`ForwardFn`] to hand to [`ValOptions::forward`].
+#[derive(Clone)]
+pub struct Forward(pub Arc<ForwardFn>);
+
+impl std::fmt::Debug for Forward {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Forward(..)")
+    }
 }
 
 impl Default for ValOptions {
@@ -37,6 +53,7 @@ impl Default for ValOptions {
             workers: 2,
             rect: true,
             with_loss: None,
+            forward: None,
         }
     }
 }
@@ -180,34 +197,50 @@ pub fn validate(
         ValPlan::square(ds.len(), o.batch, o.imgsz)
     };
     for item in val_batches(aug, plan, o.workers) {
-        let (batch, _lbs) = item?;
+        let (mut batch, _lbs) = item?;
         t_pre += t0.elapsed().as_secs_f64();
         let [b, _, h, w] = batch.shape;
         let t1 = Instant::now();
-        let x = Tensor::<4>::from_data(TensorData::new(batch.images, batch.shape), device);
-        let (raw, out) = model.forward_both(x);
-        if let Some(g) = o.with_loss {
-            let d = model.detect();
-            let l = crate::loss::detection_loss(
-                &raw,
-                &d.strides,
-                nc,
-                d.reg_max,
-                &batch.targets,
-                (h, w),
-                g,
-            );
-            for (acc, c) in losses.iter_mut().zip(l.components) {
-                *acc += c as f64;
+        let (a, host) = match &o.forward {
+            Some(f) => {
+                let host =
+                    (f.0)(&batch.images, b, h, w).map_err(|e| data::error::DataError::Config {
+                        file: "the model".into(),
+                        msg: e,
+                    })?;
+                (host.len() / (b * (4 + nc)).max(1), host)
             }
-            n_batches += 1;
-        }
-        let a = out.dims()[2];
-        let host = out
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("f32 output");
+            None => {
+                let x = Tensor::<4>::from_data(
+                    TensorData::new(std::mem::take(&mut batch.images), batch.shape),
+                    device,
+                );
+                let (raw, out) = model.forward_both(x);
+                if let Some(g) = o.with_loss {
+                    let d = model.detect();
+                    let l = crate::loss::detection_loss(
+                        &raw,
+                        &d.strides,
+                        nc,
+                        d.reg_max,
+                        &batch.targets,
+                        (h, w),
+                        g,
+                    );
+                    for (acc, c) in losses.iter_mut().zip(l.components) {
+                        *acc += c as f64;
+                    }
+                    n_batches += 1;
+                }
+                let a = out.dims()[2];
+                let host = out
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .expect("f32 output");
+                (a, host)
+            }
+        };
         t_fwd += t1.elapsed().as_secs_f64();
         let t2 = Instant::now();
         for bi in 0..b {

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(args::translate(std::env::args()));
     startup::exit(match cli.verb {
         Verb::Train(a) => train::cli::train(*a),
-        Verb::Val(a) => train::cli::val(a),
+        Verb::Val(a) => train::cli::val_with(a, Some(&engine_forward)),
         Verb::Predict(a) => deploy::cli::run(deploy::cli::Cmd::Predict(a)),
         Verb::Track(a) => deploy::cli::run(deploy::cli::Cmd::Track(a)),
         Verb::Export(a) => deploy::cli::run(deploy::cli::Cmd::Export(a)),
@@ -59,4 +59,17 @@ fn main() -> ExitCode {
         Verb::Convert(a) => data::cli::run(data::cli::Cmd::Convert(a)),
         Verb::Verify(a) => deploy::cli::run(deploy::cli::Cmd::Verify(a)),
     })
+}
+
+/// `val` of an INT8 model: the batch through the CPU inference engine, which runs its quantized convolutions in
+/// INT8 (burn would run the dequantized weights in float).
+fn engine_forward(m: &model::YoloModel) -> Result<train::val::Forward, String> {
+    let e = std::sync::Arc::new(deploy::engine::Engine::new(m).map_err(|e| e.to_string())?);
+    eprintln!(
+        "forward: inference engine, {} convolutions in INT8",
+        e.int8_ops()
+    );
+    Ok(train::val::Forward(std::sync::Arc::new(
+        move |x: &[f32], b: usize, h: usize, w: usize| e.run(x, b, h, w).map_err(|e| e.to_string()),
+    )))
 }

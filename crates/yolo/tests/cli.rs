@@ -606,3 +606,44 @@ fn the_mobileone_classifier_trains_validates_exports_and_predicts() {
     );
     std::fs::remove_dir_all(&tmp).ok();
 }
+
+/// `yolo val` of an INT8 file (crates/deploy/tests/fixtures/int8_trained, `export --int8` of the trained
+/// fixture) runs it on the engine in INT8 and scores as the float weights it came from, within 0.005; `yolo
+/// train` refuses it as initial weights.
+#[test]
+fn int8_file_validates_on_the_engine_and_is_not_trained() {
+    let val = |w: &str| -> (serde_json::Value, String) {
+        let (ok, out, said) = run(&[
+            "val",
+            &format!("weights={w}"),
+            "data=datasets/trees/data.yaml",
+            "imgsz=320",
+            "json=True",
+        ]);
+        assert!(ok, "{said}");
+        (serde_json::from_str(&out).unwrap(), said)
+    };
+    let (float, _) = val("crates/deploy/tests/fixtures/trained_mobileone/weights.safetensors");
+    let (int8, said) = val("crates/deploy/tests/fixtures/int8_trained/weights_int8.safetensors");
+    assert!(said.contains("convolutions in INT8"), "{said}");
+    for k in ["mAP50", "mAP50-95"] {
+        let (a, b) = (float[k].as_f64().unwrap(), int8[k].as_f64().unwrap());
+        eprintln!("{k}: float {a:.4}, INT8 {b:.4}");
+        assert!((a - b).abs() <= 0.005, "{k}: float {a}, INT8 {b}");
+    }
+    let (ok, _, said) = run(&[
+        "train",
+        "--config",
+        "configs/yolov8-mobileone.yaml",
+        "--weights",
+        "crates/deploy/tests/fixtures/int8_trained/weights_int8.safetensors",
+        "--epochs",
+        "1",
+        "--out",
+        &std::env::temp_dir()
+            .join(format!("yolo-int8-train-{}", std::process::id()))
+            .to_string_lossy(),
+    ]);
+    assert!(!ok);
+    assert!(said.contains("an INT8 file"), "{said}");
+}

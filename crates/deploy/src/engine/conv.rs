@@ -303,7 +303,7 @@ unsafe fn run_tiles<I: Isa, const MR: usize>(job: &TileJob, t0: usize, t1: usize
 /// # Safety
 /// Compiled with `I`'s target features; `out`, `acc` and (when `ADD`) `add` are valid for `n` floats.
 #[inline(always)]
-unsafe fn store_row<I: Isa, const ADD: bool>(
+pub(super) unsafe fn store_row<I: Isa, const ADD: bool>(
     out: *mut f32,
     acc: *const f32,
     add: *const f32,

@@ -4,6 +4,7 @@
 
 use super::ops::Affine;
 use super::{Act, Unary};
+use model::burn::module::ParamId;
 use model::burn::tensor::Tensor;
 use model::lowering::Lowering;
 use model::modules::convtranspose::ConvTranspose;
@@ -25,6 +26,9 @@ pub struct ConvWeights {
     pub groups: usize,
     /// A dilated convolution keeps its module: it runs through burn (no engine kernel).
     pub dilated: Option<Conv2d>,
+    /// The model parameters the weights came from (several for stacked convs; none for a transposed conv's
+    /// columns): what INT8 quantization parameters are keyed by.
+    pub ids: Vec<ParamId>,
 }
 
 impl ConvWeights {
@@ -274,6 +278,7 @@ fn conv_weights(c: &Conv2d) -> ConvWeights {
         p: c.padding,
         groups: c.groups,
         dilated: (c.dilation != 1).then(|| c.clone()),
+        ids: vec![c.weight.id],
     }
 }
 
@@ -308,6 +313,7 @@ impl Lowering for Graph {
             p: 0,
             groups: 1,
             dilated: None,
+            ids: Vec::new(),
         });
         let y = self.push(
             NodeOp::Conv {

@@ -75,12 +75,17 @@ mod op;
 mod ops;
 mod passes;
 mod plan;
+pub mod qconv;
+#[cfg(test)]
+mod qtests;
 mod simd;
 mod team;
 #[cfg(test)]
 mod tests;
 mod winograd;
 
+pub use plan::QuantTable;
+pub use qconv::QuantIn;
 pub use simd::Level;
 
 use op::{Op, View};
@@ -265,6 +270,8 @@ impl DetectOut {
 struct Workspace {
     slots: Vec<Vec<f32>>,
     zeros: Vec<f32>,
+    /// An INT8 convolution's quantized input.
+    qbuf: Vec<u8>,
 }
 
 /// Where each buffer lives for one input size: its `(h, w)`, its workspace slot, and each slot's floats.
@@ -272,7 +279,22 @@ struct Layout {
     dims: Vec<(usize, usize)>,
     slot_of: Vec<usize>,
     need: Vec<usize>,
+    /// Bytes of the largest quantized input.
+    qneed: usize,
 }
+
+/// What a calibration hook is shown before each dense convolution: the parameters of its weights and its
+/// input, `h * w` pixels of `c` channels.
+pub struct ConvInput<'a> {
+    pub ids: &'a [model::burn::module::ParamId],
+    pub values: &'a [f32],
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
+/// Called before an operation runs, with the views it reads.
+type Hook<'a> = &'a mut dyn FnMut(usize, &Op, &dyn Fn(View) -> Src);
 
 /// A fused model lowered for the CPU.
 pub struct Engine {
@@ -292,6 +314,7 @@ pub struct Engine {
 
 impl Engine {
     /// Lowers a fused model. Errors say what the engine cannot run (the caller then uses burn).
+    /// A model read from an INT8 file runs its quantized convolutions in INT8.
     pub fn new(model: &model::YoloModel) -> Result<Engine, EngineError> {
         let level = Level::detect().ok_or(EngineError::NoSimd)?;
         Self::with_level(model, level)
@@ -299,10 +322,51 @@ impl Engine {
 
     /// [`Self::new`] with the kernels of a given level (tests run both where the CPU has them).
     pub fn with_level(model: &model::YoloModel, level: Level) -> Result<Engine, EngineError> {
+        let table = match &model.int8 {
+            Some(info) => Some(int8_table(model, info)?),
+            None => None,
+        };
+        Self::with_quant(model, level, table.as_ref())
+    }
+
+    /// [`Self::with_level`] with the dense convolutions whose weights' parameters are in `quant` run in INT8.
+    pub fn with_quant(
+        model: &model::YoloModel,
+        level: Level,
+        quant: Option<&QuantTable>,
+    ) -> Result<Engine, EngineError> {
+        Self::planned(
+            model,
+            level,
+            plan::Options {
+                quant,
+                keep_weights: false,
+            },
+        )
+    }
+
+    /// A float engine that keeps each dense convolution's weights, for [`Self::int8_errors`].
+    pub fn for_calibration(model: &model::YoloModel) -> Result<Engine, EngineError> {
+        let level = Level::detect().ok_or(EngineError::NoSimd)?;
+        Self::planned(
+            model,
+            level,
+            plan::Options {
+                quant: None,
+                keep_weights: true,
+            },
+        )
+    }
+
+    fn planned(
+        model: &model::YoloModel,
+        level: Level,
+        opts: plan::Options<'_>,
+    ) -> Result<Engine, EngineError> {
         let mut g =
             graph::Graph::record(model).map_err(|e| EngineError::Unsupported(e.to_string()))?;
         passes::optimize(&mut g);
-        let p = plan::plan(&g, level);
+        let p = plan::plan(&g, level, opts);
         let head = match model.classify_head() {
             Some(c) => DetectOut {
                 maps: p.outputs.clone(),
@@ -379,10 +443,23 @@ impl Engine {
             .map(|(&(h, w), &c)| h * w * c)
             .collect();
         let (slot_of, need) = assign_slots(&self.life, &floats);
+        let qneed = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                Op::QConv { pq, src, .. } => {
+                    let (h, w) = dims[src.buf];
+                    pq.qbytes(h, w)
+                }
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0);
         Ok(Layout {
             dims,
             slot_of,
             need,
+            qneed,
         })
     }
 
@@ -473,6 +550,7 @@ impl Engine {
                 parallel,
                 want_raw,
                 None,
+                None,
             );
             self.give_workspace(ws);
             r
@@ -532,6 +610,7 @@ impl Engine {
                 true,
                 false,
                 Some(&mut t),
+                None,
             );
             for (s, v) in samples.iter_mut().zip(t) {
                 s.push(v);
@@ -560,6 +639,137 @@ impl Engine {
             decode[decode.len() / 2],
         ));
         Ok(rows)
+    }
+
+    /// Runs one image (`3 * h * w` floats, NCHW) and shows `f` the input of every dense convolution before it
+    /// runs (INT8 calibration).
+    pub fn conv_inputs(
+        &self,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        f: &mut dyn FnMut(ConvInput<'_>),
+    ) -> Result<(), EngineError> {
+        let layout = self.layout(h, w)?;
+        let mut out = vec![0.0f32; self.out_len(&layout.dims)];
+        let channels = &self.channels;
+        let mut hook = |_: usize, op: &Op, src: &dyn Fn(View) -> Src| {
+            let Op::Conv {
+                pc, src: s, ids, ..
+            } = op
+            else {
+                return;
+            };
+            if ids.is_empty() {
+                return;
+            }
+            let v = src(*s);
+            let c = pc.cin;
+            debug_assert!(s.off + c <= channels[s.buf]);
+            let mut values = Vec::with_capacity(v.h * v.w * c);
+            for p in 0..v.h * v.w {
+                // SAFETY: the view holds `h * w` pixels of at least `c` channels, `stride` apart.
+                values.extend_from_slice(unsafe {
+                    std::slice::from_raw_parts(v.ptr.add(p * v.stride), c)
+                });
+            }
+            f(ConvInput {
+                ids,
+                values: &values,
+                h: v.h,
+                w: v.w,
+                c,
+            });
+        };
+        let mut ws = self.take_workspace();
+        self.run_image(
+            &mut ws,
+            &x[..3 * h * w],
+            &layout,
+            &mut out,
+            true,
+            false,
+            None,
+            Some(&mut hook),
+        );
+        self.give_workspace(ws);
+        Ok(())
+    }
+
+    /// Each INT8-eligible convolution's output error on one image when it alone runs in INT8 with `quant`'s
+    /// input parameters (its input computed in float): adds the squared error and the squared float output
+    /// to `acc`, keyed by the first parameter of its weights.
+    pub fn int8_errors(
+        &self,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        quant: &QuantTable,
+        acc: &mut std::collections::HashMap<model::burn::module::ParamId, (f64, f64)>,
+    ) -> Result<(), EngineError> {
+        let layout = self.layout(h, w)?;
+        let dims = layout.dims.clone();
+        let mut out = vec![0.0f32; self.out_len(&dims)];
+        let level = self.level;
+        let mut hook = |_: usize, op: &Op, src: &dyn Fn(View) -> Src| {
+            let Op::Conv {
+                pc,
+                src: s,
+                dst: d,
+                act,
+                ids,
+                raw: Some(cw),
+                ..
+            } = op
+            else {
+                return;
+            };
+            let Some(&x) = ids.first().and_then(|i| quant.get(i)) else {
+                return;
+            };
+            let pq =
+                qconv::PackedQConv::new(level, &cw.w, &cw.b, pc.cout, pc.cin, pc.k, pc.s, pc.p, x);
+            let v = src(*s);
+            let (oh, ow) = dims[d.buf];
+            let n = oh * ow * pc.cout;
+            let (mut yf, mut yq) = (vec![0.0f32; n], vec![0.0f32; n]);
+            let mk = |y: &mut Vec<f32>| Dst {
+                ptr: y.as_mut_ptr(),
+                h: oh,
+                w: ow,
+                stride: pc.cout,
+            };
+            let zeros = vec![0.0f32; pc.cin];
+            pc.run(v, mk(&mut yf), *act, None, &zeros, false);
+            let mut q = vec![0u8; pq.qbytes(v.h, v.w)];
+            pq.run(v, mk(&mut yq), *act, None, &mut q, false);
+            let e = acc.entry(ids[0]).or_insert((0.0, 0.0));
+            for (a, b) in yf.iter().zip(&yq) {
+                e.0 += ((a - b) as f64).powi(2);
+                e.1 += (*a as f64).powi(2);
+            }
+        };
+        let mut ws = self.take_workspace();
+        self.run_image(
+            &mut ws,
+            &x[..3 * h * w],
+            &layout,
+            &mut out,
+            false,
+            false,
+            None,
+            Some(&mut hook),
+        );
+        self.give_workspace(ws);
+        Ok(())
+    }
+
+    /// Operations that run in INT8.
+    pub fn int8_ops(&self) -> usize {
+        self.ops
+            .iter()
+            .filter(|op| matches!(op, Op::QConv { .. }))
+            .count()
     }
 
     fn take_workspace(&self) -> Workspace {
@@ -593,6 +803,7 @@ impl Engine {
         parallel: bool,
         want_raw: bool,
         mut times: Option<&mut Vec<f64>>,
+        mut hook: Option<Hook<'_>>,
     ) -> Vec<Vec<f32>> {
         let _session = if parallel {
             self.team.session(rayon::current_num_threads())
@@ -608,6 +819,9 @@ impl Engine {
             if s.len() < *n {
                 s.resize(*n, 0.0);
             }
+        }
+        if ws.qbuf.len() < layout.qneed {
+            ws.qbuf.resize(layout.qneed, 0);
         }
         let (h, w) = dims[self.input];
         {
@@ -649,9 +863,13 @@ impl Engine {
             Dst { ptr, h, w, stride }
         };
         for (oi, op) in self.ops.iter().enumerate() {
-            let t0 = crate::clock::Instant::now();
-            op.run(self.level, &src, &dst, &ws.zeros, parallel);
-            if let Some(t) = times.as_deref_mut() {
+            if let Some(h) = hook.as_deref_mut() {
+                h(oi, op, &src);
+            }
+            // No clock read unless timed: in a browser each is a call out to JavaScript.
+            let t0 = times.is_some().then(crate::clock::Instant::now);
+            op.run(self.level, &src, &dst, &ws.zeros, &mut ws.qbuf, parallel);
+            if let (Some(t), Some(t0)) = (times.as_deref_mut(), t0) {
                 t[oi] += t0.elapsed().as_secs_f64() * 1e3;
             }
         }
@@ -720,6 +938,47 @@ impl Engine {
         }
         raw
     }
+}
+
+/// The engine's table for an INT8 model: each quantized weight's parameter with its input quantization.
+pub fn int8_table(
+    model: &model::YoloModel,
+    info: &model::int8::Int8Info,
+) -> Result<QuantTable, EngineError> {
+    use model::nn::{NamedRef, Slot};
+    let mut table = QuantTable::new();
+    model.for_each_named("", &mut |k, slot| {
+        if let (Slot::W4(p), Some(q)) = (slot, info.inputs.get(&k)) {
+            table.insert(
+                p.id,
+                QuantIn {
+                    scale: q.scale,
+                    zero: q.zero,
+                },
+            );
+        }
+    });
+    if table.len() != info.inputs.len() {
+        let missing: Vec<&String> = info
+            .inputs
+            .keys()
+            .filter(|k| !model_has_conv(model, k))
+            .take(3)
+            .collect();
+        return Err(EngineError::Unsupported(format!(
+            "INT8 inputs for weights the model has no convolution for: {missing:?}"
+        )));
+    }
+    Ok(table)
+}
+
+fn model_has_conv(model: &model::YoloModel, key: &str) -> bool {
+    use model::nn::{NamedRef, Slot};
+    let mut found = false;
+    model.for_each_named("", &mut |k, slot| {
+        found |= k == key && matches!(slot, Slot::W4(_));
+    });
+    found
 }
 
 /// A classifier's probabilities: softmax of `logits` (max subtracted, as PyTorch's) into `out`.

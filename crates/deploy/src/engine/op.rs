@@ -4,8 +4,11 @@
 use super::attention::{attention, AttentionShape};
 use super::conv::PackedConv;
 use super::depthwise::PackedDepthwise;
+use super::graph::ConvWeights;
 use super::ops::{self, Affine, Ew, EwJob};
+use super::qconv::PackedQConv;
 use super::{Act, Dst, Level, Src, Unary};
+use model::burn::module::ParamId;
 use model::burn::tensor::{Device, Tensor, TensorData};
 use model::nn::Conv2d;
 
@@ -20,6 +23,19 @@ pub struct View {
 pub enum Op {
     Conv {
         pc: PackedConv,
+        src: View,
+        dst: View,
+        act: Act,
+        add: Option<View>,
+        /// The parameters of a dense convolution's weights (none for a group's share): calibration reads
+        /// their inputs.
+        ids: Vec<ParamId>,
+        /// The float weights, kept by an engine made for calibration (to measure each layer's INT8 error).
+        raw: Option<Box<ConvWeights>>,
+    },
+    /// An INT8 convolution: the input quantized into the workspace's byte buffer first.
+    QConv {
+        pq: PackedQConv,
         src: View,
         dst: View,
         act: Act,
@@ -125,7 +141,9 @@ impl Op {
     /// The buffers read, first the one whose size the output follows.
     pub fn reads(&self) -> Vec<usize> {
         match self {
-            Op::Conv { src, add, .. } | Op::Affine { src, add, .. } => {
+            Op::Conv { src, add, .. }
+            | Op::QConv { src, add, .. }
+            | Op::Affine { src, add, .. } => {
                 std::iter::once(src.buf).chain(add.map(|a| a.buf)).collect()
             }
             Op::Elementwise { a, b, .. } => {
@@ -150,6 +168,7 @@ impl Op {
     fn dst(&self) -> View {
         match self {
             Op::Conv { dst, .. }
+            | Op::QConv { dst, .. }
             | Op::Depthwise { dst, .. }
             | Op::Fallback { dst, .. }
             | Op::Col2Im { dst, .. }
@@ -172,6 +191,7 @@ impl Op {
         let x = size(reads[0])?;
         let out = match self {
             Op::Conv { pc, .. } => conv_out(pc.k, pc.s, pc.p, 1, x)?,
+            Op::QConv { pq, .. } => conv_out(pq.k, pq.s, pq.p, 1, x)?,
             Op::Depthwise { pd, .. } => conv_out(pd.k, pd.s, pd.p, 1, x)?,
             Op::Fallback { conv, .. } => {
                 let k = conv.weight.shape().dims::<4>()[2];
@@ -224,6 +244,14 @@ impl Op {
                 k = pc.k,
                 s = pc.s
             ),
+            Op::QConv { pq, act, add, .. } => format!(
+                "int8 conv {k}x{k}/{s} {}->{} {act:?}{}",
+                pq.cin,
+                pq.cout,
+                plus(add),
+                k = pq.k,
+                s = pq.s
+            ),
             Op::Depthwise { pd, act, .. } => {
                 format!("depthwise {k}x{k}/{s} {} {act:?}", pd.c, k = pd.k, s = pd.s)
             }
@@ -255,6 +283,7 @@ impl Op {
         src: &dyn Fn(View) -> Src,
         dst: &dyn Fn(View) -> Dst,
         zeros: &[f32],
+        qbuf: &mut [u8],
         parallel: bool,
     ) {
         match self {
@@ -264,7 +293,15 @@ impl Op {
                 dst: d,
                 act,
                 add,
+                ..
             } => pc.run(src(*s), dst(*d), *act, add.map(src), zeros, parallel),
+            Op::QConv {
+                pq,
+                src: s,
+                dst: d,
+                act,
+                add,
+            } => pq.run(src(*s), dst(*d), *act, add.map(src), qbuf, parallel),
             Op::Depthwise {
                 pd,
                 src: s,

@@ -145,6 +145,7 @@ fn stack(g: &mut Graph, x: Id, grp: &[Id]) {
         p: first.p,
         groups: 1,
         dilated: None,
+        ids: convs.iter().flat_map(|(c, _)| c.ids.clone()).collect(),
     };
     let cout = w.cout;
     let merged = g.insert(

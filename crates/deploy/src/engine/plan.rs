@@ -10,7 +10,10 @@ use super::conv::PackedConv;
 use super::depthwise::PackedDepthwise;
 use super::graph::{ConvWeights, Graph, Id, NodeOp};
 use super::op::{EwKind, Op, View};
+use super::qconv::{PackedQConv, QuantIn};
 use super::{Act, Level};
+use model::burn::module::ParamId;
+use std::collections::HashMap;
 
 pub(super) struct Plan {
     pub ops: Vec<Op>,
@@ -26,16 +29,31 @@ pub(super) struct Plan {
 struct Planner<'a> {
     g: &'a Graph,
     level: Level,
+    quant: Option<&'a QuantTable>,
+    keep_weights: bool,
     loc: Vec<Option<View>>,
     channels: Vec<usize>,
     ops: Vec<Op>,
     max_cin: usize,
 }
 
-pub(super) fn plan(g: &Graph, level: Level) -> Plan {
+/// INT8 quantization of convolution inputs, by the parameter of the convolution's weights.
+pub type QuantTable = HashMap<ParamId, QuantIn>;
+
+/// How convolutions are planned: in INT8 where `quant` has their parameters, and with their float weights
+/// kept when `keep_weights` (calibration).
+#[derive(Clone, Copy, Default)]
+pub(super) struct Options<'a> {
+    pub quant: Option<&'a QuantTable>,
+    pub keep_weights: bool,
+}
+
+pub(super) fn plan(g: &Graph, level: Level, opts: Options<'_>) -> Plan {
     let mut p = Planner {
         g,
         level,
+        quant: opts.quant,
+        keep_weights: opts.keep_weights,
         loc: vec![None; g.nodes.len()],
         channels: Vec::new(),
         ops: Vec::new(),
@@ -277,6 +295,20 @@ impl Planner<'_> {
         }
     }
 
+    /// The input quantization of a dense convolution that runs in INT8: every parameter it computes is in
+    /// the table, with the same input parameters (stacked convs read one map).
+    fn int8(&self, w: &ConvWeights) -> Option<QuantIn> {
+        let table = self.quant?;
+        if w.groups != 1 || w.dilated.is_some() || w.ids.is_empty() {
+            return None;
+        }
+        let first = *table.get(&w.ids[0])?;
+        w.ids
+            .iter()
+            .all(|id| table.get(id) == Some(&first))
+            .then_some(first)
+    }
+
     /// A convolution with the kernel for its shape.
     fn conv(&mut self, w: &ConvWeights, src: View, dst: View, act: Act, add: Option<View>) {
         if let Some(conv) = &w.dilated {
@@ -294,6 +326,16 @@ impl Planner<'_> {
                 src,
                 dst,
                 act,
+            });
+            return;
+        }
+        if let Some(x) = self.int8(w) {
+            self.ops.push(Op::QConv {
+                pq: PackedQConv::new(self.level, &w.w, &w.b, w.cout, w.cin_g, w.k, w.s, w.p, x),
+                src,
+                dst,
+                act,
+                add,
             });
             return;
         }
@@ -322,6 +364,12 @@ impl Planner<'_> {
                 dst: at(dst, cout_g),
                 act,
                 add: add.map(|a| at(a, cout_g)),
+                ids: if w.groups == 1 {
+                    w.ids.clone()
+                } else {
+                    Vec::new()
+                },
+                raw: (self.keep_weights && w.groups == 1).then(|| Box::new(w.clone())),
             });
         }
     }

@@ -587,6 +587,11 @@ pub fn predict(
     } else {
         None
     };
+    if model.int8.is_some() && engine.is_none() {
+        anyhow::bail!(
+            "an INT8 model runs on the CPU inference engine only (drop --engine false, use --device cpu)"
+        );
+    }
     let out_names = outputs::source_names(&sources);
     let (wtx, writer) = outputs::spawn_writer(o, names.to_vec());
     let mut images = Vec::new();

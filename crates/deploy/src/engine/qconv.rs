@@ -1,0 +1,540 @@
+//! INT8 dense convolution: the input map quantized per tensor to u8 (scale and zero point from calibration),
+//! weights symmetric per output channel in s8, products summed exactly in i32, then dequantized in the
+//! epilogue (`(acc - zero * sum(w)) * x_scale * w_scale + bias`) where bias, activation and the residual add
+//! run as in the float kernel, so the map written is float32 like every other map. The quantize-dequantize
+//! points are those of a QDQ graph with Q/DQ on each quantized convolution's input and weight (NNCF's and
+//! OpenVINO's placement), so a QDQ ONNX of the same numbers is a reference for it.
+//!
+//! Weights use 7 bits (`-63..=63`): AVX2's `vpmaddubsw` adds two u8 x s8 products into an i16 with saturation,
+//! and 2 x 255 x 63 = 32130 never saturates, on every CPU the same (oneDNN and ONNX Runtime reduce the
+//! weight range on AVX2 for the same reason).
+//!
+//! The implicit GEMM is the float one's ([`super::conv`]): per tile of `MR` output pixels, one pointer per
+//! pixel and tap into the quantized map (a row of zero points in the padding), weights packed per panel of
+//! 16 output channels as `[tap][cin / 4][16][4]`, so four input channels of one pixel (one i32 broadcast)
+//! meet sixteen channels' four weights in two `vpmaddubsw` + `vpmaddwd` pairs.
+
+use super::conv::store_row;
+use super::simd::Isa;
+use super::{par_ranges, Act, Dst, Level, Src};
+
+/// The largest weight magnitude (7 bits, see the module's notes).
+pub const W_MAX: i32 = 63;
+/// Output channels per panel.
+const NR: usize = 16;
+/// Output pixels per tile.
+const MR: usize = 4;
+
+/// Per-tensor asymmetric u8 quantization of a map: `q = clamp(round_half_even(x / scale) + zero, 0, 255)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuantIn {
+    pub scale: f32,
+    pub zero: u8,
+}
+
+impl QuantIn {
+    /// The parameters that map `lo..=hi` onto 0..=255 (the range widened to hold 0, so zero is exact).
+    pub fn from_range(lo: f32, hi: f32) -> QuantIn {
+        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+        let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+        let zero = (-lo / scale).round_ties_even().clamp(0.0, 255.0) as u8;
+        QuantIn { scale, zero }
+    }
+
+    /// As the kernels do it: times the inverse scale, rounded half to even.
+    #[inline(always)]
+    pub fn quantize(&self, x: f32) -> u8 {
+        quantize_one(x, 1.0 / self.scale, self.zero)
+    }
+}
+
+/// Symmetric per-output-channel quantization of `(cout, per)` weights to `-W_MAX..=W_MAX`: the values and
+/// each channel's scale (1 for an all-zero channel).
+pub fn quantize_weights(w: &[f32], cout: usize) -> (Vec<i8>, Vec<f32>) {
+    let per = w.len() / cout.max(1);
+    let mut q = vec![0i8; w.len()];
+    let mut scales = vec![1.0f32; cout];
+    for co in 0..cout {
+        let row = &w[co * per..(co + 1) * per];
+        let m = row.iter().fold(0.0f32, |m, &v| m.max(v.abs()));
+        if m > 0.0 {
+            scales[co] = m / W_MAX as f32;
+        }
+        for (d, &v) in q[co * per..(co + 1) * per].iter_mut().zip(row) {
+            *d = (v / scales[co])
+                .round_ties_even()
+                .clamp(-W_MAX as f32, W_MAX as f32) as i8;
+        }
+    }
+    (q, scales)
+}
+
+/// An INT8 convolution's packed weights and requantization constants.
+#[derive(Debug, Clone)]
+pub struct PackedQConv {
+    pub k: usize,
+    pub s: usize,
+    pub p: usize,
+    pub cin: usize,
+    pub cout: usize,
+    /// Input channels rounded up to 4 (the quantized map's pixel stride).
+    pub cin4: usize,
+    pub x: QuantIn,
+    level: Level,
+    /// `[panel][tap][cin4 / 4][NR][4]`.
+    w: Vec<i8>,
+    /// Per padded output channel: `zero * sum(w)`, the zero point's share of the sum.
+    comp: Vec<i32>,
+    /// Per padded output channel: `x_scale * w_scale`.
+    scale: Vec<f32>,
+    bias: Vec<f32>,
+    /// A pixel of zero points (the padding taps).
+    zrow: Vec<u8>,
+}
+
+impl PackedQConv {
+    /// `weight` is PyTorch's `(cout, cin, k, k)` float weights, quantized here ([`quantize_weights`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        level: Level,
+        weight: &[f32],
+        bias: &[f32],
+        cout: usize,
+        cin: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+        x: QuantIn,
+    ) -> PackedQConv {
+        let (q, ws) = quantize_weights(weight, cout);
+        Self::from_quantized(level, &q, &ws, bias, cout, cin, k, s, p, x)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_quantized(
+        level: Level,
+        q: &[i8],
+        w_scale: &[f32],
+        bias: &[f32],
+        cout: usize,
+        cin: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+        x: QuantIn,
+    ) -> PackedQConv {
+        let taps = k * k;
+        let cin4 = cin.div_ceil(4) * 4;
+        let cols = cout.div_ceil(NR) * NR;
+        let mut w = vec![0i8; cols * taps * cin4];
+        let mut comp = vec![0i32; cols];
+        let mut scale = vec![0.0f32; cols];
+        let mut b = vec![0.0f32; cols];
+        for co in 0..cout {
+            let (panel, j) = (co / NR, co % NR);
+            let mut sum = 0i32;
+            for t in 0..taps {
+                for ci in 0..cin {
+                    let v = q[(co * cin + ci) * taps + t];
+                    sum += v as i32;
+                    let at =
+                        panel * taps * cin4 * NR + (t * cin4 + ci / 4 * 4) * NR + j * 4 + ci % 4;
+                    w[at] = v;
+                }
+            }
+            comp[co] = x.zero as i32 * sum;
+            scale[co] = x.scale * w_scale[co];
+            b[co] = bias[co];
+        }
+        PackedQConv {
+            k,
+            s,
+            p,
+            cin,
+            cout,
+            cin4,
+            x,
+            level,
+            w,
+            comp,
+            scale,
+            bias: b,
+            zrow: vec![x.zero; cin4],
+        }
+    }
+
+    /// Bytes of quantized input for an `h x w` map.
+    pub fn qbytes(&self, h: usize, w: usize) -> usize {
+        h * w * self.cin4
+    }
+
+    /// Quantizes `src` into `q` (`qbytes` long), then convolves into `dst` with `act` and `add` as
+    /// [`super::conv::PackedConv::run`].
+    pub fn run(
+        &self,
+        src: Src,
+        dst: Dst,
+        act: Act,
+        add: Option<Src>,
+        q: &mut [u8],
+        parallel: bool,
+    ) {
+        let q = &mut q[..self.qbytes(src.h, src.w)];
+        let qp = QPtr(q.as_mut_ptr());
+        let quant = |y0: usize, y1: usize| {
+            // Whole values captured, not their pointer fields (the views are Sync).
+            let (qp, src) = (qp, src);
+            // SAFETY: rows y0..y1 lie inside the view (`cin` channels per pixel) and `q` (`cin4` bytes per
+            // pixel); threads quantize disjoint rows; the level was detected on this CPU.
+            unsafe { quantize_on(self.level, self, src, qp.0, y0, y1) }
+        };
+        par_ranges(src.h, parallel, &quant);
+        let qsrc = QSrc {
+            ptr: q.as_ptr(),
+            h: src.h,
+            w: src.w,
+        };
+        let tiles = (dst.h * dst.w).div_ceil(MR);
+        let job = QJob {
+            pc: self,
+            src: qsrc,
+            dst,
+            act,
+            add,
+        };
+        let run = |t0: usize, t1: usize| {
+            // SAFETY: the views are valid for their geometry, `q` holds the quantized map, tiles write
+            // disjoint pixels, and the level was detected on this CPU.
+            unsafe { qtiles_on(self.level, &job, t0, t1) }
+        };
+        par_ranges(tiles, parallel, &run);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct QPtr(*mut u8);
+// SAFETY: threads given the pointer write disjoint rows of the buffer it points into.
+unsafe impl Send for QPtr {}
+// SAFETY: as above.
+unsafe impl Sync for QPtr {}
+
+/// The quantized input map: `h * w` pixels of `cin4` bytes.
+#[derive(Clone, Copy)]
+struct QSrc {
+    ptr: *const u8,
+    h: usize,
+    w: usize,
+}
+
+struct QJob<'a> {
+    pc: &'a PackedQConv,
+    src: QSrc,
+    dst: Dst,
+    act: Act,
+    add: Option<Src>,
+}
+
+// SAFETY: the job's pointers are read (the quantized map) or written at disjoint pixels by each thread.
+unsafe impl Sync for QJob<'_> {}
+
+simd_kernel!(fn qtiles_on = qtiles(job: &QJob, t0: usize, t1: usize));
+simd_kernel!(fn quantize_on = quantize_rows(pc: &PackedQConv, src: Src, q: *mut u8, y0: usize, y1: usize));
+
+/// Rows `y0..y1` of `src` quantized into `q` (`cin4` bytes per pixel, the padding channels at the zero point).
+///
+/// # Safety
+/// Compiled with `I`'s target features; the rows lie inside `src` and `q`.
+#[inline(always)]
+unsafe fn quantize_rows<I: QMac>(pc: &PackedQConv, src: Src, q: *mut u8, y0: usize, y1: usize) {
+    let inv = 1.0 / pc.x.scale;
+    if src.stride == pc.cin && pc.cin4 == pc.cin {
+        let (a, b) = (y0 * src.w * pc.cin, y1 * src.w * pc.cin);
+        return I::quantize_row(src.ptr.add(a), b - a, inv, pc.x.zero, q.add(a));
+    }
+    for pix in y0 * src.w..y1 * src.w {
+        let to = q.add(pix * pc.cin4);
+        I::quantize_row(src.ptr.add(pix * src.stride), pc.cin, inv, pc.x.zero, to);
+        for c in pc.cin..pc.cin4 {
+            *to.add(c) = pc.x.zero;
+        }
+    }
+}
+
+/// One tile's integer sums and their dequantization: `tile[r][j] = (sum - comp[j]) * scale[j] + bias[j]`
+/// for `MR` pixels and `NR` channels, and the quantization of a row of floats.
+pub(super) trait QMac: Isa {
+    /// # Safety
+    /// Compiled with the ISA's target features; each row pointer is valid for `groups * 4` bytes, `w` for
+    /// `rows.len() * groups * NR * 4`, `comp`, `scale` and `bias` for `NR` values and `tile` for `MR * NR`.
+    unsafe fn qtile(
+        rows: &[[*const u8; MR]],
+        groups: usize,
+        w: *const i8,
+        ep: Epilogue,
+        tile: *mut f32,
+    );
+
+    /// `dst[i] = clamp(round_half_even(src[i] * inv) + zero, 0, 255)` for `n` values.
+    ///
+    /// # Safety
+    /// Compiled with the ISA's target features; `src` valid for `n` floats and `dst` for `n` bytes.
+    unsafe fn quantize_row(src: *const f32, n: usize, inv: f32, zero: u8, dst: *mut u8) {
+        for i in 0..n {
+            *dst.add(i) = quantize_one(*src.add(i), inv, zero);
+        }
+    }
+}
+
+/// A panel's requantization constants.
+#[derive(Clone, Copy)]
+pub(super) struct Epilogue {
+    comp: *const i32,
+    scale: *const f32,
+    bias: *const f32,
+}
+
+#[inline(always)]
+fn quantize_one(x: f32, inv: f32, zero: u8) -> u8 {
+    ((x * inv).round_ties_even() + zero as f32).clamp(0.0, 255.0) as u8
+}
+
+/// The portable sum (NEON and SIMD128 have no integer kernel yet: correct, not fast).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+unsafe fn qtile_portable(
+    rows: &[[*const u8; MR]],
+    groups: usize,
+    w: *const i8,
+    ep: Epilogue,
+    tile: *mut f32,
+) {
+    let mut acc = [[0i32; NR]; MR];
+    let mut wp = w;
+    for tap in rows {
+        for g in 0..groups {
+            for (r, a) in acc.iter_mut().enumerate() {
+                let x = tap[r].add(g * 4);
+                for (j, aj) in a.iter_mut().enumerate() {
+                    let mut s = 0i32;
+                    for i in 0..4 {
+                        s += *x.add(i) as i32 * *wp.add(j * 4 + i) as i32;
+                    }
+                    *aj += s;
+                }
+            }
+            wp = wp.add(NR * 4);
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        for (j, &v) in a.iter().enumerate() {
+            *tile.add(r * NR + j) =
+                (v - *ep.comp.add(j)) as f32 * *ep.scale.add(j) + *ep.bias.add(j);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn qtile_avx2(
+    rows: &[[*const u8; MR]],
+    groups: usize,
+    w: *const i8,
+    ep: Epilogue,
+    tile: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let ones = _mm256_set1_epi16(1);
+    let mut a = [[_mm256_setzero_si256(); 2]; MR];
+    let mut wp = w;
+    for tap in rows {
+        let mut ptrs = *tap;
+        for _ in 0..groups {
+            let w0 = _mm256_loadu_si256(wp as *const __m256i);
+            let w1 = _mm256_loadu_si256(wp.add(32) as *const __m256i);
+            for r in 0..MR {
+                let x = _mm256_set1_epi32((ptrs[r] as *const i32).read_unaligned());
+                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
+                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
+                a[r][0] = _mm256_add_epi32(a[r][0], p0);
+                a[r][1] = _mm256_add_epi32(a[r][1], p1);
+            }
+            for p in ptrs.iter_mut() {
+                *p = p.add(4);
+            }
+            wp = wp.add(NR * 4);
+        }
+    }
+    for v in 0..2 {
+        let comp = _mm256_loadu_si256(ep.comp.add(v * 8) as *const __m256i);
+        let scale = _mm256_loadu_ps(ep.scale.add(v * 8));
+        let bias = _mm256_loadu_ps(ep.bias.add(v * 8));
+        for r in 0..MR {
+            let f = _mm256_cvtepi32_ps(_mm256_sub_epi32(a[r][v], comp));
+            _mm256_storeu_ps(tile.add(r * NR + v * 8), _mm256_fmadd_ps(f, scale, bias));
+        }
+    }
+}
+
+/// 32 floats at a time: converted with round-half-even, packed with unsigned saturation (the clamp).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn quantize_row_avx2(src: *const f32, n: usize, inv: f32, zero: u8, dst: *mut u8) {
+    use std::arch::x86_64::*;
+    let (vinv, vzero) = (_mm256_set1_ps(inv), _mm256_set1_epi32(zero as i32));
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    let mut i = 0;
+    while i + 32 <= n {
+        let q = |k: usize| {
+            _mm256_add_epi32(
+                _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(src.add(i + 8 * k)), vinv)),
+                vzero,
+            )
+        };
+        let ab = _mm256_packs_epi32(q(0), q(1));
+        let cd = _mm256_packs_epi32(q(2), q(3));
+        let bytes = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order);
+        _mm256_storeu_si256(dst.add(i) as *mut __m256i, bytes);
+        i += 32;
+    }
+    while i < n {
+        *dst.add(i) = quantize_one(*src.add(i), inv, zero);
+        i += 1;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl QMac for super::simd::Avx2 {
+    #[inline(always)]
+    unsafe fn qtile(
+        rows: &[[*const u8; MR]],
+        groups: usize,
+        w: *const i8,
+        ep: Epilogue,
+        tile: *mut f32,
+    ) {
+        qtile_avx2(rows, groups, w, ep, tile)
+    }
+    #[inline(always)]
+    unsafe fn quantize_row(src: *const f32, n: usize, inv: f32, zero: u8, dst: *mut u8) {
+        quantize_row_avx2(src, n, inv, zero, dst)
+    }
+}
+
+// AVX-512F implies AVX2 (the kernel runs inside an `avx512f` entry).
+#[cfg(target_arch = "x86_64")]
+impl QMac for super::simd::Avx512 {
+    #[inline(always)]
+    unsafe fn qtile(
+        rows: &[[*const u8; MR]],
+        groups: usize,
+        w: *const i8,
+        ep: Epilogue,
+        tile: *mut f32,
+    ) {
+        qtile_avx2(rows, groups, w, ep, tile)
+    }
+    #[inline(always)]
+    unsafe fn quantize_row(src: *const f32, n: usize, inv: f32, zero: u8, dst: *mut u8) {
+        quantize_row_avx2(src, n, inv, zero, dst)
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+impl QMac for super::simd::Neon {
+    #[inline(always)]
+    unsafe fn qtile(
+        rows: &[[*const u8; MR]],
+        groups: usize,
+        w: *const i8,
+        ep: Epilogue,
+        tile: *mut f32,
+    ) {
+        qtile_portable(rows, groups, w, ep, tile)
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+impl QMac for super::simd::Simd128 {
+    #[inline(always)]
+    unsafe fn qtile(
+        rows: &[[*const u8; MR]],
+        groups: usize,
+        w: *const i8,
+        ep: Epilogue,
+        tile: *mut f32,
+    ) {
+        qtile_portable(rows, groups, w, ep, tile)
+    }
+}
+
+/// Output tiles `t0..t1`.
+///
+/// # Safety
+/// Compiled with `I`'s target features; the job's views are valid for their geometry (`dst` and `add` with
+/// `cout` channels, the quantized map with `cin4` bytes per pixel), and no other thread writes these tiles.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn qtiles<I: QMac>(job: &QJob, t0: usize, t1: usize) {
+    let (pc, src, dst) = (job.pc, job.src, job.dst);
+    let (k, s, p) = (pc.k, pc.s, pc.p);
+    let taps = k * k;
+    let groups = pc.cin4 / 4;
+    let m = dst.h * dst.w;
+    let zero = pc.zrow.as_ptr();
+    let mut rows: Vec<[*const u8; MR]> = vec![[zero; MR]; taps];
+    let l = I::LANES;
+    let mut tile = [0.0f32; MR * NR];
+    for t in t0..t1 {
+        let m0 = t * MR;
+        let valid = (m - m0).min(MR);
+        for r in 0..MR {
+            let mi = m0 + r.min(valid - 1);
+            let (oy, ox) = (mi / dst.w, mi % dst.w);
+            for ky in 0..k {
+                let iy = (oy * s + ky) as isize - p as isize;
+                let row_in = iy >= 0 && (iy as usize) < src.h;
+                for kx in 0..k {
+                    let ix = (ox * s + kx) as isize - p as isize;
+                    rows[ky * k + kx][r] = if row_in && ix >= 0 && (ix as usize) < src.w {
+                        src.ptr.add((iy as usize * src.w + ix as usize) * pc.cin4)
+                    } else {
+                        zero
+                    };
+                }
+            }
+        }
+        for (panel, col) in (0..pc.cout).step_by(NR).enumerate() {
+            let w = pc.w.as_ptr().add(panel * taps * pc.cin4 * NR);
+            let ep = Epilogue {
+                comp: pc.comp.as_ptr().add(col),
+                scale: pc.scale.as_ptr().add(col),
+                bias: pc.bias.as_ptr().add(col),
+            };
+            let tp = tile.as_mut_ptr();
+            I::qtile(&rows, groups, w, ep, tp);
+            match job.act {
+                Act::None => {}
+                Act::Relu => {
+                    for i in 0..MR * NR / l {
+                        I::store(tp.add(i * l), I::max(I::zero(), I::load(tp.add(i * l))));
+                    }
+                }
+                Act::Silu => I::silu_in_place(tp, MR * NR / l),
+            }
+            let ncols = (pc.cout - col).min(NR);
+            for r in 0..valid {
+                let mi = m0 + r;
+                let out = dst.ptr.add(mi * dst.stride + col);
+                let acc = tp.add(r * NR);
+                match job.add {
+                    Some(a) => {
+                        let ap = a.ptr.add(mi * a.stride + col);
+                        store_row::<I, true>(out, acc, ap, ncols);
+                    }
+                    None => store_row::<I, false>(out, acc, acc, ncols),
+                }
+            }
+        }
+    }
+}
