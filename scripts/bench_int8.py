@@ -79,6 +79,13 @@ def ultralytics_exports(pt, data, imgsz, val_imgsz, tmp):
     import numpy as np
     from ultralytics import YOLO
 
+    # mAP of Ultralytics' OpenVINO models at the validation size, first: the latency exports below reuse the
+    # folder names.
+    acc = {}
+    for name, kw in (("OpenVINO float32", {}), ("OpenVINO INT8", {"int8": True, "data": data, "split": "train"})):
+        path = YOLO(pt).export(format="openvino", imgsz=val_imgsz, **kw)
+        m = YOLO(path, task="detect").val(data=data, imgsz=val_imgsz, batch=1, rect=False, verbose=False, plots=False)
+        acc[name] = (float(m.box.map), float(m.box.map50))
     out = {}
     onnx = YOLO(pt).export(format="onnx", imgsz=imgsz, dynamic=True, simplify=True, opset=17)
     out["onnx"] = onnx
@@ -110,12 +117,6 @@ def ultralytics_exports(pt, data, imgsz, val_imgsz, tmp):
     quantize_static(onnx, ort_int8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     out["ort_int8"] = ort_int8
-    # mAP of Ultralytics' OpenVINO models at the validation size (exported again at that size).
-    acc = {}
-    for name, kw in (("OpenVINO float32", {}), ("OpenVINO INT8", {"int8": True, "data": data, "split": "train"})):
-        path = YOLO(pt).export(format="openvino", imgsz=val_imgsz, **kw)
-        m = YOLO(path, task="detect").val(data=data, imgsz=val_imgsz, batch=1, rect=False, verbose=False, plots=False)
-        acc[name] = (float(m.box.map), float(m.box.map50))
     return out, acc
 
 

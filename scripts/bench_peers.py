@@ -115,14 +115,15 @@ def worker(a):
 
         core = ov.Core()
         m = core.read_model(a.model)
-        m.reshape({"images": list(x.shape)})
+        # The first input, whatever its name (Ultralytics' OpenVINO IR calls it `x`).
+        m.reshape({m.inputs[0].any_name: list(x.shape)})
         compiled = core.compile_model(
             m, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": a.threads}
         )
         req = compiled.create_infer_request()
 
         def run():
-            req.infer({"images": x})
+            req.infer({0: x})
 
     else:
         import torch

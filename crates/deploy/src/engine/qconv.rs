@@ -23,7 +23,13 @@ pub const W_MAX: i32 = 63;
 /// Output channels per panel.
 const NR: usize = 16;
 /// Output pixels per tile.
-const MR: usize = 4;
+const MR: usize = 8;
+/// Rows of the AVX2 register block (the tile's rows in two passes: 4 x 2 vectors of accumulators).
+#[cfg(target_arch = "x86_64")]
+const MR_AVX2: usize = 4;
+/// `qtiles`' second argument: whether to use VNNI's `vpdpbusd`.
+const VNNI: bool = true;
+const NO_VNNI: bool = false;
 
 /// Per-tensor asymmetric u8 quantization of a map: `q = clamp(round_half_even(x / scale) + zero, 0, 255)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,6 +87,8 @@ pub struct PackedQConv {
     pub cin4: usize,
     pub x: QuantIn,
     level: Level,
+    /// AVX-512 VNNI's kernel (on an AVX-512 level where the CPU has it).
+    vnni: bool,
     /// `[panel][tap][cin4 / 4][NR][4]`.
     w: Vec<i8>,
     /// Per padded output channel: `zero * sum(w)`, the zero point's share of the sum.
@@ -155,12 +163,23 @@ impl PackedQConv {
             cin4,
             x,
             level,
+            vnni: level == Level::Avx512 && vnni_available(),
             w,
             comp,
             scale,
             bias: b,
             zrow: vec![x.zero; cin4],
         }
+    }
+
+    /// The same convolution without the VNNI kernel (tests compare both).
+    pub fn without_vnni(mut self) -> Self {
+        self.vnni = false;
+        self
+    }
+
+    pub fn uses_vnni(&self) -> bool {
+        self.vnni
     }
 
     /// Bytes of quantized input for an `h x w` map.
@@ -204,8 +223,14 @@ impl PackedQConv {
         };
         let run = |t0: usize, t1: usize| {
             // SAFETY: the views are valid for their geometry, `q` holds the quantized map, tiles write
-            // disjoint pixels, and the level was detected on this CPU.
-            unsafe { qtiles_on(self.level, &job, t0, t1) }
+            // disjoint pixels, and the level (and VNNI, when used) was detected on this CPU.
+            unsafe {
+                if self.vnni {
+                    qtiles_vnni_on(self.level, &job, t0, t1)
+                } else {
+                    qtiles_on(self.level, &job, t0, t1)
+                }
+            }
         };
         par_ranges(tiles, parallel, &run);
     }
@@ -237,7 +262,8 @@ struct QJob<'a> {
 // SAFETY: the job's pointers are read (the quantized map) or written at disjoint pixels by each thread.
 unsafe impl Sync for QJob<'_> {}
 
-simd_kernel!(fn qtiles_on = qtiles(job: &QJob, t0: usize, t1: usize));
+simd_kernel!(fn qtiles_on = qtiles::<NO_VNNI>(job: &QJob, t0: usize, t1: usize));
+simd_kernel!(fn qtiles_vnni_on = qtiles::<VNNI>(job: &QJob, t0: usize, t1: usize));
 simd_kernel!(fn quantize_on = quantize_rows(pc: &PackedQConv, src: Src, q: *mut u8, y0: usize, y1: usize));
 
 /// Rows `y0..y1` of `src` quantized into `q` (`cin4` bytes per pixel, the padding channels at the zero point).
@@ -273,6 +299,21 @@ pub(super) trait QMac: Isa {
         ep: Epilogue,
         tile: *mut f32,
     );
+
+    /// [`Self::qtile`] with VNNI where the ISA has it (only AVX-512 does; the others run `qtile`).
+    ///
+    /// # Safety
+    /// As [`Self::qtile`], and [`vnni_available`] said yes.
+    #[inline(always)]
+    unsafe fn qtile_vnni(
+        rows: &[[*const u8; MR]],
+        groups: usize,
+        w: *const i8,
+        ep: Epilogue,
+        tile: *mut f32,
+    ) {
+        Self::qtile(rows, groups, w, ep, tile)
+    }
 
     /// `dst[i] = clamp(round_half_even(src[i] * inv) + zero, 0, 255)` for `n` values.
     ///
@@ -343,16 +384,34 @@ unsafe fn qtile_avx2(
     ep: Epilogue,
     tile: *mut f32,
 ) {
+    for half in 0..MR / MR_AVX2 {
+        qtile_avx2_rows(rows, half * MR_AVX2, groups, w, ep, tile);
+    }
+}
+
+/// Rows `r0..r0 + MR_AVX2` of the tile.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn qtile_avx2_rows(
+    rows: &[[*const u8; MR]],
+    r0: usize,
+    groups: usize,
+    w: *const i8,
+    ep: Epilogue,
+    tile: *mut f32,
+) {
     use std::arch::x86_64::*;
     let ones = _mm256_set1_epi16(1);
-    let mut a = [[_mm256_setzero_si256(); 2]; MR];
+    let mut a = [[_mm256_setzero_si256(); 2]; MR_AVX2];
     let mut wp = w;
     for tap in rows {
-        let mut ptrs = *tap;
+        let mut ptrs = [tap[r0]; MR_AVX2];
+        ptrs.copy_from_slice(&tap[r0..r0 + MR_AVX2]);
         for _ in 0..groups {
             let w0 = _mm256_loadu_si256(wp as *const __m256i);
             let w1 = _mm256_loadu_si256(wp.add(32) as *const __m256i);
-            for r in 0..MR {
+            for r in 0..MR_AVX2 {
                 let x = _mm256_set1_epi32((ptrs[r] as *const i32).read_unaligned());
                 let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones);
                 let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones);
@@ -369,11 +428,69 @@ unsafe fn qtile_avx2(
         let comp = _mm256_loadu_si256(ep.comp.add(v * 8) as *const __m256i);
         let scale = _mm256_loadu_ps(ep.scale.add(v * 8));
         let bias = _mm256_loadu_ps(ep.bias.add(v * 8));
-        for r in 0..MR {
+        for r in 0..MR_AVX2 {
             let f = _mm256_cvtepi32_ps(_mm256_sub_epi32(a[r][v], comp));
-            _mm256_storeu_ps(tile.add(r * NR + v * 8), _mm256_fmadd_ps(f, scale, bias));
+            _mm256_storeu_ps(
+                tile.add((r0 + r) * NR + v * 8),
+                _mm256_fmadd_ps(f, scale, bias),
+            );
         }
     }
+}
+
+/// The tile with AVX-512 VNNI: one `vpdpbusd` per pixel and group of 4 input channels adds the four u8 x s8
+/// products of all 16 channels into their i32 sums (exact, no i16 step).
+///
+/// # Safety
+/// As [`QMac::qtile`]; the CPU has AVX-512 F, BW, VL and VNNI ([`vnni_available`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::needless_range_loop)]
+unsafe fn qtile_vnni(
+    rows: &[[*const u8; MR]],
+    groups: usize,
+    w: *const i8,
+    ep: Epilogue,
+    tile: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let mut a = [_mm512_setzero_si512(); MR];
+    let mut wp = w;
+    for tap in rows {
+        let mut ptrs = *tap;
+        for _ in 0..groups {
+            let wv = _mm512_loadu_si512(wp as *const __m512i);
+            for r in 0..MR {
+                let x = _mm512_set1_epi32((ptrs[r] as *const i32).read_unaligned());
+                a[r] = _mm512_dpbusd_epi32(a[r], x, wv);
+            }
+            for p in ptrs.iter_mut() {
+                *p = p.add(4);
+            }
+            wp = wp.add(NR * 4);
+        }
+    }
+    let comp = _mm512_loadu_si512(ep.comp as *const __m512i);
+    let scale = _mm512_loadu_ps(ep.scale);
+    let bias = _mm512_loadu_ps(ep.bias);
+    for r in 0..MR {
+        let f = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[r], comp));
+        _mm512_storeu_ps(tile.add(r * NR), _mm512_fmadd_ps(f, scale, bias));
+    }
+}
+
+/// Whether this CPU runs [`qtile_vnni`] (unless `YOLO_ENGINE_NO_VNNI` is set, to time or test the AVX2 kernel).
+pub fn vnni_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::env::var_os("YOLO_ENGINE_NO_VNNI").is_none()
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// 32 floats at a time: converted with round-half-even, packed with unsigned saturation (the clamp).
@@ -425,6 +542,16 @@ impl QMac for super::simd::Avx2 {
 #[cfg(target_arch = "x86_64")]
 impl QMac for super::simd::Avx512 {
     #[inline(always)]
+    unsafe fn qtile_vnni(
+        rows: &[[*const u8; MR]],
+        groups: usize,
+        w: *const i8,
+        ep: Epilogue,
+        tile: *mut f32,
+    ) {
+        qtile_vnni(rows, groups, w, ep, tile)
+    }
+    #[inline(always)]
     unsafe fn qtile(
         rows: &[[*const u8; MR]],
         groups: usize,
@@ -475,7 +602,7 @@ impl QMac for super::simd::Simd128 {
 /// `cout` channels, the quantized map with `cin4` bytes per pixel), and no other thread writes these tiles.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-unsafe fn qtiles<I: QMac>(job: &QJob, t0: usize, t1: usize) {
+unsafe fn qtiles<I: QMac, const USE_VNNI: bool>(job: &QJob, t0: usize, t1: usize) {
     let (pc, src, dst) = (job.pc, job.src, job.dst);
     let (k, s, p) = (pc.k, pc.s, pc.p);
     let taps = k * k;
@@ -512,7 +639,11 @@ unsafe fn qtiles<I: QMac>(job: &QJob, t0: usize, t1: usize) {
                 bias: pc.bias.as_ptr().add(col),
             };
             let tp = tile.as_mut_ptr();
-            I::qtile(&rows, groups, w, ep, tp);
+            if USE_VNNI {
+                I::qtile_vnni(&rows, groups, w, ep, tp);
+            } else {
+                I::qtile(&rows, groups, w, ep, tp);
+            }
             match job.act {
                 Act::None => {}
                 Act::Relu => {

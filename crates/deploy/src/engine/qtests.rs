@@ -41,7 +41,6 @@ struct Case {
     add: bool,
 }
 
-#[allow(clippy::needless_range_loop)]
 fn check(c: &Case, x_q: &[i32], w_q: &[i32], qin: QuantIn, level: Level) {
     let taps = c.k * c.k;
     // Each channel's scale set so its largest weight is exactly W_MAX steps.
@@ -63,6 +62,35 @@ fn check(c: &Case, x_q: &[i32], w_q: &[i32], qin: QuantIn, level: Level) {
             x[pix * c.stride + ch] = (x_q[pix * c.cin + ch] - qin.zero as i32) as f32 * qin.scale;
         }
     }
+    let full = PackedQConv::new(level, &wf, &bias, c.cout, c.cin, c.k, c.s, c.p, qin);
+    // With VNNI where this CPU has it, and the AVX2 kernel on the same level.
+    assert_eq!(
+        full.uses_vnni(),
+        level == Level::Avx512 && super::qconv::vnni_available()
+    );
+    let kernels = if full.uses_vnni() {
+        vec![full.clone(), full.without_vnni()]
+    } else {
+        vec![full]
+    };
+    for pc in kernels {
+        check_kernel(c, x_q, w_q, qin, level, &pc, &x, &bias, &ws);
+    }
+}
+
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+fn check_kernel(
+    c: &Case,
+    x_q: &[i32],
+    w_q: &[i32],
+    qin: QuantIn,
+    level: Level,
+    pc: &PackedQConv,
+    x: &[f32],
+    bias: &[f32],
+    ws: &[f32],
+) {
+    let taps = c.k * c.k;
     let (oh, ow) = (
         (c.h + 2 * c.p - c.k) / c.s + 1,
         (c.w + 2 * c.p - c.k) / c.s + 1,
@@ -70,7 +98,6 @@ fn check(c: &Case, x_q: &[i32], w_q: &[i32], qin: QuantIn, level: Level) {
     let add: Vec<f32> = (0..oh * ow * c.cout)
         .map(|i| (i % 7) as f32 * 0.5)
         .collect();
-    let pc = PackedQConv::new(level, &wf, &bias, c.cout, c.cin, c.k, c.s, c.p, qin);
     let mut qbuf = vec![0u8; pc.qbytes(c.h, c.w)];
     let mut y = vec![0.0f32; oh * ow * c.cout];
     let src = Src {
@@ -122,8 +149,8 @@ fn check(c: &Case, x_q: &[i32], w_q: &[i32], qin: QuantIn, level: Level) {
                     let got = y[o];
                     assert!(
                         (got - want).abs() <= 1e-5 * want.abs().max(1.0),
-                        "{level:?} cin {} cout {} k {} s {} p {} at ({oy}, {ox}, {co}): {got} vs {want} (sum {sum})",
-                        c.cin, c.cout, c.k, c.s, c.p
+                        "{level:?} (VNNI {}) cin {} cout {} k {} s {} p {} at ({oy}, {ox}, {co}): {got} vs {want} (sum {sum})",
+                        pc.uses_vnni(), c.cin, c.cout, c.k, c.s, c.p
                     );
                 }
             }

@@ -576,7 +576,11 @@ pub fn predict(
     let engine = if o.engine && *device == Device::flex() {
         match Engine::new(model) {
             Ok(e) => {
-                eprintln!("forward: inference engine ({:?} kernels)", e.level());
+                let int8 = match e.int8_ops() {
+                    0 => String::new(),
+                    n => format!(", {n} convolutions in INT8"),
+                };
+                eprintln!("forward: inference engine ({:?} kernels{int8})", e.level());
                 Some(e)
             }
             Err(e) => {
