@@ -7,8 +7,9 @@ convolutions to an independent evaluation of the same quantized graph.
     python scripts/make_int8_fixture.py /var/tmp/q8/weights_int8 crates/deploy/tests/fixtures/int8_trained
 
 Copies the INT8 safetensors, and writes input.safetensors (the letterboxed tiles as uint8 NCHW, letterboxed by
-Ultralytics' LetterBox, no scale-up issues at 400 -> 320) and expected.safetensors (ONNX Runtime's `output0`
-with every graph optimization, and with none, and OpenVINO's when available).
+Ultralytics' LetterBox, no scale-up issues at 400 -> 320), expected.safetensors (ONNX Runtime's `output0`
+with every graph optimization, and with none, and OpenVINO's when available) and layers.safetensors (each quantized
+convolution's input as ONNX Runtime's QuantizeLinear computes it on the first tile, by weight key).
 """
 
 import shutil
@@ -59,6 +60,21 @@ def main():
         print(f"{k}: shape {v.shape}, max |diff| to ort_none: boxes {d[:, :4].max():.4g}, scores {d[:, 4:].max():.4g}")
     save_file({"images": x8}, str(out / "input.safetensors"), metadata={"files": ",".join(names)})
     save_file(expected, str(out / "expected.safetensors"))
+    # Each quantized layer's input as ONNX Runtime quantizes it (QuantizeLinear outputs `<key>.input_q`), first
+    # image only: the per-layer reference.
+    import onnx
+
+    m = onnx.load(f"{stem}.onnx")
+    names_q = [o for n in m.graph.node for o in n.output if o.endswith(".input_q")]
+    for n in names_q:
+        m.graph.output.append(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UINT8, None))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    got = sess.run(names_q, {"images": x[:1]})
+    layers = {n[: -len(".input_q")]: np.ascontiguousarray(v) for n, v in zip(names_q, got)}
+    print(f"{len(layers)} quantized layer inputs, {sum(v.size for v in layers.values()) / 1e6:.2f} MB")
+    save_file(layers, str(out / "layers.safetensors"))
 
 
 if __name__ == "__main__":

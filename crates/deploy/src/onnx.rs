@@ -32,6 +32,9 @@ struct Builder {
     /// An INT8 model's quantized convolutions: written as QDQ (QuantizeLinear/DequantizeLinear on the input,
     /// DequantizeLinear of int8 weights per output channel), the graph ONNX Runtime and OpenVINO quantize.
     quant: crate::engine::QuantTable,
+    /// The state_dict key of each quantized weight: its input's QuantizeLinear output is named
+    /// `<key>.input_q`, so a reference can read each layer's quantized input.
+    keys: std::collections::HashMap<model::burn::module::ParamId, String>,
 }
 
 impl Builder {
@@ -126,10 +129,18 @@ impl Builder {
         x: &str,
         q: crate::engine::QuantIn,
         w: &model::weights::HostTensor,
+        key: Option<String>,
     ) -> (String, String) {
         let s = self.init_f32("x_scale", &[], &[q.scale]);
         let z = self.init_typed("x_zero", &[], DataType::UINT8, vec![q.zero]);
-        let xq = self.node("QuantizeLinear", &[x, &s, &z], vec![]);
+        let xq = match key {
+            Some(k) => {
+                let out = format!("{k}.input_q");
+                self.node_to("QuantizeLinear", &[x, &s, &z], &out, vec![]);
+                out
+            }
+            None => self.node("QuantizeLinear", &[x, &s, &z], vec![]),
+        };
         let xd = self.node("DequantizeLinear", &[&xq, &s, &z], vec![]);
         let cout = w.shape[0];
         let (wq, ws) = crate::engine::qconv::quantize_weights(&w.data, cout);
@@ -153,7 +164,10 @@ impl Builder {
         let w = host(c.weight.val());
         let k = w.shape[2] as i64;
         let (xin, wn) = match self.quant.get(&c.weight.id).copied() {
-            Some(q) => self.qdq(x, q, &w),
+            Some(q) => {
+                let key = self.keys.get(&c.weight.id).cloned();
+                self.qdq(x, q, &w, key)
+            }
             None => (x.to_string(), self.init_f32("w", &w.shape, &w.data)),
         };
         let mut inputs = vec![xin, wn];
@@ -376,6 +390,12 @@ pub fn export_onnx(model: &YoloModel, h: usize, w: usize) -> Result<Vec<u8>> {
     let mut b = Builder::default();
     if let Some(info) = &model.int8 {
         b.quant = crate::engine::int8_table(model, info)?;
+        use model::nn::{NamedRef, Slot};
+        model.for_each_named("", &mut |k, slot| {
+            if let Slot::W4(p) = slot {
+                b.keys.insert(p.id, k);
+            }
+        });
     }
     if model.task() == model::Task::Classify {
         // Ultralytics' classifier export: the softmax of the logits, `(batch, nc)`.

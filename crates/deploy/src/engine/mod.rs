@@ -293,6 +293,15 @@ pub struct ConvInput<'a> {
     pub c: usize,
 }
 
+/// An INT8 convolution's input as its kernel quantizes it: `h * w` pixels of `c` bytes (NHWC).
+pub struct QuantizedInput<'a> {
+    pub ids: &'a [model::burn::module::ParamId],
+    pub q: &'a [u8],
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+}
+
 /// Called before an operation runs, with the views it reads.
 type Hook<'a> = &'a mut dyn FnMut(usize, &Op, &dyn Fn(View) -> Src);
 
@@ -748,6 +757,54 @@ impl Engine {
                 e.0 += ((a - b) as f64).powi(2);
                 e.1 += (*a as f64).powi(2);
             }
+        };
+        let mut ws = self.take_workspace();
+        self.run_image(
+            &mut ws,
+            &x[..3 * h * w],
+            &layout,
+            &mut out,
+            false,
+            false,
+            None,
+            Some(&mut hook),
+        );
+        self.give_workspace(ws);
+        Ok(())
+    }
+
+    /// Runs one image (`3 * h * w` floats, NCHW) and shows `f` each INT8 convolution's quantized input (`h *
+    /// w` pixels of `c` bytes, NHWC) as its kernel computes it: the reference of the per-layer test.
+    pub fn int8_inputs(
+        &self,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        f: &mut dyn FnMut(QuantizedInput<'_>),
+    ) -> Result<(), EngineError> {
+        let layout = self.layout(h, w)?;
+        let mut out = vec![0.0f32; self.out_len(&layout.dims)];
+        let mut hook = |_: usize, op: &Op, src: &dyn Fn(View) -> Src| {
+            let Op::QConv {
+                pq, src: s, ids, ..
+            } = op
+            else {
+                return;
+            };
+            let v = src(*s);
+            let mut q = Vec::with_capacity(v.h * v.w * pq.cin);
+            for p in 0..v.h * v.w {
+                // SAFETY: the view holds `h * w` pixels of at least `cin` channels, `stride` apart.
+                let px = unsafe { std::slice::from_raw_parts(v.ptr.add(p * v.stride), pq.cin) };
+                q.extend(px.iter().map(|&x| pq.x.quantize(x)));
+            }
+            f(QuantizedInput {
+                ids,
+                q: &q,
+                h: v.h,
+                w: v.w,
+                c: pq.cin,
+            });
         };
         let mut ws = self.take_workspace();
         self.run_image(

@@ -40,6 +40,8 @@ pub enum Op {
         dst: View,
         act: Act,
         add: Option<View>,
+        /// The parameters of its weights (several when stacked).
+        ids: Vec<ParamId>,
     },
     Depthwise {
         pd: PackedDepthwise,
@@ -301,6 +303,7 @@ impl Op {
                 dst: d,
                 act,
                 add,
+                ..
             } => pq.run(src(*s), dst(*d), *act, add.map(src), qbuf, parallel),
             Op::Depthwise {
                 pd,

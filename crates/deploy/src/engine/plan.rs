@@ -336,6 +336,7 @@ impl Planner<'_> {
                 dst,
                 act,
                 add,
+                ids: w.ids.clone(),
             });
             return;
         }
