@@ -12,7 +12,9 @@
    images: `split=train`); ONNX Runtime INT8 is `quantize_static` (QDQ, per-channel weights) of that ONNX on
    the same images. mAP of its OpenVINO float and INT8 models from its own `val` at --val-imgsz.
 3. Latency at --imgsz, each engine in its own process with --threads threads, in rounds (ours, ORT float, ORT
-   INT8, OpenVINO float, OpenVINO INT8, ours, ...): the median of the round medians.
+   INT8, OpenVINO float, OpenVINO INT8, ours, ...): the median of the round medians. OpenVINO computes a float32
+   model in bfloat16 by default where the CPU has AVX512_BF16 or AMX; "OpenVINO float32 (f32 hint)" holds it to
+   float32 (INFERENCE_PRECISION_HINT=f32).
 """
 
 import argparse
@@ -154,6 +156,7 @@ def main():
     ov_xml = lambda d: str(next(Path(d).glob("*.xml")))  # noqa: E731
     peers = {"ONNX Runtime float32": ("ort", paths["onnx"]), "ONNX Runtime INT8": ("ort", paths["ort_int8"]),
              "OpenVINO float32": ("openvino", ov_xml(paths["ov_fp32"])),
+             "OpenVINO float32 (f32 hint)": ("openvino-f32", ov_xml(paths["ov_fp32"])),
              "OpenVINO INT8": ("openvino", ov_xml(paths["ov_int8"]))}
     rows = []
     for b in [int(x) for x in a.batch.split(",")]:
@@ -165,9 +168,12 @@ def main():
                 name = {"engine fused": "ours float32", "engine int8": "ours INT8"}[r["variant"]]
                 samples.setdefault(name, []).append(r["median_ms"])
             for name, (kind, model) in peers.items():
+                peer_env = env
+                if kind == "openvino-f32":
+                    kind, peer_env = "openvino", dict(env, YOLO_OV_PRECISION="f32")
                 out, _ = run(me + ["--worker", kind, "--model", model, "--batch", str(b), "--imgsz", str(a.imgsz),
                                    "--threads", str(a.threads), "--iters", str(a.iters), "--warmup",
-                                   str(a.warmup)], env)
+                                   str(a.warmup)], peer_env)
                 samples.setdefault(name, []).append(json.loads(out.strip().splitlines()[-1])["median_ms"])
         rows.append((b, {k: statistics.median(v) for k, v in samples.items()}))
     print()

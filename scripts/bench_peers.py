@@ -117,9 +117,12 @@ def worker(a):
         m = core.read_model(a.model)
         # The first input, whatever its name (Ultralytics' OpenVINO IR calls it `x`).
         m.reshape({m.inputs[0].any_name: list(x.shape)})
-        compiled = core.compile_model(
-            m, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": a.threads}
-        )
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": a.threads}
+        # OpenVINO computes a float32 model in bfloat16 by default on CPUs with AVX512_BF16 or AMX (its
+        # INFERENCE_PRECISION_HINT); YOLO_OV_PRECISION=f32 holds it to float32.
+        if os.environ.get("YOLO_OV_PRECISION"):
+            config["INFERENCE_PRECISION_HINT"] = os.environ["YOLO_OV_PRECISION"]
+        compiled = core.compile_model(m, "CPU", config)
         req = compiled.create_infer_request()
 
         def run():
