@@ -560,11 +560,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     };
     let dev = dev.select()?;
     let (h, w) = variant.hw();
-    let batches = batch
-        .split(',')
-        .map(data::args::at_least_one)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("--batch {batch}: {e} (expected sizes like 1,8)"))?;
+    let batches = batch_sizes(&batch)?;
     let spec = ModelSpec::from_file(&config, &variant.spec_options())?;
     spec.require_detector("bench").map_err(anyhow::Error::msg)?;
     spec.check_input(h, w)
@@ -609,17 +605,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     }
     if layers {
         if let Some(e) = &engine {
-            let x = vec![0.5f32; 3 * h * w];
-            let prof = e.profile(&x, h, w, iters)?;
-            let total: f64 = prof.iter().map(|p| p.1).sum();
-            println!("engine, one image, per operation:");
-            for (i, (what, ms)) in prof.iter().enumerate() {
-                println!(
-                    "{i:>4}  {what:<48}{ms:>9.2} ms {:>5.1}%",
-                    100.0 * ms / total
-                );
-            }
-            println!("      {:<48}{total:>9.2} ms", "total");
+            print_profile("engine", e, h, w, iters)?;
         }
         if !burn {
             return Ok(());
@@ -651,11 +637,7 @@ fn bench_weights(
 ) -> Result<()> {
     let dev = dev.select()?;
     let (h, w) = variant.hw();
-    let batches = batch
-        .split(',')
-        .map(data::args::at_least_one)
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| anyhow::anyhow!("--batch {batch}: {e} (expected sizes like 1,8)"))?;
+    let batches = batch_sizes(batch)?;
     let loaded = load_model(weights, &model::weights::LoadOptions::default(), &dev)?;
     let spec = loaded.model.spec.clone();
     spec.require_detector("bench").map_err(anyhow::Error::msg)?;
@@ -711,6 +693,15 @@ fn bench_weights(
         }
     }
     Ok(())
+}
+
+/// `--batch 1,8`: sizes of at least one.
+fn batch_sizes(batch: &str) -> Result<Vec<usize>> {
+    batch
+        .split(',')
+        .map(data::args::at_least_one)
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("--batch {batch}: {e} (expected sizes like 1,8)"))
 }
 
 /// The engine's median time per operation on one image.

@@ -390,12 +390,7 @@ pub fn export_onnx(model: &YoloModel, h: usize, w: usize) -> Result<Vec<u8>> {
     let mut b = Builder::default();
     if let Some(info) = &model.int8 {
         b.quant = crate::engine::int8_table(model, info)?;
-        use model::nn::{NamedRef, Slot};
-        model.for_each_named("", &mut |k, slot| {
-            if let Slot::W4(p) = slot {
-                b.keys.insert(p.id, k);
-            }
-        });
+        b.keys = crate::engine::conv_weight_keys(model);
     }
     if model.task() == model::Task::Classify {
         // Ultralytics' classifier export: the softmax of the logits, `(batch, nc)`.

@@ -9,7 +9,6 @@ use crate::engine::{ConvInput, Engine, QuantIn, QuantTable};
 use anyhow::{bail, Context, Result};
 use model::burn::module::ParamId;
 use model::int8::{InputQuant, Int8Info, Int8Tensor, META_KEY, SCALE_SUFFIX};
-use model::nn::{NamedRef, Slot};
 use model::weights::{
     model_metadata, state_dict, to_safetensors_bytes_with_int8, write_atomic, HostTensor,
 };
@@ -174,17 +173,6 @@ fn load_images(files: &[PathBuf], (h, w): (usize, usize)) -> (Vec<(PathBuf, Vec<
     (out, skipped)
 }
 
-/// Each conv weight's parameter and key.
-fn weight_keys(model: &YoloModel) -> HashMap<ParamId, String> {
-    let mut keys = HashMap::new();
-    model.for_each_named("", &mut |k, slot| {
-        if let Slot::W4(p) = slot {
-            keys.insert(p.id, k);
-        }
-    });
-    keys
-}
-
 /// Calibrates `model` (fused, float32) and writes the INT8 file to `path`.
 pub fn export_int8(
     model: &YoloModel,
@@ -209,7 +197,7 @@ pub fn export_int8(
         );
     }
     let engine = Engine::for_calibration(model).context("INT8 calibration runs on the engine")?;
-    let keys = weight_keys(model);
+    let keys = crate::engine::conv_weight_keys(model);
     let keep_samples = matches!(o.method, Calibration::Percentile(_));
     let mut stats: BTreeMap<usize, Stats> = BTreeMap::new();
     // Layers in the order the model runs them, each named by its first weight. A convolution on fewer than
@@ -217,7 +205,7 @@ pub fn export_int8(
     // mostly padding (measured 2x slower in INT8).
     let mut order: Vec<Vec<ParamId>> = Vec::new();
     let mut narrow: Vec<bool> = Vec::new();
-    let bar = progress(images.len(), "calibrating");
+    let bar = crate::predict::progress_bar(images.len() as u64, "calibrating");
     for (i, (file, x)) in images.iter().enumerate() {
         let mut bad: Option<String> = None;
         let mut layer = 0usize;
@@ -356,16 +344,4 @@ fn int8_file_bytes(model: &YoloModel, names: &[String], info: &Int8Info) -> Resu
     let mut md = model_metadata(&mut m, names);
     md.insert(META_KEY.to_string(), serde_json::to_string(info)?);
     Ok(to_safetensors_bytes_with_int8(&sd, &int8, &md)?)
-}
-
-fn progress(n: usize, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(n as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {wide_bar} {pos}/{len} [{elapsed_precise}<{eta_precise}]",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar.set_message(what.to_string());
-    bar
 }

@@ -660,7 +660,6 @@ impl Engine {
         f: &mut dyn FnMut(ConvInput<'_>),
     ) -> Result<(), EngineError> {
         let layout = self.layout(h, w)?;
-        let mut out = vec![0.0f32; self.out_len(&layout.dims)];
         let channels = &self.channels;
         let mut hook = |_: usize, op: &Op, src: &dyn Fn(View) -> Src| {
             let Op::Conv {
@@ -690,18 +689,7 @@ impl Engine {
                 c,
             });
         };
-        let mut ws = self.take_workspace();
-        self.run_image(
-            &mut ws,
-            &x[..3 * h * w],
-            &layout,
-            &mut out,
-            true,
-            false,
-            None,
-            Some(&mut hook),
-        );
-        self.give_workspace(ws);
+        self.run_hooked(x, &layout, true, &mut hook);
         Ok(())
     }
 
@@ -718,7 +706,6 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let layout = self.layout(h, w)?;
         let dims = layout.dims.clone();
-        let mut out = vec![0.0f32; self.out_len(&dims)];
         let level = self.level;
         let mut hook = |_: usize, op: &Op, src: &dyn Fn(View) -> Src| {
             let Op::Conv {
@@ -758,18 +745,7 @@ impl Engine {
                 e.1 += (*a as f64).powi(2);
             }
         };
-        let mut ws = self.take_workspace();
-        self.run_image(
-            &mut ws,
-            &x[..3 * h * w],
-            &layout,
-            &mut out,
-            false,
-            false,
-            None,
-            Some(&mut hook),
-        );
-        self.give_workspace(ws);
+        self.run_hooked(x, &layout, false, &mut hook);
         Ok(())
     }
 
@@ -783,7 +759,6 @@ impl Engine {
         f: &mut dyn FnMut(QuantizedInput<'_>),
     ) -> Result<(), EngineError> {
         let layout = self.layout(h, w)?;
-        let mut out = vec![0.0f32; self.out_len(&layout.dims)];
         let mut hook = |_: usize, op: &Op, src: &dyn Fn(View) -> Src| {
             let Op::QConv {
                 pq, src: s, ids, ..
@@ -806,19 +781,27 @@ impl Engine {
                 c: pq.cin,
             });
         };
+        self.run_hooked(x, &layout, false, &mut hook);
+        Ok(())
+    }
+
+    /// One image (the first `3 * h * w` floats of `x`) through every operation with `hook` shown each
+    /// before it runs; the output is dropped.
+    fn run_hooked(&self, x: &[f32], layout: &Layout, parallel: bool, hook: Hook<'_>) {
+        let (h, w) = layout.dims[self.input];
+        let mut out = vec![0.0f32; self.out_len(&layout.dims)];
         let mut ws = self.take_workspace();
         self.run_image(
             &mut ws,
             &x[..3 * h * w],
-            &layout,
+            layout,
             &mut out,
-            false,
+            parallel,
             false,
             None,
-            Some(&mut hook),
+            Some(hook),
         );
         self.give_workspace(ws);
-        Ok(())
     }
 
     /// Operations that run in INT8.
@@ -997,45 +980,44 @@ impl Engine {
     }
 }
 
+/// Each convolution weight's parameter with its state_dict key.
+pub fn conv_weight_keys(
+    model: &model::YoloModel,
+) -> std::collections::HashMap<model::burn::module::ParamId, String> {
+    use model::nn::{NamedRef, Slot};
+    let mut keys = std::collections::HashMap::new();
+    model.for_each_named("", &mut |k, slot| {
+        if let Slot::W4(p) = slot {
+            keys.insert(p.id, k);
+        }
+    });
+    keys
+}
+
 /// The engine's table for an INT8 model: each quantized weight's parameter with its input quantization.
 pub fn int8_table(
     model: &model::YoloModel,
     info: &model::int8::Int8Info,
 ) -> Result<QuantTable, EngineError> {
-    use model::nn::{NamedRef, Slot};
+    let keys = conv_weight_keys(model);
+    let ids: std::collections::HashMap<&str, model::burn::module::ParamId> =
+        keys.iter().map(|(id, k)| (k.as_str(), *id)).collect();
     let mut table = QuantTable::new();
-    model.for_each_named("", &mut |k, slot| {
-        if let (Slot::W4(p), Some(q)) = (slot, info.inputs.get(&k)) {
-            table.insert(
-                p.id,
-                QuantIn {
-                    scale: q.scale,
-                    zero: q.zero,
-                },
-            );
-        }
-    });
-    if table.len() != info.inputs.len() {
-        let missing: Vec<&String> = info
-            .inputs
-            .keys()
-            .filter(|k| !model_has_conv(model, k))
-            .take(3)
-            .collect();
-        return Err(EngineError::Unsupported(format!(
-            "INT8 inputs for weights the model has no convolution for: {missing:?}"
-        )));
+    for (k, q) in &info.inputs {
+        let id = ids.get(k.as_str()).ok_or_else(|| {
+            EngineError::Unsupported(format!(
+                "INT8 input for {k}, which is not a convolution weight of this model"
+            ))
+        })?;
+        table.insert(
+            *id,
+            QuantIn {
+                scale: q.scale,
+                zero: q.zero,
+            },
+        );
     }
     Ok(table)
-}
-
-fn model_has_conv(model: &model::YoloModel, key: &str) -> bool {
-    use model::nn::{NamedRef, Slot};
-    let mut found = false;
-    model.for_each_named("", &mut |k, slot| {
-        found |= k == key && matches!(slot, Slot::W4(_));
-    });
-    found
 }
 
 /// A classifier's probabilities: softmax of `logits` (max subtracted, as PyTorch's) into `out`.
