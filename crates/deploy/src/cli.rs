@@ -597,12 +597,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     if let Some(e) = &engine {
         variants.push(Variant::engine("engine fused", e));
     }
-    let rows = crate::bench::bench(&variants, &cfg, &dev);
-    if json {
-        println!("{}", serde_json::to_string(&rows)?);
-    } else {
-        print!("{}", crate::bench::render(&rows));
-    }
+    print_rows(&crate::bench::bench(&variants, &cfg, &dev), json)?;
     if layers {
         if let Some(e) = &engine {
             print_profile("engine", e, h, w, iters)?;
@@ -676,12 +671,7 @@ fn bench_weights(
         Some(Err(e)) => eprintln!("engine int8: {e}"),
         None => {}
     }
-    let rows = crate::bench::bench(&variants, &cfg, &dev);
-    if json {
-        println!("{}", serde_json::to_string(&rows)?);
-    } else {
-        print!("{}", crate::bench::render(&rows));
-    }
+    print_rows(&crate::bench::bench(&variants, &cfg, &dev), json)?;
     if layers {
         for (name, e) in [
             ("float", float.as_ref().ok()),
@@ -691,6 +681,16 @@ fn bench_weights(
                 print_profile(&format!("engine {name}"), e, h, w, iters)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Bench rows as a table, or as JSON for scripts.
+fn print_rows(rows: &[crate::bench::BenchRow], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(rows)?);
+    } else {
+        print!("{}", crate::bench::render(rows));
     }
     Ok(())
 }

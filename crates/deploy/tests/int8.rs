@@ -38,9 +38,8 @@ fn f32s(raw: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-#[test]
-fn engine_int8_matches_onnx_runtime_on_the_same_quantized_graph() {
-    let fx = fixture("int8_trained");
+/// The INT8 fixture's model and its engine; `None` (a skip) on a CPU without an engine level.
+fn fixture_engine(fx: &Path) -> Option<(model::weights::Loaded, Engine)> {
     let loaded = load_model(
         &fx.join("weights_int8.safetensors").to_string_lossy(),
         &LoadOptions::default(),
@@ -48,11 +47,22 @@ fn engine_int8_matches_onnx_runtime_on_the_same_quantized_graph() {
     )
     .unwrap();
     assert!(loaded.model.int8.is_some(), "the file is read as INT8");
-    let Ok(engine) = Engine::new(&loaded.model) else {
-        testkit::skip(
-            "the inference engine (no SIMD level on this CPU)",
-            deploy::engine::Level::REQUIREMENT,
-        );
+    match Engine::new(&loaded.model) {
+        Ok(e) => Some((loaded, e)),
+        Err(_) => {
+            testkit::skip(
+                "the inference engine (no SIMD level on this CPU)",
+                deploy::engine::Level::REQUIREMENT,
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn engine_int8_matches_onnx_runtime_on_the_same_quantized_graph() {
+    let fx = fixture("int8_trained");
+    let Some((_, engine)) = fixture_engine(&fx) else {
         return;
     };
     assert!(
@@ -119,17 +129,7 @@ fn engine_int8_matches_onnx_runtime_on_the_same_quantized_graph() {
 #[test]
 fn quantized_layer_inputs_match_onnx_runtime_step_for_step() {
     let fx = fixture("int8_trained");
-    let loaded = load_model(
-        &fx.join("weights_int8.safetensors").to_string_lossy(),
-        &LoadOptions::default(),
-        &Device::flex(),
-    )
-    .unwrap();
-    let Ok(engine) = Engine::new(&loaded.model) else {
-        testkit::skip(
-            "the inference engine (no SIMD level on this CPU)",
-            deploy::engine::Level::REQUIREMENT,
-        );
+    let Some((loaded, engine)) = fixture_engine(&fx) else {
         return;
     };
     let mut keys = std::collections::HashMap::new();

@@ -292,13 +292,20 @@ pub(super) trait QMac: Isa {
     /// # Safety
     /// Compiled with the ISA's target features; each row pointer is valid for `groups * 4` bytes, `w` for
     /// `rows.len() * groups * NR * 4`, `comp`, `scale` and `bias` for `NR` values and `tile` for `MR * NR`.
+    /// Every x86-64 level runs the AVX2 kernel (AVX-512F implies AVX2); the others the portable one.
+    #[inline(always)]
     unsafe fn qtile(
         rows: &[[*const u8; MR]],
         groups: usize,
         w: *const i8,
         ep: Epilogue,
         tile: *mut f32,
-    );
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        qtile_avx2(rows, groups, w, ep, tile);
+        #[cfg(not(target_arch = "x86_64"))]
+        qtile_portable(rows, groups, w, ep, tile);
+    }
 
     /// [`Self::qtile`] with VNNI where the ISA has it (only AVX-512 does; the others run `qtile`).
     ///
@@ -319,7 +326,11 @@ pub(super) trait QMac: Isa {
     ///
     /// # Safety
     /// Compiled with the ISA's target features; `src` valid for `n` floats and `dst` for `n` bytes.
+    #[inline(always)]
     unsafe fn quantize_row(src: *const f32, n: usize, inv: f32, zero: u8, dst: *mut u8) {
+        #[cfg(target_arch = "x86_64")]
+        quantize_row_avx2(src, n, inv, zero, dst);
+        #[cfg(not(target_arch = "x86_64"))]
         for i in 0..n {
             *dst.add(i) = quantize_one(*src.add(i), inv, zero);
         }
@@ -521,24 +532,8 @@ unsafe fn quantize_row_avx2(src: *const f32, n: usize, inv: f32, zero: u8, dst: 
 }
 
 #[cfg(target_arch = "x86_64")]
-impl QMac for super::simd::Avx2 {
-    #[inline(always)]
-    unsafe fn qtile(
-        rows: &[[*const u8; MR]],
-        groups: usize,
-        w: *const i8,
-        ep: Epilogue,
-        tile: *mut f32,
-    ) {
-        qtile_avx2(rows, groups, w, ep, tile)
-    }
-    #[inline(always)]
-    unsafe fn quantize_row(src: *const f32, n: usize, inv: f32, zero: u8, dst: *mut u8) {
-        quantize_row_avx2(src, n, inv, zero, dst)
-    }
-}
+impl QMac for super::simd::Avx2 {}
 
-// AVX-512F implies AVX2 (the kernel runs inside an `avx512f` entry).
 #[cfg(target_arch = "x86_64")]
 impl QMac for super::simd::Avx512 {
     #[inline(always)]
@@ -551,49 +546,13 @@ impl QMac for super::simd::Avx512 {
     ) {
         qtile_vnni(rows, groups, w, ep, tile)
     }
-    #[inline(always)]
-    unsafe fn qtile(
-        rows: &[[*const u8; MR]],
-        groups: usize,
-        w: *const i8,
-        ep: Epilogue,
-        tile: *mut f32,
-    ) {
-        qtile_avx2(rows, groups, w, ep, tile)
-    }
-    #[inline(always)]
-    unsafe fn quantize_row(src: *const f32, n: usize, inv: f32, zero: u8, dst: *mut u8) {
-        quantize_row_avx2(src, n, inv, zero, dst)
-    }
 }
 
 #[cfg(target_arch = "aarch64")]
-impl QMac for super::simd::Neon {
-    #[inline(always)]
-    unsafe fn qtile(
-        rows: &[[*const u8; MR]],
-        groups: usize,
-        w: *const i8,
-        ep: Epilogue,
-        tile: *mut f32,
-    ) {
-        qtile_portable(rows, groups, w, ep, tile)
-    }
-}
+impl QMac for super::simd::Neon {}
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-impl QMac for super::simd::Simd128 {
-    #[inline(always)]
-    unsafe fn qtile(
-        rows: &[[*const u8; MR]],
-        groups: usize,
-        w: *const i8,
-        ep: Epilogue,
-        tile: *mut f32,
-    ) {
-        qtile_portable(rows, groups, w, ep, tile)
-    }
-}
+impl QMac for super::simd::Simd128 {}
 
 /// Output tiles `t0..t1`.
 ///
