@@ -638,7 +638,7 @@ fn bench_weights(
     spec.require_detector("bench").map_err(anyhow::Error::msg)?;
     spec.check_input(h, w)
         .map_err(|e| anyhow::anyhow!("{weights}: {e}"))?;
-    let quantized = loaded.model.clone();
+    let quantized = loaded.model;
     let mut fused = if quantized.is_fused() {
         quantized.clone()
     } else {

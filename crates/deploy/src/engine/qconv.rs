@@ -114,23 +114,7 @@ impl PackedQConv {
         p: usize,
         x: QuantIn,
     ) -> PackedQConv {
-        let (q, ws) = quantize_weights(weight, cout);
-        Self::from_quantized(level, &q, &ws, bias, cout, cin, k, s, p, x)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub fn from_quantized(
-        level: Level,
-        q: &[i8],
-        w_scale: &[f32],
-        bias: &[f32],
-        cout: usize,
-        cin: usize,
-        k: usize,
-        s: usize,
-        p: usize,
-        x: QuantIn,
-    ) -> PackedQConv {
+        let (q, w_scale) = quantize_weights(weight, cout);
         let taps = k * k;
         let cin4 = cin.div_ceil(4) * 4;
         let cols = cout.div_ceil(NR) * NR;
