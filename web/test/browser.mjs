@@ -208,7 +208,6 @@ try {
   const frames = await ui.$eval('#timing', (e) => e.textContent);
   check(/ms per frame/.test(frames), `a video file, frame by frame: ${frames} ${await ui.$eval('#message', (e) => e.textContent)}`);
   await ui.click('#stop');
-  rmSync(clip);
 
   await ui.evaluate(() => {
     document.getElementById('message').textContent = '';
@@ -221,6 +220,7 @@ try {
   check(/ms per frame/.test(cam), `the webcam, frame by frame: ${cam} ${await ui.$eval('#message', (e) => e.textContent)}`);
   await ui.click('#stop');
   check(ui.problems.length === 0, `nothing in the page's console: ${ui.problems.join('; ') || 'none'}`);
+  rmSync(clip);
 } finally {
   await b.shut();
   server.close();
