@@ -658,6 +658,11 @@ fn bench_weights(
         .int8
         .is_some()
         .then(|| crate::engine::Engine::new(&quantized));
+    // The same INT8 convolutions on float32 maps: what the u8 maps gain, in the same run.
+    let int8_float_maps = quantized
+        .int8
+        .is_some()
+        .then(|| crate::engine::Engine::with_float_maps(&quantized));
     let mut variants = Vec::new();
     if burn {
         variants.push(Variant::burn("burn fused", &fused, &dev));
@@ -670,6 +675,9 @@ fn bench_weights(
         Some(Ok(e)) => variants.push(Variant::engine("engine int8", e)),
         Some(Err(e)) => eprintln!("engine int8: {e}"),
         None => {}
+    }
+    if let Some(Ok(e)) = &int8_float_maps {
+        variants.push(Variant::engine("int8 f32 maps", e));
     }
     print_rows(&crate::bench::bench(&variants, &cfg, &dev), json)?;
     if layers {

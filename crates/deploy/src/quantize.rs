@@ -1,8 +1,9 @@
-//! `export --int8`: static post-training quantization of a fused model for the CPU engine. Each dense
-//! convolution's input is calibrated per tensor (u8, asymmetric) on the data set's train images letterboxed as
-//! `predict` does; weights are symmetric per output channel ([`crate::engine::qconv`]). Each layer's INT8
-//! error is then measured alone (its float input, its output in INT8 against float) and the layers whose
-//! error is above `--int8-keep` stay float32. The file is the fused model's safetensors with the quantized
+//! `export --int8`: static post-training quantization of a fused model for the CPU engine. Each convolution's
+//! input (dense and depthwise) is calibrated per tensor (u8, asymmetric) on the data set's train images
+//! letterboxed as `predict` does, one range per group of maps (the layers reading one map and its slices
+//! share it, so the engine stores that map as u8 once); weights are symmetric per output channel
+//! ([`crate::engine::qconv`]). Each layer's INT8 error is then measured alone (its float input, its output
+//! in INT8 against float) and the layers whose error is above `--int8-keep` stay float32. The file is the fused model's safetensors with the quantized
 //! weights in int8 and the input quantization in its metadata ([`model::int8`]).
 
 use crate::engine::{ConvInput, Engine, QuantIn, QuantTable};
@@ -232,9 +233,17 @@ pub fn export_int8(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let mut table = QuantTable::new();
-    let mut inputs: BTreeMap<String, InputQuant> = BTreeMap::new();
+    // One range per group of maps (a map and the slices, pooled and copied maps joined to it): the layers
+    // reading one group share its quantization, so the map between them can be stored as u8 once.
+    let groups = engine.input_groups();
+    let mut ranges: BTreeMap<usize, (f32, f32)> = BTreeMap::new();
+    let mut group_of = Vec::with_capacity(order.len());
     for (layer, ids) in order.iter().enumerate() {
+        let g = groups
+            .get(&ids[0])
+            .copied()
+            .context("a calibrated layer without a map group")?;
+        group_of.push(g);
         if narrow[layer] {
             continue;
         }
@@ -242,6 +251,16 @@ pub fn export_int8(
             .get_mut(&layer)
             .context("a layer without statistics")?;
         let (lo, hi) = s.range(o.method);
+        let r = ranges.entry(g).or_insert((lo, hi));
+        *r = (r.0.min(lo), r.1.max(hi));
+    }
+    let mut table = QuantTable::new();
+    let mut inputs: BTreeMap<String, InputQuant> = BTreeMap::new();
+    for (layer, ids) in order.iter().enumerate() {
+        if narrow[layer] {
+            continue;
+        }
+        let (lo, hi) = ranges[&group_of[layer]];
         let q = QuantIn::from_range(lo, hi);
         for id in ids {
             table.insert(*id, q);
@@ -297,6 +316,7 @@ pub fn export_int8(
             "fraction": o.fraction,
             "imgsz": [h, w],
             "weights": "symmetric per output channel, -63..63",
+            "inputs": "per map group: the layers reading one map (and its slices) share one range",
             "activations": "per tensor, u8 with zero point",
             "keep_float_above_relative_error": o.keep_above,
             "float_layers": float_layers,

@@ -75,6 +75,16 @@ fn engine_int8_matches_onnx_runtime_on_the_same_quantized_graph() {
     let (b, h, w) = (shape[0], shape[2], shape[3]);
     let x: Vec<f32> = px.iter().map(|&v| v as f32 / 255.0).collect();
     let ours = engine.run(&x, b, h, w).unwrap();
+    // Maps only INT8 operations read are u8, written requantized by their producers: the same numbers as
+    // float32 maps quantized by each reader.
+    let (loaded, _) = fixture_engine(&fx).unwrap();
+    let float_maps = Engine::with_float_maps(&loaded.model).unwrap();
+    assert!(engine.u8_maps() > 20, "{} u8 maps", engine.u8_maps());
+    assert_eq!(float_maps.u8_maps(), 0);
+    assert!(
+        float_maps.run(&x, b, h, w).unwrap() == ours,
+        "u8 maps change the output"
+    );
     let expected = std::fs::read(fx.join("expected.safetensors")).unwrap();
     let (eshape, raw) = tensor(&expected, "ort_none");
     let reference = f32s(&raw);
@@ -107,8 +117,8 @@ fn engine_int8_matches_onnx_runtime_on_the_same_quantized_graph() {
          boxes {ort_boxes} px, scores {ort_score}"
     );
     assert!(n > 100, "{n} anchors above 0.01");
-    // No further from the plain evaluation than ONNX Runtime's own integer path is (0.31 px and 2.4e-4
-    // against its 1.24 px and 1.2e-3 when the fixture was made).
+    // No further from the plain evaluation than ONNX Runtime's own integer path is (1.06 px and 9.5e-4
+    // against its 2.65 px and 2.6e-3 when the fixture was made).
     assert!(
         score <= ort_score,
         "score diff {score} (ORT's own: {ort_score})"
@@ -119,15 +129,16 @@ fn engine_int8_matches_onnx_runtime_on_the_same_quantized_graph() {
     );
 }
 
-/// Each quantized layer's input, as our INT8 engine quantizes it (its float input computed by the INT8 layers
-/// before it), against ONNX Runtime's QuantizeLinear on the file's QDQ graph (`layers.safetensors`). A value a
-/// hair from a rounding boundary lands one step apart (float sums in another order); such steps then travel
-/// down the graph and add up. Measured when the fixture was made: the backbone's layers all within one step,
-/// 98.9% of all values equal, 0.055% more than one step apart (from the neck on, most in the last P5 box
-/// convolution, at most 6 steps). Asserted: the first 20 layers within one step, >= 98.5% equal, <= 0.2% more
-/// than one step apart, none more than 8.
+/// Each quantized layer checked alone against ONNX Runtime's evaluation of the file's QDQ graph
+/// (`layers.safetensors`: every QuantizeLinear output on the first tile): the engine runs each INT8 layer on
+/// ONNX Runtime's quantized input, and the next quantized input it computes from there must lie within one step
+/// of ONNX Runtime's (a value a hair from a rounding boundary may land on the other side: float sums in another
+/// order). Measured when the fixture was made: 58 layers (dense and depthwise), every one within one step, 7 of
+/// 2.3 M values one step apart.
+/// Without the feeding (each layer on the inputs our own layers computed), single steps travel down the graph and
+/// add up (most at the P5 head); the end-to-end comparison is `engine_int8_matches_onnx_runtime_...`.
 #[test]
-fn quantized_layer_inputs_match_onnx_runtime_step_for_step() {
+fn quantized_layers_match_onnx_runtime_within_one_step() {
     let fx = fixture("int8_trained");
     let Some((loaded, engine)) = fixture_engine(&fx) else {
         return;
@@ -148,11 +159,12 @@ fn quantized_layer_inputs_match_onnx_runtime_step_for_step() {
     let layers = std::fs::read(fx.join("layers.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&layers).unwrap();
     let (mut compared, mut off_by_one, mut values) = (0usize, 0usize, 0usize);
-    let mut more = 0usize;
     let mut worst = (0i32, String::new());
     engine
         .int8_inputs(&x, h, w, &mut |l| {
             let (ids, q, qh, qw, c) = (l.ids, l.q, l.h, l.w, l.c);
+            // Stacked layers read one input: the first's reference is fed.
+            let mut fed = None;
             for id in ids {
                 let key = &keys[id];
                 let t = st
@@ -160,31 +172,28 @@ fn quantized_layer_inputs_match_onnx_runtime_step_for_step() {
                     .unwrap_or_else(|_| panic!("{key} in layers.safetensors"));
                 assert_eq!(t.shape(), [1, c, qh, qw], "{key}");
                 let theirs = t.data();
-                let mut big = 0;
                 for p in 0..qh * qw {
                     for ch in 0..c {
                         let d = (q[p * c + ch] as i32 - theirs[ch * qh * qw + p] as i32).abs();
                         off_by_one += usize::from(d == 1);
-                        big += usize::from(d > 1);
                         if d > worst.0 {
                             worst = (d, key.clone());
                         }
                     }
                 }
-                if big > 0 {
-                    eprintln!(
-                        "{key}: {big} of {} values more than one step apart",
-                        qh * qw * c
-                    );
-                }
-                assert!(
-                    compared >= 20 || big == 0,
-                    "{key} (layer {compared}): {big} values more than one step apart"
-                );
-                more += big;
                 values += qh * qw * c;
                 compared += 1;
+                if fed.is_none() {
+                    let mut nhwc = vec![0u8; qh * qw * c];
+                    for p in 0..qh * qw {
+                        for ch in 0..c {
+                            nhwc[p * c + ch] = theirs[ch * qh * qw + p];
+                        }
+                    }
+                    fed = Some(nhwc);
+                }
             }
+            fed
         })
         .unwrap();
     eprintln!(
@@ -194,16 +203,12 @@ fn quantized_layer_inputs_match_onnx_runtime_step_for_step() {
         worst.1
     );
     assert_eq!(compared, st.len(), "every layer of the reference compared");
-    let equal = values - off_by_one - more;
+    assert!(compared > 50, "{compared} layers (dense and depthwise)");
+    assert!(worst.0 <= 1, "{} steps apart in {}", worst.0, worst.1);
     assert!(
-        equal as f64 >= 0.985 * values as f64,
-        "{equal} of {values} equal"
+        off_by_one as f64 <= 1e-4 * values as f64,
+        "{off_by_one} of {values} one step apart"
     );
-    assert!(
-        more as f64 <= 0.002 * values as f64,
-        "{more} of {values} more than one step apart"
-    );
-    assert!(worst.0 <= 8, "{} steps apart in {}", worst.0, worst.1);
 }
 
 fn deploy() -> Command {

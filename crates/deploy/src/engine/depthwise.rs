@@ -1,8 +1,15 @@
 //! Depthwise convolution (groups = channels) computed directly on NHWC maps: each output pixel is a sum
 //! over the kernel taps of whole channel vectors, so the channels are the vector lanes and nothing is
 //! gathered. Bias and activation are applied before the store.
+//!
+//! INT8: the input is a u8 map (or a float map quantized first) and the weights are integers (symmetric per
+//! channel, as the dense INT8 kernel's); the sums run in float32 on `q - zero` and the integer weights, which
+//! is exact (every product and partial sum is an integer below 2^24: 49 taps x 255 x 63 < 2^20), so they are
+//! the i32 sums, then scaled by `x_scale * w_scale` with the bias added. Depthwise work is memory-bound; the
+//! gain is in reading and writing bytes, not in integer multiplies.
 
-use super::simd::{Isa, Level};
+use super::qconv::{quantize_weights, QInput, QMac, QOutput, QuantIn};
+use super::simd::Level;
 use super::{par_ranges, Act, Dst, Src};
 
 /// A depthwise convolution's weights as `[tap][c]`.
@@ -13,8 +20,51 @@ pub struct PackedDepthwise {
     pub p: usize,
     pub c: usize,
     level: Level,
+    /// Float weights, or with `int8` the integer weights as floats.
     w: Vec<f32>,
     bias: Vec<f32>,
+    pub int8: Option<DwInt8>,
+}
+
+/// An INT8 depthwise convolution's input quantization and per-channel `x_scale * w_scale`.
+#[derive(Debug, Clone)]
+pub struct DwInt8 {
+    pub x: QuantIn,
+    scale: Vec<f32>,
+}
+
+/// The epilogue constants one kernel call needs (pointers into the packed convolution).
+#[derive(Clone, Copy)]
+struct Epi {
+    bias: *const f32,
+    /// INT8: `x_scale * w_scale` per channel (the sums start at zero and are scaled before the bias).
+    scale: Option<*const f32>,
+    zero: f32,
+}
+
+/// What the kernel reads: float32 maps, or u8 maps whose values enter the sums as `q - zero`.
+trait DwIn: Copy {
+    /// # Safety
+    /// `p` valid for `n <= LANES` values; compiled with `I`'s target features.
+    unsafe fn load<I: QMac>(p: *const Self, n: usize, zero: f32) -> I::V;
+}
+
+impl DwIn for f32 {
+    #[inline(always)]
+    unsafe fn load<I: QMac>(p: *const f32, n: usize, _: f32) -> I::V {
+        if n == I::LANES {
+            I::load(p)
+        } else {
+            I::load_n(p, n)
+        }
+    }
+}
+
+impl DwIn for u8 {
+    #[inline(always)]
+    unsafe fn load<I: QMac>(p: *const u8, n: usize, zero: f32) -> I::V {
+        I::sub(I::load_u8(p, n), I::splat(zero))
+    }
 }
 
 impl PackedDepthwise {
@@ -43,19 +93,144 @@ impl PackedDepthwise {
             level,
             w,
             bias: bias.to_vec(),
+            int8: None,
         }
     }
 
+    /// The INT8 convolution of float `weight` (quantized here) on inputs quantized with `x`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_int8(
+        level: Level,
+        weight: &[f32],
+        bias: &[f32],
+        c: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+        x: QuantIn,
+    ) -> Self {
+        let (q, w_scale) = quantize_weights(weight, c);
+        let ints: Vec<f32> = q.iter().map(|&v| v as f32).collect();
+        let mut pd = Self::new(level, &ints, bias, c, k, s, p);
+        pd.int8 = Some(DwInt8 {
+            x,
+            scale: w_scale.iter().map(|&ws| x.scale * ws).collect(),
+        });
+        pd
+    }
+
+    /// Bytes of quantized input for an `h x w` map (INT8, when the input map is float).
+    pub fn qbytes(&self, h: usize, w: usize) -> usize {
+        h * w * self.c
+    }
+
+    /// Float in, float out.
     pub fn run(&self, src: Src, dst: Dst, act: Act, parallel: bool) {
+        self.run_with(
+            QInput::Float(src, &mut []),
+            QOutput::Float(dst),
+            act,
+            parallel,
+        )
+    }
+
+    /// The convolution of `input` into `output`: a u8 output row is computed in float, then quantized. An
+    /// INT8 convolution quantizes a float input into its bytes first; a float one reads floats only.
+    pub fn run_with(&self, input: QInput, output: QOutput, act: Act, parallel: bool) {
+        let (dst, out) = match output {
+            QOutput::Float(d) => (d, None),
+            QOutput::Quantized(d, q) => (
+                Dst {
+                    ptr: d.ptr as *mut f32,
+                    h: d.h,
+                    w: d.w,
+                    stride: d.stride,
+                },
+                Some(q),
+            ),
+        };
+        let level = self.level;
+        let Some(int8) = &self.int8 else {
+            let QInput::Float(src, _) = input else {
+                unreachable!("u8 maps are read only by INT8 operations (qmaps)")
+            };
+            let epi = Epi {
+                bias: self.bias.as_ptr(),
+                scale: None,
+                zero: 0.0,
+            };
+            let job = |y0: usize, y1: usize| {
+                // SAFETY: views valid for their geometry (`dst` a u8 map's with `out`), output rows disjoint
+                // between jobs, ISA detected.
+                unsafe { rows_on(level, self, src, dst, epi, out, act, y0, y1) }
+            };
+            return par_ranges(dst.h, parallel, &job);
+        };
+        let src = match input {
+            QInput::Quantized(v) => v,
+            QInput::Float(src, q) => {
+                let q = &mut q[..self.qbytes(src.h, src.w)];
+                let qp = QBytes(q.as_mut_ptr());
+                let (c, x) = (self.c, int8.x);
+                let quant = |y0: usize, y1: usize| {
+                    let (qp, src) = (qp, src);
+                    for pix in y0 * src.w..y1 * src.w {
+                        // SAFETY: the pixel lies inside the view (`c` channels) and `q` (`c` bytes per
+                        // pixel); threads quantize disjoint rows; the level was detected on this CPU.
+                        unsafe {
+                            quantize_on(
+                                level,
+                                src.ptr.add(pix * src.stride),
+                                c,
+                                x,
+                                qp.0.add(pix * c),
+                            )
+                        }
+                    }
+                };
+                par_ranges(src.h, parallel, &quant);
+                Src {
+                    ptr: q.as_ptr(),
+                    h: src.h,
+                    w: src.w,
+                    stride: self.c,
+                }
+            }
+        };
+        let epi = Epi {
+            bias: self.bias.as_ptr(),
+            scale: Some(int8.scale.as_ptr()),
+            zero: int8.x.zero as f32,
+        };
         let job = |y0: usize, y1: usize| {
-            // SAFETY: views valid for their geometry, output rows disjoint between jobs, ISA detected.
-            unsafe { rows_on(self.level, self, src, dst, act, y0, y1) }
+            // SAFETY: as above, `src` a u8 map's view.
+            unsafe { qrows_on(level, self, src, dst, epi, out, act, y0, y1) }
         };
         par_ranges(dst.h, parallel, &job);
     }
 }
 
-simd_kernel!(fn rows_on = rows(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: usize, y1: usize));
+#[derive(Clone, Copy)]
+struct QBytes(*mut u8);
+// SAFETY: threads given the pointer write disjoint rows of the buffer it points into.
+unsafe impl Send for QBytes {}
+// SAFETY: as above.
+unsafe impl Sync for QBytes {}
+// SAFETY: the epilogue's pointers are only read, into the packed convolution that outlives the call.
+unsafe impl Send for Epi {}
+// SAFETY: as above.
+unsafe impl Sync for Epi {}
+
+simd_kernel!(fn rows_on = rows::<f32>(pd: &PackedDepthwise, src: Src, dst: Dst, epi: Epi, out: Option<QuantIn>, act: Act, y0: usize, y1: usize));
+simd_kernel!(fn qrows_on = rows::<u8>(pd: &PackedDepthwise, src: Src<u8>, dst: Dst, epi: Epi, out: Option<QuantIn>, act: Act, y0: usize, y1: usize));
+simd_kernel!(fn quantize_on = quantize_pixel(src: *const f32, n: usize, x: QuantIn, dst: *mut u8));
+
+/// # Safety
+/// Compiled with `I`'s target features; `src` valid for `n` floats, `dst` for `n` bytes.
+#[inline(always)]
+unsafe fn quantize_pixel<I: QMac>(src: *const f32, n: usize, x: QuantIn, dst: *mut u8) {
+    I::quantize_row(src, n, 1.0 / x.scale, x.zero, dst)
+}
 
 /// Output pixels computed together along a row: independent accumulators (no single dependent chain of
 /// multiply-adds per output) that share each weight load.
@@ -63,13 +238,24 @@ const PX: usize = 4;
 
 /// Output rows `y0..y1`: the pixels whose window lies inside the map horizontally in blocks of [`PX`], the
 /// border pixels one at a time with their out-of-map taps left out; channels a vector at a time, a partial
-/// vector masked.
+/// vector masked. With `out`, `dst` is a u8 map's geometry and pointer: each row is computed into a float
+/// row first and quantized from there.
 ///
 /// # Safety
 /// Compiled with `I`'s target features; `src` and `dst` are valid for their geometry with at least `pd.c`
 /// channels per pixel, `dst` is the convolution's output size, and no other thread writes rows `y0..y1`.
 #[inline(always)]
-unsafe fn rows<I: Isa>(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: usize, y1: usize) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn rows<I: QMac, T: DwIn>(
+    pd: &PackedDepthwise,
+    src: Src<T>,
+    dst: Dst,
+    epi: Epi,
+    out: Option<QuantIn>,
+    act: Act,
+    y0: usize,
+    y1: usize,
+) {
     let (k, s, p) = (pd.k, pd.s, pd.p);
     // Output columns x_lo..x_hi have every tap inside the map: x * s >= p and x * s - p + k <= src.w.
     let x_lo = p.div_ceil(s).min(dst.w);
@@ -79,23 +265,48 @@ unsafe fn rows<I: Isa>(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: u
         0
     }
     .max(x_lo);
-    let mut taps: Vec<(usize, *const f32)> = Vec::with_capacity(k * k);
+    let mut taps: Vec<(usize, *const T)> = Vec::with_capacity(k * k);
+    let mut scratch = vec![0.0f32; if out.is_some() { dst.w * pd.c } else { 0 }];
     for oy in y0..y1 {
+        let (orow, ostride) = match out {
+            Some(_) => (scratch.as_mut_ptr(), pd.c),
+            None => (dst.ptr.add(oy * dst.w * dst.stride), dst.stride),
+        };
+        let o = (orow, ostride);
         // Kernel rows inside the map: 0 <= oy * s + ky - p < src.h.
         let ky_lo = p.saturating_sub(oy * s).min(k);
         let ky_hi = (src.h + p).saturating_sub(oy * s).min(k).max(ky_lo);
         let rows = ky_lo..ky_hi;
         for ox in (0..x_lo).chain(x_hi..dst.w) {
-            pixel::<I>(pd, src, dst, act, (oy, ox), &mut taps);
+            pixel::<I, T>(pd, src, o, epi, act, (oy, ox), &mut taps);
         }
         let mut ox = x_lo;
         while ox + PX <= x_hi {
-            block::<I, PX>(pd, src, dst, act, (oy, ox), rows.clone());
+            block::<I, T, PX>(pd, src, o, epi, act, (oy, ox), rows.clone());
             ox += PX;
         }
         while ox < x_hi {
-            block::<I, 1>(pd, src, dst, act, (oy, ox), rows.clone());
+            block::<I, T, 1>(pd, src, o, epi, act, (oy, ox), rows.clone());
             ox += 1;
+        }
+        if let Some(q) = out {
+            let (inv, row) = (
+                1.0 / q.scale,
+                (dst.ptr as *mut u8).add(oy * dst.w * dst.stride),
+            );
+            if dst.stride == pd.c {
+                I::quantize_row(orow, dst.w * pd.c, inv, q.zero, row);
+            } else {
+                for x in 0..dst.w {
+                    I::quantize_row(
+                        orow.add(x * pd.c),
+                        pd.c,
+                        inv,
+                        q.zero,
+                        row.add(x * dst.stride),
+                    );
+                }
+            }
         }
     }
 }
@@ -105,23 +316,25 @@ unsafe fn rows<I: Isa>(pd: &PackedDepthwise, src: Src, dst: Dst, act: Act, y0: u
 /// # Safety
 /// As [`rows`]; every tap of these pixels in kernel rows `ky` is inside the source map.
 #[inline(always)]
-unsafe fn block<I: Isa, const P: usize>(
+unsafe fn block<I: QMac, T: DwIn, const P: usize>(
     pd: &PackedDepthwise,
-    src: Src,
-    dst: Dst,
+    src: Src<T>,
+    (orow, ostride): (*mut f32, usize),
+    epi: Epi,
     act: Act,
     (oy, ox): (usize, usize),
     ky: std::ops::Range<usize>,
 ) {
     let (k, s, p, c, l) = (pd.k, pd.s, pd.p, pd.c, I::LANES);
     let x0 = ox * s - p;
-    let out = dst.ptr.add((oy * dst.w + ox) * dst.stride);
+    let out = orow.add(ox * ostride);
     let mut ch = 0;
     while ch < c {
         let n = (c - ch).min(l);
         // A full vector, or the first n lanes: what lies past the channels is neither read nor written.
         let load = |q: *const f32| if n == l { I::load(q) } else { I::load_n(q, n) };
-        let mut acc = [load(pd.bias.as_ptr().add(ch)); P];
+        let bias = load(epi.bias.add(ch));
+        let mut acc = [if epi.scale.is_some() { I::zero() } else { bias }; P];
         for ky in ky.clone() {
             let row = src
                 .ptr
@@ -129,12 +342,19 @@ unsafe fn block<I: Isa, const P: usize>(
             for kx in 0..k {
                 let w = load(pd.w.as_ptr().add((ky * k + kx) * c + ch));
                 for (j, a) in acc.iter_mut().enumerate() {
-                    *a = I::fma(load(row.add((j * s + kx) * src.stride)), w, *a);
+                    let x = T::load::<I>(row.add((j * s + kx) * src.stride), n, epi.zero);
+                    *a = I::fma(x, w, *a);
                 }
             }
         }
+        if let Some(sc) = epi.scale {
+            let sc = load(sc.add(ch));
+            for a in acc.iter_mut() {
+                *a = I::fma(*a, sc, bias);
+            }
+        }
         for (j, v) in act.vectors::<I, P>(acc).into_iter().enumerate() {
-            let o = out.add(j * dst.stride + ch);
+            let o = out.add(j * ostride + ch);
             if n == l {
                 I::store(o, v)
             } else {
@@ -150,13 +370,14 @@ unsafe fn block<I: Isa, const P: usize>(
 /// # Safety
 /// As [`rows`].
 #[inline(always)]
-unsafe fn pixel<I: Isa>(
+unsafe fn pixel<I: QMac, T: DwIn>(
     pd: &PackedDepthwise,
-    src: Src,
-    dst: Dst,
+    src: Src<T>,
+    (orow, ostride): (*mut f32, usize),
+    epi: Epi,
     act: Act,
     (oy, ox): (usize, usize),
-    taps: &mut Vec<(usize, *const f32)>,
+    taps: &mut Vec<(usize, *const T)>,
 ) {
     let (k, s, p, c, l) = (pd.k, pd.s, pd.p, pd.c, I::LANES);
     taps.clear();
@@ -176,14 +397,19 @@ unsafe fn pixel<I: Isa>(
             taps.push((ky * k + kx, px));
         }
     }
-    let out = dst.ptr.add((oy * dst.w + ox) * dst.stride);
+    let out = orow.add(ox * ostride);
     let mut ch = 0;
     while ch < c {
         let n = (c - ch).min(l);
         let load = |q: *const f32| if n == l { I::load(q) } else { I::load_n(q, n) };
-        let mut acc = load(pd.bias.as_ptr().add(ch));
+        let bias = load(epi.bias.add(ch));
+        let mut acc = if epi.scale.is_some() { I::zero() } else { bias };
         for &(t, px) in taps.iter() {
-            acc = I::fma(load(px.add(ch)), load(pd.w.as_ptr().add(t * c + ch)), acc);
+            let x = T::load::<I>(px.add(ch), n, epi.zero);
+            acc = I::fma(x, load(pd.w.as_ptr().add(t * c + ch)), acc);
+        }
+        if let Some(sc) = epi.scale {
+            acc = I::fma(acc, load(sc.add(ch)), bias);
         }
         let v = act.vector::<I>(acc);
         if n == l {

@@ -10,6 +10,9 @@
 //! Fused and unfused models run (each BatchNorm a per-channel affine pass), so the fusion speed-up can be
 //! measured on one engine. An operation without a kernel (a dilated conv) runs through burn by itself; only an
 //! x86-64 CPU without AVX2 sends a whole model back to burn ([`Engine::new`] says why).
+//!
+//! An INT8 model ([`model::int8`]) runs its quantized convolutions, dense ([`qconv`]) and depthwise, on u8
+//! inputs; the maps only INT8 operations read are stored as u8, requantized by their producers ([`qmaps`]).
 
 // Every unsafe block says which invariant makes it sound (a SAFETY comment); clippy checks it.
 #![deny(clippy::undocumented_unsafe_blocks)]
@@ -76,6 +79,7 @@ mod ops;
 mod passes;
 mod plan;
 pub mod qconv;
+mod qmaps;
 #[cfg(test)]
 mod qtests;
 mod simd;
@@ -198,10 +202,11 @@ impl Act {
     }
 }
 
-/// A read-only NHWC view: `h * w` pixels, `stride` floats apart, starting at the first channel read.
+/// A read-only NHWC view: `h * w` pixels, `stride` values apart, starting at the first channel read. Maps
+/// are float32; a map that only INT8 operations read is stored as u8 (`Src<u8>`, see [`qmaps`]).
 #[derive(Clone, Copy)]
-pub struct Src {
-    pub ptr: *const f32,
+pub struct Src<T = f32> {
+    pub ptr: *const T,
     pub h: usize,
     pub w: usize,
     pub stride: usize,
@@ -209,8 +214,8 @@ pub struct Src {
 
 /// A writable NHWC view, as [`Src`].
 #[derive(Clone, Copy)]
-pub struct Dst {
-    pub ptr: *mut f32,
+pub struct Dst<T = f32> {
+    pub ptr: *mut T,
     pub h: usize,
     pub w: usize,
     pub stride: usize,
@@ -218,14 +223,14 @@ pub struct Dst {
 
 // SAFETY: a view is a plain pointer into a workspace buffer (or a caller's slice) that outlives every
 // operation given it; sending one to another thread is sending the pointer.
-unsafe impl Send for Src {}
+unsafe impl<T> Send for Src<T> {}
 // SAFETY: threads sharing a source view only read through it.
-unsafe impl Sync for Src {}
+unsafe impl<T> Sync for Src<T> {}
 // SAFETY: as for `Src`.
-unsafe impl Send for Dst {}
+unsafe impl<T> Send for Dst<T> {}
 // SAFETY: operations that share a destination view across threads write disjoint pixels (`par_ranges`
 // hands each thread its own range of rows, tiles or pixels).
-unsafe impl Sync for Dst {}
+unsafe impl<T> Sync for Dst<T> {}
 
 /// Runs `job(start, end)` over `0..n`, split across the thread pool when `parallel`.
 pub(crate) fn par_ranges(n: usize, parallel: bool, job: &(dyn Fn(usize, usize) + Sync)) {
@@ -302,8 +307,58 @@ pub struct QuantizedInput<'a> {
     pub c: usize,
 }
 
-/// Called before an operation runs, with the views it reads.
-type Hook<'a> = &'a mut dyn FnMut(usize, &Op, &dyn Fn(View) -> Src);
+/// Called before an operation runs, with the maps it reads.
+type Hook<'a> = &'a mut dyn FnMut(usize, &Op, &Maps);
+
+/// Every buffer of one pass: its pointer (a u8 map's bytes lie in its slot's floats) and geometry.
+pub(super) struct Maps<'a> {
+    bases: Vec<*mut f32>,
+    dims: &'a [(usize, usize)],
+    slot_of: &'a [usize],
+    channels: &'a [usize],
+}
+
+impl Maps<'_> {
+    fn at(&self, v: View) -> (*mut f32, usize, usize, usize) {
+        let (h, w) = self.dims[v.buf];
+        (self.bases[self.slot_of[v.buf]], h, w, self.channels[v.buf])
+    }
+
+    pub fn src(&self, v: View) -> Src {
+        let d = self.dst(v);
+        Src {
+            ptr: d.ptr,
+            h: d.h,
+            w: d.w,
+            stride: d.stride,
+        }
+    }
+
+    pub fn dst(&self, v: View) -> Dst {
+        let (base, h, w, stride) = self.at(v);
+        // SAFETY: `off` is below the buffer's channel count, within the slot sized for the pass.
+        let ptr = unsafe { base.add(v.off) };
+        Dst { ptr, h, w, stride }
+    }
+
+    /// A u8 map's view: bytes, `channels` per pixel.
+    pub fn qsrc(&self, v: View) -> Src<u8> {
+        let d = self.qdst(v);
+        Src {
+            ptr: d.ptr,
+            h: d.h,
+            w: d.w,
+            stride: d.stride,
+        }
+    }
+
+    pub fn qdst(&self, v: View) -> Dst<u8> {
+        let (base, h, w, stride) = self.at(v);
+        // SAFETY: a u8 map's slot holds its `h * w * channels` bytes (and 4 more); `off` is below `channels`.
+        let ptr = unsafe { (base as *mut u8).add(v.off) };
+        Dst { ptr, h, w, stride }
+    }
+}
 
 /// A fused model lowered for the CPU.
 pub struct Engine {
@@ -316,6 +371,8 @@ pub struct Engine {
     input: usize,
     detect: DetectOut,
     max_cin: usize,
+    /// Each buffer's quantization where it is a u8 map ([`qmaps`]).
+    quantized: Vec<Option<QuantIn>>,
     workspaces: Mutex<Vec<Workspace>>,
     /// Spinning helpers for an image split across cores.
     team: team::Team,
@@ -331,27 +388,39 @@ impl Engine {
 
     /// [`Self::new`] with the kernels of a given level (tests run both where the CPU has them).
     pub fn with_level(model: &model::YoloModel, level: Level) -> Result<Engine, EngineError> {
+        Self::int8_engine(model, level, true)
+    }
+
+    /// An INT8 model's engine with every map float32 (each INT8 convolution quantizes its input itself):
+    /// what u8 maps gain is timed against it, and the outputs of both are the same.
+    pub fn with_float_maps(model: &model::YoloModel) -> Result<Engine, EngineError> {
+        let level = Level::detect().ok_or(EngineError::NoSimd)?;
+        Self::int8_engine(model, level, false)
+    }
+
+    fn int8_engine(
+        model: &model::YoloModel,
+        level: Level,
+        u8_maps: bool,
+    ) -> Result<Engine, EngineError> {
         let table = match &model.int8 {
             Some(info) => Some(int8_table(model, info)?),
             None => None,
         };
-        Self::with_quant(model, level, table.as_ref())
-    }
-
-    /// [`Self::with_level`] with the dense convolutions whose weights' parameters are in `quant` run in INT8.
-    pub fn with_quant(
-        model: &model::YoloModel,
-        level: Level,
-        quant: Option<&QuantTable>,
-    ) -> Result<Engine, EngineError> {
         Self::planned(
             model,
             level,
             plan::Options {
-                quant,
+                quant: table.as_ref(),
                 keep_weights: false,
+                u8_maps,
             },
         )
+    }
+
+    /// Maps stored as u8 ([`qmaps`]).
+    pub fn u8_maps(&self) -> usize {
+        self.quantized.iter().filter(|q| q.is_some()).count()
     }
 
     /// A float engine that keeps each dense convolution's weights, for [`Self::int8_errors`].
@@ -363,6 +432,7 @@ impl Engine {
             plan::Options {
                 quant: None,
                 keep_weights: true,
+                u8_maps: false,
             },
         )
     }
@@ -375,7 +445,12 @@ impl Engine {
         let mut g =
             graph::Graph::record(model).map_err(|e| EngineError::Unsupported(e.to_string()))?;
         passes::optimize(&mut g);
-        let p = plan::plan(&g, level, opts);
+        let mut p = plan::plan(&g, level, opts);
+        let quantized = if opts.u8_maps {
+            qmaps::assign(&mut p.ops, p.channels.len(), p.input, &p.outputs)
+        } else {
+            vec![None; p.channels.len()]
+        };
         let head = match model.classify_head() {
             Some(c) => DetectOut {
                 maps: p.outputs.clone(),
@@ -411,6 +486,7 @@ impl Engine {
             input: p.input,
             detect: head,
             max_cin: p.max_cin,
+            quantized,
             workspaces: Mutex::new(Vec::new()),
             team: team::Team::default(),
         })
@@ -446,19 +522,38 @@ impl Engine {
     /// Every buffer's size for an `h x w` input, and the workspace slots that hold them.
     fn layout(&self, h: usize, w: usize) -> Result<Layout, EngineError> {
         let dims = self.sizes(h, w)?;
+        // A u8 map in floats, with 4 bytes more: the INT8 kernel reads a pixel's last channels 4 at a time.
         let floats: Vec<usize> = dims
             .iter()
             .zip(&self.channels)
-            .map(|(&(h, w), &c)| h * w * c)
+            .zip(&self.quantized)
+            .map(|((&(h, w), &c), q)| match q {
+                Some(_) => (h * w * c + 4).div_ceil(4),
+                None => h * w * c,
+            })
             .collect();
         let (slot_of, need) = assign_slots(&self.life, &floats);
         let qneed = self
             .ops
             .iter()
             .map(|op| match op {
-                Op::QConv { pq, src, .. } => {
+                Op::QConv {
+                    pq,
+                    src,
+                    src_u8: false,
+                    ..
+                } => {
                     let (h, w) = dims[src.buf];
                     pq.qbytes(h, w)
+                }
+                Op::Depthwise {
+                    pd,
+                    src,
+                    src_u8: false,
+                    ..
+                } if pd.int8.is_some() => {
+                    let (h, w) = dims[src.buf];
+                    pd.qbytes(h, w)
                 }
                 _ => 0,
             })
@@ -661,18 +756,16 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let layout = self.layout(h, w)?;
         let channels = &self.channels;
-        let mut hook = |_: usize, op: &Op, src: &dyn Fn(View) -> Src| {
-            let Op::Conv {
-                pc, src: s, ids, ..
-            } = op
-            else {
-                return;
+        let mut hook = |_: usize, op: &Op, maps: &Maps| {
+            let (s, ids, c) = match op {
+                Op::Conv { pc, src, ids, .. } => (src, ids, pc.cin),
+                Op::Depthwise { pd, src, ids, .. } => (src, ids, pd.c),
+                _ => return,
             };
             if ids.is_empty() {
                 return;
             }
-            let v = src(*s);
-            let c = pc.cin;
+            let v = maps.src(*s);
             debug_assert!(s.off + c <= channels[s.buf]);
             let mut values = Vec::with_capacity(v.h * v.w * c);
             for p in 0..v.h * v.w {
@@ -707,38 +800,61 @@ impl Engine {
         let layout = self.layout(h, w)?;
         let dims = layout.dims.clone();
         let level = self.level;
-        let mut hook = |_: usize, op: &Op, src: &dyn Fn(View) -> Src| {
-            let Op::Conv {
-                pc,
-                src: s,
-                dst: d,
-                act,
-                ids,
-                raw: Some(cw),
-                ..
-            } = op
-            else {
-                return;
+        let mut hook = |_: usize, op: &Op, maps: &Maps| {
+            let (s, d, act, ids, cw) = match op {
+                Op::Conv {
+                    src,
+                    dst,
+                    act,
+                    ids,
+                    raw: Some(cw),
+                    ..
+                }
+                | Op::Depthwise {
+                    src,
+                    dst,
+                    act,
+                    ids,
+                    raw: Some(cw),
+                    ..
+                } => (src, dst, *act, ids, cw),
+                _ => return,
             };
             let Some(&x) = ids.first().and_then(|i| quant.get(i)) else {
                 return;
             };
-            let pq =
-                qconv::PackedQConv::new(level, &cw.w, &cw.b, pc.cout, pc.cin, pc.k, pc.s, pc.p, x);
-            let v = src(*s);
+            let v = maps.src(*s);
             let (oh, ow) = dims[d.buf];
-            let n = oh * ow * pc.cout;
+            let n = oh * ow * cw.cout;
             let (mut yf, mut yq) = (vec![0.0f32; n], vec![0.0f32; n]);
             let mk = |y: &mut Vec<f32>| Dst {
                 ptr: y.as_mut_ptr(),
                 h: oh,
                 w: ow,
-                stride: pc.cout,
+                stride: cw.cout,
             };
-            let zeros = vec![0.0f32; pc.cin];
-            pc.run(v, mk(&mut yf), *act, None, &zeros, false);
-            let mut q = vec![0u8; pq.qbytes(v.h, v.w)];
-            pq.run(v, mk(&mut yq), *act, None, &mut q, false);
+            match op {
+                Op::Depthwise { pd, .. } => {
+                    let (c, k, st, p) = (pd.c, pd.k, pd.s, pd.p);
+                    let pq =
+                        depthwise::PackedDepthwise::new_int8(level, &cw.w, &cw.b, c, k, st, p, x);
+                    pd.run(v, mk(&mut yf), act, false);
+                    let mut q = vec![0u8; pq.qbytes(v.h, v.w)];
+                    let output = qconv::QOutput::Float(mk(&mut yq));
+                    pq.run_with(qconv::QInput::Float(v, &mut q), output, act, false);
+                }
+                Op::Conv { pc, .. } => {
+                    let pq = qconv::PackedQConv::new(
+                        level, &cw.w, &cw.b, pc.cout, pc.cin, pc.k, pc.s, pc.p, x,
+                    );
+                    let zeros = vec![0.0f32; pc.cin];
+                    pc.run(v, mk(&mut yf), act, None, &zeros, false);
+                    let mut q = vec![0u8; pq.qbytes(v.h, v.w)];
+                    let output = qconv::QOutput::Float(mk(&mut yq));
+                    pq.run(qconv::QInput::Float(v, &mut q), output, act, None, false);
+                }
+                _ => return,
+            }
             let e = acc.entry(ids[0]).or_insert((0.0, 0.0));
             for (a, b) in yf.iter().zip(&yq) {
                 e.0 += ((a - b) as f64).powi(2);
@@ -750,36 +866,78 @@ impl Engine {
     }
 
     /// Runs one image (`3 * h * w` floats, NCHW) and shows `f` each INT8 convolution's quantized input (`h *
-    /// w` pixels of `c` bytes, NHWC) as its kernel computes it: the reference of the per-layer test.
+    /// w` pixels of `c` bytes, NHWC) as its kernel computes it: the reference of the per-layer test. When `f`
+    /// returns values (as many, the same layout), the convolution runs on those instead, so each layer can be
+    /// fed a reference's input and checked alone.
     pub fn int8_inputs(
         &self,
         x: &[f32],
         h: usize,
         w: usize,
-        f: &mut dyn FnMut(QuantizedInput<'_>),
+        f: &mut dyn FnMut(QuantizedInput<'_>) -> Option<Vec<u8>>,
     ) -> Result<(), EngineError> {
         let layout = self.layout(h, w)?;
-        let mut hook = |_: usize, op: &Op, src: &dyn Fn(View) -> Src| {
-            let Op::QConv {
-                pq, src: s, ids, ..
-            } = op
-            else {
-                return;
+        let mut hook = |_: usize, op: &Op, maps: &Maps| {
+            let (s, ids, src_u8, x, cin) = match op {
+                Op::QConv {
+                    pq,
+                    src,
+                    ids,
+                    src_u8,
+                    ..
+                } => (src, ids, *src_u8, pq.x, pq.cin),
+                Op::Depthwise {
+                    pd,
+                    src,
+                    ids,
+                    src_u8,
+                    ..
+                } => match &pd.int8 {
+                    Some(i) => (src, ids, *src_u8, i.x, pd.c),
+                    None => return,
+                },
+                _ => return,
             };
-            let v = src(*s);
-            let mut q = Vec::with_capacity(v.h * v.w * pq.cin);
+            let (v, b) = (maps.src(*s), maps.qsrc(*s));
+            let mut q = Vec::with_capacity(v.h * v.w * cin);
             for p in 0..v.h * v.w {
+                if src_u8 {
+                    // SAFETY: the u8 map holds `h * w` pixels of at least `cin` channels, `stride` apart.
+                    q.extend_from_slice(unsafe {
+                        std::slice::from_raw_parts(b.ptr.add(p * b.stride), cin)
+                    });
+                    continue;
+                }
                 // SAFETY: the view holds `h * w` pixels of at least `cin` channels, `stride` apart.
-                let px = unsafe { std::slice::from_raw_parts(v.ptr.add(p * v.stride), pq.cin) };
-                q.extend(px.iter().map(|&x| pq.x.quantize(x)));
+                let px = unsafe { std::slice::from_raw_parts(v.ptr.add(p * v.stride), cin) };
+                q.extend(px.iter().map(|&v| x.quantize(v)));
             }
-            f(QuantizedInput {
+            let Some(fed) = f(QuantizedInput {
                 ids,
                 q: &q,
                 h: v.h,
                 w: v.w,
-                c: pq.cin,
-            });
+                c: cin,
+            }) else {
+                return;
+            };
+            assert_eq!(fed.len(), q.len(), "values fed to an INT8 layer");
+            let (d, bd) = (maps.dst(*s), maps.qdst(*s));
+            for p in 0..v.h * v.w {
+                for c in 0..cin {
+                    let q = fed[p * cin + c];
+                    // SAFETY: as above; the map is written before the operation that reads it runs, by this
+                    // thread alone (the pass is not parallel).
+                    unsafe {
+                        if src_u8 {
+                            *bd.ptr.add(p * bd.stride + c) = q;
+                        } else {
+                            // Dequantized: the layer quantizes it back to `q`.
+                            *d.ptr.add(p * d.stride + c) = (q as f32 - x.zero as f32) * x.scale;
+                        }
+                    }
+                }
+            }
         };
         self.run_hooked(x, &layout, false, &mut hook);
         Ok(())
@@ -804,11 +962,30 @@ impl Engine {
         self.give_workspace(ws);
     }
 
+    /// The map group each convolution reads (by the first parameter of its weights): convolutions of one
+    /// group share their input quantization, so the maps between them can be u8 ([`qmaps`]).
+    pub fn input_groups(&self) -> std::collections::HashMap<model::burn::module::ParamId, usize> {
+        let groups = qmaps::groups(&self.ops, self.channels.len());
+        self.ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Conv { src, ids, .. }
+                | Op::QConv { src, ids, .. }
+                | Op::Depthwise { src, ids, .. } => ids.first().map(|id| (*id, groups[src.buf])),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Operations that run in INT8.
     pub fn int8_ops(&self) -> usize {
         self.ops
             .iter()
-            .filter(|op| matches!(op, Op::QConv { .. }))
+            .filter(|op| match op {
+                Op::QConv { .. } => true,
+                Op::Depthwise { pd, .. } => pd.int8.is_some(),
+                _ => false,
+            })
             .count()
     }
 
@@ -887,28 +1064,19 @@ impl Engine {
             par_ranges(h, parallel, &job);
         }
         // Pointers taken once: the slots were sized above and are not resized during the pass.
-        let bases: Vec<*mut f32> = ws.slots.iter_mut().map(|s| s.as_mut_ptr()).collect();
-        let at = |v: View| -> (*mut f32, usize, usize, usize) {
-            let (h, w) = dims[v.buf];
-            // SAFETY: `off` is below the buffer's channel count, within the slot sized above.
-            let p = unsafe { bases[slot_of[v.buf]].add(v.off) };
-            (p, h, w, self.channels[v.buf])
-        };
-        let src = |v: View| {
-            let (ptr, h, w, stride) = at(v);
-            Src { ptr, h, w, stride }
-        };
-        let dst = |v: View| {
-            let (ptr, h, w, stride) = at(v);
-            Dst { ptr, h, w, stride }
+        let maps = Maps {
+            bases: ws.slots.iter_mut().map(|s| s.as_mut_ptr()).collect(),
+            dims,
+            slot_of,
+            channels: &self.channels,
         };
         for (oi, op) in self.ops.iter().enumerate() {
             if let Some(h) = hook.as_deref_mut() {
-                h(oi, op, &src);
+                h(oi, op, &maps);
             }
             // No clock read unless timed: in a browser each is a call out to JavaScript.
             let t0 = times.is_some().then(crate::clock::Instant::now);
-            op.run(self.level, &src, &dst, &ws.zeros, &mut ws.qbuf, parallel);
+            op.run(self.level, &maps, &ws.zeros, &mut ws.qbuf, parallel);
             if let (Some(t), Some(t0)) = (times.as_deref_mut(), t0) {
                 t[oi] += t0.elapsed().as_secs_f64() * 1e3;
             }

@@ -6,8 +6,8 @@ use super::conv::PackedConv;
 use super::depthwise::PackedDepthwise;
 use super::graph::ConvWeights;
 use super::ops::{self, Affine, Ew, EwJob};
-use super::qconv::PackedQConv;
-use super::{Act, Dst, Level, Src, Unary};
+use super::qconv::{PackedQConv, QInput, QOutput, QuantIn};
+use super::{Act, Dst, Level, Maps, Src, Unary};
 use model::burn::module::ParamId;
 use model::burn::tensor::{Device, Tensor, TensorData};
 use model::nn::Conv2d;
@@ -33,7 +33,8 @@ pub enum Op {
         /// The float weights, kept by an engine made for calibration (to measure each layer's INT8 error).
         raw: Option<Box<ConvWeights>>,
     },
-    /// An INT8 convolution: the input quantized into the workspace's byte buffer first.
+    /// An INT8 convolution: the input quantized into the workspace's byte buffer first, unless it is a u8
+    /// map already ([`super::qmaps`]).
     QConv {
         pq: PackedQConv,
         src: View,
@@ -42,12 +43,26 @@ pub enum Op {
         add: Option<View>,
         /// The parameters of its weights (several when stacked).
         ids: Vec<ParamId>,
+        /// The input is a u8 map (quantized with `pq.x`).
+        src_u8: bool,
+        /// The output is a u8 map with this quantization.
+        out: Option<QuantIn>,
     },
+    /// Float, or INT8 (`pd.int8`: the input quantized into the workspace's byte buffer first unless it is
+    /// a u8 map).
     Depthwise {
         pd: PackedDepthwise,
         src: View,
         dst: View,
         act: Act,
+        /// The parameters of its weights (calibration reads their inputs).
+        ids: Vec<ParamId>,
+        /// The float weights, kept by an engine made for calibration.
+        raw: Option<Box<ConvWeights>>,
+        /// The input is a u8 map (quantized with `pd.int8`'s `x`).
+        src_u8: bool,
+        /// The output is a u8 map with this quantization.
+        out: Option<QuantIn>,
     },
     /// A convolution without an engine kernel (dilation), run by burn on this one operation.
     Fallback {
@@ -87,6 +102,8 @@ pub enum Op {
         c: usize,
         src: View,
         dst: View,
+        /// On u8 maps.
+        u8: bool,
     },
     ZeroPad {
         pad: (usize, usize, usize, usize),
@@ -99,6 +116,8 @@ pub enum Op {
         c: usize,
         src: View,
         dst: View,
+        /// On u8 maps.
+        u8: bool,
     },
     GlobalAvgPool {
         c: usize,
@@ -114,6 +133,8 @@ pub enum Op {
         c: usize,
         src: View,
         dst: View,
+        /// On u8 maps.
+        u8: bool,
     },
 }
 
@@ -237,6 +258,7 @@ impl Op {
     /// What the operation is, for the per-operation profile.
     pub fn describe(&self) -> String {
         let plus = |add: &Option<View>| if add.is_some() { " +add" } else { "" };
+        let u8s = |u8: bool| if u8 { " u8" } else { "" };
         match self {
             Op::Conv { pc, act, add, .. } => format!(
                 "conv {k}x{k}/{s} {}->{} {act:?}{}",
@@ -246,17 +268,38 @@ impl Op {
                 k = pc.k,
                 s = pc.s
             ),
-            Op::QConv { pq, act, add, .. } => format!(
-                "int8 conv {k}x{k}/{s} {}->{} {act:?}{}",
+            Op::QConv {
+                pq,
+                act,
+                add,
+                src_u8,
+                out,
+                ..
+            } => format!(
+                "int8 conv {k}x{k}/{s} {}->{} {act:?}{}{}{}",
                 pq.cin,
                 pq.cout,
                 plus(add),
+                if *src_u8 { " u8 in" } else { "" },
+                if out.is_some() { " u8 out" } else { "" },
                 k = pq.k,
                 s = pq.s
             ),
-            Op::Depthwise { pd, act, .. } => {
-                format!("depthwise {k}x{k}/{s} {} {act:?}", pd.c, k = pd.k, s = pd.s)
-            }
+            Op::Depthwise {
+                pd,
+                act,
+                src_u8,
+                out,
+                ..
+            } => format!(
+                "{}depthwise {k}x{k}/{s} {} {act:?}{}{}",
+                if pd.int8.is_some() { "int8 " } else { "" },
+                pd.c,
+                if *src_u8 { " u8 in" } else { "" },
+                if out.is_some() { " u8 out" } else { "" },
+                k = pd.k,
+                s = pd.s
+            ),
             Op::Fallback { conv, act, .. } => {
                 let [co, ci, k, _] = conv.weight.shape().dims::<4>();
                 format!("conv {k}x{k} d{} {ci}->{co} {act:?} (burn)", conv.dilation)
@@ -266,28 +309,24 @@ impl Op {
             }
             Op::Affine { a, act, add, .. } => format!("batchnorm {} {act:?}{}", a.c, plus(add)),
             Op::Elementwise { kind, c, act, .. } => format!("{kind:?} {c} {act:?}"),
-            Op::MaxPool { k, s, c, .. } => format!("maxpool {k}x{k}/{s} {c}"),
+            Op::MaxPool { k, s, c, u8, .. } => {
+                format!("maxpool {k}x{k}/{s} {c}{}", u8s(*u8))
+            }
             Op::ZeroPad { c, pad, .. } => format!("zero pad {pad:?} {c}"),
-            Op::Upsample { s, c, .. } => format!("upsample x{s} {c}"),
+            Op::Upsample { s, c, u8, .. } => format!("upsample x{s} {c}{}", u8s(*u8)),
             Op::GlobalAvgPool { c, .. } => format!("global average pool {c}"),
             Op::Attention { shape, .. } => format!(
                 "attention {} heads x ({} + {})",
                 shape.heads, shape.key_dim, shape.head_dim
             ),
-            Op::Copy { c, .. } => format!("copy {c}"),
+            Op::Copy { c, u8, .. } => format!("copy {c}{}", u8s(*u8)),
         }
     }
 
-    /// Runs the operation; `view(v)` gives a view's source and destination pointers with their geometry.
-    pub fn run(
-        &self,
-        level: Level,
-        src: &dyn Fn(View) -> Src,
-        dst: &dyn Fn(View) -> Dst,
-        zeros: &[f32],
-        qbuf: &mut [u8],
-        parallel: bool,
-    ) {
+    /// Runs the operation on the buffers of `maps`.
+    pub fn run(&self, level: Level, maps: &Maps, zeros: &[f32], qbuf: &mut [u8], parallel: bool) {
+        let src = |v: View| maps.src(v);
+        let dst = |v: View| maps.dst(v);
         match self {
             Op::Conv {
                 pc,
@@ -303,14 +342,41 @@ impl Op {
                 dst: d,
                 act,
                 add,
+                src_u8,
+                out,
                 ..
-            } => pq.run(src(*s), dst(*d), *act, add.map(src), qbuf, parallel),
+            } => {
+                let input = if *src_u8 {
+                    QInput::Quantized(maps.qsrc(*s))
+                } else {
+                    QInput::Float(src(*s), qbuf)
+                };
+                let output = match out {
+                    Some(q) => QOutput::Quantized(maps.qdst(*d), *q),
+                    None => QOutput::Float(dst(*d)),
+                };
+                pq.run(input, output, *act, add.map(src), parallel)
+            }
             Op::Depthwise {
                 pd,
                 src: s,
                 dst: d,
                 act,
-            } => pd.run(src(*s), dst(*d), *act, parallel),
+                src_u8,
+                out,
+                ..
+            } => {
+                let input = if *src_u8 {
+                    QInput::Quantized(maps.qsrc(*s))
+                } else {
+                    QInput::Float(src(*s), qbuf)
+                };
+                let output = match out {
+                    Some(q) => QOutput::Quantized(maps.qdst(*d), *q),
+                    None => QOutput::Float(dst(*d)),
+                };
+                pd.run_with(input, output, *act, parallel)
+            }
             Op::Fallback {
                 conv,
                 act,
@@ -364,7 +430,14 @@ impl Op {
                 c,
                 src: x,
                 dst: d,
-            } => ops::max_pool(src(*x), dst(*d), *c, *k, *s, *p, parallel),
+                u8,
+            } => {
+                if *u8 {
+                    ops::max_pool(maps.qsrc(*x), maps.qdst(*d), *c, *k, *s, *p, parallel)
+                } else {
+                    ops::max_pool(src(*x), dst(*d), *c, *k, *s, *p, parallel)
+                }
+            }
             Op::ZeroPad {
                 pad,
                 c,
@@ -376,14 +449,32 @@ impl Op {
                 c,
                 src: x,
                 dst: d,
-            } => ops::upsample(src(*x), dst(*d), *c, *s),
+                u8,
+            } => {
+                if *u8 {
+                    ops::upsample(maps.qsrc(*x), maps.qdst(*d), *c, *s)
+                } else {
+                    ops::upsample(src(*x), dst(*d), *c, *s)
+                }
+            }
             Op::GlobalAvgPool { c, src: x, dst: d } => ops::global_avg_pool(src(*x), dst(*d), *c),
             Op::Attention {
                 shape,
                 src: x,
                 dst: d,
             } => attention(level, *shape, src(*x), dst(*d), parallel),
-            Op::Copy { c, src: x, dst: d } => ops::copy(src(*x), dst(*d), *c),
+            Op::Copy {
+                c,
+                src: x,
+                dst: d,
+                u8,
+            } => {
+                if *u8 {
+                    ops::copy(maps.qsrc(*x), maps.qdst(*d), *c)
+                } else {
+                    ops::copy(src(*x), dst(*d), *c)
+                }
+            }
         }
     }
 }

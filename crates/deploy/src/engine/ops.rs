@@ -6,7 +6,15 @@ use super::simd::{Isa, Level};
 use super::{par_ranges, Act, Dst, Src, Unary};
 
 /// `k x k` max pooling with stride `s` and padding `p` (padding never wins, as in PyTorch). Channels `0..c`.
-pub fn max_pool(src: Src, dst: Dst, c: usize, k: usize, s: usize, p: usize, parallel: bool) {
+pub fn max_pool<T: PoolValue>(
+    src: Src<T>,
+    dst: Dst<T>,
+    c: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    parallel: bool,
+) {
     let job = |y0: usize, y1: usize| {
         // Whole views, not their pointer fields, are captured (the views are Sync).
         let (src, dst) = (src, dst);
@@ -16,7 +24,7 @@ pub fn max_pool(src: Src, dst: Dst, c: usize, k: usize, s: usize, p: usize, para
                 let out = unsafe {
                     std::slice::from_raw_parts_mut(dst.ptr.add((oy * dst.w + ox) * dst.stride), c)
                 };
-                out.fill(f32::NEG_INFINITY);
+                out.fill(T::LOWEST);
                 // The window clamped to the map once per pixel (padding never wins).
                 let window = |o: usize, n: usize| {
                     let lo = (o * s).saturating_sub(p);
@@ -33,8 +41,7 @@ pub fn max_pool(src: Src, dst: Dst, c: usize, k: usize, s: usize, p: usize, para
                             )
                         };
                         for (o, &i) in out.iter_mut().zip(inp) {
-                            // Not f32::max: NaN must propagate as in PyTorch.
-                            *o = if i > *o || i.is_nan() { i } else { *o };
+                            *o = T::max(*o, i);
                         }
                     }
                 }
@@ -42,6 +49,33 @@ pub fn max_pool(src: Src, dst: Dst, c: usize, k: usize, s: usize, p: usize, para
         }
     };
     par_ranges(dst.h, parallel, &job);
+}
+
+/// What max pooling compares: float32 maps, or u8 maps (quantization is monotone).
+pub trait PoolValue: Copy + Send + Sync {
+    const LOWEST: Self;
+    fn max(cur: Self, new: Self) -> Self;
+}
+
+impl PoolValue for f32 {
+    const LOWEST: f32 = f32::NEG_INFINITY;
+    #[inline(always)]
+    fn max(cur: f32, new: f32) -> f32 {
+        // Not f32::max: NaN must propagate as in PyTorch.
+        if new > cur || new.is_nan() {
+            new
+        } else {
+            cur
+        }
+    }
+}
+
+impl PoolValue for u8 {
+    const LOWEST: u8 = 0;
+    #[inline(always)]
+    fn max(cur: u8, new: u8) -> u8 {
+        cur.max(new)
+    }
 }
 
 /// Zero padding: `dst` is `src` with `(left, right, top, bottom)` zero pixels around it. Channels `0..c`.
@@ -68,7 +102,7 @@ pub fn zero_pad(src: Src, dst: Dst, c: usize, pad: (usize, usize, usize, usize))
 }
 
 /// Nearest-neighbour upsampling by `s`, channels `0..c`.
-pub fn upsample(src: Src, dst: Dst, c: usize, s: usize) {
+pub fn upsample<T: Copy>(src: Src<T>, dst: Dst<T>, c: usize, s: usize) {
     for oy in 0..dst.h {
         for ox in 0..dst.w {
             // SAFETY: views valid for their geometry; source and destination never overlap.
@@ -84,7 +118,7 @@ pub fn upsample(src: Src, dst: Dst, c: usize, s: usize) {
 }
 
 /// Copies channels `0..c` of every pixel (a Concat input that could not be written in place).
-pub fn copy(src: Src, dst: Dst, c: usize) {
+pub fn copy<T: Copy>(src: Src<T>, dst: Dst<T>, c: usize) {
     for i in 0..src.h * src.w {
         // SAFETY: views valid for their geometry; source and destination never overlap.
         unsafe {

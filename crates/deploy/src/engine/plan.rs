@@ -41,11 +41,13 @@ struct Planner<'a> {
 pub type QuantTable = HashMap<ParamId, QuantIn>;
 
 /// How convolutions are planned: in INT8 where `quant` has their parameters, and with their float weights
-/// kept when `keep_weights` (calibration).
+/// kept when `keep_weights` (calibration); `u8_maps`: maps only INT8 operations read are stored as u8
+/// ([`super::qmaps`], after planning).
 #[derive(Clone, Copy, Default)]
 pub(super) struct Options<'a> {
     pub quant: Option<&'a QuantTable>,
     pub keep_weights: bool,
+    pub u8_maps: bool,
 }
 
 pub(super) fn plan(g: &Graph, level: Level, opts: Options<'_>) -> Plan {
@@ -85,6 +87,7 @@ pub(super) fn plan(g: &Graph, level: Level, opts: Options<'_>) -> Plan {
                 c,
                 src: v,
                 dst: View { buf: b, off: 0 },
+                u8: false,
             });
             outputs.push(b);
         }
@@ -235,6 +238,7 @@ impl Planner<'_> {
                             c: cx,
                             src: v,
                             dst: at,
+                            u8: false,
                         });
                     }
                     off += cx;
@@ -248,6 +252,7 @@ impl Planner<'_> {
                 c,
                 src: self.view(*x),
                 dst,
+                u8: false,
             },
             NodeOp::ZeroPad { x, pad } => Op::ZeroPad {
                 pad: *pad,
@@ -260,6 +265,7 @@ impl Planner<'_> {
                 c,
                 src: self.view(*x),
                 dst,
+                u8: false,
             },
             NodeOp::GlobalAvgPool { x } => Op::GlobalAvgPool {
                 c,
@@ -298,13 +304,17 @@ impl Planner<'_> {
     /// The input quantization of a dense convolution that runs in INT8: every parameter it computes is in
     /// the table, with the same input parameters (stacked convs read one map).
     fn int8(&self, w: &ConvWeights) -> Option<QuantIn> {
-        let table = self.quant?;
-        if w.groups != 1 || w.dilated.is_some() || w.ids.is_empty() {
+        if w.groups != 1 || w.dilated.is_some() {
             return None;
         }
-        let first = *table.get(&w.ids[0])?;
-        w.ids
-            .iter()
+        self.int8_of(&w.ids)
+    }
+
+    /// The input quantization every one of `ids` has in the table (none if one is missing or differs).
+    fn int8_of(&self, ids: &[ParamId]) -> Option<QuantIn> {
+        let table = self.quant?;
+        let first = *table.get(ids.first()?)?;
+        ids.iter()
             .all(|id| table.get(id) == Some(&first))
             .then_some(first)
     }
@@ -321,11 +331,21 @@ impl Planner<'_> {
             return;
         }
         if w.depthwise() && add.is_none() {
+            let pd = match self.int8_of(&w.ids) {
+                Some(x) => {
+                    PackedDepthwise::new_int8(self.level, &w.w, &w.b, w.cout, w.k, w.s, w.p, x)
+                }
+                None => PackedDepthwise::new(self.level, &w.w, &w.b, w.cout, w.k, w.s, w.p),
+            };
             self.ops.push(Op::Depthwise {
-                pd: PackedDepthwise::new(self.level, &w.w, &w.b, w.cout, w.k, w.s, w.p),
+                pd,
                 src,
                 dst,
                 act,
+                ids: w.ids.clone(),
+                raw: self.keep_weights.then(|| Box::new(w.clone())),
+                src_u8: false,
+                out: None,
             });
             return;
         }
@@ -337,6 +357,8 @@ impl Planner<'_> {
                 act,
                 add,
                 ids: w.ids.clone(),
+                src_u8: false,
+                out: None,
             });
             return;
         }

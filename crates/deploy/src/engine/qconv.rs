@@ -1,9 +1,10 @@
-//! INT8 dense convolution: the input map quantized per tensor to u8 (scale and zero point from calibration),
-//! weights symmetric per output channel in s8, products summed exactly in i32, then dequantized in the
-//! epilogue (`(acc - zero * sum(w)) * x_scale * w_scale + bias`) where bias, activation and the residual add
-//! run as in the float kernel, so the map written is float32 like every other map. The quantize-dequantize
-//! points are those of a QDQ graph with Q/DQ on each quantized convolution's input and weight (NNCF's and
-//! OpenVINO's placement), so a QDQ ONNX of the same numbers is a reference for it.
+//! INT8 dense convolution: the input map quantized per tensor to u8 (scale and zero point from calibration;
+//! a u8 map already, [`super::qmaps`]), weights symmetric per output channel in s8, products summed exactly in
+//! i32, then dequantized in the epilogue (`(acc - zero * sum(w)) * x_scale * w_scale + bias`) where bias,
+//! activation and the residual add run as in the float kernel; the result is stored as float32, or requantized
+//! with its readers' parameters into a u8 map. The quantize-dequantize points are those of a QDQ graph with
+//! Q/DQ on each quantized convolution's input and weight (NNCF's and OpenVINO's placement), so a QDQ ONNX of
+//! the same numbers is a reference for it.
 //!
 //! Weights use 7 bits (`-63..=63`): AVX2's `vpmaddubsw` adds two u8 x s8 products into an i16 with saturation,
 //! and 2 x 255 x 63 = 32130 never saturates, on every CPU the same (oneDNN and ONNX Runtime reduce the
@@ -171,37 +172,48 @@ impl PackedQConv {
         h * w * self.cin4
     }
 
-    /// Quantizes `src` into `q` (`qbytes` long), then convolves into `dst` with `act` and `add` as
-    /// [`super::conv::PackedConv::run`].
-    pub fn run(
-        &self,
-        src: Src,
-        dst: Dst,
-        act: Act,
-        add: Option<Src>,
-        q: &mut [u8],
-        parallel: bool,
-    ) {
-        let q = &mut q[..self.qbytes(src.h, src.w)];
-        let qp = QPtr(q.as_mut_ptr());
-        let quant = |y0: usize, y1: usize| {
-            // Whole values captured, not their pointer fields (the views are Sync).
-            let (qp, src) = (qp, src);
-            // SAFETY: rows y0..y1 lie inside the view (`cin` channels per pixel) and `q` (`cin4` bytes per
-            // pixel); threads quantize disjoint rows; the level was detected on this CPU.
-            unsafe { quantize_on(self.level, self, src, qp.0, y0, y1) }
+    /// Convolves `input` (quantized first into its byte buffer, `qbytes` long, when it is float) into
+    /// `output` with `act` and `add` as [`super::conv::PackedConv::run`].
+    pub fn run(&self, input: QInput, output: QOutput, act: Act, add: Option<Src>, parallel: bool) {
+        let qsrc = match input {
+            QInput::Quantized(v) => v,
+            QInput::Float(src, q) => {
+                let q = &mut q[..self.qbytes(src.h, src.w)];
+                let qp = QPtr(q.as_mut_ptr());
+                let quant = |y0: usize, y1: usize| {
+                    // Whole values captured, not their pointer fields (the views are Sync).
+                    let (qp, src) = (qp, src);
+                    // SAFETY: rows y0..y1 lie inside the view (`cin` channels per pixel) and `q` (`cin4` bytes
+                    // per pixel); threads quantize disjoint rows; the level was detected on this CPU.
+                    unsafe { quantize_on(self.level, self, src, qp.0, y0, y1) }
+                };
+                par_ranges(src.h, parallel, &quant);
+                Src {
+                    ptr: q.as_ptr(),
+                    h: src.h,
+                    w: src.w,
+                    stride: self.cin4,
+                }
+            }
         };
-        par_ranges(src.h, parallel, &quant);
-        let qsrc = QSrc {
-            ptr: q.as_ptr(),
-            h: src.h,
-            w: src.w,
+        let (dst, out) = match output {
+            QOutput::Float(d) => (d, None),
+            QOutput::Quantized(d, q) => (
+                Dst {
+                    ptr: d.ptr as *mut f32,
+                    h: d.h,
+                    w: d.w,
+                    stride: d.stride,
+                },
+                Some(q),
+            ),
         };
         let tiles = (dst.h * dst.w).div_ceil(MR);
         let job = QJob {
             pc: self,
             src: qsrc,
             dst,
+            out,
             act,
             add,
         };
@@ -227,18 +239,26 @@ unsafe impl Send for QPtr {}
 // SAFETY: as above.
 unsafe impl Sync for QPtr {}
 
-/// The quantized input map: `h * w` pixels of `cin4` bytes.
-#[derive(Clone, Copy)]
-struct QSrc {
-    ptr: *const u8,
-    h: usize,
-    w: usize,
+/// An INT8 convolution's input: a u8 map (its pixels may hold more channels than `cin`; the weights of
+/// the channels past `cin` in the last group of four are zero), or a float map and the bytes to quantize it
+/// into.
+pub enum QInput<'a> {
+    Quantized(Src<u8>),
+    Float(Src, &'a mut [u8]),
+}
+
+/// An INT8 convolution's output: float32, or requantized into a u8 map.
+pub enum QOutput {
+    Float(Dst),
+    Quantized(Dst<u8>, QuantIn),
 }
 
 struct QJob<'a> {
     pc: &'a PackedQConv,
-    src: QSrc,
+    src: Src<u8>,
+    /// Float32, or (with `out`) a u8 map's pointer and geometry.
     dst: Dst,
+    out: Option<QuantIn>,
     act: Act,
     add: Option<Src>,
 }
@@ -304,6 +324,23 @@ pub(super) trait QMac: Isa {
         tile: *mut f32,
     ) {
         Self::qtile(rows, groups, w, ep, tile)
+    }
+
+    /// `n <= LANES` bytes as floats (the other lanes zero).
+    ///
+    /// # Safety
+    /// Compiled with the ISA's target features; `p` valid for `n` bytes.
+    #[inline(always)]
+    unsafe fn load_u8(p: *const u8, n: usize) -> Self::V {
+        let mut f = [0.0f32; 16];
+        for (i, v) in f.iter_mut().enumerate().take(n) {
+            *v = *p.add(i) as f32;
+        }
+        if n == Self::LANES {
+            Self::load(f.as_ptr())
+        } else {
+            Self::load_n(f.as_ptr(), n)
+        }
     }
 
     /// `dst[i] = clamp(round_half_even(src[i] * inv) + zero, 0, 255)` for `n` values.
@@ -509,6 +546,18 @@ unsafe fn quantize_row_avx2(src: *const f32, n: usize, inv: f32, zero: u8, dst: 
         _mm256_storeu_si256(dst.add(i) as *mut __m256i, bytes);
         i += 32;
     }
+    while i + 8 <= n {
+        let v = _mm256_add_epi32(
+            _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(src.add(i)), vinv)),
+            vzero,
+        );
+        // In-lane packs: the low 4 bytes of each 128-bit lane are the lane's 4 values.
+        let b = _mm256_packus_epi16(_mm256_packs_epi32(v, v), _mm256_setzero_si256());
+        let lo = _mm256_castsi256_si128(b);
+        let hi = _mm256_extracti128_si256::<1>(b);
+        _mm_storel_epi64(dst.add(i) as *mut __m128i, _mm_unpacklo_epi32(lo, hi));
+        i += 8;
+    }
     while i < n {
         *dst.add(i) = quantize_one(*src.add(i), inv, zero);
         i += 1;
@@ -516,10 +565,38 @@ unsafe fn quantize_row_avx2(src: *const f32, n: usize, inv: f32, zero: u8, dst: 
 }
 
 #[cfg(target_arch = "x86_64")]
-impl QMac for super::simd::Avx2 {}
+impl QMac for super::simd::Avx2 {
+    #[inline(always)]
+    unsafe fn load_u8(p: *const u8, n: usize) -> std::arch::x86_64::__m256 {
+        use std::arch::x86_64::*;
+        if n == 8 {
+            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i)))
+        } else {
+            let mut b = [0u8; 8];
+            std::ptr::copy_nonoverlapping(p, b.as_mut_ptr(), n);
+            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                b.as_ptr() as *const __m128i
+            )))
+        }
+    }
+}
 
 #[cfg(target_arch = "x86_64")]
 impl QMac for super::simd::Avx512 {
+    #[inline(always)]
+    unsafe fn load_u8(p: *const u8, n: usize) -> std::arch::x86_64::__m512 {
+        use std::arch::x86_64::*;
+        if n == 16 {
+            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i)))
+        } else {
+            let mut b = [0u8; 16];
+            std::ptr::copy_nonoverlapping(p, b.as_mut_ptr(), n);
+            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                b.as_ptr() as *const __m128i
+            )))
+        }
+    }
+
     #[inline(always)]
     unsafe fn qtile_vnni(
         rows: &[[*const u8; MR]],
@@ -567,7 +644,8 @@ unsafe fn qtiles<I: QMac, const USE_VNNI: bool>(job: &QJob, t0: usize, t1: usize
                 for kx in 0..k {
                     let ix = (ox * s + kx) as isize - p as isize;
                     rows[ky * k + kx][r] = if row_in && ix >= 0 && (ix as usize) < src.w {
-                        src.ptr.add((iy as usize * src.w + ix as usize) * pc.cin4)
+                        src.ptr
+                            .add((iy as usize * src.w + ix as usize) * src.stride)
                     } else {
                         zero
                     };
@@ -599,8 +677,17 @@ unsafe fn qtiles<I: QMac, const USE_VNNI: bool>(job: &QJob, t0: usize, t1: usize
             let ncols = (pc.cout - col).min(NR);
             for r in 0..valid {
                 let mi = m0 + r;
-                let out = dst.ptr.add(mi * dst.stride + col);
                 let acc = tp.add(r * NR);
+                if let Some(q) = job.out {
+                    // Requantized as the reader would quantize the float this row would have stored.
+                    if let Some(a) = job.add {
+                        store_row::<I, true>(acc, acc, a.ptr.add(mi * a.stride + col), ncols);
+                    }
+                    let out = (dst.ptr as *mut u8).add(mi * dst.stride + col);
+                    I::quantize_row(acc, ncols, 1.0 / q.scale, q.zero, out);
+                    continue;
+                }
+                let out = dst.ptr.add(mi * dst.stride + col);
                 match job.add {
                     Some(a) => {
                         let ap = a.ptr.add(mi * a.stride + col);

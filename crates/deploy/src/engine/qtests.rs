@@ -2,7 +2,7 @@
 //! grid, so the i32 sum of `(q - zero) * w` is known exactly and the kernel's float output is that sum times
 //! the two scales plus the bias (the same float operations), for every ISA this CPU has.
 
-use super::qconv::{quantize_weights, PackedQConv, QuantIn, W_MAX};
+use super::qconv::{quantize_weights, PackedQConv, QInput, QOutput, QuantIn, W_MAX};
 use super::simd::Level;
 use super::{Act, Dst, Src};
 
@@ -118,8 +118,52 @@ fn check_kernel(
         w: ow,
         stride: c.cout,
     });
+    // The input as a u8 map: the channels past `cin` hold bytes the (zero) padding weights must ignore.
+    let mut xb = vec![0xA5u8; c.h * c.w * c.stride + 4];
+    for pix in 0..c.h * c.w {
+        for ch in 0..c.cin {
+            xb[pix * c.stride + ch] = x_q[pix * c.cin + ch] as u8;
+        }
+    }
+    let qsrc = Src {
+        ptr: xb.as_ptr(),
+        h: c.h,
+        w: c.w,
+        stride: c.stride,
+    };
+    let oq = QuantIn {
+        scale: 0.05,
+        zero: 100,
+    };
     for parallel in [false, true] {
-        pc.run(src, dst, c.act, add_src, &mut qbuf, parallel);
+        let float_in = QInput::Float(src, &mut qbuf);
+        pc.run(float_in, QOutput::Float(dst), c.act, add_src, parallel);
+        // From a u8 map, and requantized into one: the same floats, and those floats quantized.
+        let mut y2 = vec![0.0f32; y.len()];
+        let dst2 = Dst {
+            ptr: y2.as_mut_ptr(),
+            ..dst
+        };
+        let u8_in = QInput::Quantized(qsrc);
+        pc.run(u8_in, QOutput::Float(dst2), c.act, add_src, parallel);
+        assert_eq!(y2, y, "u8 map input");
+        let mut yb = vec![0u8; y.len()];
+        let qdst = Dst {
+            ptr: yb.as_mut_ptr(),
+            h: oh,
+            w: ow,
+            stride: c.cout,
+        };
+        let u8_in = QInput::Quantized(qsrc);
+        pc.run(
+            u8_in,
+            QOutput::Quantized(qdst, oq),
+            c.act,
+            add_src,
+            parallel,
+        );
+        let want: Vec<u8> = y.iter().map(|&v| oq.quantize(v)).collect();
+        assert_eq!(yb, want, "u8 map output");
         for oy in 0..oh {
             for ox in 0..ow {
                 for co in 0..c.cout {
@@ -241,4 +285,117 @@ fn quantization_parameters_hold_the_range_and_an_exact_zero() {
     let (w, s) = quantize_weights(&[0.0, 0.0, 0.0, -1.0, 0.75, 0.25], 2);
     assert_eq!(s[0], 1.0, "an all-zero channel keeps scale 1");
     assert_eq!(&w[3..], &[-W_MAX as i8, 47, 16]);
+}
+
+/// The INT8 depthwise kernel (float sums of integer values, see `depthwise.rs`) against the textbook i32 sum:
+/// odd channel counts (a partial vector), strides, padding (the border taps left out), every activation; from
+/// a float map and from a u8 map (the same floats), and requantized into a u8 map.
+#[test]
+fn int8_depthwise_matches_the_integer_sum() {
+    use super::depthwise::PackedDepthwise;
+    let cases = [
+        (5, 3, 1, 1, 7, 9, Act::Relu),
+        (19, 3, 2, 1, 8, 7, Act::Silu),
+        (33, 5, 1, 2, 6, 6, Act::None),
+        (16, 3, 1, 0, 5, 5, Act::Relu),
+    ];
+    for level in levels() {
+        for (i, &(c, k, s, p, h, w, act)) in cases.iter().enumerate() {
+            let taps = k * k;
+            let x_q = ints(h * w * c, 0, 255, 300 + i as u64);
+            let mut w_q = ints(c * taps, -W_MAX, W_MAX, 400 + i as u64);
+            for ch in 0..c {
+                w_q[ch * taps] = if ch % 2 == 0 { W_MAX } else { -W_MAX };
+            }
+            let ws: Vec<f32> = (0..c).map(|ch| 0.02 + ch as f32 * 0.001).collect();
+            let wf: Vec<f32> = (0..c * taps)
+                .map(|j| w_q[j] as f32 * ws[j / taps])
+                .collect();
+            let bias: Vec<f32> = (0..c).map(|ch| ch as f32 * 0.1 - 0.5).collect();
+            let qin = QuantIn {
+                scale: 0.03,
+                zero: (i * 50) as u8,
+            };
+            let pd = PackedDepthwise::new_int8(level, &wf, &bias, c, k, s, p, qin);
+            let x: Vec<f32> = x_q
+                .iter()
+                .map(|&v| (v - qin.zero as i32) as f32 * qin.scale)
+                .collect();
+            let xb: Vec<u8> = x_q.iter().map(|&v| v as u8).collect();
+            let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            let mut y = vec![0.0f32; oh * ow * c];
+            let mut y2 = vec![0.0f32; oh * ow * c];
+            let mut yb = vec![0u8; oh * ow * c];
+            let mut qbuf = vec![0u8; pd.qbytes(h, w)];
+            let src = Src {
+                ptr: x.as_ptr(),
+                h,
+                w,
+                stride: c,
+            };
+            let qsrc = Src {
+                ptr: xb.as_ptr(),
+                h,
+                w,
+                stride: c,
+            };
+            let dst = |ptr: *mut f32| Dst {
+                ptr,
+                h: oh,
+                w: ow,
+                stride: c,
+            };
+            let oq = QuantIn {
+                scale: 0.04,
+                zero: 60,
+            };
+            for parallel in [false, true] {
+                let input = QInput::Float(src, &mut qbuf);
+                pd.run_with(input, QOutput::Float(dst(y.as_mut_ptr())), act, parallel);
+                let input = QInput::Quantized(qsrc);
+                pd.run_with(input, QOutput::Float(dst(y2.as_mut_ptr())), act, parallel);
+                assert_eq!(y2, y, "{level:?} case {i}: u8 map input");
+                let qdst = Dst {
+                    ptr: yb.as_mut_ptr(),
+                    h: oh,
+                    w: ow,
+                    stride: c,
+                };
+                let input = QInput::Quantized(qsrc);
+                pd.run_with(input, QOutput::Quantized(qdst, oq), act, parallel);
+                let want: Vec<u8> = y.iter().map(|&v| oq.quantize(v)).collect();
+                assert_eq!(yb, want, "{level:?} case {i}: u8 map output");
+            }
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    for ch in 0..c {
+                        let mut sum = 0i64;
+                        for ky in 0..k {
+                            for kx in 0..k {
+                                let iy = (oy * s + ky) as isize - p as isize;
+                                let ix = (ox * s + kx) as isize - p as isize;
+                                if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                    continue;
+                                }
+                                let xv =
+                                    x_q[(iy as usize * w + ix as usize) * c + ch] - qin.zero as i32;
+                                sum += xv as i64 * w_q[ch * taps + ky * k + kx] as i64;
+                            }
+                        }
+                        let pre = sum as f32 * (qin.scale * ws[ch]) + bias[ch];
+                        let want = match act {
+                            Act::None => pre,
+                            Act::Relu => pre.max(0.0),
+                            Act::Silu => pre / (1.0 + (-pre).exp()),
+                        };
+                        let got = y[(oy * ow + ox) * c + ch];
+                        assert!(
+                            (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                            "{level:?} c {c} k {k} s {s} p {p} at ({oy}, {ox}, {ch}): {got} vs {want} (sum {sum})"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
