@@ -703,9 +703,10 @@ impl Engine {
         let dims = &layout.dims;
         let mut out = vec![0.0f32; self.out_len(dims)];
         let mut ws = self.take_workspace();
-        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); self.ops.len() + 1];
+        // Each operation, then the decode, then the input's conversion to NHWC.
+        let mut samples: Vec<Vec<f64>> = vec![Vec::new(); self.ops.len() + 2];
         for _ in 0..iters.max(1) {
-            let mut t = vec![0.0; self.ops.len() + 1];
+            let mut t = vec![0.0; self.ops.len() + 2];
             self.run_image(
                 &mut ws,
                 &x[..3 * h * w],
@@ -721,26 +722,25 @@ impl Engine {
             }
         }
         self.give_workspace(ws);
-        let mut decode = samples.pop().unwrap_or_default();
-        decode.sort_by(f64::total_cmp);
-        let mut rows: Vec<(String, f64)> = self
-            .ops
-            .iter()
-            .zip(samples)
-            .map(|(op, mut s)| {
-                s.sort_by(f64::total_cmp);
-                let (oh, ow) = dims[op.writes()];
-                let what = op.describe();
-                (format!("{what} @{oh}x{ow}"), s[s.len() / 2])
-            })
-            .collect();
+        let median = |mut s: Vec<f64>| {
+            s.sort_by(f64::total_cmp);
+            s[s.len() / 2]
+        };
+        let input = median(samples.pop().unwrap_or_default());
+        let decode = median(samples.pop().unwrap_or_default());
+        let mut rows: Vec<(String, f64)> = vec![("input (NCHW to NHWC)".into(), input)];
+        rows.extend(self.ops.iter().zip(samples).map(|(op, s)| {
+            let (oh, ow) = dims[op.writes()];
+            let what = op.describe();
+            (format!("{what} @{oh}x{ow}"), median(s))
+        }));
         rows.push((
             if self.detect.classify {
                 "softmax".into()
             } else {
                 "decode (DFL, anchors, sigmoid)".into()
             },
-            decode[decode.len() / 2],
+            decode,
         ));
         Ok(rows)
     }
@@ -1041,6 +1041,7 @@ impl Engine {
             ws.qbuf.resize(layout.qneed, 0);
         }
         let (h, w) = dims[self.input];
+        let t0 = times.is_some().then(crate::clock::Instant::now);
         {
             // NCHW planes to NHWC pixels, rows split across threads for a single image.
             let inp = &mut ws.slots[slot_of[self.input]];
@@ -1062,6 +1063,9 @@ impl Engine {
                 }
             };
             par_ranges(h, parallel, &job);
+        }
+        if let (Some(t), Some(t0)) = (times.as_deref_mut(), t0) {
+            t[self.ops.len() + 1] += t0.elapsed().as_secs_f64() * 1e3;
         }
         // Pointers taken once: the slots were sized above and are not resized during the pass.
         let maps = Maps {

@@ -452,9 +452,9 @@ impl Op {
                 u8,
             } => {
                 if *u8 {
-                    ops::upsample(maps.qsrc(*x), maps.qdst(*d), *c, *s)
+                    ops::upsample(maps.qsrc(*x), maps.qdst(*d), *c, *s, parallel)
                 } else {
-                    ops::upsample(src(*x), dst(*d), *c, *s)
+                    ops::upsample(src(*x), dst(*d), *c, *s, parallel)
                 }
             }
             Op::GlobalAvgPool { c, src: x, dst: d } => ops::global_avg_pool(src(*x), dst(*d), *c),
@@ -470,9 +470,9 @@ impl Op {
                 u8,
             } => {
                 if *u8 {
-                    ops::copy(maps.qsrc(*x), maps.qdst(*d), *c)
+                    ops::copy(maps.qsrc(*x), maps.qdst(*d), *c, parallel)
                 } else {
-                    ops::copy(src(*x), dst(*d), *c)
+                    ops::copy(src(*x), dst(*d), *c, parallel)
                 }
             }
         }

@@ -15,9 +15,38 @@ pub fn max_pool<T: PoolValue>(
     p: usize,
     parallel: bool,
 ) {
+    // The window clamped to the map (padding never wins).
+    let window = move |o: usize, n: usize| {
+        let lo = (o * s).saturating_sub(p).min(n);
+        let hi = (o * s + k).saturating_sub(p).min(n);
+        lo..hi
+    };
     let job = |y0: usize, y1: usize| {
         // Whole views, not their pointer fields, are captured (the views are Sync).
         let (src, dst) = (src, dst);
+        if y0 >= y1 {
+            return;
+        }
+        // Separable: each input row's horizontal maxima once, then each output pixel the max of its
+        // window's rows (2k comparisons per value instead of k * k).
+        let r0 = window(y0, src.h).start;
+        let r1 = window(y1 - 1, src.h).end.max(r0);
+        let row = dst.w * c;
+        let mut hmax = vec![T::LOWEST; (r1 - r0) * row];
+        for iy in r0..r1 {
+            for ox in 0..dst.w {
+                let o = &mut hmax[(iy - r0) * row + ox * c..][..c];
+                for ix in window(ox, src.w) {
+                    // SAFETY: (iy, ix) is inside the source map, which holds `c` channels per pixel.
+                    let inp = unsafe {
+                        std::slice::from_raw_parts(src.ptr.add((iy * src.w + ix) * src.stride), c)
+                    };
+                    for (o, &i) in o.iter_mut().zip(inp) {
+                        *o = T::max(*o, i);
+                    }
+                }
+            }
+        }
         for oy in y0..y1 {
             for ox in 0..dst.w {
                 // SAFETY: views valid for their geometry; rows disjoint between jobs.
@@ -25,24 +54,10 @@ pub fn max_pool<T: PoolValue>(
                     std::slice::from_raw_parts_mut(dst.ptr.add((oy * dst.w + ox) * dst.stride), c)
                 };
                 out.fill(T::LOWEST);
-                // The window clamped to the map once per pixel (padding never wins).
-                let window = |o: usize, n: usize| {
-                    let lo = (o * s).saturating_sub(p);
-                    let hi = (o * s + k).saturating_sub(p).min(n);
-                    lo..hi
-                };
                 for iy in window(oy, src.h) {
-                    for ix in window(ox, src.w) {
-                        // SAFETY: (iy, ix) is inside the source map.
-                        let inp = unsafe {
-                            std::slice::from_raw_parts(
-                                src.ptr.add((iy * src.w + ix) * src.stride),
-                                c,
-                            )
-                        };
-                        for (o, &i) in out.iter_mut().zip(inp) {
-                            *o = T::max(*o, i);
-                        }
+                    let h = &hmax[(iy - r0) * row + ox * c..][..c];
+                    for (o, &i) in out.iter_mut().zip(h) {
+                        *o = T::max(*o, i);
                     }
                 }
             }
@@ -101,34 +116,51 @@ pub fn zero_pad(src: Src, dst: Dst, c: usize, pad: (usize, usize, usize, usize))
     }
 }
 
-/// Nearest-neighbour upsampling by `s`, channels `0..c`.
-pub fn upsample<T: Copy>(src: Src<T>, dst: Dst<T>, c: usize, s: usize) {
-    for oy in 0..dst.h {
-        for ox in 0..dst.w {
-            // SAFETY: views valid for their geometry; source and destination never overlap.
+/// Nearest-neighbour upsampling by `s`, channels `0..c`; output rows split across threads when `parallel`.
+pub fn upsample<T: Copy + Send + Sync>(
+    src: Src<T>,
+    dst: Dst<T>,
+    c: usize,
+    s: usize,
+    parallel: bool,
+) {
+    let job = |y0: usize, y1: usize| {
+        let (src, dst) = (src, dst);
+        for oy in y0..y1 {
+            for ox in 0..dst.w {
+                // SAFETY: views valid for their geometry; source and destination never overlap; rows
+                // disjoint between jobs.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        src.ptr.add(((oy / s) * src.w + ox / s) * src.stride),
+                        dst.ptr.add((oy * dst.w + ox) * dst.stride),
+                        c,
+                    );
+                }
+            }
+        }
+    };
+    par_ranges(dst.h, parallel, &job);
+}
+
+/// Copies channels `0..c` of every pixel (a Concat input that could not be written in place); rows split
+/// across threads when `parallel`.
+pub fn copy<T: Copy + Send + Sync>(src: Src<T>, dst: Dst<T>, c: usize, parallel: bool) {
+    let job = |y0: usize, y1: usize| {
+        let (src, dst) = (src, dst);
+        for i in y0 * src.w..y1 * src.w {
+            // SAFETY: views valid for their geometry; source and destination never overlap; rows disjoint
+            // between jobs.
             unsafe {
                 std::ptr::copy_nonoverlapping(
-                    src.ptr.add(((oy / s) * src.w + ox / s) * src.stride),
-                    dst.ptr.add((oy * dst.w + ox) * dst.stride),
+                    src.ptr.add(i * src.stride),
+                    dst.ptr.add(i * dst.stride),
                     c,
                 );
             }
         }
-    }
-}
-
-/// Copies channels `0..c` of every pixel (a Concat input that could not be written in place).
-pub fn copy<T: Copy>(src: Src<T>, dst: Dst<T>, c: usize) {
-    for i in 0..src.h * src.w {
-        // SAFETY: views valid for their geometry; source and destination never overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                src.ptr.add(i * src.stride),
-                dst.ptr.add(i * dst.stride),
-                c,
-            );
-        }
-    }
+    };
+    par_ranges(src.h, parallel, &job);
 }
 
 /// One Detect level's raw map (NHWC, `4 * reg_max + nc` channels) and its stride.

@@ -228,10 +228,51 @@ fn max_pool_matches_pytorch_semantics_including_nan() {
     let mut x = values(h * w * c, 5);
     x[(2 * w + 2) * c + 1] = f32::NAN;
     // k, s, p: SPPF's same-size 5x5, YOLOv3-tiny's 2x2 stride 2 and 2x2 stride 1, a padded stride 2.
-    for (k, s, p) in [(5, 1, 2), (2, 2, 0), (2, 1, 0), (3, 2, 1)] {
+    // Split across threads too (each job takes its own rows' horizontal maxima), and on u8 maps: the max of
+    // the quantized values is the quantized max.
+    let q = super::QuantIn::from_range(-3.0, 3.0);
+    let xq: Vec<u8> = x.iter().map(|&v| q.quantize(v)).collect();
+    for (k, s, p, parallel) in [
+        (5, 1, 2, false),
+        (2, 2, 0, false),
+        (2, 1, 0, false),
+        (3, 2, 1, false),
+        (5, 1, 2, true),
+        (3, 2, 1, true),
+    ] {
         let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         let mut y = vec![0.0f32; oh * ow * c];
-        ops::max_pool(src(&x, h, w, c), dst(&mut y, oh, ow, c), c, k, s, p, false);
+        ops::max_pool(
+            src(&x, h, w, c),
+            dst(&mut y, oh, ow, c),
+            c,
+            k,
+            s,
+            p,
+            parallel,
+        );
+        let mut yq = vec![0u8; oh * ow * c];
+        let (qs, qd) = (
+            Src {
+                ptr: xq.as_ptr(),
+                h,
+                w,
+                stride: c,
+            },
+            Dst {
+                ptr: yq.as_mut_ptr(),
+                h: oh,
+                w: ow,
+                stride: c,
+            },
+        );
+        ops::max_pool(qs, qd, c, k, s, p, parallel);
+        let nan_free: Vec<u8> = y
+            .iter()
+            .zip(&yq)
+            .map(|(&v, &b)| if v.is_nan() { b } else { q.quantize(v) })
+            .collect();
+        assert_eq!(yq, nan_free, "k{k} s{s} p{p}: u8 max pool");
         for oy in 0..oh {
             for ox in 0..ow {
                 for ch in 0..c {
