@@ -5,7 +5,8 @@
         [--val-imgsz 320] [--imgsz 640] [--batch 1,8] [--rounds 3] [--iters 10] [--threads 2]
 
 1. Ours: `deploy export --int8` (calibrated on the data's train images at --val-imgsz), `yolo val` of the float
-   and the INT8 file at --val-imgsz, and `deploy bench --weights INT8` (the engine in float and in INT8).
+   and the INT8 file at --val-imgsz, and `deploy bench --weights INT8` (the engine in float and in INT8, the
+   latter also with every map float32: what the u8 maps between INT8 layers gain).
 2. Ultralytics (needs `pip install ultralytics nncf openvino onnxruntime`): the same weights loaded into its
    DetectionModel (MobileOneBlock registered as scripts/mobileone.py does), reparameterized, then its own
    exports: ONNX, OpenVINO float32, and OpenVINO INT8 (`int8=True`, NNCF, calibrated on the same train
@@ -165,7 +166,8 @@ def main():
             out, _ = run([a.deploy, "bench", "--weights", int8, "--imgsz", str(a.imgsz), "--batch", str(b),
                           "--burn", "false", "--iters", str(a.iters), "--warmup", str(a.warmup), "--json"], env)
             for r in json.loads(out.strip().splitlines()[-1]):
-                name = {"engine fused": "ours float32", "engine int8": "ours INT8"}[r["variant"]]
+                name = {"engine fused": "ours float32", "engine int8": "ours INT8",
+                        "int8 f32 maps": "ours INT8 (f32 maps)"}[r["variant"]]
                 samples.setdefault(name, []).append(r["median_ms"])
             for name, (kind, model) in peers.items():
                 peer_env = env
@@ -187,7 +189,7 @@ def main():
           f"({sizes['INT8'] / sizes['float32 (fused)']:.2f}x)")
     print()
     print(f"latency at {a.imgsz}x{a.imgsz}, {a.threads} threads, median of {a.rounds} rounds x {a.iters} runs:")
-    names = ["ours float32", "ours INT8"] + list(peers)
+    names = ["ours float32", "ours INT8", "ours INT8 (f32 maps)"] + list(peers)
     print("| batch | " + " | ".join(f"{n} (ms)" for n in names) + " | ours INT8 / ours float32 | ours INT8 / OpenVINO INT8 |")
     print("|---:|" + "---:|" * (len(names) + 2))
     for b, m in rows:

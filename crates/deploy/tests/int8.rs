@@ -127,6 +127,15 @@ fn engine_int8_matches_onnx_runtime_on_the_same_quantized_graph() {
         boxes <= ort_boxes,
         "box diff {boxes} px (ORT's own: {ort_boxes} px)"
     );
+    // OpenVINO runs the same QDQ ONNX (its output is in the fixture where the script had OpenVINO): 6.5e-3 and
+    // 5.05 px from ONNX Runtime's plain evaluation when the fixture was made; ours is no further than it either.
+    if let Ok(st) = SafeTensors::deserialize(&expected) {
+        if let Ok(t) = st.tensor("openvino") {
+            let (ov_score, ov_boxes, _) = diff(&f32s(t.data()));
+            eprintln!("OpenVINO vs ORT plain: boxes {ov_boxes} px, scores {ov_score}");
+            assert!(score <= ov_score && boxes <= ov_boxes);
+        }
+    }
 }
 
 /// Each quantized layer checked alone against ONNX Runtime's evaluation of the file's QDQ graph

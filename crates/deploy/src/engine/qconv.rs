@@ -326,6 +326,39 @@ pub(super) trait QMac: Isa {
         Self::qtile(rows, groups, w, ep, tile)
     }
 
+    /// [`Self::qtile_vnni`], the activation, and the tile's first `store.rows` rows requantized into a u8 map
+    /// (what [`qtiles`] does through the tile in memory, the same numbers).
+    ///
+    /// # Safety
+    /// As [`Self::qtile_vnni`]; `store` points at `rows` pixels of at least `cols` bytes, `stride` apart.
+    #[inline(always)]
+    unsafe fn qtile_vnni_u8(
+        rows: &[[*const u8; MR]],
+        groups: usize,
+        w: *const i8,
+        ep: Epilogue,
+        act: Act,
+        store: U8Rows,
+    ) {
+        let mut tile = [0.0f32; MR * NR];
+        let tp = tile.as_mut_ptr();
+        Self::qtile_vnni(rows, groups, w, ep, tp);
+        let l = Self::LANES;
+        for i in 0..MR * NR / l {
+            let v = act.vector::<Self>(Self::load(tp.add(i * l)));
+            Self::store(tp.add(i * l), v);
+        }
+        for r in 0..store.rows {
+            Self::quantize_row(
+                tp.add(r * NR),
+                store.cols,
+                store.inv,
+                store.zero,
+                store.first.add(r * store.stride),
+            );
+        }
+    }
+
     /// `n <= LANES` bytes as floats (the other lanes zero).
     ///
     /// # Safety
@@ -356,6 +389,18 @@ pub(super) trait QMac: Isa {
             *dst.add(i) = quantize_one(*src.add(i), inv, zero);
         }
     }
+}
+
+/// Where a tile's rows go in a u8 map: `rows` pixels from `first`, `stride` bytes apart, `cols` channels each,
+/// quantized with `inv` (1 / scale) and `zero`.
+#[derive(Clone, Copy)]
+pub(super) struct U8Rows {
+    first: *mut u8,
+    stride: usize,
+    rows: usize,
+    cols: usize,
+    inv: f32,
+    zero: u8,
 }
 
 /// A panel's requantization constants.
@@ -477,7 +522,6 @@ unsafe fn qtile_avx2_rows(
 /// As [`QMac::qtile`]; the CPU has AVX-512 F, BW, VL and VNNI ([`vnni_available`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-#[allow(clippy::needless_range_loop)]
 unsafe fn qtile_vnni(
     rows: &[[*const u8; MR]],
     groups: usize,
@@ -485,6 +529,60 @@ unsafe fn qtile_vnni(
     ep: Epilogue,
     tile: *mut f32,
 ) {
+    use std::arch::x86_64::*;
+    let f = vnni_sums(rows, groups, w, ep);
+    for (r, v) in f.iter().enumerate() {
+        _mm512_storeu_ps(tile.add(r * NR), *v);
+    }
+}
+
+/// [`qtile_vnni`] requantized into a u8 map from the registers: dequantized, activated, then
+/// `clamp(round(x * inv) + zero, 0, 255)` as [`QMac::quantize_row`] computes it (the same instructions' rounding;
+/// negative values to 0 before the unsigned saturating narrow).
+///
+/// # Safety
+/// As [`qtile_vnni`]; `store` as [`QMac::qtile_vnni_u8`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn qtile_vnni_u8(
+    rows: &[[*const u8; MR]],
+    groups: usize,
+    w: *const i8,
+    ep: Epilogue,
+    act: Act,
+    store: U8Rows,
+) {
+    use std::arch::x86_64::*;
+    let f = act.vectors::<super::simd::Avx512, MR>(vnni_sums(rows, groups, w, ep));
+    let (inv, zero) = (
+        _mm512_set1_ps(store.inv),
+        _mm512_set1_epi32(store.zero as i32),
+    );
+    let mask: __mmask16 = if store.cols >= NR {
+        0xFFFF
+    } else {
+        (1u16 << store.cols) - 1
+    };
+    for (r, v) in f.iter().enumerate().take(store.rows) {
+        let q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(*v, inv)), zero);
+        let bytes = _mm512_cvtusepi32_epi8(_mm512_max_epi32(q, _mm512_setzero_si512()));
+        _mm_mask_storeu_epi8(store.first.add(r * store.stride) as *mut i8, mask, bytes);
+    }
+}
+
+/// The tile's sums with VNNI, dequantized with the bias added: `MR` vectors of the panel's 16 channels.
+///
+/// # Safety
+/// As [`qtile_vnni`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn vnni_sums(
+    rows: &[[*const u8; MR]],
+    groups: usize,
+    w: *const i8,
+    ep: Epilogue,
+) -> [std::arch::x86_64::__m512; MR] {
     use std::arch::x86_64::*;
     let mut a = [_mm512_setzero_si512(); MR];
     let mut wp = w;
@@ -505,10 +603,15 @@ unsafe fn qtile_vnni(
     let comp = _mm512_loadu_si512(ep.comp as *const __m512i);
     let scale = _mm512_loadu_ps(ep.scale);
     let bias = _mm512_loadu_ps(ep.bias);
+    let mut f = [_mm512_setzero_ps(); MR];
     for r in 0..MR {
-        let f = _mm512_cvtepi32_ps(_mm512_sub_epi32(a[r], comp));
-        _mm512_storeu_ps(tile.add(r * NR), _mm512_fmadd_ps(f, scale, bias));
+        f[r] = _mm512_fmadd_ps(
+            _mm512_cvtepi32_ps(_mm512_sub_epi32(a[r], comp)),
+            scale,
+            bias,
+        );
     }
+    f
 }
 
 /// Whether this CPU runs [`qtile_vnni`] (unless `YOLO_ENGINE_NO_VNNI` is set, to time or test the AVX2 kernel).
@@ -583,6 +686,18 @@ impl QMac for super::simd::Avx2 {
 
 #[cfg(target_arch = "x86_64")]
 impl QMac for super::simd::Avx512 {
+    #[inline(always)]
+    unsafe fn qtile_vnni_u8(
+        rows: &[[*const u8; MR]],
+        groups: usize,
+        w: *const i8,
+        ep: Epilogue,
+        act: Act,
+        store: U8Rows,
+    ) {
+        qtile_vnni_u8(rows, groups, w, ep, act, store)
+    }
+
     #[inline(always)]
     unsafe fn load_u8(p: *const u8, n: usize) -> std::arch::x86_64::__m512 {
         use std::arch::x86_64::*;
@@ -660,6 +775,20 @@ unsafe fn qtiles<I: QMac, const USE_VNNI: bool>(job: &QJob, t0: usize, t1: usize
                 bias: pc.bias.as_ptr().add(col),
             };
             let tp = tile.as_mut_ptr();
+            let ncols = (pc.cout - col).min(NR);
+            if let (true, Some(q), None) = (USE_VNNI, job.out, job.add) {
+                // Straight from the accumulators to the u8 map.
+                let store = U8Rows {
+                    first: (dst.ptr as *mut u8).add(m0 * dst.stride + col),
+                    stride: dst.stride,
+                    rows: valid,
+                    cols: ncols,
+                    inv: 1.0 / q.scale,
+                    zero: q.zero,
+                };
+                I::qtile_vnni_u8(&rows, groups, w, ep, job.act, store);
+                continue;
+            }
             if USE_VNNI {
                 I::qtile_vnni(&rows, groups, w, ep, tp);
             } else {
@@ -674,7 +803,6 @@ unsafe fn qtiles<I: QMac, const USE_VNNI: bool>(job: &QJob, t0: usize, t1: usize
                 }
                 Act::Silu => I::silu_in_place(tp, MR * NR / l),
             }
-            let ncols = (pc.cout - col).min(NR);
             for r in 0..valid {
                 let mi = m0 + r;
                 let acc = tp.add(r * NR);
