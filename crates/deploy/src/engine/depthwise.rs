@@ -133,18 +133,7 @@ impl PackedDepthwise {
     /// The convolution of `input` into `output`: a u8 output row is computed in float, then quantized. An
     /// INT8 convolution quantizes a float input into its bytes first; a float one reads floats only.
     pub fn run_with(&self, input: QInput, output: QOutput, act: Act, parallel: bool) {
-        let (dst, out) = match output {
-            QOutput::Float(d) => (d, None),
-            QOutput::Quantized(d, q) => (
-                Dst {
-                    ptr: d.ptr as *mut f32,
-                    h: d.h,
-                    w: d.w,
-                    stride: d.stride,
-                },
-                Some(q),
-            ),
-        };
+        let (dst, oh) = (output, output.size().0);
         let level = self.level;
         let Some(int8) = &self.int8 else {
             let QInput::Float(src, _) = input else {
@@ -160,11 +149,10 @@ impl PackedDepthwise {
                 h: src.h,
             };
             let job = |y0: usize, y1: usize| {
-                // SAFETY: views valid for their geometry (`dst` a u8 map's with `out`), output rows disjoint
-                // between jobs, ISA detected.
-                unsafe { rows_on(level, self, src, dst, epi, out, act, y0, y1) }
+                // SAFETY: views valid for their geometry, output rows disjoint between jobs, ISA detected.
+                unsafe { rows_on(level, self, src, dst, epi, act, y0, y1) }
             };
-            return par_ranges(dst.h, parallel, &job);
+            return par_ranges(oh, parallel, &job);
         };
         let src = match input {
             QInput::Quantized(v) => v,
@@ -204,9 +192,9 @@ impl PackedDepthwise {
         let zero = int8.x.zero;
         let job = |y0: usize, y1: usize| {
             // SAFETY: as above, `src` a u8 map's view.
-            unsafe { qrows_on(level, self, src, zero, dst, epi, out, act, y0, y1) }
+            unsafe { qrows_on(level, self, src, zero, dst, epi, act, y0, y1) }
         };
-        par_ranges(dst.h, parallel, &job);
+        par_ranges(oh, parallel, &job);
     }
 }
 
@@ -221,8 +209,8 @@ unsafe impl Send for Epi {}
 // SAFETY: as above.
 unsafe impl Sync for Epi {}
 
-simd_kernel!(fn rows_on = rows(pd: &PackedDepthwise, src: Rows, dst: Dst, epi: Epi, out: Option<QuantIn>, act: Act, y0: usize, y1: usize));
-simd_kernel!(fn qrows_on = qrows(pd: &PackedDepthwise, src: Src<u8>, zero: u8, dst: Dst, epi: Epi, out: Option<QuantIn>, act: Act, y0: usize, y1: usize));
+simd_kernel!(fn rows_on = rows(pd: &PackedDepthwise, src: Rows, dst: QOutput, epi: Epi, act: Act, y0: usize, y1: usize));
+simd_kernel!(fn qrows_on = qrows(pd: &PackedDepthwise, src: Src<u8>, zero: u8, dst: QOutput, epi: Epi, act: Act, y0: usize, y1: usize));
 
 /// Output rows `y0..y1` of an INT8 convolution on a u8 map: per block of [`QBLOCK`] output rows, the input rows
 /// it reads widened to `q - zero` in float32 (exact), then [`rows`].
@@ -235,9 +223,8 @@ unsafe fn qrows<I: QMac>(
     pd: &PackedDepthwise,
     src: Src<u8>,
     zero: u8,
-    dst: Dst,
+    dst: QOutput,
     epi: Epi,
-    out: Option<QuantIn>,
     act: Act,
     y0: usize,
     y1: usize,
@@ -282,7 +269,7 @@ unsafe fn qrows<I: QMac>(
             row0: lo,
             h: src.h,
         };
-        rows::<I>(pd, rows_in, dst, epi, out, act, b0, b1);
+        rows::<I>(pd, rows_in, dst, epi, act, b0, b1);
         b0 = b1;
     }
 }
@@ -301,8 +288,7 @@ const PX: usize = 4;
 
 /// Output rows `y0..y1`: the pixels whose window lies inside the map horizontally in blocks of [`PX`], the
 /// border pixels one at a time with their out-of-map taps left out; channels a vector at a time, a partial
-/// vector masked. With `out`, `dst` is a u8 map's geometry and pointer: each row is computed into a float
-/// row first and quantized from there.
+/// vector masked. Into a u8 map, each row is computed into a float row first and quantized from there.
 ///
 /// # Safety
 /// Compiled with `I`'s target features; `src` and `dst` are valid for their geometry with at least `pd.c`
@@ -312,36 +298,39 @@ const PX: usize = 4;
 unsafe fn rows<I: QMac>(
     pd: &PackedDepthwise,
     src: Rows,
-    dst: Dst,
+    dst: QOutput,
     epi: Epi,
-    out: Option<QuantIn>,
     act: Act,
     y0: usize,
     y1: usize,
 ) {
     let (k, s, p) = (pd.k, pd.s, pd.p);
+    let (_, dst_w) = dst.size();
     let src_w = src.view.w;
     // Output columns x_lo..x_hi have every tap inside the map: x * s >= p and x * s - p + k <= src_w.
-    let x_lo = p.div_ceil(s).min(dst.w);
+    let x_lo = p.div_ceil(s).min(dst_w);
     let x_hi = if src_w + p >= k {
-        ((src_w + p - k) / s + 1).min(dst.w)
+        ((src_w + p - k) / s + 1).min(dst_w)
     } else {
         0
     }
     .max(x_lo);
     let mut taps: Vec<(usize, *const f32)> = Vec::with_capacity(k * k);
-    let mut scratch = vec![0.0f32; if out.is_some() { dst.w * pd.c } else { 0 }];
+    let mut scratch = match dst {
+        QOutput::Quantized(..) => vec![0.0f32; dst_w * pd.c],
+        QOutput::Float(_) => Vec::new(),
+    };
     for oy in y0..y1 {
-        let (orow, ostride) = match out {
-            Some(_) => (scratch.as_mut_ptr(), pd.c),
-            None => (dst.ptr.add(oy * dst.w * dst.stride), dst.stride),
+        let (orow, ostride) = match dst {
+            QOutput::Quantized(..) => (scratch.as_mut_ptr(), pd.c),
+            QOutput::Float(d) => (d.ptr.add(oy * d.w * d.stride), d.stride),
         };
         let o = (orow, ostride);
         // Kernel rows inside the map: 0 <= oy * s + ky - p < src.h.
         let ky_lo = p.saturating_sub(oy * s).min(k);
         let ky_hi = (src.h + p).saturating_sub(oy * s).min(k).max(ky_lo);
         let rows = ky_lo..ky_hi;
-        for ox in (0..x_lo).chain(x_hi..dst.w) {
+        for ox in (0..x_lo).chain(x_hi..dst_w) {
             pixel::<I>(pd, src, o, epi, act, (oy, ox), &mut taps);
         }
         let mut ox = x_lo;
@@ -353,22 +342,13 @@ unsafe fn rows<I: QMac>(
             block::<I, 1>(pd, src, o, epi, act, (oy, ox), rows.clone());
             ox += 1;
         }
-        if let Some(q) = out {
-            let (inv, row) = (
-                1.0 / q.scale,
-                (dst.ptr as *mut u8).add(oy * dst.w * dst.stride),
-            );
-            if dst.stride == pd.c {
-                I::quantize_row(orow, dst.w * pd.c, inv, q.zero, row);
+        if let QOutput::Quantized(d, q) = dst {
+            let (inv, row) = (1.0 / q.scale, d.ptr.add(oy * d.w * d.stride));
+            if d.stride == pd.c {
+                I::quantize_row(orow, d.w * pd.c, inv, q.zero, row);
             } else {
-                for x in 0..dst.w {
-                    I::quantize_row(
-                        orow.add(x * pd.c),
-                        pd.c,
-                        inv,
-                        q.zero,
-                        row.add(x * dst.stride),
-                    );
+                for x in 0..d.w {
+                    I::quantize_row(orow.add(x * pd.c), pd.c, inv, q.zero, row.add(x * d.stride));
                 }
             }
         }

@@ -196,24 +196,12 @@ impl PackedQConv {
                 }
             }
         };
-        let (dst, out) = match output {
-            QOutput::Float(d) => (d, None),
-            QOutput::Quantized(d, q) => (
-                Dst {
-                    ptr: d.ptr as *mut f32,
-                    h: d.h,
-                    w: d.w,
-                    stride: d.stride,
-                },
-                Some(q),
-            ),
-        };
-        let tiles = (dst.h * dst.w).div_ceil(MR);
+        let (h, w) = output.size();
+        let tiles = (h * w).div_ceil(MR);
         let job = QJob {
             pc: self,
             src: qsrc,
-            dst,
-            out,
+            dst: output,
             act,
             add,
         };
@@ -248,17 +236,26 @@ pub enum QInput<'a> {
 }
 
 /// An INT8 convolution's output: float32, or requantized into a u8 map.
+#[derive(Clone, Copy)]
 pub enum QOutput {
     Float(Dst),
     Quantized(Dst<u8>, QuantIn),
 }
 
+impl QOutput {
+    /// `(h, w)` of the output map.
+    pub fn size(&self) -> (usize, usize) {
+        match self {
+            QOutput::Float(d) => (d.h, d.w),
+            QOutput::Quantized(d, _) => (d.h, d.w),
+        }
+    }
+}
+
 struct QJob<'a> {
     pc: &'a PackedQConv,
     src: Src<u8>,
-    /// Float32, or (with `out`) a u8 map's pointer and geometry.
-    dst: Dst,
-    out: Option<QuantIn>,
+    dst: QOutput,
     act: Act,
     add: Option<Src>,
 }
@@ -738,11 +735,12 @@ impl QMac for super::simd::Simd128 {}
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 unsafe fn qtiles<I: QMac, const USE_VNNI: bool>(job: &QJob, t0: usize, t1: usize) {
-    let (pc, src, dst) = (job.pc, job.src, job.dst);
+    let (pc, src) = (job.pc, job.src);
+    let (oh, ow) = job.dst.size();
     let (k, s, p) = (pc.k, pc.s, pc.p);
     let taps = k * k;
     let groups = pc.cin4 / 4;
-    let m = dst.h * dst.w;
+    let m = oh * ow;
     let zero = pc.zrow.as_ptr();
     let mut rows: Vec<[*const u8; MR]> = vec![[zero; MR]; taps];
     let l = I::LANES;
@@ -752,7 +750,7 @@ unsafe fn qtiles<I: QMac, const USE_VNNI: bool>(job: &QJob, t0: usize, t1: usize
         let valid = (m - m0).min(MR);
         for r in 0..MR {
             let mi = m0 + r.min(valid - 1);
-            let (oy, ox) = (mi / dst.w, mi % dst.w);
+            let (oy, ox) = (mi / ow, mi % ow);
             for ky in 0..k {
                 let iy = (oy * s + ky) as isize - p as isize;
                 let row_in = iy >= 0 && (iy as usize) < src.h;
@@ -776,11 +774,11 @@ unsafe fn qtiles<I: QMac, const USE_VNNI: bool>(job: &QJob, t0: usize, t1: usize
             };
             let tp = tile.as_mut_ptr();
             let ncols = (pc.cout - col).min(NR);
-            if let (true, Some(q), None) = (USE_VNNI, job.out, job.add) {
+            if let (true, QOutput::Quantized(d, q), None) = (USE_VNNI, job.dst, job.add) {
                 // Straight from the accumulators to the u8 map.
                 let store = U8Rows {
-                    first: (dst.ptr as *mut u8).add(m0 * dst.stride + col),
-                    stride: dst.stride,
+                    first: d.ptr.add(m0 * d.stride + col),
+                    stride: d.stride,
                     rows: valid,
                     cols: ncols,
                     inv: 1.0 / q.scale,
@@ -806,16 +804,19 @@ unsafe fn qtiles<I: QMac, const USE_VNNI: bool>(job: &QJob, t0: usize, t1: usize
             for r in 0..valid {
                 let mi = m0 + r;
                 let acc = tp.add(r * NR);
-                if let Some(q) = job.out {
-                    // Requantized as the reader would quantize the float this row would have stored.
-                    if let Some(a) = job.add {
-                        store_row::<I, true>(acc, acc, a.ptr.add(mi * a.stride + col), ncols);
+                let d = match job.dst {
+                    QOutput::Quantized(d, q) => {
+                        // Requantized as the reader would quantize the float this row would have stored.
+                        if let Some(a) = job.add {
+                            store_row::<I, true>(acc, acc, a.ptr.add(mi * a.stride + col), ncols);
+                        }
+                        let out = d.ptr.add(mi * d.stride + col);
+                        I::quantize_row(acc, ncols, 1.0 / q.scale, q.zero, out);
+                        continue;
                     }
-                    let out = (dst.ptr as *mut u8).add(mi * dst.stride + col);
-                    I::quantize_row(acc, ncols, 1.0 / q.scale, q.zero, out);
-                    continue;
-                }
-                let out = dst.ptr.add(mi * dst.stride + col);
+                    QOutput::Float(d) => d,
+                };
+                let out = d.ptr.add(mi * d.stride + col);
                 match job.add {
                     Some(a) => {
                         let ap = a.ptr.add(mi * a.stride + col);
