@@ -1052,14 +1052,19 @@ impl Engine {
                 w,
                 stride: 3,
             };
+            let (r, rest) = x.split_at(plane);
+            let (g, b) = rest.split_at(plane);
             let job = |y0: usize, y1: usize| {
                 // The whole view is captured, not its pointer field (the view is Sync).
                 let out = dst;
-                for p in y0 * w..y1 * w {
-                    for c in 0..3 {
-                        // SAFETY: p < h * w and the slot holds h * w * 3 floats; rows are disjoint.
-                        unsafe { *out.ptr.add(p * 3 + c) = x[c * plane + p] };
-                    }
+                let (p0, p1) = (y0 * w, y1 * w);
+                // SAFETY: pixels p0..p1 lie inside the slot (h * w * 3 floats); rows are disjoint between jobs.
+                let out =
+                    unsafe { std::slice::from_raw_parts_mut(out.ptr.add(p0 * 3), (p1 - p0) * 3) };
+                // Whole slices zipped: the compiler interleaves the three planes with vector shuffles.
+                let planes = r[p0..p1].iter().zip(&g[p0..p1]).zip(&b[p0..p1]);
+                for (px, ((&r, &g), &b)) in out.chunks_exact_mut(3).zip(planes) {
+                    px.copy_from_slice(&[r, g, b]);
                 }
             };
             par_ranges(h, parallel, &job);
