@@ -5,6 +5,7 @@
 //! channel and broadcasts one input value per pixel. Bias is the accumulator's start value; activation and
 //! the residual add run on the tile before it is stored, so a Conv+BN+SiLU(+add) is one pass over memory.
 
+use super::qconv::{QMac, QOutput, QuantIn};
 use super::simd::{Isa, Level, MR_512};
 use super::winograd::{Geometry, Winograd};
 use super::{par_ranges, Act, Dst, Src};
@@ -120,14 +121,14 @@ impl PackedConv {
         parallel: bool,
     ) {
         debug_assert!(zeros.len() >= self.cin);
-        let io = ConvIo {
-            src,
-            dst,
-            act,
-            add,
-            zeros,
-        };
         if let Some(wg) = &self.wino {
+            let io = ConvIo {
+                src,
+                dst,
+                act,
+                add,
+                zeros,
+            };
             let g = Geometry {
                 panels: &self.panels,
                 bias: &self.bias,
@@ -136,11 +137,54 @@ impl PackedConv {
             };
             return wg.run(self.level, g, io, parallel);
         }
-        let m = dst.h * dst.w;
+        self.run_direct(src, QOutput::Float(dst), act, add, zeros, parallel)
+    }
+
+    /// Whether [`Self::run_quantized`] takes this convolution (the direct kernel; Winograd stores floats).
+    pub fn writes_u8(&self) -> bool {
+        self.wino.is_none()
+    }
+
+    /// [`Self::run`] into a u8 map: the tile (after bias, activation and `add`) requantized with `q`. Only
+    /// where [`Self::writes_u8`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_quantized(
+        &self,
+        src: Src,
+        dst: Dst<u8>,
+        q: QuantIn,
+        act: Act,
+        add: Option<Src>,
+        zeros: &[f32],
+        parallel: bool,
+    ) {
+        assert!(self.writes_u8(), "a Winograd convolution stores float32");
+        let out = QOutput::Quantized(dst, q);
+        self.run_direct(src, out, act, add, zeros, parallel)
+    }
+
+    fn run_direct(
+        &self,
+        src: Src,
+        out: QOutput,
+        act: Act,
+        add: Option<Src>,
+        zeros: &[f32],
+        parallel: bool,
+    ) {
+        let (h, w) = out.size();
+        let m = h * w;
         let narrow = self.narrow();
         let mr = if narrow { MR_NARROW } else { self.level.mr() };
         let tiles = m.div_ceil(mr);
-        let tj = TileJob { pc: self, io };
+        let tj = TileJob {
+            pc: self,
+            src,
+            out,
+            act,
+            add,
+            zeros,
+        };
         let job = |t0: usize, t1: usize| {
             // SAFETY: the caller's views are valid for their geometry and tiles write disjoint rows; the
             // kernel's ISA was detected at build time.
@@ -177,11 +221,15 @@ pub(super) struct ConvIo<'a> {
     pub zeros: &'a [f32],
 }
 
-/// What every tile of one convolution reads and writes.
+/// What every tile of one direct convolution reads and writes.
 #[derive(Clone, Copy)]
 struct TileJob<'a> {
     pc: &'a PackedConv,
-    io: ConvIo<'a>,
+    src: Src,
+    out: QOutput,
+    act: Act,
+    add: Option<Src>,
+    zeros: &'a [f32],
 }
 
 simd_kernel!(fn tiles_on = run_tiles::<MR>(job: &TileJob, t0: usize, t1: usize));
@@ -195,11 +243,12 @@ simd_kernel!(fn narrow_on = run_tiles::<MR_NARROW>(job: &TileJob, t0: usize, t1:
 /// no other thread writes these tiles.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-unsafe fn run_tiles<I: Isa, const MR: usize>(job: &TileJob, t0: usize, t1: usize) {
-    let (pc, src, dst) = (job.pc, job.io.src, job.io.dst);
-    let (act, add, zeros) = (job.io.act, job.io.add, job.io.zeros);
+unsafe fn run_tiles<I: QMac, const MR: usize>(job: &TileJob, t0: usize, t1: usize) {
+    let (pc, src) = (job.pc, job.src);
+    let (act, add, zeros) = (job.act, job.add, job.zeros);
+    let (oh, ow) = job.out.size();
     let (k, s, p) = (pc.k, pc.s, pc.p);
-    let m = dst.h * dst.w;
+    let m = oh * ow;
     // In a dense map (no channel slice) the k taps of one kernel row are k * cin consecutive floats, the
     // order the weights are packed in: one pointer per kernel row then serves them all, so a stem on 3
     // channels runs 9-long inner loops instead of 3-long ones. Pixels whose row crosses the map's edge are
@@ -230,7 +279,7 @@ unsafe fn run_tiles<I: Isa, const MR: usize>(job: &TileJob, t0: usize, t1: usize
         for r in 0..MR {
             // Rows past the end repeat the last valid pixel; their results are not stored.
             let mi = m0 + r.min(valid - 1);
-            let (oy, ox) = (mi / dst.w, mi % dst.w);
+            let (oy, ox) = (mi / ow, mi % ow);
             for ky in 0..k {
                 let iy = (oy * s + ky) as isize - p as isize;
                 let row_in = iy >= 0 && (iy as usize) < src.h;
@@ -284,6 +333,24 @@ unsafe fn run_tiles<I: Isa, const MR: usize>(job: &TileJob, t0: usize, t1: usize
             let ncols = (pc.cout - pn.col).min(nr);
             for r in 0..valid {
                 let mi = m0 + r;
+                let dst = match job.out {
+                    QOutput::Quantized(d, q) => {
+                        // Requantized as the reader would quantize the float this row would have stored.
+                        let acc = tile.as_mut_ptr().add(r * nr);
+                        if let Some(a) = add {
+                            store_row::<I, true>(
+                                acc,
+                                acc,
+                                a.ptr.add(mi * a.stride + pn.col),
+                                ncols,
+                            );
+                        }
+                        let out = d.ptr.add(mi * d.stride + pn.col);
+                        I::quantize_row(acc, ncols, 1.0 / q.scale, q.zero, out);
+                        continue;
+                    }
+                    QOutput::Float(d) => d,
+                };
                 let out = dst.ptr.add(mi * dst.stride + pn.col);
                 let acc = tile.as_ptr().add(r * nr);
                 match add {

@@ -3,11 +3,10 @@
 //! gathered. Bias and activation are applied before the store.
 //!
 //! INT8: the input is a u8 map (or a float map quantized first) and the weights are integers (symmetric per
-//! channel, as the dense INT8 kernel's); a few input rows at a time are widened to `q - zero` in float32 and
-//! the float kernel sums them with the integer weights, which is exact (every product and partial sum is an
-//! integer below 2^24: 49 taps x 255 x 63 < 2^20), so the sums are the i32 sums, then scaled by
-//! `x_scale * w_scale` with the bias added. Depthwise work is memory-bound; the gain is in reading and writing
-//! bytes, not in integer multiplies.
+//! channel, as the dense INT8 kernel's); the sums run in float32 on `q - zero` and the integer weights, which
+//! is exact (every product and partial sum is an integer below 2^24: 49 taps x 255 x 63 < 2^20), so they are
+//! the i32 sums, then scaled by `x_scale * w_scale` with the bias added. Depthwise work is memory-bound; the
+//! gain is in reading and writing bytes, not in integer multiplies.
 
 use super::qconv::{quantize_weights, QInput, QMac, QOutput, QuantIn};
 use super::simd::Level;
@@ -40,28 +39,33 @@ struct Epi {
     bias: *const f32,
     /// INT8: `x_scale * w_scale` per channel (the sums start at zero and are scaled before the bias).
     scale: Option<*const f32>,
+    zero: f32,
 }
 
-/// The kernel's float input: `view` holds input rows `row0..row0 + view.h` of a map `h` rows high (all of it,
-/// or the rows an INT8 convolution widened for a block of output rows).
-#[derive(Clone, Copy)]
-struct Rows {
-    view: Src,
-    row0: usize,
-    h: usize,
+/// What the kernel reads: float32 maps, or u8 maps whose values enter the sums as `q - zero`.
+trait DwIn: Copy {
+    /// # Safety
+    /// `p` valid for `n <= LANES` values; compiled with `I`'s target features.
+    unsafe fn load<I: QMac>(p: *const Self, n: usize, zero: f32) -> I::V;
 }
 
-impl Rows {
-    /// Pixel `(iy, ix)` of the map (`row0 <= iy < row0 + view.h`).
+impl DwIn for f32 {
     #[inline(always)]
-    unsafe fn at(&self, iy: usize, ix: usize) -> *const f32 {
-        let v = self.view;
-        v.ptr.add(((iy - self.row0) * v.w + ix) * v.stride)
+    unsafe fn load<I: QMac>(p: *const f32, n: usize, _: f32) -> I::V {
+        if n == I::LANES {
+            I::load(p)
+        } else {
+            I::load_n(p, n)
+        }
     }
 }
 
-/// Output rows per block of an INT8 convolution: its input rows are widened to float once per block.
-const QBLOCK: usize = 8;
+impl DwIn for u8 {
+    #[inline(always)]
+    unsafe fn load<I: QMac>(p: *const u8, n: usize, zero: f32) -> I::V {
+        I::sub(I::load_u8(p, n), I::splat(zero))
+    }
+}
 
 impl PackedDepthwise {
     /// `weight` is PyTorch's `(c, 1, k, k)`.
@@ -142,11 +146,7 @@ impl PackedDepthwise {
             let epi = Epi {
                 bias: self.bias.as_ptr(),
                 scale: None,
-            };
-            let src = Rows {
-                view: src,
-                row0: 0,
-                h: src.h,
+                zero: 0.0,
             };
             let job = |y0: usize, y1: usize| {
                 // SAFETY: views valid for their geometry, output rows disjoint between jobs, ISA detected.
@@ -188,11 +188,11 @@ impl PackedDepthwise {
         let epi = Epi {
             bias: self.bias.as_ptr(),
             scale: Some(int8.scale.as_ptr()),
+            zero: int8.x.zero as f32,
         };
-        let zero = int8.x.zero;
         let job = |y0: usize, y1: usize| {
             // SAFETY: as above, `src` a u8 map's view.
-            unsafe { qrows_on(level, self, src, zero, dst, epi, act, y0, y1) }
+            unsafe { qrows_on(level, self, src, dst, epi, act, y0, y1) }
         };
         par_ranges(oh, parallel, &job);
     }
@@ -209,70 +209,8 @@ unsafe impl Send for Epi {}
 // SAFETY: as above.
 unsafe impl Sync for Epi {}
 
-simd_kernel!(fn rows_on = rows(pd: &PackedDepthwise, src: Rows, dst: QOutput, epi: Epi, act: Act, y0: usize, y1: usize));
-simd_kernel!(fn qrows_on = qrows(pd: &PackedDepthwise, src: Src<u8>, zero: u8, dst: QOutput, epi: Epi, act: Act, y0: usize, y1: usize));
-
-/// Output rows `y0..y1` of an INT8 convolution on a u8 map: per block of [`QBLOCK`] output rows, the input rows
-/// it reads widened to `q - zero` in float32 (exact), then [`rows`].
-///
-/// # Safety
-/// As [`rows`], `src` a u8 map's view with at least `pd.c` channels per pixel.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn qrows<I: QMac>(
-    pd: &PackedDepthwise,
-    src: Src<u8>,
-    zero: u8,
-    dst: QOutput,
-    epi: Epi,
-    act: Act,
-    y0: usize,
-    y1: usize,
-) {
-    let (k, s, p, c, l) = (pd.k, pd.s, pd.p, pd.c, I::LANES);
-    let span = |b0: usize, b1: usize| {
-        let lo = (b0 * s).saturating_sub(p).min(src.h);
-        let hi = ((b1 - 1) * s + k).saturating_sub(p).min(src.h).max(lo);
-        (lo, hi)
-    };
-    let most = (QBLOCK - 1) * s + k;
-    let mut wide = vec![0.0f32; most.min(src.h) * src.w * c];
-    let z = I::splat(zero as f32);
-    let mut b0 = y0;
-    while b0 < y1 {
-        let b1 = (b0 + QBLOCK).min(y1);
-        let (lo, hi) = span(b0, b1);
-        for iy in lo..hi {
-            for ix in 0..src.w {
-                let from = src.ptr.add((iy * src.w + ix) * src.stride);
-                let to = wide.as_mut_ptr().add(((iy - lo) * src.w + ix) * c);
-                let mut ch = 0;
-                while ch < c {
-                    let n = (c - ch).min(l);
-                    let v = I::sub(I::load_u8(from.add(ch), n), z);
-                    if n == l {
-                        I::store(to.add(ch), v)
-                    } else {
-                        I::store_n(to.add(ch), v, n)
-                    }
-                    ch += l;
-                }
-            }
-        }
-        let rows_in = Rows {
-            view: Src {
-                ptr: wide.as_ptr(),
-                h: hi - lo,
-                w: src.w,
-                stride: c,
-            },
-            row0: lo,
-            h: src.h,
-        };
-        rows::<I>(pd, rows_in, dst, epi, act, b0, b1);
-        b0 = b1;
-    }
-}
+simd_kernel!(fn rows_on = rows::<f32>(pd: &PackedDepthwise, src: Src, dst: QOutput, epi: Epi, act: Act, y0: usize, y1: usize));
+simd_kernel!(fn qrows_on = rows::<u8>(pd: &PackedDepthwise, src: Src<u8>, dst: QOutput, epi: Epi, act: Act, y0: usize, y1: usize));
 simd_kernel!(fn quantize_on = quantize_pixel(src: *const f32, n: usize, x: QuantIn, dst: *mut u8));
 
 /// # Safety
@@ -295,9 +233,9 @@ const PX: usize = 4;
 /// channels per pixel, `dst` is the convolution's output size, and no other thread writes rows `y0..y1`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn rows<I: QMac>(
+unsafe fn rows<I: QMac, T: DwIn>(
     pd: &PackedDepthwise,
-    src: Rows,
+    src: Src<T>,
     dst: QOutput,
     epi: Epi,
     act: Act,
@@ -306,16 +244,15 @@ unsafe fn rows<I: QMac>(
 ) {
     let (k, s, p) = (pd.k, pd.s, pd.p);
     let (_, dst_w) = dst.size();
-    let src_w = src.view.w;
-    // Output columns x_lo..x_hi have every tap inside the map: x * s >= p and x * s - p + k <= src_w.
+    // Output columns x_lo..x_hi have every tap inside the map: x * s >= p and x * s - p + k <= src.w.
     let x_lo = p.div_ceil(s).min(dst_w);
-    let x_hi = if src_w + p >= k {
-        ((src_w + p - k) / s + 1).min(dst_w)
+    let x_hi = if src.w + p >= k {
+        ((src.w + p - k) / s + 1).min(dst_w)
     } else {
         0
     }
     .max(x_lo);
-    let mut taps: Vec<(usize, *const f32)> = Vec::with_capacity(k * k);
+    let mut taps: Vec<(usize, *const T)> = Vec::with_capacity(k * k);
     let mut scratch = match dst {
         QOutput::Quantized(..) => vec![0.0f32; dst_w * pd.c],
         QOutput::Float(_) => Vec::new(),
@@ -331,15 +268,15 @@ unsafe fn rows<I: QMac>(
         let ky_hi = (src.h + p).saturating_sub(oy * s).min(k).max(ky_lo);
         let rows = ky_lo..ky_hi;
         for ox in (0..x_lo).chain(x_hi..dst_w) {
-            pixel::<I>(pd, src, o, epi, act, (oy, ox), &mut taps);
+            pixel::<I, T>(pd, src, o, epi, act, (oy, ox), &mut taps);
         }
         let mut ox = x_lo;
         while ox + PX <= x_hi {
-            block::<I, PX>(pd, src, o, epi, act, (oy, ox), rows.clone());
+            block::<I, T, PX>(pd, src, o, epi, act, (oy, ox), rows.clone());
             ox += PX;
         }
         while ox < x_hi {
-            block::<I, 1>(pd, src, o, epi, act, (oy, ox), rows.clone());
+            block::<I, T, 1>(pd, src, o, epi, act, (oy, ox), rows.clone());
             ox += 1;
         }
         if let QOutput::Quantized(d, q) = dst {
@@ -360,9 +297,9 @@ unsafe fn rows<I: QMac>(
 /// # Safety
 /// As [`rows`]; every tap of these pixels in kernel rows `ky` is inside the source map.
 #[inline(always)]
-unsafe fn block<I: QMac, const P: usize>(
+unsafe fn block<I: QMac, T: DwIn, const P: usize>(
     pd: &PackedDepthwise,
-    src: Rows,
+    src: Src<T>,
     (orow, ostride): (*mut f32, usize),
     epi: Epi,
     act: Act,
@@ -380,12 +317,14 @@ unsafe fn block<I: QMac, const P: usize>(
         let bias = load(epi.bias.add(ch));
         let mut acc = [if epi.scale.is_some() { I::zero() } else { bias }; P];
         for ky in ky.clone() {
-            let row = src.at(oy * s + ky - p, x0).add(ch);
-            let stride = src.view.stride;
+            let row = src
+                .ptr
+                .add(((oy * s + ky - p) * src.w + x0) * src.stride + ch);
             for kx in 0..k {
                 let w = load(pd.w.as_ptr().add((ky * k + kx) * c + ch));
                 for (j, a) in acc.iter_mut().enumerate() {
-                    *a = I::fma(load(row.add((j * s + kx) * stride)), w, *a);
+                    let x = T::load::<I>(row.add((j * s + kx) * src.stride), n, epi.zero);
+                    *a = I::fma(x, w, *a);
                 }
             }
         }
@@ -412,14 +351,14 @@ unsafe fn block<I: QMac, const P: usize>(
 /// # Safety
 /// As [`rows`].
 #[inline(always)]
-unsafe fn pixel<I: QMac>(
+unsafe fn pixel<I: QMac, T: DwIn>(
     pd: &PackedDepthwise,
-    src: Rows,
+    src: Src<T>,
     (orow, ostride): (*mut f32, usize),
     epi: Epi,
     act: Act,
     (oy, ox): (usize, usize),
-    taps: &mut Vec<(usize, *const f32)>,
+    taps: &mut Vec<(usize, *const T)>,
 ) {
     let (k, s, p, c, l) = (pd.k, pd.s, pd.p, pd.c, I::LANES);
     taps.clear();
@@ -430,10 +369,13 @@ unsafe fn pixel<I: QMac>(
         }
         for kx in 0..k {
             let ix = (ox * s + kx) as isize - p as isize;
-            if ix < 0 || ix as usize >= src.view.w {
+            if ix < 0 || ix as usize >= src.w {
                 continue;
             }
-            taps.push((ky * k + kx, src.at(iy as usize, ix as usize)));
+            let px = src
+                .ptr
+                .add((iy as usize * src.w + ix as usize) * src.stride);
+            taps.push((ky * k + kx, px));
         }
     }
     let out = orow.add(ox * ostride);
@@ -444,7 +386,8 @@ unsafe fn pixel<I: QMac>(
         let bias = load(epi.bias.add(ch));
         let mut acc = if epi.scale.is_some() { I::zero() } else { bias };
         for &(t, px) in taps.iter() {
-            acc = I::fma(load(px.add(ch)), load(pd.w.as_ptr().add(t * c + ch)), acc);
+            let x = T::load::<I>(px.add(ch), n, epi.zero);
+            acc = I::fma(x, load(pd.w.as_ptr().add(t * c + ch)), acc);
         }
         if let Some(sc) = epi.scale {
             acc = I::fma(acc, load(sc.add(ch)), bias);

@@ -32,6 +32,8 @@ pub enum Op {
         ids: Vec<ParamId>,
         /// The float weights, kept by an engine made for calibration (to measure each layer's INT8 error).
         raw: Option<Box<ConvWeights>>,
+        /// The output is a u8 map with this quantization (the direct kernel only).
+        out: Option<QuantIn>,
     },
     /// An INT8 convolution: the input quantized into the workspace's byte buffer first, unless it is a u8
     /// map already ([`super::qmaps`]).
@@ -260,11 +262,14 @@ impl Op {
         let plus = |add: &Option<View>| if add.is_some() { " +add" } else { "" };
         let u8s = |u8: bool| if u8 { " u8" } else { "" };
         match self {
-            Op::Conv { pc, act, add, .. } => format!(
-                "conv {k}x{k}/{s} {}->{} {act:?}{}",
+            Op::Conv {
+                pc, act, add, out, ..
+            } => format!(
+                "conv {k}x{k}/{s} {}->{} {act:?}{}{}",
                 pc.cin,
                 pc.cout,
                 plus(add),
+                if out.is_some() { " u8 out" } else { "" },
                 k = pc.k,
                 s = pc.s
             ),
@@ -334,8 +339,15 @@ impl Op {
                 dst: d,
                 act,
                 add,
+                out,
                 ..
-            } => pc.run(src(*s), dst(*d), *act, add.map(src), zeros, parallel),
+            } => match out {
+                Some(q) => {
+                    let qd = maps.qdst(*d);
+                    pc.run_quantized(src(*s), qd, *q, *act, add.map(src), zeros, parallel)
+                }
+                None => pc.run(src(*s), dst(*d), *act, add.map(src), zeros, parallel),
+            },
             Op::QConv {
                 pq,
                 src: s,

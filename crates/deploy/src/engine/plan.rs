@@ -393,6 +393,7 @@ impl Planner<'_> {
                     Vec::new()
                 },
                 raw: (self.keep_weights && w.groups == 1).then(|| Box::new(w.clone())),
+                out: None,
             });
         }
     }

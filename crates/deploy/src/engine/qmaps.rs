@@ -1,8 +1,7 @@
 //! Which maps are stored as u8. A map whose every reader is an INT8 convolution (dense or depthwise) with one
-//! input quantization
-//! (or a max pool, upsample or copy into another such map) is written already quantized by the operations
-//! that produce it: the INT8 convolution's and the depthwise kernel's epilogues requantize what they would
-//! have stored, and max pool, upsample and copy move bytes (quantization is monotone, so the max of the
+//! input quantization (or a max pool, upsample or copy into another such map) is written already quantized by
+//! the operations that produce it: the convolution epilogues (INT8, depthwise, and a convolution kept in
+//! float32, as the stem, with its direct kernel) requantize what they would have stored, and max pool, upsample and copy move bytes (quantization is monotone, so the max of the
 //! quantized values is the quantized max). Its readers skip their quantize pass and every pass over the map
 //! moves a quarter of the bytes; the values are exactly those of float maps quantized by their readers.
 
@@ -37,6 +36,17 @@ pub(super) fn assign(
                 }
                 if let Some(a) = add {
                     mark(&mut parent, a.buf);
+                }
+            }
+            // A float convolution writes a u8 map with its direct kernel (Winograd stores floats).
+            Op::Conv {
+                pc, src, add, dst, ..
+            } => {
+                for b in std::iter::once(src.buf).chain(add.map(|a| a.buf)) {
+                    mark(&mut parent, b);
+                }
+                if !pc.writes_u8() {
+                    mark(&mut parent, dst.buf);
                 }
             }
             Op::Depthwise { pd, src, .. } => {
@@ -74,6 +84,7 @@ pub(super) fn assign(
                 *src_u8 = of[src.buf].is_some();
                 *out = of[dst.buf];
             }
+            Op::Conv { dst, out, .. } => *out = of[dst.buf],
             Op::Depthwise {
                 src,
                 dst,

@@ -671,3 +671,45 @@ fn nan_propagates_through_conv_depthwise_and_activations() {
         }
     }
 }
+
+/// A float convolution writing a u8 map (the stem before an INT8 layer): its bytes are its float output
+/// quantized, for the stem's narrow kernel on 3 channels, a wide one with a residual add, split across threads.
+#[test]
+fn float_conv_requantizes_into_a_u8_map() {
+    let levels = testkit::or_skip(
+        Level::available(),
+        "the engine (no SIMD level on this CPU)",
+        Level::REQUIREMENT,
+    );
+    let q = super::QuantIn::from_range(-0.5, 4.0);
+    for level in levels {
+        for (cin, cout, k, s, p, add) in [(3, 16, 3, 2, 1, false), (8, 40, 1, 1, 0, true)] {
+            let (h, w) = (9, 11);
+            let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            let x = values(h * w * cin, 3);
+            let wt = values(cout * cin * k * k, 4);
+            let b = values(cout, 5);
+            let a = values(oh * ow * cout, 6);
+            let pc = PackedConv::new(level, &wt, &b, cout, cin, k, s, p);
+            assert!(pc.writes_u8());
+            let zeros = vec![0.0f32; cin];
+            let add_src = add.then(|| src(&a, oh, ow, cout));
+            for parallel in [false, true] {
+                let mut y = vec![0.0f32; oh * ow * cout];
+                let d = dst(&mut y, oh, ow, cout);
+                pc.run(src(&x, h, w, cin), d, Act::Silu, add_src, &zeros, parallel);
+                let mut yq = vec![0u8; oh * ow * cout];
+                let qd = Dst {
+                    ptr: yq.as_mut_ptr(),
+                    h: oh,
+                    w: ow,
+                    stride: cout,
+                };
+                let xs = src(&x, h, w, cin);
+                pc.run_quantized(xs, qd, q, Act::Silu, add_src, &zeros, parallel);
+                let want: Vec<u8> = y.iter().map(|&v| q.quantize(v)).collect();
+                assert_eq!(yq, want, "{level:?} {cin}->{cout} k{k} s{s}");
+            }
+        }
+    }
+}
