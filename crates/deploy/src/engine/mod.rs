@@ -358,6 +358,23 @@ impl Maps<'_> {
         let ptr = unsafe { (base as *mut u8).add(v.off) };
         Dst { ptr, h, w, stride }
     }
+
+    /// An INT8 operation's input: the u8 map as it is, or the float map and the bytes to quantize it into.
+    pub fn input<'b>(&self, v: View, u8: bool, qbuf: &'b mut [u8]) -> qconv::QInput<'b> {
+        if u8 {
+            qconv::QInput::Quantized(self.qsrc(v))
+        } else {
+            qconv::QInput::Float(self.src(v), qbuf)
+        }
+    }
+
+    /// An operation's output: the float map, or the u8 map with its quantization.
+    pub fn output(&self, v: View, q: Option<QuantIn>) -> qconv::QOutput {
+        match q {
+            Some(q) => qconv::QOutput::Quantized(self.qdst(v), q),
+            None => qconv::QOutput::Float(self.dst(v)),
+        }
+    }
 }
 
 /// A fused model lowered for the CPU.

@@ -6,7 +6,7 @@ use super::conv::PackedConv;
 use super::depthwise::PackedDepthwise;
 use super::graph::ConvWeights;
 use super::ops::{self, Affine, Ew, EwJob};
-use super::qconv::{PackedQConv, QInput, QOutput, QuantIn};
+use super::qconv::{PackedQConv, QOutput, QuantIn};
 use super::{Act, Dst, Level, Maps, Src, Unary};
 use model::burn::module::ParamId;
 use model::burn::tensor::{Device, Tensor, TensorData};
@@ -341,12 +341,11 @@ impl Op {
                 add,
                 out,
                 ..
-            } => match out {
-                Some(q) => {
-                    let qd = maps.qdst(*d);
-                    pc.run_quantized(src(*s), qd, *q, *act, add.map(src), zeros, parallel)
+            } => match maps.output(*d, *out) {
+                QOutput::Quantized(qd, q) => {
+                    pc.run_quantized(src(*s), qd, q, *act, add.map(src), zeros, parallel)
                 }
-                None => pc.run(src(*s), dst(*d), *act, add.map(src), zeros, parallel),
+                QOutput::Float(fd) => pc.run(src(*s), fd, *act, add.map(src), zeros, parallel),
             },
             Op::QConv {
                 pq,
@@ -358,15 +357,7 @@ impl Op {
                 out,
                 ..
             } => {
-                let input = if *src_u8 {
-                    QInput::Quantized(maps.qsrc(*s))
-                } else {
-                    QInput::Float(src(*s), qbuf)
-                };
-                let output = match out {
-                    Some(q) => QOutput::Quantized(maps.qdst(*d), *q),
-                    None => QOutput::Float(dst(*d)),
-                };
+                let (input, output) = (maps.input(*s, *src_u8, qbuf), maps.output(*d, *out));
                 pq.run(input, output, *act, add.map(src), parallel)
             }
             Op::Depthwise {
@@ -378,15 +369,7 @@ impl Op {
                 out,
                 ..
             } => {
-                let input = if *src_u8 {
-                    QInput::Quantized(maps.qsrc(*s))
-                } else {
-                    QInput::Float(src(*s), qbuf)
-                };
-                let output = match out {
-                    Some(q) => QOutput::Quantized(maps.qdst(*d), *q),
-                    None => QOutput::Float(dst(*d)),
-                };
+                let (input, output) = (maps.input(*s, *src_u8, qbuf), maps.output(*d, *out));
                 pd.run_with(input, output, *act, parallel)
             }
             Op::Fallback {
