@@ -332,34 +332,8 @@ unsafe fn run_tiles<I: QMac, const MR: usize>(job: &TileJob, t0: usize, t1: usiz
             }
             let ncols = (pc.cout - pn.col).min(nr);
             for r in 0..valid {
-                let mi = m0 + r;
-                let dst = match job.out {
-                    QOutput::Quantized(d, q) => {
-                        // Requantized as the reader would quantize the float this row would have stored.
-                        let acc = tile.as_mut_ptr().add(r * nr);
-                        if let Some(a) = add {
-                            store_row::<I, true>(
-                                acc,
-                                acc,
-                                a.ptr.add(mi * a.stride + pn.col),
-                                ncols,
-                            );
-                        }
-                        let out = d.ptr.add(mi * d.stride + pn.col);
-                        I::quantize_row(acc, ncols, 1.0 / q.scale, q.zero, out);
-                        continue;
-                    }
-                    QOutput::Float(d) => d,
-                };
-                let out = dst.ptr.add(mi * dst.stride + pn.col);
-                let acc = tile.as_ptr().add(r * nr);
-                match add {
-                    Some(a) => {
-                        let ap = a.ptr.add(mi * a.stride + pn.col);
-                        store_row::<I, true>(out, acc, ap, ncols);
-                    }
-                    None => store_row::<I, false>(out, acc, acc, ncols),
-                }
+                let acc = tile.as_mut_ptr().add(r * nr);
+                store_out::<I>(job.out, m0 + r, pn.col, acc, add, ncols);
             }
         }
     }
@@ -392,6 +366,46 @@ pub(super) unsafe fn store_row<I: Isa, const ADD: bool>(
         }
         *out.add(j) = v;
         j += 1;
+    }
+}
+
+/// Output pixel `mi`'s channels `col..col + n` from the tile row `acc` (after the activation): plus `add`, then
+/// stored as float32 or requantized into a u8 map (as its reader would quantize the float this row would have
+/// stored; `acc` is overwritten with the sum then).
+///
+/// # Safety
+/// Compiled with `I`'s target features; `acc` holds `n` floats, and `out` and `add` hold pixel `mi` with at
+/// least `col + n` channels.
+#[inline(always)]
+pub(super) unsafe fn store_out<I: QMac>(
+    out: QOutput,
+    mi: usize,
+    col: usize,
+    acc: *mut f32,
+    add: Option<Src>,
+    n: usize,
+) {
+    let add = add.map(|a| a.ptr.add(mi * a.stride + col));
+    match out {
+        QOutput::Quantized(d, q) => {
+            if let Some(a) = add {
+                store_row::<I, true>(acc, acc, a, n);
+            }
+            I::quantize_row(
+                acc,
+                n,
+                1.0 / q.scale,
+                q.zero,
+                d.ptr.add(mi * d.stride + col),
+            );
+        }
+        QOutput::Float(d) => {
+            let o = d.ptr.add(mi * d.stride + col);
+            match add {
+                Some(a) => store_row::<I, true>(o, acc, a, n),
+                None => store_row::<I, false>(o, acc, acc, n),
+            }
+        }
     }
 }
 

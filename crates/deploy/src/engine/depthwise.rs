@@ -8,7 +8,7 @@
 //! the i32 sums, then scaled by `x_scale * w_scale` with the bias added. Depthwise work is memory-bound; the
 //! gain is in reading and writing bytes, not in integer multiplies.
 
-use super::qconv::{quantize_weights, QInput, QMac, QOutput, QuantIn};
+use super::qconv::{quantize_map, quantize_weights, QInput, QMac, QOutput, QuantIn};
 use super::simd::Level;
 use super::{par_ranges, Act, Dst, Src};
 
@@ -156,34 +156,7 @@ impl PackedDepthwise {
         };
         let src = match input {
             QInput::Quantized(v) => v,
-            QInput::Float(src, q) => {
-                let q = &mut q[..self.qbytes(src.h, src.w)];
-                let qp = QBytes(q.as_mut_ptr());
-                let (c, x) = (self.c, int8.x);
-                let quant = |y0: usize, y1: usize| {
-                    let (qp, src) = (qp, src);
-                    for pix in y0 * src.w..y1 * src.w {
-                        // SAFETY: the pixel lies inside the view (`c` channels) and `q` (`c` bytes per
-                        // pixel); threads quantize disjoint rows; the level was detected on this CPU.
-                        unsafe {
-                            quantize_on(
-                                level,
-                                src.ptr.add(pix * src.stride),
-                                c,
-                                x,
-                                qp.0.add(pix * c),
-                            )
-                        }
-                    }
-                };
-                par_ranges(src.h, parallel, &quant);
-                Src {
-                    ptr: q.as_ptr(),
-                    h: src.h,
-                    w: src.w,
-                    stride: self.c,
-                }
-            }
+            QInput::Float(src, q) => quantize_map(level, src, self.c, self.c, int8.x, q, parallel),
         };
         let epi = Epi {
             bias: self.bias.as_ptr(),
@@ -198,12 +171,6 @@ impl PackedDepthwise {
     }
 }
 
-#[derive(Clone, Copy)]
-struct QBytes(*mut u8);
-// SAFETY: threads given the pointer write disjoint rows of the buffer it points into.
-unsafe impl Send for QBytes {}
-// SAFETY: as above.
-unsafe impl Sync for QBytes {}
 // SAFETY: the epilogue's pointers are only read, into the packed convolution that outlives the call.
 unsafe impl Send for Epi {}
 // SAFETY: as above.
@@ -211,15 +178,6 @@ unsafe impl Sync for Epi {}
 
 simd_kernel!(fn rows_on = rows::<f32>(pd: &PackedDepthwise, src: Src, dst: QOutput, epi: Epi, act: Act, y0: usize, y1: usize));
 simd_kernel!(fn qrows_on = rows::<u8>(pd: &PackedDepthwise, src: Src<u8>, dst: QOutput, epi: Epi, act: Act, y0: usize, y1: usize));
-simd_kernel!(fn quantize_on = quantize_pixel(src: *const f32, n: usize, x: QuantIn, dst: *mut u8));
-
-/// # Safety
-/// Compiled with `I`'s target features; `src` valid for `n` floats, `dst` for `n` bytes.
-#[inline(always)]
-unsafe fn quantize_pixel<I: QMac>(src: *const f32, n: usize, x: QuantIn, dst: *mut u8) {
-    I::quantize_row(src, n, 1.0 / x.scale, x.zero, dst)
-}
-
 /// Output pixels computed together along a row: independent accumulators (no single dependent chain of
 /// multiply-adds per output) that share each weight load.
 const PX: usize = 4;

@@ -15,7 +15,7 @@
 //! 16 output channels as `[tap][cin / 4][16][4]`, so four input channels of one pixel (one i32 broadcast)
 //! meet sixteen channels' four weights in two `vpmaddubsw` + `vpmaddwd` pairs.
 
-use super::conv::store_row;
+use super::conv::store_out;
 use super::simd::Isa;
 use super::{par_ranges, Act, Dst, Level, Src};
 
@@ -178,22 +178,7 @@ impl PackedQConv {
         let qsrc = match input {
             QInput::Quantized(v) => v,
             QInput::Float(src, q) => {
-                let q = &mut q[..self.qbytes(src.h, src.w)];
-                let qp = QPtr(q.as_mut_ptr());
-                let quant = |y0: usize, y1: usize| {
-                    // Whole values captured, not their pointer fields (the views are Sync).
-                    let (qp, src) = (qp, src);
-                    // SAFETY: rows y0..y1 lie inside the view (`cin` channels per pixel) and `q` (`cin4` bytes
-                    // per pixel); threads quantize disjoint rows; the level was detected on this CPU.
-                    unsafe { quantize_on(self.level, self, src, qp.0, y0, y1) }
-                };
-                par_ranges(src.h, parallel, &quant);
-                Src {
-                    ptr: q.as_ptr(),
-                    h: src.h,
-                    w: src.w,
-                    stride: self.cin4,
-                }
+                quantize_map(self.level, src, self.cin, self.cin4, self.x, q, parallel)
             }
         };
         let (h, w) = output.size();
@@ -265,24 +250,62 @@ unsafe impl Sync for QJob<'_> {}
 
 simd_kernel!(fn qtiles_on = qtiles::<NO_VNNI>(job: &QJob, t0: usize, t1: usize));
 simd_kernel!(fn qtiles_vnni_on = qtiles::<VNNI>(job: &QJob, t0: usize, t1: usize));
-simd_kernel!(fn quantize_on = quantize_rows(pc: &PackedQConv, src: Src, q: *mut u8, y0: usize, y1: usize));
+simd_kernel!(fn quantize_on = quantize_rows(src: Src, c: usize, stride: usize, x: QuantIn, q: *mut u8, y0: usize, y1: usize));
+
+/// `c` channels of the float map `src` quantized with `x` into `q`, `stride` bytes per pixel (the channels past
+/// `c` at the zero point), rows split across threads when `parallel`: the u8 view of it.
+pub(super) fn quantize_map(
+    level: Level,
+    src: Src,
+    c: usize,
+    stride: usize,
+    x: QuantIn,
+    q: &mut [u8],
+    parallel: bool,
+) -> Src<u8> {
+    let q = &mut q[..src.h * src.w * stride];
+    let qp = QPtr(q.as_mut_ptr());
+    let quant = |y0: usize, y1: usize| {
+        // Whole values captured, not their pointer fields (the views are Sync).
+        let (qp, src) = (qp, src);
+        // SAFETY: rows y0..y1 lie inside the view (`c` channels per pixel) and `q` (`stride` bytes per pixel);
+        // threads quantize disjoint rows; the level was detected on this CPU.
+        unsafe { quantize_on(level, src, c, stride, x, qp.0, y0, y1) }
+    };
+    par_ranges(src.h, parallel, &quant);
+    Src {
+        ptr: q.as_ptr(),
+        h: src.h,
+        w: src.w,
+        stride,
+    }
+}
 
 /// Rows `y0..y1` of `src` quantized into `q` (`cin4` bytes per pixel, the padding channels at the zero point).
 ///
 /// # Safety
 /// Compiled with `I`'s target features; the rows lie inside `src` and `q`.
 #[inline(always)]
-unsafe fn quantize_rows<I: QMac>(pc: &PackedQConv, src: Src, q: *mut u8, y0: usize, y1: usize) {
-    let inv = 1.0 / pc.x.scale;
-    if src.stride == pc.cin && pc.cin4 == pc.cin {
-        let (a, b) = (y0 * src.w * pc.cin, y1 * src.w * pc.cin);
-        return I::quantize_row(src.ptr.add(a), b - a, inv, pc.x.zero, q.add(a));
+#[allow(clippy::too_many_arguments)]
+unsafe fn quantize_rows<I: QMac>(
+    src: Src,
+    c: usize,
+    stride: usize,
+    x: QuantIn,
+    q: *mut u8,
+    y0: usize,
+    y1: usize,
+) {
+    let inv = 1.0 / x.scale;
+    if src.stride == c && stride == c {
+        let (a, b) = (y0 * src.w * c, y1 * src.w * c);
+        return I::quantize_row(src.ptr.add(a), b - a, inv, x.zero, q.add(a));
     }
     for pix in y0 * src.w..y1 * src.w {
-        let to = q.add(pix * pc.cin4);
-        I::quantize_row(src.ptr.add(pix * src.stride), pc.cin, inv, pc.x.zero, to);
-        for c in pc.cin..pc.cin4 {
-            *to.add(c) = pc.x.zero;
+        let to = q.add(pix * stride);
+        I::quantize_row(src.ptr.add(pix * src.stride), c, inv, x.zero, to);
+        for ch in c..stride {
+            *to.add(ch) = x.zero;
         }
     }
 }
@@ -362,15 +385,7 @@ pub(super) trait QMac: Isa {
     /// Compiled with the ISA's target features; `p` valid for `n` bytes.
     #[inline(always)]
     unsafe fn load_u8(p: *const u8, n: usize) -> Self::V {
-        let mut f = [0.0f32; 16];
-        for (i, v) in f.iter_mut().enumerate().take(n) {
-            *v = *p.add(i) as f32;
-        }
-        if n == Self::LANES {
-            Self::load(f.as_ptr())
-        } else {
-            Self::load_n(f.as_ptr(), n)
-        }
+        load_u8_scalar::<Self>(p, n)
     }
 
     /// `dst[i] = clamp(round_half_even(src[i] * inv) + zero, 0, 255)` for `n` values.
@@ -406,6 +421,23 @@ pub(super) struct Epilogue {
     comp: *const i32,
     scale: *const f32,
     bias: *const f32,
+}
+
+/// [`QMac::load_u8`] a byte at a time (a partial vector, or an ISA without a widening load).
+///
+/// # Safety
+/// As [`QMac::load_u8`].
+#[inline(always)]
+unsafe fn load_u8_scalar<I: Isa>(p: *const u8, n: usize) -> I::V {
+    let mut f = [0.0f32; 16];
+    for (i, v) in f.iter_mut().enumerate().take(n) {
+        *v = *p.add(i) as f32;
+    }
+    if n == I::LANES {
+        I::load(f.as_ptr())
+    } else {
+        I::load_n(f.as_ptr(), n)
+    }
 }
 
 #[inline(always)]
@@ -672,11 +704,7 @@ impl QMac for super::simd::Avx2 {
         if n == 8 {
             _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(p as *const __m128i)))
         } else {
-            let mut b = [0u8; 8];
-            std::ptr::copy_nonoverlapping(p, b.as_mut_ptr(), n);
-            _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                b.as_ptr() as *const __m128i
-            )))
+            load_u8_scalar::<Self>(p, n)
         }
     }
 }
@@ -701,11 +729,7 @@ impl QMac for super::simd::Avx512 {
         if n == 16 {
             _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(p as *const __m128i)))
         } else {
-            let mut b = [0u8; 16];
-            std::ptr::copy_nonoverlapping(p, b.as_mut_ptr(), n);
-            _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(
-                b.as_ptr() as *const __m128i
-            )))
+            load_u8_scalar::<Self>(p, n)
         }
     }
 
@@ -802,28 +826,7 @@ unsafe fn qtiles<I: QMac, const USE_VNNI: bool>(job: &QJob, t0: usize, t1: usize
                 Act::Silu => I::silu_in_place(tp, MR * NR / l),
             }
             for r in 0..valid {
-                let mi = m0 + r;
-                let acc = tp.add(r * NR);
-                let d = match job.dst {
-                    QOutput::Quantized(d, q) => {
-                        // Requantized as the reader would quantize the float this row would have stored.
-                        if let Some(a) = job.add {
-                            store_row::<I, true>(acc, acc, a.ptr.add(mi * a.stride + col), ncols);
-                        }
-                        let out = d.ptr.add(mi * d.stride + col);
-                        I::quantize_row(acc, ncols, 1.0 / q.scale, q.zero, out);
-                        continue;
-                    }
-                    QOutput::Float(d) => d,
-                };
-                let out = d.ptr.add(mi * d.stride + col);
-                match job.add {
-                    Some(a) => {
-                        let ap = a.ptr.add(mi * a.stride + col);
-                        store_row::<I, true>(out, acc, ap, ncols);
-                    }
-                    None => store_row::<I, false>(out, acc, acc, ncols),
-                }
+                store_out::<I>(job.dst, m0 + r, col, tp.add(r * NR), job.add, ncols);
             }
         }
     }
