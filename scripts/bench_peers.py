@@ -7,7 +7,8 @@ The model is built by the real Ultralytics package from the YAML (MobileOneBlock
 scripts/mobileone.py), reparameterized and fused (`reparameterize_all`), exported to ONNX (opset 17,
 dynamic batch); PyTorch runs the fused module, ONNX Runtime the ONNX file with every graph optimization,
 OpenVINO (the CPU runtime Ultralytics recommends) the same ONNX file reshaped to the batch, compiled for the
-CPU with the LATENCY hint and `--threads` inference threads.
+CPU with the LATENCY hint and `--threads` inference threads, held to float32; on a CPU where OpenVINO computes
+float32 models in bfloat16 by default (AVX512_BF16, AMX) its default is timed too, in its own column.
 Ours is `deploy bench --burn false` on the same YAML (random weights: latency does not depend on them).
 Each engine runs in its own process, `--threads` threads each, in rounds (ours, PyTorch, ORT, ours, ...),
 so drift hits all alike; a figure is the median of the per-round medians. Peak memory is each process'
@@ -110,18 +111,18 @@ def worker(a):
         def run():
             sess.run(None, {"images": x})
 
-    elif a.worker == "openvino":
+    elif a.worker in ("openvino", "openvino-bf16"):
         import openvino as ov
 
         core = ov.Core()
         m = core.read_model(a.model)
         # The first input, whatever its name (Ultralytics' OpenVINO IR calls it `x`).
         m.reshape({m.inputs[0].any_name: list(x.shape)})
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": a.threads}
         # OpenVINO computes a float32 model in bfloat16 by default on CPUs with AVX512_BF16 or AMX (its
-        # INFERENCE_PRECISION_HINT); YOLO_OV_PRECISION=f32 holds it to float32.
-        if os.environ.get("YOLO_OV_PRECISION"):
-            config["INFERENCE_PRECISION_HINT"] = os.environ["YOLO_OV_PRECISION"]
+        # INFERENCE_PRECISION_HINT): the "openvino" worker holds it to float32, "openvino-bf16" keeps its default.
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": a.threads}
+        if a.worker == "openvino":
+            config["INFERENCE_PRECISION_HINT"] = "f32"
         compiled = core.compile_model(m, "CPU", config)
         req = compiled.create_infer_request()
 
@@ -182,7 +183,7 @@ def main():
     ap.add_argument("--ours", default=None, help="path to our deploy binary")
     ap.add_argument("--unfused", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results here")
-    ap.add_argument("--worker", choices=["torch", "ort", "openvino", "prepare"], default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["torch", "ort", "openvino", "openvino-bf16", "prepare"], default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--model", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -194,6 +195,8 @@ def main():
         paths = export(a.config[0], a.scale, a.nc, a.imgsz, a.out)
         paths["versions"] = (f"PyTorch {torch.__version__}, ONNX Runtime {onnxruntime.__version__}, "
                              f"OpenVINO {openvino.__version__}")
+        core = openvino.Core()
+        paths["ov_bf16"] = core.get_property("CPU", "INFERENCE_PRECISION_HINT") == openvino.Type.bf16
         print(json.dumps(paths))
         return
     if a.worker:
@@ -208,15 +211,28 @@ def main():
     print(f"{a.imgsz}x{a.imgsz}, {a.threads} threads, median of {a.rounds} rounds x {a.iters} runs, each engine in its "
           f"own process in turn; {tables[0]['versions']}")
     print()
-    print("| model | batch | ours (ms) | PyTorch (ms) | ONNX Runtime (ms) | OpenVINO (ms) | ours / best peer |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    bf16 = any(t["ov_bf16"] for t in tables)
+    if bf16:
+        print("OpenVINO computes float32 models in bfloat16 by default on this CPU: 'OpenVINO' is held to float32 "
+              "(INFERENCE_PRECISION_HINT f32), 'OpenVINO bf16' is its default; the best peer is the best float32 one.")
+        print()
+    extra = (" OpenVINO bf16 (ms) |", " ours / OpenVINO bf16 |") if bf16 else ("", "")
+    print(f"| model | batch | ours (ms) | PyTorch (ms) | ONNX Runtime (ms) | OpenVINO (ms) |{extra[0]} "
+          f"ours / best peer |{extra[1]}")
+    print("|---|---:|---:|---:|---:|---:|" + ("---:|" * (3 if bf16 else 1)))
     for t in tables:
         for r in t["results"]:
             m = r["median_ms"]
             o = m.get("engine fused", float("nan"))
             best = min(m["torch"], m["ort"], m["openvino"])
-            print(f"| {t['model']} | {r['batch']} | {o:.1f} | {m['torch']:.1f} | {m['ort']:.1f} | {m['openvino']:.1f} "
-                  f"| {o / best:.2f}x |")
+            line = (f"| {t['model']} | {r['batch']} | {o:.1f} | {m['torch']:.1f} | {m['ort']:.1f} "
+                    f"| {m['openvino']:.1f} |")
+            if bf16:
+                line += f" {m['openvino-bf16']:.1f} |"
+            line += f" {o / best:.2f}x |"
+            if bf16:
+                line += f" {o / m['openvino-bf16']:.2f}x |"
+            print(line)
     if a.json:
         Path(a.json).write_text(json.dumps(tables, indent=2) + "\n")
 
@@ -264,6 +280,8 @@ def bench_config(a, config):
     engines.append(("torch", lambda b: peer("torch", paths["fused"], b)))
     engines.append(("ort", lambda b: peer("ort", paths["onnx"], b)))
     engines.append(("openvino", lambda b: peer("openvino", paths["onnx"], b)))
+    if paths["ov_bf16"]:
+        engines.append(("openvino-bf16", lambda b: peer("openvino-bf16", paths["onnx"], b)))
     if a.unfused:
         engines.append(("torch unfused", lambda b: ({"torch unfused": peer("torch", paths["unfused"], b)[0]["torch"]}, 0.0)))
 
@@ -294,8 +312,9 @@ def bench_config(a, config):
         o = m.get("engine fused", float("nan"))
         rs = r["peak_rss_mib"]
         best = min(m["torch"], m["ort"], m["openvino"])
-        print(f"| {r['batch']} | {o:.1f} | {m['torch']:.1f} | {m['ort']:.1f} | {m['openvino']:.1f} | {best / o:.2f}x | "
-              f"{rs.get('ours', 0):.0f} / {rs.get('torch', 0):.0f} / {rs.get('ort', 0):.0f} / "
+        bf16 = f" (bf16 {m['openvino-bf16']:.1f})" if "openvino-bf16" in m else ""
+        print(f"| {r['batch']} | {o:.1f} | {m['torch']:.1f} | {m['ort']:.1f} | {m['openvino']:.1f}{bf16} "
+              f"| {best / o:.2f}x | {rs.get('ours', 0):.0f} / {rs.get('torch', 0):.0f} / {rs.get('ort', 0):.0f} / "
               f"{rs.get('openvino', 0):.0f} |")
     if a.unfused:
         print()
@@ -309,7 +328,8 @@ def bench_config(a, config):
             print(f"| {r['batch']} | {eu:.1f} / {m['torch unfused']:.1f} / {bu:.1f} | {eu / m['engine fused']:.2f}x "
                   f"| {m['torch unfused'] / m['torch']:.2f}x | {bu / bf:.2f}x |")
     name = Path(config).stem
-    return {"model": f"{name} {a.scale}", "config": config, "versions": paths["versions"], "header": head,
+    return {"model": f"{name} {a.scale}", "config": config, "versions": paths["versions"],
+            "ov_bf16": paths["ov_bf16"], "header": head,
             "results": results}
 
 

@@ -273,49 +273,89 @@ unsafe fn run_tiles<I: QMac, const MR: usize>(job: &TileJob, t0: usize, t1: usiz
     let mut rows: Vec<[*const f32; MR]> = vec![[zero; MR]; taps];
     // MR pixels x NR <= 48 channels (MR_NARROW only with one 16-channel vector).
     let mut tile = [0.0f32; 384];
+    // A 1x1 stride-1 convolution reads pixel `mi` of its input for output pixel `mi`.
+    let pointwise = k == 1 && s == 1 && p == 0;
     for t in t0..t1 {
         let m0 = t * MR;
         let valid = (m - m0).min(MR);
-        for r in 0..MR {
-            // Rows past the end repeat the last valid pixel; their results are not stored.
-            let mi = m0 + r.min(valid - 1);
-            let (oy, ox) = (mi / ow, mi % ow);
+        let (mut oy, mut ox) = (m0 / ow, m0 % ow);
+        if pointwise {
+            for (r, row) in rows[0].iter_mut().enumerate() {
+                // Rows past the end repeat the last valid pixel; their results are not stored.
+                *row = src.ptr.add((m0 + r.min(valid - 1)) * src.stride);
+            }
+        } else if valid == MR && ox + MR <= ow && ox * s >= p && (ox + MR - 1) * s + k <= src.w + p
+        {
+            // The tile's pixels are consecutive in one output row and every tap lies inside the map across:
+            // each tap's pointers step by `s` input pixels (the per-pixel bounds below cost as much as a
+            // stem's multiply-adds).
+            let step = s * src.stride;
             for ky in 0..k {
                 let iy = (oy * s + ky) as isize - p as isize;
-                let row_in = iy >= 0 && (iy as usize) < src.h;
-                if rowwise {
-                    let ix0 = (ox * s) as isize - p as isize;
-                    rows[ky][r] = if !row_in {
-                        zero
-                    } else if ix0 >= 0 && ix0 as usize + k <= src.w {
-                        src.ptr
-                            .add((iy as usize * src.w + ix0 as usize) * src.stride)
-                    } else {
-                        let g = edge.as_mut_ptr().add((r * k + ky) * span);
-                        for kx in 0..k {
-                            let ix = ix0 + kx as isize;
-                            let to = g.add(kx * pc.cin);
-                            if ix >= 0 && (ix as usize) < src.w {
-                                let from = src
-                                    .ptr
-                                    .add((iy as usize * src.w + ix as usize) * src.stride);
-                                std::ptr::copy_nonoverlapping(from, to, pc.cin);
-                            } else {
-                                std::ptr::write_bytes(to, 0, pc.cin);
-                            }
-                        }
-                        g
-                    };
+                let ts = if rowwise {
+                    ky..ky + 1
+                } else {
+                    ky * k..(ky + 1) * k
+                };
+                if iy < 0 || iy as usize >= src.h {
+                    for t in ts {
+                        rows[t] = [zero; MR];
+                    }
                     continue;
                 }
-                for kx in 0..k {
-                    let ix = (ox * s + kx) as isize - p as isize;
-                    rows[ky * k + kx][r] = if row_in && ix >= 0 && (ix as usize) < src.w {
-                        src.ptr
-                            .add((iy as usize * src.w + ix as usize) * src.stride)
-                    } else {
-                        zero
-                    };
+                let base = src.ptr.add((iy as usize * src.w + ox * s - p) * src.stride);
+                for (kx, t) in ts.enumerate() {
+                    for (r, row) in rows[t].iter_mut().enumerate() {
+                        *row = base.add(kx * src.stride + r * step);
+                    }
+                }
+            }
+        } else {
+            for r in 0..MR {
+                // Rows past the end repeat the last valid pixel; their results are not stored.
+                if r > 0 && r < valid {
+                    ox += 1;
+                    if ox == ow {
+                        (oy, ox) = (oy + 1, 0);
+                    }
+                }
+                for ky in 0..k {
+                    let iy = (oy * s + ky) as isize - p as isize;
+                    let row_in = iy >= 0 && (iy as usize) < src.h;
+                    if rowwise {
+                        let ix0 = (ox * s) as isize - p as isize;
+                        rows[ky][r] = if !row_in {
+                            zero
+                        } else if ix0 >= 0 && ix0 as usize + k <= src.w {
+                            src.ptr
+                                .add((iy as usize * src.w + ix0 as usize) * src.stride)
+                        } else {
+                            let g = edge.as_mut_ptr().add((r * k + ky) * span);
+                            for kx in 0..k {
+                                let ix = ix0 + kx as isize;
+                                let to = g.add(kx * pc.cin);
+                                if ix >= 0 && (ix as usize) < src.w {
+                                    let from = src
+                                        .ptr
+                                        .add((iy as usize * src.w + ix as usize) * src.stride);
+                                    std::ptr::copy_nonoverlapping(from, to, pc.cin);
+                                } else {
+                                    std::ptr::write_bytes(to, 0, pc.cin);
+                                }
+                            }
+                            g
+                        };
+                        continue;
+                    }
+                    for kx in 0..k {
+                        let ix = (ox * s + kx) as isize - p as isize;
+                        rows[ky * k + kx][r] = if row_in && ix >= 0 && (ix as usize) < src.w {
+                            src.ptr
+                                .add((iy as usize * src.w + ix as usize) * src.stride)
+                        } else {
+                            zero
+                        };
+                    }
                 }
             }
         }
@@ -323,6 +363,22 @@ unsafe fn run_tiles<I: QMac, const MR: usize>(job: &TileJob, t0: usize, t1: usiz
             let b = pc.w.as_ptr().add(pn.offset);
             let bias = pc.bias.as_ptr().add(pn.col);
             let nr = pn.nv * I::LANES;
+            let ncols = (pc.cout - pn.col).min(nr);
+            if let (QOutput::Float(d), true) = (job.out, valid == MR && ncols == nr) {
+                // A whole tile of float32: activation, add and store straight from the registers.
+                let to = RowsOut {
+                    ptr: d.ptr.add(m0 * d.stride + pn.col),
+                    stride: d.stride,
+                    add: add.map(|a| (a.ptr.add(m0 * a.stride + pn.col), a.stride)),
+                };
+                match pn.nv {
+                    1 => kernel_to::<I, MR, 1>(&rows, span, b, bias, act, to),
+                    2 if MR <= MR_512 => kernel_to::<I, MR, 2>(&rows, span, b, bias, act, to),
+                    _ if MR <= MR_512 => kernel_to::<I, MR, 3>(&rows, span, b, bias, act, to),
+                    _ => unreachable!("a narrow convolution has one-vector panels"),
+                }
+                continue;
+            }
             match pn.nv {
                 1 => kernel::<I, MR, 1>(&rows, span, b, bias, act, &mut tile),
                 // Wider panels only with the 8- and 6-row tiles (`narrow` takes one-vector panels).
@@ -330,7 +386,6 @@ unsafe fn run_tiles<I: QMac, const MR: usize>(job: &TileJob, t0: usize, t1: usiz
                 _ if MR <= MR_512 => kernel::<I, MR, 3>(&rows, span, b, bias, act, &mut tile),
                 _ => unreachable!("a narrow convolution has one-vector panels"),
             }
-            let ncols = (pc.cout - pn.col).min(nr);
             for r in 0..valid {
                 let acc = tile.as_mut_ptr().add(r * nr);
                 store_out::<I>(job.out, m0 + r, pn.col, acc, add, ncols);
@@ -409,23 +464,89 @@ pub(super) unsafe fn store_out<I: QMac>(
     }
 }
 
-/// The register block: MR pixels x NV vectors of output channels over every tap and input channel, then the
-/// activation; written row-major (`NV * LANES` per row) into `tile`. Indexed loops over constant bounds on
-/// purpose: fully unrolled, they keep every accumulator in a register.
+/// Where a whole tile goes from the registers: MR consecutive output pixels `stride` floats apart, and the
+/// map added to them (its pointer at the same pixel and channel, its stride).
+#[derive(Clone, Copy)]
+struct RowsOut {
+    ptr: *mut f32,
+    stride: usize,
+    add: Option<(*const f32, usize)>,
+}
+
+/// [`kernel`] for a tile whose MR pixels and NV vectors all exist in a float32 output: the activation and the
+/// add run on the accumulators, which are stored straight to the output (no round trip through a tile).
 ///
 /// # Safety
-/// Compiled with `I`'s target features; every row pointer is valid for `cin` floats, `b` for
-/// `taps * cin * NV * LANES` packed weights, `bias` for `NV * LANES` floats and `tile` holds `MR * NV * LANES`.
+/// As [`kernel`]; `to.ptr` (and the add's pointer) are valid for MR rows of `NV * LANES` floats at their
+/// strides.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-pub(super) unsafe fn kernel<I: Isa, const MR: usize, const NV: usize>(
+unsafe fn kernel_to<I: Isa, const MR: usize, const NV: usize>(
     rows: &[[*const f32; MR]],
     cin: usize,
     b: *const f32,
     bias: *const f32,
     act: Act,
-    tile: &mut [f32],
+    to: RowsOut,
 ) {
+    let l = I::LANES;
+    let mut acc = accumulate::<I, MR, NV>(rows, cin, b, bias);
+    match act {
+        Act::None => {}
+        Act::Relu => {
+            for r in 0..MR {
+                for v in 0..NV {
+                    acc[r][v] = I::max(I::zero(), acc[r][v]);
+                }
+            }
+        }
+        Act::Silu => {
+            // Four vectors at a time (SiLU's exp is a long dependent chain), indices constant once unrolled.
+            let n = MR * NV;
+            let mut i = 0;
+            while i + 4 <= n {
+                let x = [
+                    acc[i / NV][i % NV],
+                    acc[(i + 1) / NV][(i + 1) % NV],
+                    acc[(i + 2) / NV][(i + 2) % NV],
+                    acc[(i + 3) / NV][(i + 3) % NV],
+                ];
+                let y = I::silu_n(x);
+                for (j, y) in y.into_iter().enumerate() {
+                    acc[(i + j) / NV][(i + j) % NV] = y;
+                }
+                i += 4;
+            }
+            while i < n {
+                acc[i / NV][i % NV] = I::silu(acc[i / NV][i % NV]);
+                i += 1;
+            }
+        }
+    }
+    for r in 0..MR {
+        let o = to.ptr.add(r * to.stride);
+        for v in 0..NV {
+            let mut x = acc[r][v];
+            if let Some((a, stride)) = to.add {
+                x = I::add(x, I::load(a.add(r * stride + v * l)));
+            }
+            I::store(o.add(v * l), x);
+        }
+    }
+}
+
+/// MR pixels x NV vectors of output channels over every tap and input channel, starting from the bias.
+///
+/// # Safety
+/// As [`kernel`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn accumulate<I: Isa, const MR: usize, const NV: usize>(
+    rows: &[[*const f32; MR]],
+    cin: usize,
+    b: *const f32,
+    bias: *const f32,
+) -> [[I::V; NV]; MR] {
     let l = I::LANES;
     let mut acc = [[I::zero(); NV]; MR];
     for v in 0..NV {
@@ -454,6 +575,28 @@ pub(super) unsafe fn kernel<I: Isa, const MR: usize, const NV: usize>(
             bp = bp.add(NV * l);
         }
     }
+    acc
+}
+
+/// The register block: MR pixels x NV vectors of output channels over every tap and input channel, then the
+/// activation; written row-major (`NV * LANES` per row) into `tile`. Indexed loops over constant bounds on
+/// purpose: fully unrolled, they keep every accumulator in a register.
+///
+/// # Safety
+/// Compiled with `I`'s target features; every row pointer is valid for `cin` floats, `b` for
+/// `taps * cin * NV * LANES` packed weights, `bias` for `NV * LANES` floats and `tile` holds `MR * NV * LANES`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+pub(super) unsafe fn kernel<I: Isa, const MR: usize, const NV: usize>(
+    rows: &[[*const f32; MR]],
+    cin: usize,
+    b: *const f32,
+    bias: *const f32,
+    act: Act,
+    tile: &mut [f32],
+) {
+    let l = I::LANES;
+    let acc = accumulate::<I, MR, NV>(rows, cin, b, bias);
     // Stores with constant indices only, so the accumulators stay in registers through the loops above;
     // the activation then runs over the tile in L1.
     let tp = tile.as_mut_ptr();

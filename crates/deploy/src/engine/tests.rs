@@ -121,6 +121,10 @@ fn dense_conv_matches_the_textbook_sum() {
         (16, 16, 3, 1, 1, 9, 7),
         (40, 100, 3, 1, 1, 4, 3),
         (3, 5, 3, 1, 1, 1, 1),
+        // Rows wide enough for whole tiles inside one output row, away from its edges (pointers stepped).
+        (3, 16, 3, 2, 1, 9, 130),
+        (8, 32, 3, 2, 1, 7, 40),
+        (4, 20, 5, 1, 2, 3, 30),
     ];
     for level in levels() {
         for (ci, &(cin, cout, k, s, p, h, w)) in cases.iter().enumerate() {
