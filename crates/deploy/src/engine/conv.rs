@@ -15,6 +15,14 @@ fn winograd_enabled() -> bool {
     std::env::var_os("YOLO_ENGINE_DIRECT").is_none()
 }
 
+/// The Winograd output tile: F(4x4, 3x3), or F(2x2, 3x3) with `YOLO_ENGINE_WINOGRAD=2`.
+fn winograd_tile() -> usize {
+    match std::env::var("YOLO_ENGINE_WINOGRAD").as_deref() {
+        Ok("2") => 2,
+        _ => 4,
+    }
+}
+
 /// One column panel: output channels `col..col + lanes * nv`, weights at `offset` in [`PackedConv::w`].
 #[derive(Debug, Clone)]
 pub(super) struct Panel {
@@ -53,6 +61,28 @@ impl PackedConv {
         s: usize,
         p: usize,
     ) -> PackedConv {
+        let tile = (k == 3 && s == 1 && p == 1 && winograd_enabled()).then(winograd_tile);
+        Self::with_winograd(level, weight, bias, cout, cin, k, s, p, tile)
+    }
+
+    /// As [`Self::new`], with Winograd's output tile (2 or 4) chosen, or `None` for the direct kernel; only a
+    /// 3x3 stride-1 padding-1 convolution takes a tile.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn with_winograd(
+        level: Level,
+        weight: &[f32],
+        bias: &[f32],
+        cout: usize,
+        cin: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+        tile: Option<usize>,
+    ) -> PackedConv {
+        assert!(
+            tile.is_none() || (k == 3 && s == 1 && p == 1),
+            "Winograd takes 3x3 stride-1 padding-1 convolutions"
+        );
         let lanes = level.lanes();
         let taps = k * k;
         let mut panels = Vec::new();
@@ -89,8 +119,7 @@ impl PackedConv {
         }
         let mut b = vec![0.0f32; padded];
         b[..cout].copy_from_slice(bias);
-        let wino = (k == 3 && s == 1 && p == 1 && winograd_enabled())
-            .then(|| Winograd::new(weight, cout, cin, &panels, lanes));
+        let wino = tile.map(|m| Winograd::new(weight, cout, cin, &panels, lanes, m));
         if wino.is_some() {
             // Only the transformed weights are read from here on.
             w = Vec::new();

@@ -121,6 +121,9 @@ fn dense_conv_matches_the_textbook_sum() {
         (16, 16, 3, 1, 1, 9, 7),
         (40, 100, 3, 1, 1, 4, 3),
         (3, 5, 3, 1, 1, 1, 1),
+        // F(4x4, 3x3) tiles cut by the map's edges, more tiles than one block, 128 input channels.
+        (128, 48, 3, 1, 1, 11, 14),
+        (8, 16, 3, 1, 1, 17, 9),
         // Rows wide enough for whole tiles inside one output row, away from its edges (pointers stepped).
         (3, 16, 3, 2, 1, 9, 130),
         (8, 32, 3, 2, 1, 7, 40),
@@ -139,46 +142,54 @@ fn dense_conv_matches_the_textbook_sum() {
                     .collect();
                 let (want, oh, ow) = conv_ref(&x, h, w, cin, &wt, &b, cout, k, s, p, false);
                 let add = values(oh * ow * cout, 300 + ci as u64);
-                let pc = PackedConv::new(level, &wt, &b, cout, cin, k, s, p);
-                // A channel slice of a wider map, and a dense map (one pointer per kernel row).
-                for (with_add, dense) in
-                    [(false, false), (true, false), (false, true), (true, true)]
-                {
-                    let mut ybuf = vec![7.0f32; oh * ow * ys];
-                    let zeros = vec![0.0f32; cin];
-                    let input = if dense {
-                        src(&x, h, w, cin)
-                    } else {
-                        src(&xbuf[2..], h, w, xs)
-                    };
-                    pc.run(
-                        input,
-                        dst(&mut ybuf[3..], oh, ow, ys),
-                        act,
-                        with_add.then_some(src(&add, oh, ow, cout)),
-                        &zeros,
-                        ci % 2 == 0,
-                    );
-                    for px in 0..oh * ow {
-                        for c in 0..ys {
-                            let got = ybuf[px * ys + c];
-                            if c < 3 || c >= 3 + cout {
-                                assert_eq!(
-                                    got, 7.0,
-                                    "{level:?} case {ci}: wrote outside its slice"
-                                );
-                                continue;
-                            }
-                            let co = c - 3;
-                            let mut e = act_ref(want[px * cout + co], act);
-                            if with_add {
-                                e += add[px * cout + co] as f64;
-                            }
-                            let tol = 1e-5 * (1.0 + (cin * k * k) as f64).sqrt();
-                            assert!(
+                // 3x3 stride-1 convolutions by F(4x4, 3x3), F(2x2, 3x3) and the direct kernel.
+                let tiles: &[Option<usize>] = if k == 3 && s == 1 && p == 1 {
+                    &[Some(4), Some(2), None]
+                } else {
+                    &[None]
+                };
+                for &tile in tiles {
+                    let pc = PackedConv::with_winograd(level, &wt, &b, cout, cin, k, s, p, tile);
+                    // A channel slice of a wider map, and a dense map (one pointer per kernel row).
+                    for (with_add, dense) in
+                        [(false, false), (true, false), (false, true), (true, true)]
+                    {
+                        let mut ybuf = vec![7.0f32; oh * ow * ys];
+                        let zeros = vec![0.0f32; cin];
+                        let input = if dense {
+                            src(&x, h, w, cin)
+                        } else {
+                            src(&xbuf[2..], h, w, xs)
+                        };
+                        pc.run(
+                            input,
+                            dst(&mut ybuf[3..], oh, ow, ys),
+                            act,
+                            with_add.then_some(src(&add, oh, ow, cout)),
+                            &zeros,
+                            ci % 2 == 0,
+                        );
+                        for px in 0..oh * ow {
+                            for c in 0..ys {
+                                let got = ybuf[px * ys + c];
+                                if c < 3 || c >= 3 + cout {
+                                    assert_eq!(
+                                        got, 7.0,
+                                        "{level:?} case {ci}: wrote outside its slice"
+                                    );
+                                    continue;
+                                }
+                                let co = c - 3;
+                                let mut e = act_ref(want[px * cout + co], act);
+                                if with_add {
+                                    e += add[px * cout + co] as f64;
+                                }
+                                let tol = 1e-5 * (1.0 + (cin * k * k) as f64).sqrt();
+                                assert!(
                                 (got as f64 - e).abs() <= tol,
-                                "{level:?} case {ci} {act:?} add {with_add} dense {dense}: pixel {px} channel {co}: {got} vs {e}"
+                                "{level:?} case {ci} {act:?} tile {tile:?} add {with_add} dense {dense}: pixel {px} channel {co}: {got} vs {e}"
                             );
+                            }
                         }
                     }
                 }
@@ -588,7 +599,7 @@ fn vector_exp_and_sigmoid_are_accurate() {
     }
 }
 
-/// SiLU in every epilogue (the direct conv's tile, Winograd's 2x2 outputs, depthwise pixel blocks), where
+/// SiLU in every epilogue (the direct conv's tile, Winograd's 4x4 and 2x2 outputs, depthwise pixel blocks), where
 /// it runs several vectors at once, against the formula in float64 over -100..100: each kernel passes its
 /// input through (an identity 1x1, a 3x3 and a depthwise 3x3 with only the centre tap).
 #[test]
@@ -611,7 +622,12 @@ fn silu_epilogues_match_the_formula_over_a_wide_range() {
     }
     let zeros = vec![0.0f32; c];
     for level in levels() {
-        for kind in ["direct 1x1", "winograd 3x3", "depthwise 3x3"] {
+        for kind in [
+            "direct 1x1",
+            "winograd 4x4",
+            "winograd 2x2",
+            "depthwise 3x3",
+        ] {
             // Winograd's transforms round the pass-through by the neighbours' magnitude, so SiLU is checked
             // on what the same kernel gives without an activation.
             let run = |act: Act| {
@@ -620,8 +636,21 @@ fn silu_epilogues_match_the_formula_over_a_wide_range() {
                 match kind {
                     "direct 1x1" => PackedConv::new(level, &identity(1), &bias, c, c, 1, 1, 0)
                         .run(xs, ys, act, None, &zeros, false),
-                    "winograd 3x3" => PackedConv::new(level, &identity(3), &bias, c, c, 3, 1, 1)
-                        .run(xs, ys, act, None, &zeros, false),
+                    "winograd 4x4" | "winograd 2x2" => {
+                        let tile = if kind == "winograd 4x4" { 4 } else { 2 };
+                        PackedConv::with_winograd(
+                            level,
+                            &identity(3),
+                            &bias,
+                            c,
+                            c,
+                            3,
+                            1,
+                            1,
+                            Some(tile),
+                        )
+                        .run(xs, ys, act, None, &zeros, false)
+                    }
                     _ => PackedDepthwise::new(level, &centre, &bias, c, 3, 1, 1)
                         .run(xs, ys, act, false),
                 }
