@@ -44,7 +44,7 @@ pub struct PackedConv {
     w: Vec<f32>,
     /// Bias per panel column (zero beyond `cout`), indexed like the panels' columns.
     bias: Vec<f32>,
-    /// 3x3 stride-1 padding-1 convolutions run through Winograd's F(2x2, 3x3) instead.
+    /// 3x3 stride-1 padding-1 convolutions run through Winograd (F(4x4, 3x3) or F(2x2, 3x3)) instead.
     wino: Option<Winograd>,
 }
 

@@ -117,7 +117,7 @@ fn dense_conv_matches_the_textbook_sum() {
         (3, 16, 6, 2, 2, 14, 10),
         (64, 144, 3, 1, 1, 6, 5),
         (2, 3, 1, 1, 0, 1, 1),
-        // Winograd F(2x2, 3x3) with one-vector panels, channel tails and 1-pixel maps.
+        // Winograd with one-vector panels, channel tails and 1-pixel maps.
         (16, 16, 3, 1, 1, 9, 7),
         (40, 100, 3, 1, 1, 4, 3),
         (3, 5, 3, 1, 1, 1, 1),
