@@ -321,20 +321,20 @@ unsafe fn run_tiles<I: QMac, const MR: usize>(job: &TileJob, t0: usize, t1: usiz
             let step = s * src.stride;
             for ky in 0..k {
                 let iy = (oy * s + ky) as isize - p as isize;
-                let ts = if rowwise {
+                let taps_of_row = if rowwise {
                     ky..ky + 1
                 } else {
                     ky * k..(ky + 1) * k
                 };
                 if iy < 0 || iy as usize >= src.h {
-                    for t in ts {
-                        rows[t] = [zero; MR];
+                    for tap in taps_of_row {
+                        rows[tap] = [zero; MR];
                     }
                     continue;
                 }
                 let base = src.ptr.add((iy as usize * src.w + ox * s - p) * src.stride);
-                for (kx, t) in ts.enumerate() {
-                    for (r, row) in rows[t].iter_mut().enumerate() {
+                for (kx, tap) in taps_of_row.enumerate() {
+                    for (r, row) in rows[tap].iter_mut().enumerate() {
                         *row = base.add(kx * src.stride + r * step);
                     }
                 }
