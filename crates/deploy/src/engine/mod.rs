@@ -1129,46 +1129,32 @@ impl Engine {
             }
             return raw;
         }
-        // Decode reads each level's map from its own slot (the maps live until the end, in distinct slots).
-        let mut taken: Vec<(usize, Vec<f32>)> = self
+        let levels: Vec<ops::LevelMap<'_>> = self
             .detect
             .maps
             .iter()
-            .map(|&m| {
-                let s = slot_of[m];
-                (s, std::mem::take(&mut ws.slots[s]))
+            .zip(&self.detect.strides)
+            .map(|(&m, &st)| {
+                let (mh, mw) = dims[m];
+                ops::LevelMap {
+                    map: &ws.slots[slot_of[m]][..mh * mw * ch],
+                    h: mh,
+                    w: mw,
+                    stride: st,
+                }
             })
             .collect();
-        {
-            let mut levels: Vec<ops::LevelMap<'_>> = taken
-                .iter_mut()
-                .zip(&self.detect.maps)
-                .zip(&self.detect.strides)
-                .map(|(((_, v), &m), &st)| {
-                    let (mh, mw) = dims[m];
-                    ops::LevelMap {
-                        map: &mut v[..mh * mw * ch],
-                        h: mh,
-                        w: mw,
-                        stride: st,
-                    }
-                })
-                .collect();
-            let t0 = crate::clock::Instant::now();
-            ops::decode(
-                self.level,
-                &mut levels,
-                self.detect.reg_max,
-                self.detect.nc,
-                out,
-                parallel,
-            );
-            if let Some(t) = times {
-                t[self.ops.len()] += t0.elapsed().as_secs_f64() * 1e3;
-            }
-        }
-        for (s, v) in taken {
-            ws.slots[s] = v;
+        let t0 = crate::clock::Instant::now();
+        ops::decode(
+            self.level,
+            &levels,
+            self.detect.reg_max,
+            self.detect.nc,
+            out,
+            parallel,
+        );
+        if let Some(t) = times {
+            t[self.ops.len()] += t0.elapsed().as_secs_f64() * 1e3;
         }
         raw
     }

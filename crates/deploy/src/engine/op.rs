@@ -427,10 +427,11 @@ impl Op {
                 dst: d,
                 u8,
             } => {
+                let window = [*k, *s, *p];
                 if *u8 {
-                    ops::max_pool(maps.qsrc(*x), maps.qdst(*d), *c, *k, *s, *p, parallel)
+                    ops::max_pool(level, maps.qsrc(*x), maps.qdst(*d), *c, window, parallel)
                 } else {
-                    ops::max_pool(src(*x), dst(*d), *c, *k, *s, *p, parallel)
+                    ops::max_pool(level, src(*x), dst(*d), *c, window, parallel)
                 }
             }
             Op::ZeroPad {

@@ -5,91 +5,158 @@
 use super::simd::{Isa, Level};
 use super::{par_ranges, Act, Dst, Src, Unary};
 
-/// `k x k` max pooling with stride `s` and padding `p` (padding never wins, as in PyTorch). Channels `0..c`.
+/// `k x k` max pooling with stride `s` and padding `p` (`window` = `[k, s, p]`; padding never wins, and a
+/// NaN in the window comes out, as in PyTorch). Channels `0..c`.
 pub fn max_pool<T: PoolValue>(
+    level: Level,
     src: Src<T>,
     dst: Dst<T>,
     c: usize,
-    k: usize,
-    s: usize,
-    p: usize,
+    window: [usize; 3],
     parallel: bool,
 ) {
-    // The window clamped to the map (padding never wins).
-    let window = move |o: usize, n: usize| {
-        let lo = (o * s).saturating_sub(p).min(n);
-        let hi = (o * s + k).saturating_sub(p).min(n);
-        lo..hi
+    let pool = Pool {
+        src,
+        dst,
+        c,
+        window,
     };
     let job = |y0: usize, y1: usize| {
-        // Whole views, not their pointer fields, are captured (the views are Sync).
-        let (src, dst) = (src, dst);
-        if y0 >= y1 {
-            return;
-        }
-        // Separable: each input row's horizontal maxima once, then each output pixel the max of its
-        // window's rows (2k comparisons per value instead of k * k).
-        let r0 = window(y0, src.h).start;
-        let r1 = window(y1 - 1, src.h).end.max(r0);
-        let row = dst.w * c;
-        let mut hmax = vec![T::LOWEST; (r1 - r0) * row];
-        for iy in r0..r1 {
-            for ox in 0..dst.w {
-                let o = &mut hmax[(iy - r0) * row + ox * c..][..c];
-                for ix in window(ox, src.w) {
-                    // SAFETY: (iy, ix) is inside the source map, which holds `c` channels per pixel.
-                    let inp = unsafe {
-                        std::slice::from_raw_parts(src.ptr.add((iy * src.w + ix) * src.stride), c)
-                    };
-                    for (o, &i) in o.iter_mut().zip(inp) {
-                        *o = T::max(*o, i);
-                    }
-                }
-            }
-        }
-        for oy in y0..y1 {
-            for ox in 0..dst.w {
-                // SAFETY: views valid for their geometry; rows disjoint between jobs.
-                let out = unsafe {
-                    std::slice::from_raw_parts_mut(dst.ptr.add((oy * dst.w + ox) * dst.stride), c)
-                };
-                out.fill(T::LOWEST);
-                for iy in window(oy, src.h) {
-                    let h = &hmax[(iy - r0) * row + ox * c..][..c];
-                    for (o, &i) in out.iter_mut().zip(h) {
-                        *o = T::max(*o, i);
-                    }
-                }
-            }
-        }
+        // SAFETY: views valid for their geometry with `c` channels; jobs take disjoint output rows; the ISA
+        // was detected when the engine was built.
+        unsafe { T::pool_rows(level, &pool, y0, y1) }
     };
     par_ranges(dst.h, parallel, &job);
 }
 
-/// What max pooling compares: float32 maps, or u8 maps (quantization is monotone).
+/// One max pooling: its maps, channels and `[k, s, p]`.
+#[derive(Clone, Copy)]
+pub struct Pool<T> {
+    src: Src<T>,
+    dst: Dst<T>,
+    c: usize,
+    window: [usize; 3],
+}
+
+/// What max pooling compares: float32 maps (vectorized per ISA), or u8 maps (quantization is monotone).
 pub trait PoolValue: Copy + Send + Sync {
-    const LOWEST: Self;
-    fn max(cur: Self, new: Self) -> Self;
+    /// Output rows `y0..y1` of `pool`.
+    ///
+    /// # Safety
+    /// `level` was detected on this CPU; the views are valid for their geometry with `c` channels and no
+    /// other thread writes these rows.
+    unsafe fn pool_rows(level: Level, pool: &Pool<Self>, y0: usize, y1: usize);
 }
 
 impl PoolValue for f32 {
-    const LOWEST: f32 = f32::NEG_INFINITY;
-    #[inline(always)]
-    fn max(cur: f32, new: f32) -> f32 {
-        // Not f32::max: NaN must propagate as in PyTorch.
-        if new > cur || new.is_nan() {
-            new
-        } else {
-            cur
-        }
+    unsafe fn pool_rows(level: Level, pool: &Pool<f32>, y0: usize, y1: usize) {
+        pool_f32_on(level, pool, y0, y1)
     }
 }
 
 impl PoolValue for u8 {
-    const LOWEST: u8 = 0;
+    unsafe fn pool_rows(_: Level, pool: &Pool<u8>, y0: usize, y1: usize) {
+        pool_rows_with::<u8, ByteMax>(pool, y0, y1)
+    }
+}
+
+simd_kernel!(fn pool_f32_on = pool_f32(pool: &Pool<f32>, y0: usize, y1: usize));
+
+/// # Safety
+/// As [`PoolValue::pool_rows`], compiled with `I`'s target features.
+#[inline(always)]
+unsafe fn pool_f32<I: Isa>(pool: &Pool<f32>, y0: usize, y1: usize) {
+    pool_rows_with::<f32, VectorMax<I>>(pool, y0, y1)
+}
+
+/// Folds a run of values into a running maximum (a trait, not a closure: a closure is not compiled with
+/// its caller's target features, so its intrinsics would not inline).
+trait MaxRun<T> {
+    /// `acc[j] = max(acc[j], x[j])` for `j < n`.
+    ///
+    /// # Safety
+    /// `acc` and `x` are valid for `n` values; compiled with the implementation's target features.
+    unsafe fn max_run(acc: *mut T, x: *const T, n: usize);
+}
+
+struct ByteMax;
+
+impl MaxRun<u8> for ByteMax {
     #[inline(always)]
-    fn max(cur: u8, new: u8) -> u8 {
-        cur.max(new)
+    unsafe fn max_run(acc: *mut u8, x: *const u8, n: usize) {
+        for j in 0..n {
+            *acc.add(j) = (*acc.add(j)).max(*x.add(j));
+        }
+    }
+}
+
+struct VectorMax<I>(std::marker::PhantomData<I>);
+
+impl<I: Isa> MaxRun<f32> for VectorMax<I> {
+    #[inline(always)]
+    unsafe fn max_run(acc: *mut f32, x: *const f32, n: usize) {
+        let l = I::LANES;
+        let mut j = 0;
+        while j + l <= n {
+            let m = I::max_keep_nan(I::load(acc.add(j)), I::load(x.add(j)));
+            I::store(acc.add(j), m);
+            j += l;
+        }
+        if j < n {
+            let r = n - j;
+            let m = I::max_keep_nan(I::load_n(acc.add(j), r), I::load_n(x.add(j), r));
+            I::store_n(acc.add(j), m, r);
+        }
+    }
+}
+
+/// Output rows `y0..y1` of `pool`, separably: each output row's window rows reduced into one row of vertical
+/// maxima, then each output pixel the maximum of its window's columns there (2k comparisons per value, one
+/// row of scratch).
+///
+/// # Safety
+/// As [`PoolValue::pool_rows`], compiled with `M`'s target features.
+#[inline(always)]
+unsafe fn pool_rows_with<T: Copy, M: MaxRun<T>>(pool: &Pool<T>, y0: usize, y1: usize) {
+    let Pool {
+        src,
+        dst,
+        c,
+        window: [k, s, p],
+    } = *pool;
+    // The window clamped to the map (padding never wins); never empty for an output inside the map.
+    let window = |o: usize, n: usize| {
+        let lo = (o * s).saturating_sub(p).min(n);
+        let hi = (o * s + k).saturating_sub(p).min(n);
+        lo..hi
+    };
+    if y0 >= y1 || src.w == 0 || c == 0 {
+        return;
+    }
+    let mut vrow: Vec<T> = Vec::with_capacity(src.w * c);
+    let vp = vrow.as_mut_ptr();
+    for oy in y0..y1 {
+        let rows = window(oy, src.h);
+        debug_assert!(!rows.is_empty());
+        for (i, iy) in rows.enumerate() {
+            for ix in 0..src.w {
+                let from = src.ptr.add((iy * src.w + ix) * src.stride);
+                if i == 0 {
+                    std::ptr::copy_nonoverlapping(from, vp.add(ix * c), c);
+                } else {
+                    M::max_run(vp.add(ix * c), from, c);
+                }
+            }
+        }
+        for ox in 0..dst.w {
+            let out = dst.ptr.add((oy * dst.w + ox) * dst.stride);
+            let cols = window(ox, src.w);
+            debug_assert!(!cols.is_empty());
+            std::ptr::copy_nonoverlapping(vp.add(cols.start * c), out, c);
+            for ix in cols.start + 1..cols.end {
+                M::max_run(out, vp.add(ix * c), c);
+            }
+        }
     }
 }
 
@@ -165,18 +232,17 @@ pub fn copy<T: Copy + Send + Sync>(src: Src<T>, dst: Dst<T>, c: usize, parallel:
 
 /// One Detect level's raw map (NHWC, `4 * reg_max + nc` channels) and its stride.
 pub struct LevelMap<'a> {
-    pub map: &'a mut [f32],
+    pub map: &'a [f32],
     pub h: usize,
     pub w: usize,
     pub stride: f32,
 }
 
 /// Decodes the levels of one image into `out` `(4 + nc, A)`, channel-major: cx, cy, w, h in input pixels,
-/// then sigmoid scores, anchors in level order and row-major, as [`model::nn::Detect::decode`]. The maps'
-/// score channels are overwritten with their sigmoid.
+/// then sigmoid scores, anchors in level order and row-major, as [`model::nn::Detect::decode`].
 pub fn decode(
     level: Level,
-    levels: &mut [LevelMap<'_>],
+    levels: &[LevelMap<'_>],
     reg_max: usize,
     nc: usize,
     out: &mut [f32],
@@ -185,117 +251,158 @@ pub fn decode(
     let a_total: usize = levels.iter().map(|l| l.h * l.w).sum();
     let ch = 4 * reg_max + nc;
     assert!(out.len() >= (4 + nc) * a_total);
-    let out = Dst {
-        ptr: out.as_mut_ptr(),
-        h: 1,
-        w: (4 + nc) * a_total,
-        stride: 1,
-    };
     let mut a0 = 0;
-    for lv in levels.iter_mut() {
+    for lv in levels {
         let n = lv.h * lv.w;
         assert!(lv.map.len() >= n * ch);
-        let map = Dst {
-            ptr: lv.map.as_mut_ptr(),
-            h: lv.h,
+        let job = Decode {
+            map: lv.map.as_ptr(),
             w: lv.w,
-            stride: ch,
+            stride: lv.stride,
+            reg_max,
+            nc,
+            out: out.as_mut_ptr(),
+            a0,
+            a_total,
         };
-        let st = lv.stride;
-        let job = |i0: usize, i1: usize| {
-            let (map, out) = (map, out);
-            let mut e = vec![0.0f32; 4 * reg_max];
-            for i in i0..i1 {
-                // SAFETY: anchor i's channels lie within the map (asserted above); jobs take disjoint anchors.
-                let px = unsafe { std::slice::from_raw_parts_mut(map.ptr.add(i * ch), ch) };
-                sigmoid_in_place(level, &mut px[4 * reg_max..]);
-                let mut d = [0.0f32; 4];
-                dfl(level, &px[..4 * reg_max], reg_max, &mut e, &mut d);
-                let (cx, cy) = ((i % map.w) as f32 + 0.5, (i / map.w) as f32 + 0.5);
-                let (x1, y1, x2, y2) = (cx - d[0], cy - d[1], cx + d[2], cy + d[3]);
-                let a = a0 + i;
-                let vals = [
-                    (x1 + x2) / 2.0 * st,
-                    (y1 + y2) / 2.0 * st,
-                    (x2 - x1) * st,
-                    (y2 - y1) * st,
-                ];
-                // SAFETY: row r, anchor a is inside `out` ((4 + nc) * a_total, asserted); anchors disjoint.
-                unsafe {
-                    for (r, v) in vals.into_iter().enumerate() {
-                        *out.ptr.add(r * a_total + a) = v;
-                    }
-                    for (j, &sc) in px[4 * reg_max..].iter().enumerate() {
-                        *out.ptr.add((4 + j) * a_total + a) = sc;
-                    }
-                }
-            }
+        let run = |i0: usize, i1: usize| {
+            // SAFETY: the map holds `n` anchors of `ch` channels and `out` `(4 + nc) * a_total` floats
+            // (asserted above); jobs take disjoint anchors; the ISA was detected when the engine was built.
+            unsafe { decode_on(level, &job, i0, i1) }
         };
-        par_ranges(n, parallel, &job);
+        par_ranges(n, parallel, &run);
         a0 += n;
     }
 }
 
-/// The DFL expectation of each box side: `sum_j j * softmax(logits)_j`, with the exponentials vectorized.
-fn dfl(level: Level, logits: &[f32], reg_max: usize, e: &mut [f32], d: &mut [f32; 4]) {
-    for (side, seg) in logits.chunks_exact(reg_max.max(1)).enumerate().take(4) {
-        let m = seg.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        for (o, &x) in e[side * reg_max..].iter_mut().zip(seg) {
-            *o = x - m;
-        }
-    }
-    exp_in_place(level, &mut e[..4 * reg_max]);
-    for (side, dv) in d.iter_mut().enumerate() {
-        let seg = &e[side * reg_max..(side + 1) * reg_max];
-        let (mut sum, mut dot) = (0.0f32, 0.0f32);
-        for (j, &v) in seg.iter().enumerate() {
-            sum += v;
-            dot += v * j as f32;
-        }
-        *dv = dot / sum;
-    }
-}
-
-fn exp_in_place(level: Level, x: &mut [f32]) {
-    map_in_place(level, x, MapFn::Exp)
-}
-
-pub(super) fn sigmoid_in_place(level: Level, x: &mut [f32]) {
-    map_in_place(level, x, MapFn::Sigmoid)
-}
-
+/// One level's decode: its map, width and stride, and where its anchors go in the output.
 #[derive(Clone, Copy)]
-enum MapFn {
-    Exp,
-    Sigmoid,
+struct Decode {
+    map: *const f32,
+    w: usize,
+    stride: f32,
+    reg_max: usize,
+    nc: usize,
+    out: *mut f32,
+    a0: usize,
+    a_total: usize,
 }
 
-fn map_in_place(level: Level, x: &mut [f32], f: MapFn) {
-    // SAFETY: the ISA was detected when the engine was built.
-    unsafe { map_on(level, x, f) }
-}
+// SAFETY: the pointers are only dereferenced by jobs on disjoint anchors, while `decode` borrows the maps
+// and the output.
+unsafe impl Sync for Decode {}
 
-simd_kernel!(fn map_on = map_slice(x: &mut [f32], f: MapFn));
+simd_kernel!(fn decode_on = decode_anchors(job: &Decode, i0: usize, i1: usize));
 
+/// Anchors `i0..i1` of one level, `LANES` at a time with one anchor per lane: their channels are transposed
+/// into a channel-major block first, so the DFL softmax, the sigmoid and the stores into the channel-major
+/// output are all whole vectors (one anchor at a time, the output's rows a page apart cost a TLB miss per
+/// value stored).
+///
 /// # Safety
-/// Compiled with `I`'s target features (the slice bounds every access).
+/// Compiled with `I`'s target features; the map holds anchors `i0..i1` with `4 * reg_max + nc` channels, the
+/// output `(4 + nc) * a_total` floats, and no other thread writes these anchors.
 #[inline(always)]
-unsafe fn map_slice<I: Isa>(x: &mut [f32], f: MapFn) {
-    let mut chunks = x.chunks_exact_mut(I::LANES);
-    for c in &mut chunks {
-        let v = I::load(c.as_ptr());
-        let y = match f {
-            MapFn::Exp => I::exp(v),
-            MapFn::Sigmoid => I::sigmoid(v),
-        };
-        I::store(c.as_mut_ptr(), y);
+unsafe fn decode_anchors<I: Isa>(job: &Decode, i0: usize, i1: usize) {
+    let (l, rm, nc) = (I::LANES, job.reg_max, job.nc);
+    let ch = 4 * rm + nc;
+    let mut block = vec![0.0f32; ch * l];
+    let bp = block.as_mut_ptr();
+    let mut b0 = i0;
+    while b0 < i1 {
+        let nb = (i1 - b0).min(l);
+        let mut ax = [0.0f32; 16];
+        let mut ay = [0.0f32; 16];
+        let mut px = [job.map; 16];
+        for j in 0..l {
+            // Lanes past the end repeat the last anchor; they are not stored.
+            let i = b0 + j.min(nb - 1);
+            px[j] = job.map.add(i * ch);
+            ax[j] = (i % job.w) as f32 + 0.5;
+            ay[j] = (i / job.w) as f32 + 0.5;
+        }
+        for c in 0..ch {
+            // Opaque to the compiler, which would otherwise vectorize over channels into scatter stores
+            // (slower on Zen 4 than these scalar copies).
+            let c = std::hint::black_box(c);
+            let to = bp.add(c * l);
+            for (j, p) in px[..l].iter().enumerate() {
+                *to.add(j) = *p.add(c);
+            }
+        }
+        let row = |r: usize| job.out.add(r * job.a_total + job.a0 + b0);
+        let mut d = [I::zero(); 4];
+        for (side, dv) in d.iter_mut().enumerate() {
+            *dv = dfl_side::<I>(bp.add(side * rm * l), rm);
+        }
+        let (cx, cy) = (I::load(ax.as_ptr()), I::load(ay.as_ptr()));
+        let (x1, y1) = (I::sub(cx, d[0]), I::sub(cy, d[1]));
+        let (x2, y2) = (I::add(cx, d[2]), I::add(cy, d[3]));
+        let (half, st) = (I::splat(0.5), I::splat(job.stride));
+        let boxes = [
+            I::mul(I::mul(I::add(x1, x2), half), st),
+            I::mul(I::mul(I::add(y1, y2), half), st),
+            I::mul(I::sub(x2, x1), st),
+            I::mul(I::sub(y2, y1), st),
+        ];
+        for (r, v) in boxes.into_iter().enumerate() {
+            store_lanes::<I>(row(r), v, nb);
+        }
+        for c in 0..nc {
+            let v = I::sigmoid(I::load(bp.add((4 * rm + c) * l)));
+            store_lanes::<I>(row(4 + c), v, nb);
+        }
+        b0 += nb;
     }
-    for v in chunks.into_remainder() {
-        *v = match f {
-            MapFn::Exp => v.exp(),
-            MapFn::Sigmoid => 1.0 / (1.0 + (-*v).exp()),
-        };
+}
+
+/// The first `n <= LANES` lanes of `v` at `p`.
+///
+/// # Safety
+/// Compiled with `I`'s target features; `p` is valid for `n` floats.
+#[inline(always)]
+unsafe fn store_lanes<I: Isa>(p: *mut f32, v: I::V, n: usize) {
+    if n == I::LANES {
+        I::store(p, v)
+    } else {
+        I::store_n(p, v, n)
     }
+}
+
+/// One box side's DFL expectation per lane, `sum_j j * softmax(logits)_j`: `seg` holds the side's `rm`
+/// logits as `rm` vectors.
+///
+/// # Safety
+/// Compiled with `I`'s target features; `seg` is valid for `rm * LANES` floats, `rm >= 1`.
+#[inline(always)]
+unsafe fn dfl_side<I: Isa>(seg: *const f32, rm: usize) -> I::V {
+    let l = I::LANES;
+    let mut m = I::load(seg);
+    for j in 1..rm {
+        m = I::max(m, I::load(seg.add(j * l)));
+    }
+    let (mut sum, mut dot) = (I::zero(), I::zero());
+    let mut j = 0;
+    // Four exponentials side by side (each is a long dependent chain).
+    while j + 4 <= rm {
+        let mut x = [m; 4];
+        for (k, x) in x.iter_mut().enumerate() {
+            *x = I::sub(I::load(seg.add((j + k) * l)), m);
+        }
+        let e = I::exp_n(x);
+        for (k, e) in e.into_iter().enumerate() {
+            sum = I::add(sum, e);
+            dot = I::fma(e, I::splat((j + k) as f32), dot);
+        }
+        j += 4;
+    }
+    while j < rm {
+        let e = I::exp(I::sub(I::load(seg.add(j * l)), m));
+        sum = I::add(sum, e);
+        dot = I::fma(e, I::splat(j as f32), dot);
+        j += 1;
+    }
+    I::mul(dot, I::recip(sum))
 }
 
 /// Inference BatchNorm as a per-channel affine map, for models run unfused:

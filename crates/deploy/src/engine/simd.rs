@@ -121,6 +121,8 @@ pub trait Isa: Copy {
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     /// As [`Self::max`].
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+    /// The larger of `cur` and `new`, NaN where either is NaN (PyTorch's max pooling).
+    unsafe fn max_keep_nan(cur: Self::V, new: Self::V) -> Self::V;
     /// `1 / a`: the hardware estimate refined by one Newton step (a division costs several times more).
     unsafe fn recip(a: Self::V) -> Self::V;
     /// `2^n` for `t = n + EXP_MAGIC` with integral `n + 127` in [1, 254]: `t`'s low mantissa bits moved
@@ -137,58 +139,78 @@ pub trait Isa: Copy {
     /// constants as Cephes writes them. Each step is applied to all `N` before the next, so the `N`
     /// dependency chains (about 20 operations deep) sit side by side and the core overlaps them.
     #[inline(always)]
-    #[allow(clippy::excessive_precision, clippy::needless_range_loop)]
     unsafe fn exp_n<const N: usize>(x: [Self::V; N]) -> [Self::V; N] {
+        Self::exp_signed_n::<N, false>(x)
+    }
+
+    /// `exp(x)`, or `exp(-x)` when `NEG` (the negation folded into the constants, one operation less
+    /// than negating first).
+    #[inline(always)]
+    #[allow(clippy::excessive_precision, clippy::needless_range_loop)]
+    unsafe fn exp_signed_n<const N: usize, const NEG: bool>(x: [Self::V; N]) -> [Self::V; N] {
+        // With `NEG` the reduction runs on x' = -x: n = round(x' / ln 2) and r = x' - n ln 2 as -(x + n ln 2),
+        // and the polynomial is evaluated at -r (its odd coefficients negated).
+        let sign = if NEG { -1.0f32 } else { 1.0 };
+        let (lo, hi) = if NEG { (-88.3, 87.3) } else { (-87.3, 88.3) };
         let mut r = [Self::zero(); N];
         let mut n = [Self::zero(); N];
         let mut t = [Self::zero(); N];
         for i in 0..N {
             // Constant first: x86 min/max return their second operand when one is NaN, so NaN propagates
             // (as in PyTorch) instead of being clamped to a number.
-            let xi = Self::min(Self::splat(88.3), Self::max(Self::splat(-87.3), x[i]));
+            let xi = Self::min(Self::splat(hi), Self::max(Self::splat(lo), x[i]));
             // n = round(x / ln 2) by adding 1.5 * 2^23 (whose ulp is 1), which also leaves n + 127 in the
             // low bits for 2^n: two operations fewer than round, convert, add and shift.
             t[i] = Self::fma(
                 xi,
-                Self::splat(std::f32::consts::LOG2_E),
+                Self::splat(sign * std::f32::consts::LOG2_E),
                 Self::splat(EXP_MAGIC),
             );
             n[i] = Self::sub(t[i], Self::splat(EXP_MAGIC));
-            r[i] = Self::fma(n[i], Self::splat(-0.693_359_375), xi);
+            // r (or -r with `NEG`) = x - n ln 2 in two steps (Cody and Waite).
+            r[i] = Self::fma(n[i], Self::splat(-sign * 0.693_359_375), xi);
         }
         for i in 0..N {
-            r[i] = Self::fma(n[i], Self::splat(2.121_944_4e-4), r[i]);
+            r[i] = Self::fma(n[i], Self::splat(sign * 2.121_944_4e-4), r[i]);
         }
-        let mut p = [Self::splat(1.987_569_1e-4); N];
-        for c in [
+        let mut p = [Self::splat(sign * 1.987_569_1e-4); N];
+        for (k, c) in [
             1.398_199_9e-3,
             8.333_452e-3,
             4.166_579_6e-2,
             1.666_666_5e-1,
             0.5,
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // Coefficient k + 1 multiplies r^(4 - k) in p(r): odd powers change sign at -r.
+            let c = if NEG && k % 2 == 1 { -c } else { c };
             for i in 0..N {
                 p[i] = Self::fma(p[i], r[i], Self::splat(c));
             }
         }
         let mut out = [Self::zero(); N];
         for i in 0..N {
-            let r2 = Self::mul(r[i], r[i]);
-            let pi = Self::add(Self::fma(p[i], r2, r[i]), Self::splat(1.0));
-            out[i] = Self::mul(pi, Self::pow2_from_magic(t[i]));
+            // e^r = 1 + r + r^2 p(r), by Horner.
+            let q = Self::fma(p[i], r[i], Self::splat(sign));
+            let e = Self::fma(q, r[i], Self::splat(1.0));
+            out[i] = Self::scale_pow2(e, t[i], n[i]);
         }
         out
+    }
+
+    /// `e * 2^n`, where `t = n + EXP_MAGIC` ([`Self::pow2_from_magic`]).
+    #[inline(always)]
+    unsafe fn scale_pow2(e: Self::V, t: Self::V, _n: Self::V) -> Self::V {
+        Self::mul(e, Self::pow2_from_magic(t))
     }
 
     /// `x * sigmoid(x)` of `N` vectors at once (see [`Isa::exp_n`]).
     #[inline(always)]
     #[allow(clippy::needless_range_loop)]
     unsafe fn silu_n<const N: usize>(x: [Self::V; N]) -> [Self::V; N] {
-        let mut neg = [Self::zero(); N];
-        for i in 0..N {
-            neg[i] = Self::sub(Self::zero(), x[i]);
-        }
-        let e = Self::exp_n(neg);
+        let e = Self::exp_signed_n::<N, true>(x);
         let mut out = [Self::zero(); N];
         for i in 0..N {
             out[i] = Self::mul(x[i], Self::recip(Self::add(Self::splat(1.0), e[i])));
@@ -229,7 +251,7 @@ pub trait Isa: Copy {
 
     #[inline(always)]
     unsafe fn sigmoid(x: Self::V) -> Self::V {
-        let e = Self::exp(Self::sub(Self::zero(), x));
+        let e = Self::exp_signed_n::<1, true>([x])[0];
         Self::recip(Self::add(Self::splat(1.0), e))
     }
 }
@@ -290,12 +312,22 @@ impl Isa for Avx512 {
         _mm512_max_ps(a, b)
     }
     #[inline(always)]
+    unsafe fn max_keep_nan(cur: __m512, new: __m512) -> __m512 {
+        // `cur` where either is NaN, then `new` where it is the NaN.
+        let m = _mm512_max_ps(new, cur);
+        _mm512_mask_mov_ps(m, _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(new, new), new)
+    }
+    #[inline(always)]
     unsafe fn min(a: __m512, b: __m512) -> __m512 {
         _mm512_min_ps(a, b)
     }
     #[inline(always)]
     unsafe fn pow2_from_magic(t: __m512) -> __m512 {
         _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(t)))
+    }
+    #[inline(always)]
+    unsafe fn scale_pow2(e: __m512, _t: __m512, n: __m512) -> __m512 {
+        _mm512_scalef_ps(e, n)
     }
     #[inline(always)]
     unsafe fn recip(a: __m512) -> __m512 {
@@ -356,6 +388,12 @@ impl Isa for Avx2 {
     #[inline(always)]
     unsafe fn max(a: __m256, b: __m256) -> __m256 {
         _mm256_max_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn max_keep_nan(cur: __m256, new: __m256) -> __m256 {
+        // `cur` where either is NaN, then `new` where it is the NaN.
+        let m = _mm256_max_ps(new, cur);
+        _mm256_blendv_ps(m, new, _mm256_cmp_ps::<_CMP_UNORD_Q>(new, new))
     }
     #[inline(always)]
     unsafe fn min(a: __m256, b: __m256) -> __m256 {
@@ -443,6 +481,10 @@ impl Isa for Neon {
         vmaxq_f32(a, b)
     }
     #[inline(always)]
+    unsafe fn max_keep_nan(cur: float32x4_t, new: float32x4_t) -> float32x4_t {
+        vmaxq_f32(cur, new)
+    }
+    #[inline(always)]
     unsafe fn min(a: float32x4_t, b: float32x4_t) -> float32x4_t {
         vminq_f32(a, b)
     }
@@ -515,6 +557,10 @@ impl Isa for Simd128 {
     #[inline(always)]
     unsafe fn max(a: v128, b: v128) -> v128 {
         f32x4_max(a, b)
+    }
+    #[inline(always)]
+    unsafe fn max_keep_nan(cur: v128, new: v128) -> v128 {
+        f32x4_max(cur, new)
     }
     #[inline(always)]
     unsafe fn min(a: v128, b: v128) -> v128 {

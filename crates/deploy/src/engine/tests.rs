@@ -3,7 +3,7 @@
 
 use super::conv::PackedConv;
 use super::depthwise::PackedDepthwise;
-use super::simd::Level;
+use super::simd::{Isa, Level};
 use super::{ops, Act, Dst, Src, Unary};
 
 /// A view of `data` as an NHWC map of `h x w` pixels, `stride` floats apart.
@@ -239,12 +239,27 @@ fn depthwise_conv_matches_the_textbook_sum() {
 
 #[test]
 fn max_pool_matches_pytorch_semantics_including_nan() {
-    let (h, w, c) = (6, 5, 3);
+    // 3 channels (scalar tails only) and 37 (whole vectors and a tail on every level); NaNs in a tail and
+    // in vector lanes, one of them the first value of its windows (the running maximum starts as NaN).
+    for (level, c) in Level::available()
+        .into_iter()
+        .flat_map(|l| [(l, 3), (l, 37)])
+    {
+        max_pool_case(level, c);
+    }
+}
+
+fn max_pool_case(level: Level, c: usize) {
+    let (h, w) = (6, 5);
     let mut x = values(h * w * c, 5);
     x[(2 * w + 2) * c + 1] = f32::NAN;
+    if c > 32 {
+        x[4 * c + 20] = f32::NAN;
+        x[33] = f32::NAN;
+    }
     // k, s, p: SPPF's same-size 5x5, YOLOv3-tiny's 2x2 stride 2 and 2x2 stride 1, a padded stride 2.
-    // Split across threads too (each job takes its own rows' horizontal maxima), and on u8 maps: the max of
-    // the quantized values is the quantized max.
+    // Split across threads too (each job takes its own output rows), and on u8 maps: the max of the
+    // quantized values is the quantized max.
     let q = super::QuantIn::from_range(-3.0, 3.0);
     let xq: Vec<u8> = x.iter().map(|&v| q.quantize(v)).collect();
     for (k, s, p, parallel) in [
@@ -257,15 +272,8 @@ fn max_pool_matches_pytorch_semantics_including_nan() {
     ] {
         let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
         let mut y = vec![0.0f32; oh * ow * c];
-        ops::max_pool(
-            src(&x, h, w, c),
-            dst(&mut y, oh, ow, c),
-            c,
-            k,
-            s,
-            p,
-            parallel,
-        );
+        let (sx, dy) = (src(&x, h, w, c), dst(&mut y, oh, ow, c));
+        ops::max_pool(level, sx, dy, c, [k, s, p], parallel);
         let mut yq = vec![0u8; oh * ow * c];
         let (qs, qd) = (
             Src {
@@ -281,7 +289,7 @@ fn max_pool_matches_pytorch_semantics_including_nan() {
                 stride: c,
             },
         );
-        ops::max_pool(qs, qd, c, k, s, p, parallel);
+        ops::max_pool(level, qs, qd, c, [k, s, p], parallel);
         let nan_free: Vec<u8> = y
             .iter()
             .zip(&yq)
@@ -308,10 +316,10 @@ fn max_pool_matches_pytorch_semantics_including_nan() {
                     if nan {
                         assert!(
                             g.is_nan(),
-                            "k{k} s{s} p{p}: NaN in the window must come out"
+                            "{level:?} c{c} k{k} s{s} p{p}: NaN in the window must come out"
                         );
                     } else {
-                        assert_eq!(g, m, "k{k} s{s} p{p} at ({oy}, {ox}, {ch})");
+                        assert_eq!(g, m, "{level:?} k{k} s{s} p{p} at ({oy}, {ox}, {ch})");
                     }
                 }
             }
@@ -578,23 +586,52 @@ fn attention_matches_the_textbook_softmax() {
     }
 }
 
+/// `exp` (`f == 0`), `sigmoid` (1) or SiLU (2) in place, a vector at a time.
+///
+/// # Safety
+/// Compiled with `I`'s target features; `x.len()` is a multiple of `LANES`.
+#[inline(always)]
+unsafe fn vector_fn<I: Isa>(x: &mut [f32], f: u8) {
+    for c in x.chunks_exact_mut(I::LANES) {
+        let v = I::load(c.as_ptr());
+        let y = match f {
+            0 => I::exp(v),
+            1 => I::sigmoid(v),
+            _ => I::silu(v),
+        };
+        I::store(c.as_mut_ptr(), y);
+    }
+}
+
+simd_kernel!(fn vector_fn_on = vector_fn(x: &mut [f32], f: u8));
+
 #[test]
 fn vector_exp_and_sigmoid_are_accurate() {
     for level in levels() {
         let mut x: Vec<f32> = (0..4000).map(|i| (i as f32 - 2000.0) * 0.05).collect();
-        x.extend([-200.0, 200.0, 0.0, -0.0, 1e-8]);
-        let want: Vec<f64> = x
-            .iter()
-            .map(|&v| 1.0 / (1.0 + (-(v as f64)).exp()))
-            .collect();
-        let mut got = x.clone();
-        ops::sigmoid_in_place(level, &mut got);
-        for (i, (&g, &e)) in got.iter().zip(&want).enumerate() {
-            assert!(
-                (g as f64 - e).abs() <= 2e-7 + 1e-6 * e,
-                "{level:?} sigmoid({}) = {g}, want {e}",
-                x[i]
-            );
+        x.extend([
+            -200.0, 200.0, 0.0, -0.0, 1e-8, -87.0, 88.0, 0.3466, -0.3466, 30.0,
+        ]);
+        x.resize(x.len().next_multiple_of(16), 0.5);
+        let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
+        for f in 0..3u8 {
+            let mut got = x.clone();
+            // SAFETY: the level is available on this CPU; the length is a multiple of every level's lanes.
+            unsafe { vector_fn_on(level, &mut got, f) };
+            for (&xi, &g) in x.iter().zip(&got) {
+                let v = xi as f64;
+                let (want, tol) = match f {
+                    // Inside the clamped range (about 1 ulp, as Cephes).
+                    0 if v.abs() <= 87.0 => (v.exp(), 2.5e-7 * v.exp()),
+                    0 => continue,
+                    1 => (sigmoid(v), 2e-7 + 1e-6 * sigmoid(v)),
+                    _ => (v * sigmoid(v), 1e-30 + 4e-7 * (v * sigmoid(v)).abs()),
+                };
+                assert!(
+                    (g as f64 - want).abs() <= tol,
+                    "{level:?} fn {f} at {xi}: {g}, want {want}"
+                );
+            }
         }
     }
 }
@@ -742,6 +779,80 @@ fn float_conv_requantizes_into_a_u8_map() {
                 pc.run_quantized(xs, qd, q, Act::Silu, add_src, &zeros, parallel);
                 let want: Vec<u8> = y.iter().map(|&v| q.quantize(v)).collect();
                 assert_eq!(yq, want, "{level:?} {cin}->{cout} k{k} s{s}");
+            }
+        }
+    }
+}
+
+/// The decode against the formula in float64 on every level: two maps whose anchor counts and class counts
+/// are not multiples of any vector width (partial anchor blocks, scores in tails), reg_max 16 and 1.
+#[test]
+fn decode_matches_the_formula() {
+    for level in levels() {
+        for (reg_max, nc) in [(16, 5), (16, 80), (1, 3)] {
+            let ch = 4 * reg_max + nc;
+            let sizes = [(3usize, 7usize, 8.0f32), (2, 3, 16.0)];
+            let maps: Vec<Vec<f32>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &(h, w, _))| {
+                    values(h * w * ch, 20 + i as u64)
+                        .into_iter()
+                        .map(|v| v * 6.0)
+                        .collect()
+                })
+                .collect();
+            let levels_in: Vec<ops::LevelMap<'_>> = maps
+                .iter()
+                .zip(&sizes)
+                .map(|(m, &(h, w, stride))| ops::LevelMap {
+                    map: m,
+                    h,
+                    w,
+                    stride,
+                })
+                .collect();
+            let a_total: usize = sizes.iter().map(|&(h, w, _)| h * w).sum();
+            for parallel in [false, true] {
+                let mut out = vec![f32::NAN; (4 + nc) * a_total];
+                ops::decode(level, &levels_in, reg_max, nc, &mut out, parallel);
+                let mut a = 0;
+                for (m, &(h, w, stride)) in maps.iter().zip(&sizes) {
+                    for i in 0..h * w {
+                        let px = &m[i * ch..(i + 1) * ch];
+                        let side = |k: usize| {
+                            let seg = &px[k * reg_max..(k + 1) * reg_max];
+                            let mx = seg.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+                            let e: Vec<f64> = seg.iter().map(|&v| (v as f64 - mx).exp()).collect();
+                            let sum: f64 = e.iter().sum();
+                            e.iter().enumerate().map(|(j, v)| j as f64 * v).sum::<f64>() / sum
+                        };
+                        let (cx, cy) = ((i % w) as f64 + 0.5, (i / w) as f64 + 0.5);
+                        let (x1, y1, x2, y2) =
+                            (cx - side(0), cy - side(1), cx + side(2), cy + side(3));
+                        let st = stride as f64;
+                        let mut want = vec![
+                            (x1 + x2) / 2.0 * st,
+                            (y1 + y2) / 2.0 * st,
+                            (x2 - x1) * st,
+                            (y2 - y1) * st,
+                        ];
+                        want.extend(
+                            px[4 * reg_max..]
+                                .iter()
+                                .map(|&v| 1.0 / (1.0 + (-(v as f64)).exp())),
+                        );
+                        for (r, &e) in want.iter().enumerate() {
+                            let g = out[r * a_total + a + i] as f64;
+                            assert!(
+                                (g - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                                "{level:?} reg_max {reg_max} nc {nc}: row {r} anchor {} = {g}, want {e}",
+                                a + i
+                            );
+                        }
+                    }
+                    a += h * w;
+                }
             }
         }
     }
