@@ -88,9 +88,10 @@ pub fn attention(level: Level, shape: AttentionShape, src: Src, dst: Dst, parall
     }
 }
 
-simd_kernel!(fn head_on = head_rows(job: &HeadJob, i0: usize, i1: usize));
+simd_kernel!(fn head_on = head_rows::<MR>(job: &HeadJob, i0: usize, i1: usize));
 
-/// Query pixels `i0..i1` of one head.
+/// Query pixels `i0..i1` of one head, `QB` at a time (4 with 32 vector registers, 2 with 16: each key and
+/// value vector loaded feeds that many queries' multiply-adds, which one query at a time left load-bound).
 ///
 /// # Safety
 /// Compiled with `I`'s target features; `src` holds `heads * (2 * key_dim + head_dim)` channels per pixel and
@@ -98,7 +99,21 @@ simd_kernel!(fn head_on = head_rows(job: &HeadJob, i0: usize, i1: usize));
 /// of `BLOCK * LANES`) and `v` `n` rows of `hd_pad` values (a multiple of `LANES`); no other thread writes
 /// these pixels.
 #[inline(always)]
-unsafe fn head_rows<I: Isa>(job: &HeadJob, i0: usize, i1: usize) {
+unsafe fn head_rows<I: Isa, const MR: usize>(job: &HeadJob, i0: usize, i1: usize) {
+    if MR >= 8 {
+        head_blocks::<I, 4>(job, i0, i1)
+    } else {
+        head_blocks::<I, 2>(job, i0, i1)
+    }
+}
+
+/// [`head_rows`] with `QB` queries a block.
+///
+/// # Safety
+/// As [`head_rows`].
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn head_blocks<I: Isa, const QB: usize>(job: &HeadJob, i0: usize, i1: usize) {
     let AttentionShape {
         key_dim: kd,
         head_dim: hd,
@@ -109,91 +124,137 @@ unsafe fn head_rows<I: Isa>(job: &HeadJob, i0: usize, i1: usize) {
     let l = I::LANES;
     let scale = I::splat((kd as f32).powf(-0.5));
     let base = job.head * (2 * kd + hd);
-    let mut logits = vec![0.0f32; n_pad];
-    let mut y = vec![0.0f32; hd_pad];
-    for i in i0..i1 {
-        let q = src.ptr.add(i * src.stride + base);
+    // Each query's logits, then its softmax numerators: `[QB][n_pad]`.
+    let mut logits = vec![0.0f32; QB * n_pad];
+    let lp = logits.as_mut_ptr();
+    let mut y = vec![0.0f32; QB * hd_pad];
+    let mut i = i0;
+    while i < i1 {
+        let nq = (i1 - i).min(QB);
+        // Queries past the end repeat the last; their results are not stored.
+        let mut q = [src.ptr; QB];
+        for (b, qb) in q.iter_mut().enumerate() {
+            *qb = src.ptr.add((i + b.min(nq - 1)) * src.stride + base);
+        }
         // logits = (q . k_j) * scale, as PyTorch's `(q^T k) * scale`.
         for j in (0..n_pad).step_by(BLOCK * l) {
-            let mut acc = [I::zero(); BLOCK];
+            let mut acc = [[I::zero(); BLOCK]; QB];
             for d in 0..kd {
-                let qd = I::splat(*q.add(d));
                 let row = job.kt.as_ptr().add(d * n_pad + j);
-                for (b, a) in acc.iter_mut().enumerate() {
-                    *a = I::fma(qd, I::load(row.add(b * l)), *a);
+                let mut kv = [I::zero(); BLOCK];
+                for (b, k) in kv.iter_mut().enumerate() {
+                    *k = I::load(row.add(b * l));
+                }
+                for qb in 0..QB {
+                    let qd = I::splat(*q[qb].add(d));
+                    for b in 0..BLOCK {
+                        acc[qb][b] = I::fma(qd, kv[b], acc[qb][b]);
+                    }
                 }
             }
-            for (b, a) in acc.iter().enumerate() {
-                I::store(logits.as_mut_ptr().add(j + b * l), I::mul(*a, scale));
+            for qb in 0..QB {
+                for b in 0..BLOCK {
+                    I::store(lp.add(qb * n_pad + j + b * l), I::mul(acc[qb][b], scale));
+                }
             }
         }
         // Softmax over the n real pixels, as PyTorch: exp(x - max) / sum.
-        let whole = n - n % l;
-        let lp = logits.as_mut_ptr();
-        let mut mv = I::splat(f32::NEG_INFINITY);
-        for j in (0..whole).step_by(l) {
-            mv = I::max(mv, I::load(lp.add(j)));
+        let mut sums = [0.0f32; QB];
+        for (qb, sum) in sums.iter_mut().enumerate() {
+            *sum = softmax_numerators::<I>(std::slice::from_raw_parts_mut(lp.add(qb * n_pad), n));
         }
-        let mut lanes = [0.0f32; 16];
-        I::store(lanes.as_mut_ptr(), mv);
-        let m = lanes[..l]
-            .iter()
-            .chain(&logits[whole..n])
-            .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let (mv, mut sv) = (I::splat(m), I::zero());
-        for j in (0..whole).step_by(l) {
-            let e = I::exp(I::sub(I::load(lp.add(j)), mv));
-            I::store(lp.add(j), e);
-            sv = I::add(sv, e);
-        }
-        I::store(lanes.as_mut_ptr(), sv);
-        let mut sum: f32 = lanes[..l].iter().sum();
-        for z in &mut logits[whole..n] {
-            *z = (*z - m).exp();
-            sum += *z;
-        }
-        // The weighted sum of values, up to four vectors of channels held in registers across all pixels.
+        // The weighted sums of values, up to four vectors of channels per query held in registers across
+        // all pixels.
         let mut d0 = 0;
         while d0 < hd_pad {
             match (hd_pad - d0) / l {
-                1 => weighted::<I, 1>(&logits[..n], job.v, hd_pad, d0, &mut y),
-                2 => weighted::<I, 2>(&logits[..n], job.v, hd_pad, d0, &mut y),
-                3 => weighted::<I, 3>(&logits[..n], job.v, hd_pad, d0, &mut y),
-                _ => weighted::<I, 4>(&logits[..n], job.v, hd_pad, d0, &mut y),
+                1 => weighted::<I, 1, QB>(lp, n, n_pad, job.v, hd_pad, d0, &mut y),
+                2 => weighted::<I, 2, QB>(lp, n, n_pad, job.v, hd_pad, d0, &mut y),
+                3 => weighted::<I, 3, QB>(lp, n, n_pad, job.v, hd_pad, d0, &mut y),
+                _ => weighted::<I, 4, QB>(lp, n, n_pad, job.v, hd_pad, d0, &mut y),
             }
             d0 += 4 * l;
         }
-        let out = dst.ptr.add(i * dst.stride + job.head * hd);
-        for (d, &yd) in y[..hd].iter().enumerate() {
-            *out.add(d) = yd / sum;
+        for qb in 0..nq {
+            let out = dst.ptr.add((i + qb) * dst.stride + job.head * hd);
+            for (d, &yd) in y[qb * hd_pad..qb * hd_pad + hd].iter().enumerate() {
+                *out.add(d) = yd / sums[qb];
+            }
         }
+        i += nq;
     }
 }
 
-/// `y[d0 .. d0 + NV * LANES] = sum_j p[j] * v[j][d0 ..]`.
+/// Replaces `x` with `exp(x - max(x))` and returns their sum.
 ///
 /// # Safety
-/// Compiled with `I`'s target features; `v` holds `p.len()` rows of `stride` floats and `d0 + NV * LANES <=
-/// stride <= y.len()`.
+/// Compiled with `I`'s target features.
 #[inline(always)]
-unsafe fn weighted<I: Isa, const NV: usize>(
-    p: &[f32],
+unsafe fn softmax_numerators<I: Isa>(x: &mut [f32]) -> f32 {
+    let (n, l) = (x.len(), I::LANES);
+    let whole = n - n % l;
+    let xp = x.as_mut_ptr();
+    let mut mv = I::splat(f32::NEG_INFINITY);
+    for j in (0..whole).step_by(l) {
+        mv = I::max(mv, I::load(xp.add(j)));
+    }
+    let mut lanes = [0.0f32; 16];
+    I::store(lanes.as_mut_ptr(), mv);
+    let m = lanes[..l]
+        .iter()
+        .chain(&x[whole..])
+        .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let (mv, mut sv) = (I::splat(m), I::zero());
+    for j in (0..whole).step_by(l) {
+        let e = I::exp(I::sub(I::load(xp.add(j)), mv));
+        I::store(xp.add(j), e);
+        sv = I::add(sv, e);
+    }
+    I::store(lanes.as_mut_ptr(), sv);
+    let mut sum: f32 = lanes[..l].iter().sum();
+    for z in &mut x[whole..] {
+        *z = (*z - m).exp();
+        sum += *z;
+    }
+    sum
+}
+
+/// `y[q][d0 .. d0 + NV * LANES] = sum_j p[q][j] * v[j][d0 ..]` for the `QB` queries, `p[q]` the `n` values at
+/// `p + q * p_stride` and `y[q]` at `q * stride` in `y`.
+///
+/// # Safety
+/// Compiled with `I`'s target features; `p` holds `QB` rows of `p_stride >= n` floats, `v` holds `n` rows of
+/// `stride` floats, `d0 + NV * LANES <= stride` and `y` holds `QB * stride`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn weighted<I: Isa, const NV: usize, const QB: usize>(
+    p: *const f32,
+    n: usize,
+    p_stride: usize,
     v: &[f32],
     stride: usize,
     d0: usize,
     y: &mut [f32],
 ) {
     let l = I::LANES;
-    let mut acc = [I::zero(); NV];
+    let mut acc = [[I::zero(); NV]; QB];
     let mut vp = v.as_ptr().add(d0);
-    for &pj in p {
-        let pv = I::splat(pj);
-        for (c, a) in acc.iter_mut().enumerate() {
-            *a = I::fma(pv, I::load(vp.add(c * l)), *a);
+    for j in 0..n {
+        let mut vv = [I::zero(); NV];
+        for (c, x) in vv.iter_mut().enumerate() {
+            *x = I::load(vp.add(c * l));
+        }
+        for qb in 0..QB {
+            let pv = I::splat(*p.add(qb * p_stride + j));
+            for c in 0..NV {
+                acc[qb][c] = I::fma(pv, vv[c], acc[qb][c]);
+            }
         }
         vp = vp.add(stride);
     }
-    for (c, a) in acc.iter().enumerate() {
-        I::store(y.as_mut_ptr().add(d0 + c * l), *a);
+    for qb in 0..QB {
+        for c in 0..NV {
+            I::store(y.as_mut_ptr().add(qb * stride + d0 + c * l), acc[qb][c]);
+        }
     }
 }

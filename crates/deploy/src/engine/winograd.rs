@@ -22,6 +22,11 @@ pub struct Winograd {
     m: usize,
 }
 
+thread_local! {
+    /// Each thread's block buffers ([`run_blocks`]).
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Zero bias for the GEMM stage (the real bias is added after the output transform); NV <= 3 vectors of 16.
 static ZERO_BIAS: [f32; 48] = [0.0; 48];
 
@@ -312,9 +317,15 @@ unsafe fn run_blocks<I: Isa, F: Tile, const MR: usize>(job: &BlockJob, b0: usize
     let cin = g.cin;
     let tw = dst.w.div_ceil(fm);
     let tiles = dst.h.div_ceil(fm) * tw;
-    // Transformed inputs of one block, [T*T][MR][cin]; products, [T*T][MR][NR].
-    let mut v = vec![0.0f32; tt * MR * cin];
-    let mut m = vec![0.0f32; tt * MR * 48];
+    // Transformed inputs of one block, [T*T][MR][cin]; products, [T*T][MR][NR]: this thread's scratch, kept
+    // between calls (fresh zeroed buffers of up to 300 KB a chunk cost page faults and a memset each time).
+    // Every value is written before it is read.
+    let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let need = tt * MR * (cin + 48);
+    if scratch.len() < need {
+        scratch.resize(need, 0.0);
+    }
+    let (v, m) = scratch.split_at_mut(tt * MR * cin);
     for blk in b0..b1 {
         let t0 = blk * MR;
         let valid = (tiles - t0).min(MR);
@@ -433,4 +444,5 @@ unsafe fn run_blocks<I: Isa, F: Tile, const MR: usize>(job: &BlockJob, b0: usize
             }
         }
     }
+    SCRATCH.with(|s| *s.borrow_mut() = scratch);
 }
