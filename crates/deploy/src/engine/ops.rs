@@ -321,7 +321,13 @@ unsafe fn decode_anchors<I: Isa>(job: &Decode, i0: usize, i1: usize) {
             ax[j] = (i % job.w) as f32 + 0.5;
             ay[j] = (i / job.w) as f32 + 0.5;
         }
-        for c in 0..ch {
+        // A whole block's channels a square of LANES at a time; a partial block's and the channels past the
+        // last square one value at a time.
+        let squares = if nb == l { ch / l } else { 0 };
+        for sq in 0..squares {
+            I::transpose(px[0].add(sq * l), ch, bp.add(sq * l * l));
+        }
+        for c in squares * l..ch {
             // Opaque to the compiler, which would otherwise vectorize over channels into scatter stores
             // (slower on Zen 4 than these scalar copies).
             let c = std::hint::black_box(c);

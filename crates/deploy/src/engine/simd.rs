@@ -123,6 +123,22 @@ pub trait Isa: Copy {
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
     /// The larger of `cur` and `new`, NaN where either is NaN (PyTorch's max pooling).
     unsafe fn max_keep_nan(cur: Self::V, new: Self::V) -> Self::V;
+
+    /// Transposes a `LANES x LANES` square: row `r` (the `LANES` floats at `rows + r * stride`) becomes
+    /// column `r` of `out` (`LANES` rows of `LANES` floats). One value at a time unless an ISA shuffles.
+    ///
+    /// # Safety
+    /// As the trait; `rows` is valid for `LANES` rows of `LANES` floats `stride` apart, `out` for
+    /// `LANES * LANES` floats.
+    #[inline(always)]
+    unsafe fn transpose(rows: *const f32, stride: usize, out: *mut f32) {
+        let l = Self::LANES;
+        for r in 0..l {
+            for c in 0..l {
+                *out.add(c * l + r) = *rows.add(r * stride + c);
+            }
+        }
+    }
     /// `1 / a`: the hardware estimate refined by one Newton step (a division costs several times more).
     unsafe fn recip(a: Self::V) -> Self::V;
     /// `2^n` for `t = n + EXP_MAGIC` with integral `n + 127` in [1, 254]: `t`'s low mantissa bits moved
@@ -135,9 +151,9 @@ pub trait Isa: Copy {
         Self::exp_n([x])[0]
     }
 
-    /// `exp` of `N` vectors: Cephes' single-precision polynomial (about 1 ulp on the clamped range), its
-    /// constants as Cephes writes them. Each step is applied to all `N` before the next, so the `N`
-    /// dependency chains (about 20 operations deep) sit side by side and the core overlaps them.
+    /// `exp` of `N` vectors (about 1 ulp on the clamped range): Cephes' range reduction, then [`EXP_POLY`].
+    /// Each step is applied to all `N` before the next, so the `N` dependency chains (about 14 operations
+    /// deep) sit side by side and the core overlaps them.
     #[inline(always)]
     unsafe fn exp_n<const N: usize>(x: [Self::V; N]) -> [Self::V; N] {
         Self::exp_signed_n::<N, false>(x)
@@ -173,28 +189,23 @@ pub trait Isa: Copy {
         for i in 0..N {
             r[i] = Self::fma(n[i], Self::splat(sign * 2.121_944_4e-4), r[i]);
         }
-        let mut p = [Self::splat(sign * 1.987_569_1e-4); N];
-        for (k, c) in [
-            1.398_199_9e-3,
-            8.333_452e-3,
-            4.166_579_6e-2,
-            1.666_666_5e-1,
-            0.5,
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            // Coefficient k + 1 multiplies r^(4 - k) in p(r): odd powers change sign at -r.
-            let c = if NEG && k % 2 == 1 { -c } else { c };
+        // e^r on |r| <= ln 2 / 2 by a degree-6 polynomial (1 + r + ... + c6 r^6, minimax for the relative
+        // error, fitted in float64 and checked with float32 arithmetic: about 1 ulp, as Cephes' degree 7, one
+        // multiply-add fewer). With `NEG`, r^k's coefficient changes sign for odd k.
+        let mut p = [Self::splat(EXP_POLY[5]); N];
+        for k in (0..5).rev() {
+            let c = if NEG && k % 2 == 0 {
+                -EXP_POLY[k]
+            } else {
+                EXP_POLY[k]
+            };
             for i in 0..N {
                 p[i] = Self::fma(p[i], r[i], Self::splat(c));
             }
         }
         let mut out = [Self::zero(); N];
         for i in 0..N {
-            // e^r = 1 + r + r^2 p(r), by Horner.
-            let q = Self::fma(p[i], r[i], Self::splat(sign));
-            let e = Self::fma(q, r[i], Self::splat(1.0));
+            let e = Self::fma(p[i], r[i], Self::splat(1.0));
             out[i] = Self::scale_pow2(e, t[i], n[i]);
         }
         out
@@ -256,6 +267,17 @@ pub trait Isa: Copy {
     }
 }
 
+/// `c1..c6` of `exp(r) ~ 1 + c1 r + ... + c6 r^6` on `|r| <= ln 2 / 2` (`scripts/fit_exp_poly.py`).
+#[allow(clippy::excessive_precision)]
+pub const EXP_POLY: [f32; 6] = [
+    1.0,
+    0.499_999_94,
+    0.166_664_76,
+    0.041_667_49,
+    0.008_372_927,
+    0.001_388_582_4,
+];
+
 /// `1.5 * 2^23 + 127`: floats near it are integers, and its mantissa's low bits are the exponent bias.
 pub const EXP_MAGIC: f32 = 12_583_039.0;
 
@@ -310,6 +332,45 @@ impl Isa for Avx512 {
     #[inline(always)]
     unsafe fn max(a: __m512, b: __m512) -> __m512 {
         _mm512_max_ps(a, b)
+    }
+    /// Three rounds of shuffles: 32-bit pairs, 64-bit pairs, then 128-bit lanes (twice).
+    #[inline(always)]
+    unsafe fn transpose(rows: *const f32, stride: usize, out: *mut f32) {
+        // No closures: they are not compiled with the caller's target features, so intrinsics in them
+        // would not inline.
+        let mut r = [_mm512_setzero_ps(); 16];
+        for (i, v) in r.iter_mut().enumerate() {
+            *v = _mm512_loadu_ps(rows.add(i * stride));
+        }
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        // u[4g + j]: lane k holds column 4k + j of rows 4g..4g + 4.
+        let mut u = [_mm512_setzero_ps(); 16];
+        for g in 0..4 {
+            let t0 = _mm512_castps_pd(t[4 * g]);
+            let t1 = _mm512_castps_pd(t[4 * g + 1]);
+            let t2 = _mm512_castps_pd(t[4 * g + 2]);
+            let t3 = _mm512_castps_pd(t[4 * g + 3]);
+            u[4 * g] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+            u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+            u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+            u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+        }
+        for j in 0..4 {
+            let v_even = _mm512_shuffle_f32x4::<0x88>(u[j], u[4 + j]);
+            let v_odd = _mm512_shuffle_f32x4::<0xDD>(u[j], u[4 + j]);
+            let w_even = _mm512_shuffle_f32x4::<0x88>(u[8 + j], u[12 + j]);
+            let w_odd = _mm512_shuffle_f32x4::<0xDD>(u[8 + j], u[12 + j]);
+            // Output row 4k + j.
+            let o = out.add(j * 16);
+            _mm512_storeu_ps(o, _mm512_shuffle_f32x4::<0x88>(v_even, w_even));
+            _mm512_storeu_ps(o.add(64), _mm512_shuffle_f32x4::<0x88>(v_odd, w_odd));
+            _mm512_storeu_ps(o.add(128), _mm512_shuffle_f32x4::<0xDD>(v_even, w_even));
+            _mm512_storeu_ps(o.add(192), _mm512_shuffle_f32x4::<0xDD>(v_odd, w_odd));
+        }
     }
     #[inline(always)]
     unsafe fn max_keep_nan(cur: __m512, new: __m512) -> __m512 {
