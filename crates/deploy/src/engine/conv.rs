@@ -84,7 +84,7 @@ impl PackedConv {
             "Winograd takes 3x3 stride-1 padding-1 convolutions"
         );
         // At most 8 output channels would fill half of every AVX-512 vector: AVX2's 8 lanes carry them whole
-        // (the same multiply-adds a cycle on Zen 4; yolo11n's 16 -> 8 3x3 at 160x160: 0.45 -> 0.32 ms).
+        // (the same multiply-adds a cycle on Zen 4; yolo11n's 16 -> 8 3x3 at 160x160: 0.44 -> 0.31 ms).
         let level = match level {
             Level::Avx512 if cout <= 8 && Level::available().contains(&Level::Avx2) => Level::Avx2,
             l => l,

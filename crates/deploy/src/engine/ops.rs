@@ -130,15 +130,22 @@ unsafe fn pool_rows_with<T: Copy, M: MaxRun<T>>(pool: &Pool<T>, y0: usize, y1: u
         let hi = (o * s + k).saturating_sub(p).min(n);
         lo..hi
     };
-    if y0 >= y1 || src.w == 0 || c == 0 {
+    if y0 >= y1 || dst.w == 0 || c == 0 {
         return;
     }
+    // Every window holds a pixel of the map (PyTorch pads at most half a kernel), so each value of the row of
+    // maxima is written before it is read: the first windows end past 0 when k > p, and window starts only
+    // grow, so the last ones decide the rest.
+    assert!(
+        k > p && window(y1 - 1, src.h).start < src.h && window(dst.w - 1, src.w).start < src.w,
+        "max pool {k}x{k}/{s} pad {p}: a window outside the {}x{} map",
+        src.h,
+        src.w
+    );
     let mut vrow: Vec<T> = Vec::with_capacity(src.w * c);
     let vp = vrow.as_mut_ptr();
     for oy in y0..y1 {
-        let rows = window(oy, src.h);
-        debug_assert!(!rows.is_empty());
-        for (i, iy) in rows.enumerate() {
+        for (i, iy) in window(oy, src.h).enumerate() {
             for ix in 0..src.w {
                 let from = src.ptr.add((iy * src.w + ix) * src.stride);
                 if i == 0 {
@@ -151,7 +158,6 @@ unsafe fn pool_rows_with<T: Copy, M: MaxRun<T>>(pool: &Pool<T>, y0: usize, y1: u
         for ox in 0..dst.w {
             let out = dst.ptr.add((oy * dst.w + ox) * dst.stride);
             let cols = window(ox, src.w);
-            debug_assert!(!cols.is_empty());
             std::ptr::copy_nonoverlapping(vp.add(cols.start * c), out, c);
             for ix in cols.start + 1..cols.end {
                 M::max_run(out, vp.add(ix * c), c);
